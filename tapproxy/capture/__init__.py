@@ -1,0 +1,38 @@
+"""Capture records and the `.tap` file format: the one reader API every part uses."""
+
+from tapproxy.capture.format import CaptureReader, CaptureWriter, new_header, open_capture
+from tapproxy.capture.model import (
+    ErrorInfo,
+    Exchange,
+    Headers,
+    Party,
+    Record,
+    Request,
+    Response,
+    SessionHeader,
+    TestCase,
+    Timing,
+    WebSocketEnd,
+    WebSocketMessage,
+)
+from tapproxy.errors import CaptureError
+
+__all__ = [
+    "CaptureError",
+    "CaptureReader",
+    "CaptureWriter",
+    "ErrorInfo",
+    "Exchange",
+    "Headers",
+    "Party",
+    "Record",
+    "Request",
+    "Response",
+    "SessionHeader",
+    "TestCase",
+    "Timing",
+    "WebSocketEnd",
+    "WebSocketMessage",
+    "new_header",
+    "open_capture",
+]

@@ -1,0 +1,242 @@
+"""The capture records: plain, frozen, typed values with no I/O.
+
+Every analysis reads these; only `capture.format` turns them into bytes and back.
+Times are integers of nanoseconds since the Unix epoch (wall clock, as mitmproxy
+stamps them), so phases subtract exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from tapproxy.capture.encoding import decode_body
+
+__all__ = [
+    "ErrorInfo",
+    "Exchange",
+    "Headers",
+    "Party",
+    "Record",
+    "Request",
+    "Response",
+    "SessionHeader",
+    "TestCase",
+    "Timing",
+    "WebSocketEnd",
+    "WebSocketMessage",
+]
+
+#: Error kinds an exchange can fail with; `other` keeps mitmproxy's message.
+ERROR_KINDS = ("refused", "reset", "timeout", "tls", "dns", "protocol", "client_closed", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Header fields in wire order; names and values decoded as UTF-8 (surrogateescape)."""
+
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of `name` (case-insensitive), or `default`."""
+        lname = name.lower()
+        for k, v in self.fields:
+            if k.lower() == lname:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for k, v in self.fields if k.lower() == lname]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+class _Message:
+    """What requests and responses share: headers, a raw body and its decoded views."""
+
+    __slots__ = ()
+    headers: Headers
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+    def decoded_body(self) -> bytes:
+        """The body with its Content-Encoding undone (raises CaptureError if corrupt)."""
+        return decode_body(self.body, self.headers.get("content-encoding"))
+
+    def text(self) -> str:
+        return self.decoded_body().decode("utf-8", "replace")
+
+    def json(self) -> object:
+        """The decoded body parsed as JSON (ValueError if it is not JSON)."""
+        return json.loads(self.decoded_body())
+
+
+@dataclass(frozen=True, slots=True)
+class Request(_Message):
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str  # origin-form target, query included
+    http_version: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    @property
+    def url(self) -> str:
+        default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(self.scheme)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        netloc = host if self.port == default else f"{host}:{self.port}"
+        return f"{self.scheme}://{netloc}{self.path}"
+
+    @property
+    def path_only(self) -> str:
+        return urlsplit(self.path).path
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.path).query
+
+
+@dataclass(frozen=True, slots=True)
+class Response(_Message):
+    status: int
+    reason: str
+    http_version: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Every phase mitmproxy stamps, as epoch nanoseconds; None where it did not happen.
+
+    Client/server connection phases predate the request on a reused connection.
+    """
+
+    request_start: int
+    request_end: int | None = None
+    response_start: int | None = None
+    response_end: int | None = None
+    client_conn_start: int | None = None
+    client_tls_done: int | None = None
+    server_conn_start: int | None = None
+    server_tcp_done: int | None = None
+    server_tls_done: int | None = None
+    error_at: int | None = None
+
+    @property
+    def end(self) -> int:
+        """When the exchange was over: response end, else the error, else the request end."""
+        for t in (self.response_end, self.error_at, self.response_start, self.request_end):
+            if t is not None:
+                return t
+        return self.request_start
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end - self.request_start)
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """One side of an exchange and how it was named.
+
+    source: for callers `proxy-auth`, `header` or `peer`; for callees `reverse`,
+    `service-map` or `host`. A `peer` name is only an address: unknown stays visible.
+    """
+
+    name: str
+    source: str
+    address: str | None = None  # "host:port" as seen on the wire
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    kind: str  # one of ERROR_KINDS
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request and what became of it: a response, an error, or both (cut mid-body)."""
+
+    id: str
+    caller: Party
+    callee: Party
+    request: Request
+    timing: Timing
+    response: Response | None = None
+    error: ErrorInfo | None = None
+    test: str | None = None
+    test_source: str | None = None  # `header`, `control`, or `ambiguous` (several open)
+    route: str | None = None  # route template where known, e.g. /orders/{id}
+    streamed: bool = False  # the response body was passed through as it arrived
+    websocket: bool = False  # a WebSocket handshake; messages follow as their own records
+    redacted: tuple[str, ...] = ()  # what was masked, e.g. "request.header:authorization"
+
+    @property
+    def failed(self) -> bool:
+        """A transport error or a 5xx status."""
+        return self.error is not None or (self.response is not None and self.response.status >= 500)
+
+    @property
+    def status(self) -> int | None:
+        return self.response.status if self.response else None
+
+
+@dataclass(frozen=True, slots=True)
+class TestCase:
+    """A test case opened and closed through the control API; outcome None if never closed."""
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    started: int
+    ended: int | None = None
+    outcome: str | None = None  # passed | failed | skipped | error | free text
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketMessage:
+    exchange_id: str
+    from_client: bool
+    is_text: bool
+    content: bytes
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketEnd:
+    exchange_id: str
+    timestamp: int
+    close_code: int | None = None
+    close_reason: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHeader:
+    """The first record of every capture."""
+
+    version: int
+    minor: int
+    created: int
+    tool: str
+    meta: dict[str, object] = field(default_factory=dict)  # listen address, modes, services
+
+
+type Record = Exchange | TestCase | WebSocketMessage | WebSocketEnd

@@ -1,0 +1,22 @@
+"""The exception hierarchy: one class per part, all deriving from TapproxyError.
+
+The CLI turns any TapproxyError into one line on stderr and exit code 2.
+"""
+
+__all__ = ["CaptureError", "ProxyError", "TapproxyError", "UsageError"]
+
+
+class TapproxyError(Exception):
+    """Base of every error tapproxy reports to a user."""
+
+
+class CaptureError(TapproxyError):
+    """A capture file cannot be read or written (names the file and the record)."""
+
+
+class ProxyError(TapproxyError):
+    """The recording proxy cannot start or run as asked (bad spec, port in use)."""
+
+
+class UsageError(TapproxyError):
+    """A command-line value is malformed."""
