@@ -1,0 +1,142 @@
+"""Masking credentials in records before they are written.
+
+Runs on the writer thread (never on the proxy's event loop). A masked header keeps
+its name; its value becomes MASK. JSON bodies are masked by path and re-encoded
+with their original Content-Encoding, so the stored body stays a valid body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+from tapproxy.capture.encoding import decode_body, encode_body
+from tapproxy.capture.model import Exchange, Headers, Record
+from tapproxy.errors import CaptureError, UsageError
+
+__all__ = ["DEFAULT_HEADERS", "MASK", "Redactor", "parse_json_path"]
+
+MASK = "<redacted>"
+DEFAULT_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+     "apikey", "x-auth-token", "x-access-token", "x-csrf-token", "x-xsrf-token",
+     "x-amz-security-token"}
+)
+# Names that carry a credential by the look of them (x-goog-api-key, x-session-token, …).
+_CREDENTIAL_LIKE = re.compile(
+    r"(^|[-_])(api[-_]?key|access[-_]?key|secret|token|password|passwd|session[-_]?id)($|[-_])",
+    re.IGNORECASE,
+)
+_SEGMENT = re.compile(r"\.\.|\.([A-Za-z_$][\w$-]*|\*)|\[(\*|\d+|'[^']*'|\"[^\"]*\")\]")
+
+
+def parse_json_path(path: str) -> tuple[str | int, ...]:
+    """`$.a.b`, `$.items[*].card`, `$..token`, `$['odd key']` → segments ('..' = any depth)."""
+    p = path.strip()
+    if not p.startswith("$"):
+        p = "$." + p
+    segments: list[str | int] = []
+    pos = 1
+    while pos < len(p):
+        m = _SEGMENT.match(p, pos)
+        if m is None:
+            raise UsageError(f"bad --redact-json path {path!r} at {p[pos:]!r}: "
+                             "expected .name, [*], [N], ['name'] or ..name")
+        token = m.group(0)
+        if token == "..":
+            segments.append("..")
+        elif m.group(1) is not None:
+            segments.append(m.group(1))
+        else:
+            inner = m.group(2)
+            segments.append("*" if inner == "*" else int(inner) if inner.isdigit() else inner[1:-1])
+        pos = m.end()
+    if not segments or segments[-1] == "..":
+        raise UsageError(f"bad --redact-json path {path!r}: it names no field")
+    return tuple(segments)
+
+
+def _mask_path(node: object, path: tuple[str | int, ...]) -> bool:
+    """Mask in place what `path` names under `node`; True if anything was masked."""
+    if not path:
+        return False
+    head, rest = path[0], path[1:]
+    if head == "..":
+        hit = _mask_path(node, rest)
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            hit |= _mask_path(child, path)
+        return hit
+    if isinstance(node, dict):
+        keys = list(node) if head == "*" else [head] if head in node else []
+    elif isinstance(node, list):
+        if head == "*":
+            keys = range(len(node))
+        elif isinstance(head, int) and head < len(node):
+            keys = [head]
+        else:
+            keys = []
+    else:
+        return False
+    hit = False
+    for k in keys:
+        if rest:
+            hit |= _mask_path(node[k], rest)
+        else:
+            node[k] = MASK
+            hit = True
+    return hit
+
+
+class Redactor:
+    """A record transform masking credential headers and JSON fields."""
+
+    def __init__(self, extra_headers: tuple[str, ...] = (), json_paths: tuple[str, ...] = ()):
+        self._headers = DEFAULT_HEADERS | {h.lower() for h in extra_headers}
+        self._paths = [(p, parse_json_path(p)) for p in json_paths]
+
+    def _is_secret(self, name: str) -> bool:
+        lname = name.lower()
+        return lname in self._headers or bool(_CREDENTIAL_LIKE.search(lname))
+
+    def _headers_of(self, h: Headers, side: str, log: list[str]) -> Headers:
+        if not any(self._is_secret(k) for k, _ in h.fields):
+            return h
+        out = []
+        for k, v in h.fields:
+            if self._is_secret(k):
+                log.append(f"{side}.header:{k.lower()}")
+                v = MASK
+            out.append((k, v))
+        return Headers(tuple(out))
+
+    def _body_of(self, msg, side: str, log: list[str]) -> bytes:
+        if not self._paths or not msg.body or "json" not in msg.content_type:
+            return msg.body
+        encoding = msg.headers.get("content-encoding")
+        try:
+            doc = json.loads(decode_body(msg.body, encoding))
+        except (ValueError, CaptureError):
+            return msg.body  # not JSON after all: nothing to mask by path
+        hits = [p for p, segs in self._paths if _mask_path(doc, segs)]
+        if not hits:
+            return msg.body
+        log.extend(f"{side}.json:{p}" for p in hits)
+        return encode_body(json.dumps(doc, separators=(",", ":")).encode(), encoding)
+
+    def __call__(self, record: Record) -> Record:
+        if not isinstance(record, Exchange):
+            return record
+        log: list[str] = []
+        q = record.request
+        q = dataclasses.replace(q, headers=self._headers_of(q.headers, "request", log),
+                                body=self._body_of(q, "request", log))
+        r = record.response
+        if r is not None:
+            r = dataclasses.replace(r, headers=self._headers_of(r.headers, "response", log),
+                                    body=self._body_of(r, "response", log))
+        if not log:
+            return record
+        return dataclasses.replace(record, request=q, response=r,
+                                   redacted=(*record.redacted, *log))

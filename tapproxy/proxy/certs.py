@@ -1,0 +1,41 @@
+"""The interception CA, and the environment a client needs to go through the proxy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tapproxy.errors import ProxyError
+from tapproxy.proxy.options import Address
+
+__all__ = ["ca_cert_path", "env_exports"]
+
+
+def ca_cert_path(confdir: Path) -> Path:
+    """mitmproxy's CA certificate (PEM) in `confdir`, created on first use."""
+    from mitmproxy.certs import CertStore
+
+    try:
+        confdir.mkdir(parents=True, exist_ok=True)
+        CertStore.from_store(str(confdir), "mitmproxy", 2048)
+    except OSError as e:
+        raise ProxyError(f"{confdir}: cannot create the proxy's CA there: {e.strerror}") from e
+    return confdir / "mitmproxy-ca-cert.pem"
+
+
+def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> dict[str, str]:
+    """Variables that send a process's HTTP(S) through the proxy and make it trust the CA.
+
+    Both spellings of the proxy variables: curl reads only lower-case `http_proxy`.
+    NO_PROXY is set empty so an inherited one (often `localhost`) cannot bypass the tap.
+    """
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "::") else listen.host
+    user = f"{caller}@" if caller else ""
+    proxy = f"http://{user}{Address(host, listen.port)}"
+    ca = str(ca_cert_path(confdir))
+    env = {}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        env[name] = env[name.lower()] = proxy
+    env["NO_PROXY"] = env["no_proxy"] = ""
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"):
+        env[name] = ca
+    return env

@@ -1,0 +1,110 @@
+"""mitmproxy flows to capture records: used live by the recorder and by `tapproxy import`."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from tapproxy.capture.model import (
+    ErrorInfo,
+    Exchange,
+    Headers,
+    Party,
+    Request,
+    Response,
+    Timing,
+)
+
+__all__ = ["classify_error", "exchange_from_flow"]
+
+_SE = "surrogateescape"
+
+
+def _ns(t: float | None) -> int | None:
+    return None if t is None else int(t * 1_000_000_000)
+
+
+def _headers(h: http.Headers) -> Headers:
+    return Headers(tuple((k.decode("utf-8", _SE), v.decode("utf-8", _SE)) for k, v in h.fields))
+
+
+# mitmproxy reports failures as free text (OSError strings, h11/h2 messages); the
+# recognisable fragments below were observed in tests/proxy/test_errors.py.
+_ERROR_PATTERNS = (
+    ("tls", ("tls", "ssl", "certificate", "handshake")),
+    ("refused", ("connection refused", "connect call failed", "errno 111", "refused")),
+    ("timeout", ("timed out", "timeout")),
+    ("dns", ("name or service not known", "nodename nor servname", "name resolution",
+             "getaddrinfo", "no address")),
+    ("reset", ("connection reset", "errno 104", "broken pipe", "server disconnected",
+               "peer closed connection", "connection closed", "without sending complete message")),
+    ("client_closed", ("client disconnected", "client closed")),
+    ("protocol", ("protocol", "malformed", "invalid", "bad request")),
+)
+
+
+def classify_error(message: str) -> str:
+    """The error kind (refused, reset, timeout, tls, …) for mitmproxy's error message."""
+    m = message.lower()
+    for kind, needles in _ERROR_PATTERNS:
+        if any(n in m for n in needles):
+            return kind
+    return "other"
+
+
+def exchange_from_flow(
+    flow: http.HTTPFlow,
+    caller: Party,
+    callee: Party,
+    test: str | None = None,
+    test_source: str | None = None,
+) -> Exchange:
+    """The record of a finished (or failed) flow; bodies are kept raw, as on the wire."""
+    q = flow.request
+    r = flow.response
+    cc, sc = flow.client_conn, flow.server_conn
+    # A response cut short (stream broken mid-body) may exist alongside an error.
+    response = None
+    if r is not None:
+        response = Response(
+            status=r.status_code,
+            reason=r.reason,
+            http_version=r.http_version,
+            headers=_headers(r.headers),
+            body=r.raw_content or b"",
+        )
+    error = None
+    if flow.error is not None:
+        error = ErrorInfo(classify_error(flow.error.msg), flow.error.msg)
+    return Exchange(
+        id=flow.id,
+        caller=caller,
+        callee=callee,
+        request=Request(
+            method=q.method,
+            scheme=q.scheme,
+            host=q.host,
+            port=q.port,
+            path=q.path,
+            http_version=q.http_version,
+            headers=_headers(q.headers),
+            body=q.raw_content or b"",
+        ),
+        response=response,
+        error=error,
+        timing=Timing(
+            request_start=_ns(q.timestamp_start),  # type: ignore[arg-type]
+            request_end=_ns(q.timestamp_end),
+            response_start=_ns(r.timestamp_start) if r else None,
+            response_end=_ns(r.timestamp_end) if r else None,
+            client_conn_start=_ns(cc.timestamp_start),
+            client_tls_done=_ns(cc.timestamp_tls_setup),
+            server_conn_start=_ns(sc.timestamp_start) if sc else None,
+            server_tcp_done=_ns(sc.timestamp_tcp_setup) if sc else None,
+            server_tls_done=_ns(sc.timestamp_tls_setup) if sc else None,
+            error_at=_ns(flow.error.timestamp) if flow.error else None,
+        ),
+        test=test,
+        test_source=test_source,
+        streamed=bool(r is not None and r.stream),
+        websocket=flow.websocket is not None,
+    )

@@ -1,0 +1,59 @@
+"""Naming the two sides of an exchange, and saying how each name was found."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from tapproxy.capture.model import Party
+from tapproxy.proxy.options import ServiceSpec
+
+__all__ = ["CalleeNamer", "address_of", "caller_from_proxy_auth", "peer_party"]
+
+
+def caller_from_proxy_auth(value: str | None) -> str | None:
+    """The user part of `Proxy-Authorization: Basic …` (from `http://NAME@proxy`), or None."""
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user or None
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def address_of(peer: tuple | None) -> str | None:
+    """`host:port` (`[v6]:port`) of a socket address tuple, or None."""
+    return _fmt(peer[0], peer[1]) if peer else None
+
+
+def peer_party(peer: tuple | None) -> Party:
+    """A caller known only by its address: the name is the address, so it reads as unknown."""
+    if not peer:
+        return Party("unknown", "peer")
+    return Party(peer[0], "peer", address_of(peer))
+
+
+class CalleeNamer:
+    """Names a callee: the reverse listener's service, the --service map, else the host."""
+
+    def __init__(self, services: tuple[ServiceSpec, ...]) -> None:
+        self._exact = {(s.host.lower(), s.port): s.name for s in services if s.port is not None}
+        self._any_port = {s.host.lower(): s.name for s in services if s.port is None}
+
+    def name(self, host: str, port: int, reverse_name: str | None = None) -> Party:
+        address = _fmt(host, port)
+        if reverse_name is not None:
+            return Party(reverse_name, "reverse", address)
+        key = host.lower()
+        name = self._exact.get((key, port)) or self._any_port.get(key)
+        if name is not None:
+            return Party(name, "service-map", address)
+        return Party(host, "host", address)

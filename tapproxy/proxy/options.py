@@ -1,0 +1,115 @@
+"""The recorder's configuration: declared once, parsed from CLI specs, passed down as values."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tapproxy.errors import UsageError
+
+__all__ = ["Address", "RecordOptions", "ReverseSpec", "ServiceSpec", "parse_address",
+           "parse_reverse", "parse_service"]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReverseSpec:
+    """A reverse-proxy listener at `listen` in front of the service `name` at `upstream`."""
+
+    name: str
+    upstream: str  # scheme://host:port
+    listen: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """Requests to host[:port] go to the service `name` (port None: any port)."""
+
+    name: str
+    host: str
+    port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOptions:
+    output: Path
+    listen: Address = Address("127.0.0.1", 8080)
+    reverse: tuple[ReverseSpec, ...] = ()
+    services: tuple[ServiceSpec, ...] = ()
+    control: Address | None = Address("127.0.0.1", 8081)
+    redact: bool = True
+    redact_headers: tuple[str, ...] = ()
+    redact_json: tuple[str, ...] = ()
+    confdir: Path = field(default_factory=lambda: Path("~/.mitmproxy").expanduser())
+    upstream_ca: Path | None = None  # extra CA bundle to trust for upstream TLS
+    insecure: bool = False  # do not verify upstream certificates
+    queue_size: int = 4096
+
+
+def parse_address(spec: str, what: str = "address", default_host: str = "127.0.0.1") -> Address:
+    """`HOST:PORT`, `[V6]:PORT` or `PORT` → Address (UsageError naming `what` if malformed)."""
+    spec = spec.strip()
+    host, port_s = default_host, spec
+    if spec.startswith("["):
+        h, sep, rest = spec[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise UsageError(f"bad {what} {spec!r}: expected [IPv6]:PORT")
+        host, port_s = h, rest[1:]
+    elif ":" in spec:
+        host, _, port_s = spec.rpartition(":")
+    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise UsageError(f"bad {what} {spec!r}: port must be a number from 0 to 65535")
+    if not host:
+        raise UsageError(f"bad {what} {spec!r}: empty host")
+    return Address(host, int(port_s))
+
+
+def _split_name(spec: str, flag: str, form: str) -> tuple[str, str]:
+    name, sep, rest = spec.partition("=")
+    if not sep or not name.strip() or not rest.strip():
+        raise UsageError(f"bad {flag} {spec!r}: expected {form}")
+    return name.strip(), rest.strip()
+
+
+def parse_reverse(spec: str) -> ReverseSpec:
+    """`NAME=URL@[HOST:]PORT`, e.g. `orders=http://127.0.0.1:5001@9001`."""
+    form = "NAME=URL@[HOST:]PORT, e.g. orders=http://127.0.0.1:5001@9001"
+    name, rest = _split_name(spec, "--reverse", form)
+    url, sep, listen = rest.rpartition("@")
+    if not sep:
+        raise UsageError(f"bad --reverse {spec!r}: missing @PORT, expected {form}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad --reverse {spec!r}: {url!r} is not an http(s):// URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"bad --reverse {spec!r}: {url!r} has a bad port") from None
+    port = port or (443 if parts.scheme == "https" else 80)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return ReverseSpec(name, f"{parts.scheme}://{host}:{port}",
+                       parse_address(listen, "--reverse listen port"))
+
+
+def parse_service(spec: str) -> ServiceSpec:
+    """`NAME=HOST[:PORT]`, e.g. `inventory=127.0.0.1:5002` or `inventory=inventory`."""
+    name, target = _split_name(spec, "--service", "NAME=HOST[:PORT], e.g. inventory=127.0.0.1:5002")
+    if target.startswith("[") or target.count(":") == 1:
+        a = parse_address(target, "--service address")
+        return ServiceSpec(name, a.host, a.port)
+    try:  # a bare IPv6 address has colons but no port
+        ipaddress.IPv6Address(target)
+    except ValueError:
+        if ":" in target:
+            raise UsageError(f"bad --service {spec!r}: use [IPv6]:PORT for IPv6") from None
+    return ServiceSpec(name, target, None)

@@ -1,0 +1,206 @@
+"""The recorder addon: observes every flow faithfully and hands records to the writer.
+
+It never blocks mitmproxy's event loop: hooks build plain records and queue them;
+encoding, redaction and file writes happen on the writer thread. Nothing is kept
+per exchange once it is queued; live figures are running counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from pathlib import Path
+
+from mitmproxy import connection, http
+
+from tapproxy.capture.format import CaptureWriter, new_header
+from tapproxy.capture.model import Party, WebSocketEnd, WebSocketMessage
+from tapproxy.capture.redact import Redactor
+from tapproxy.errors import ProxyError
+from tapproxy.proxy.control import ControlServer
+from tapproxy.proxy.convert import exchange_from_flow
+from tapproxy.proxy.identity import (
+    CalleeNamer,
+    address_of,
+    caller_from_proxy_auth,
+    peer_party,
+)
+from tapproxy.proxy.options import RecordOptions
+from tapproxy.proxy.testcases import OpenTests
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+CALLER_HEADER = "x-tapproxy-caller"
+TEST_HEADER = "x-tapproxy-test"
+_META = "tapproxy"  # flow.metadata key: (caller, test, test_source)
+_WRITTEN = "tapproxy.written"
+
+
+def _reverse_names(opts: RecordOptions) -> dict[str, str]:
+    """Reverse mode spec (as mitmproxy echoes it back) → service name."""
+    return {_reverse_mode(r): r.name for r in opts.reverse}
+
+
+def _reverse_mode(r) -> str:
+    return f"reverse:{r.upstream}@{r.listen}"
+
+
+def mitmproxy_modes(opts: RecordOptions) -> list[str]:
+    """The mitmproxy `mode` option for these options: the forward proxy, then reverses."""
+    return [f"regular@{opts.listen}", *(_reverse_mode(r) for r in opts.reverse)]
+
+
+def _streams(flow: http.HTTPFlow) -> bool:
+    """Pass the body through as it arrives: SSE and bodies of unknown length (chunked)."""
+    r = flow.response
+    assert r is not None
+    if r.status_code in (101, 204, 304) or flow.request.method == "HEAD":
+        return False
+    if r.headers.get("content-type", "").startswith("text/event-stream"):
+        return True
+    return "content-length" not in r.headers
+
+
+class Recorder:
+    """mitmproxy addon writing every exchange, test case and WebSocket message to a capture."""
+
+    def __init__(self, opts: RecordOptions) -> None:
+        self.options = opts
+        self.tests = OpenTests()
+        self._callees = CalleeNamer(opts.services)
+        self._reverse = _reverse_names(opts)
+        self._callers: weakref.WeakKeyDictionary[connection.Client, str] = (
+            weakref.WeakKeyDictionary()
+        )
+        meta = {
+            "listen": str(opts.listen),
+            "reverse": {r.name: f"{r.upstream}@{r.listen}" for r in opts.reverse},
+            "services": {s.name: f"{s.host}:{s.port}" if s.port else s.host
+                         for s in opts.services},
+            "redaction": opts.redact,
+        }
+        transform = (Redactor(opts.redact_headers, opts.redact_json) if opts.redact else None)
+        self.writer = CaptureWriter(opts.output, new_header(meta), transform, opts.queue_size)
+        self.control: ControlServer | None = None
+        self.exchanges = 0
+        self.errors = 0
+        self.started = time.time()
+        self._done = False
+
+    # -- identity ---------------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        # For HTTPS the credentials that name the caller arrive once, on CONNECT, and
+        # hold for every request inside that tunnel.
+        name = caller_from_proxy_auth(flow.request.headers.get("proxy-authorization"))
+        if name:
+            self._callers[flow.client_conn] = name
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        h = flow.request.headers
+        auth_name = caller_from_proxy_auth(h.get("proxy-authorization"))
+        header_caller = h.get(CALLER_HEADER)
+        header_test = h.get(TEST_HEADER)
+        # Nothing meant for tapproxy reaches the service.
+        for name in [k for k in h if k.lower().startswith("x-tapproxy-")]:
+            del h[name]
+        h.pop("proxy-authorization", None)
+
+        name = auth_name or self._callers.get(flow.client_conn)
+        if name:
+            caller = Party(name, "proxy-auth", address_of(flow.client_conn.peername))
+        elif header_caller:
+            caller = Party(header_caller, "header", address_of(flow.client_conn.peername))
+        else:
+            caller = peer_party(flow.client_conn.peername)
+        test, source = self.tests.attribute(header_test)
+        flow.metadata[_META] = (caller, test, source)
+
+    def _callee(self, flow: http.HTTPFlow) -> Party:
+        mode = flow.client_conn.proxy_mode
+        reverse = self._reverse.get(mode.full_spec) if mode.type_name == "reverse" else None
+        return self._callees.name(flow.request.host, flow.request.port, reverse)
+
+    # -- recording --------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if _streams(flow):
+            flow.response.stream = True  # type: ignore[union-attr]
+
+    def _submit_exchange(self, flow: http.HTTPFlow):
+        meta = flow.metadata.get(_META)
+        if meta is None:  # failed before its headers were complete
+            meta = (peer_party(flow.client_conn.peername), *self.tests.attribute(None))
+        caller, test, source = meta
+        x = exchange_from_flow(flow, caller, self._callee(flow), test, source)
+        flow.metadata[_WRITTEN] = True
+        self.exchanges += 1
+        if x.failed:
+            self.errors += 1
+        return self.writer.submit(x)
+
+    def response(self, flow: http.HTTPFlow):
+        return self._submit_exchange(flow)
+
+    def error(self, flow: http.HTTPFlow):
+        if flow.metadata.get(_WRITTEN):
+            return None  # a WebSocket that failed after its handshake: see websocket_end
+        return self._submit_exchange(flow)
+
+    def websocket_message(self, flow: http.HTTPFlow):
+        assert flow.websocket is not None
+        m = flow.websocket.messages[-1]
+        return self.writer.submit(WebSocketMessage(
+            exchange_id=flow.id, from_client=m.from_client, is_text=m.is_text,
+            content=m.content, timestamp=int(m.timestamp * 1_000_000_000),
+        ))
+
+    def websocket_end(self, flow: http.HTTPFlow):
+        ws = flow.websocket
+        assert ws is not None
+        return self.writer.submit(WebSocketEnd(
+            exchange_id=flow.id, timestamp=time.time_ns(), close_code=ws.close_code,
+            close_reason=ws.close_reason or "", error=flow.error.msg if flow.error else None,
+        ))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start_control(self) -> None:
+        """Serve the control API if asked (ProxyError if its port cannot be bound)."""
+        c = self.options.control
+        if c is None or self.control is not None:
+            return
+        server = ControlServer(self, c.host, c.port)
+        try:
+            await server.start()
+        except OSError as e:
+            reason = "address already in use" if e.errno == 98 else e.strerror or str(e)
+            raise ProxyError(f"cannot listen for the control API on {c}: {reason}") from e
+        self.control = server
+
+    async def running(self) -> None:
+        await self.start_control()  # already done when embedded; needed under mitmdump -s
+
+    async def done(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.control is not None:
+            await self.control.stop()
+        for case in self.tests.close_all():
+            self.writer.write(case)
+        self.writer.close()
+
+    def stats(self) -> dict:
+        return {
+            "exchanges": self.exchanges,
+            "errors": self.errors,
+            "records_written": self.writer.records_written,
+            "bytes_written": self.writer.bytes_written,
+            "open_tests": self.tests.names(),
+            "uptime_s": round(time.time() - self.started, 3),
+            "capture": str(Path(self.options.output).resolve()),
+        }

@@ -1,0 +1,122 @@
+"""Embedding mitmproxy: one in-process master with the recorder, started and stopped cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tapproxy.errors import ProxyError
+from tapproxy.proxy.options import Address, RecordOptions
+from tapproxy.proxy.recorder import Recorder, mitmproxy_modes
+
+__all__ = ["RecordingProxy"]
+
+
+class _Ready:
+    """Addon that tells the runner mitmproxy has finished starting its servers."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def running(self) -> None:
+        self.event.set()
+
+
+class RecordingProxy:
+    """mitmproxy (forward and reverse listeners) recording into one capture.
+
+        async with RecordingProxy(opts) as proxy:
+            ...  # send traffic through proxy.listen
+    """
+
+    def __init__(self, opts: RecordOptions, verbose: bool = False) -> None:
+        self.options = opts
+        self._verbose = verbose
+        self.recorder: Recorder | None = None
+        self._master = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def control(self) -> Address | None:
+        c = self.recorder.control if self.recorder else None
+        if c is None or c.port is None or self.options.control is None:
+            return None
+        return Address(self.options.control.host, c.port)
+
+    async def start(self) -> None:
+        """Bind every listener or raise ProxyError naming the one that failed."""
+        from mitmproxy import options
+        from mitmproxy.addons import default_addons
+        from mitmproxy.master import Master
+
+        # mitmproxy logs through `logging`; tapproxy reports start-up failures itself.
+        logging.getLogger("mitmproxy").setLevel(logging.INFO if self._verbose else logging.CRITICAL)
+        self.recorder = Recorder(self.options)
+        try:
+            await self.recorder.start_control()
+            opts = options.Options()
+            self._master = master = Master(opts, event_loop=asyncio.get_running_loop())
+            ready = _Ready()
+            master.addons.add(*default_addons(), self.recorder, ready)
+            update = {
+                "mode": mitmproxy_modes(self.options),
+                "confdir": str(self.options.confdir),
+                "store_streamed_bodies": True,
+                "ssl_insecure": self.options.insecure,
+            }
+            if self.options.upstream_ca is not None:
+                update["ssl_verify_upstream_trusted_ca"] = str(self.options.upstream_ca)
+            opts.update(**update)
+            self._task = asyncio.create_task(master.run(), name="tapproxy-mitmproxy")
+            waiter = asyncio.create_task(ready.event.wait())
+            await asyncio.wait([self._task, waiter], return_when=asyncio.FIRST_COMPLETED)
+            if not ready.event.is_set():
+                waiter.cancel()
+                self._task.result()  # re-raises what stopped mitmproxy
+                raise ProxyError("mitmproxy stopped during start-up")
+            failures = [
+                f"cannot listen for {s.mode.description.lower()} ({s.mode.full_spec}): "
+                f"{_reason(s.last_exception)}"
+                for s in master.addons.get("proxyserver").servers
+                if s.last_exception is not None
+            ]
+            if failures:
+                raise ProxyError("; ".join(failures))
+        except BaseException:
+            await self.stop()
+            raise
+
+    def request_stop(self) -> None:
+        """Ask mitmproxy to shut down (thread- and signal-safe)."""
+        if self._master is not None:
+            self._master.shutdown()
+
+    async def wait(self) -> None:
+        """Run until stopped, then make sure the capture is complete on disk."""
+        if self._task is not None:
+            await self._task
+        await self._finish()
+
+    async def stop(self) -> None:
+        self.request_stop()
+        await self.wait()
+
+    async def _finish(self) -> None:
+        # The recorder's `done` hook closes the writer; this covers a start that failed
+        # before mitmproxy ran its hooks.
+        if self.recorder is not None:
+            await self.recorder.done()
+
+    async def __aenter__(self) -> RecordingProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e)
+    if "address already in use" in text.lower() or getattr(e, "errno", None) == 98:
+        return "address already in use"
+    return text
