@@ -64,7 +64,10 @@ def _mask_path(node: object, path: tuple[str | int, ...]) -> bool:
     head, rest = path[0], path[1:]
     if head == "..":
         hit = _mask_path(node, rest)
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        if isinstance(node, dict):
+            children = list(node.values())
+        else:
+            children = node if isinstance(node, list) else []
         for child in children:
             hit |= _mask_path(child, path)
         return hit

@@ -1,0 +1,304 @@
+"""The `tapproxy` command: wiring of the parts, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tapproxy import __version__
+from tapproxy.errors import TapproxyError, UsageError
+
+app = typer.Typer(
+    help="Record, inspect and replay the HTTP exchanges of integration tests.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_DEFAULT_CONFDIR = Path("~/.mitmproxy")
+Confdir = Annotated[Path, typer.Option(help="Where the interception CA lives (mitmproxy's).")]
+Listen = Annotated[str, typer.Option(help="Forward proxy address HOST:PORT.")]
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    print(f"tapproxy: error: {message}", file=sys.stderr)
+    return typer.Exit(2)
+
+
+def _print_env(env: dict[str, str]) -> None:
+    for k, v in env.items():
+        print(f"export {k}='{v}'")
+
+
+@app.command()
+def record(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
+    listen: Listen = "127.0.0.1:8080",
+    reverse: Annotated[list[str] | None, typer.Option(
+        help="NAME=URL@[HOST:]PORT: a reverse-proxy listener in front of one service.")] = None,
+    service: Annotated[list[str] | None, typer.Option(
+        help="NAME=HOST[:PORT]: name the service at that address.")] = None,
+    control: Annotated[str, typer.Option(
+        help="Control API address HOST:PORT, or 'off'.")] = "127.0.0.1:8081",
+    redact_header: Annotated[list[str] | None, typer.Option(
+        help="Also mask this header (credentials are masked by default).")] = None,
+    redact_json: Annotated[list[str] | None, typer.Option(
+        help="Mask this JSON path in bodies, e.g. '$.password' or '$..token'.")] = None,
+    no_redact: Annotated[bool, typer.Option("--no-redact", help="Record credentials as sent.")]
+    = False,
+    confdir: Confdir = _DEFAULT_CONFDIR,
+    upstream_ca: Annotated[Path | None, typer.Option(
+        help="PEM bundle of CAs to trust for upstream TLS.")] = None,
+    insecure: Annotated[bool, typer.Option(help="Do not verify upstream certificates.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show mitmproxy's log.")]
+    = False,
+) -> None:
+    """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
+    from tapproxy.proxy.certs import env_exports
+    from tapproxy.proxy.options import RecordOptions, parse_address, parse_reverse, parse_service
+    from tapproxy.proxy.runner import RecordingProxy
+
+    opts = RecordOptions(
+        output=output,
+        listen=parse_address(listen, "--listen"),
+        reverse=tuple(parse_reverse(r) for r in reverse or ()),
+        services=tuple(parse_service(s) for s in service or ()),
+        control=None if control == "off" else parse_address(control, "--control"),
+        redact=not no_redact,
+        redact_headers=tuple(redact_header or ()),
+        redact_json=tuple(redact_json or ()),
+        confdir=confdir.expanduser(),
+        upstream_ca=upstream_ca,
+        insecure=insecure,
+    )
+    if opts.redact:
+        from tapproxy.capture.redact import parse_json_path
+
+        for p in opts.redact_json:
+            parse_json_path(p)  # a bad path is a usage error now, not on the writer thread
+    if upstream_ca is not None and not upstream_ca.is_file():
+        raise UsageError(f"{upstream_ca}: --upstream-ca file not found")
+
+    async def run() -> int:
+        proxy = RecordingProxy(opts, verbose=verbose)
+        await proxy.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, proxy.request_stop)
+        print(f"# tapproxy {__version__} recording to {output}", flush=True)
+        print(f"# forward proxy at {opts.listen}", flush=True)
+        for r in opts.reverse:
+            print(f"# reverse proxy for {r.name} ({r.upstream}) at {r.listen}", flush=True)
+        if proxy.control is not None:
+            print(f"# control API at http://{proxy.control}", flush=True)
+        _print_env(env_exports(opts.listen, opts.confdir))
+        sys.stdout.flush()
+        await proxy.wait()
+        assert proxy.recorder is not None
+        print(f"# {proxy.recorder.exchanges} exchanges recorded to {output}", flush=True)
+        return 0
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+@app.command()
+def env(
+    listen: Listen = "127.0.0.1:8080",
+    caller: Annotated[str | None, typer.Option(
+        help="Name the calling service in the proxy URL (http://NAME@host:port).")] = None,
+    confdir: Confdir = _DEFAULT_CONFDIR,
+) -> None:
+    """Print the shell exports that route a process through the proxy and trust its CA."""
+    from tapproxy.proxy.certs import env_exports
+    from tapproxy.proxy.options import parse_address
+
+    _print_env(env_exports(parse_address(listen, "--listen"), confdir.expanduser(), caller))
+
+
+@app.command()
+def show(
+    capture: Path,
+    test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
+    service: Annotated[str | None, typer.Option(help="Only calls from/to this service.")]
+    = None,
+    errors: Annotated[bool, typer.Option(help="Only failed exchanges (errors, 4xx, 5xx).")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per exchange.")]
+    = False,
+    exchange: Annotated[str | None, typer.Option(
+        help="Show exchange N (its # in the table) or the one whose id starts so.")] = None,
+) -> None:
+    """List the exchanges of a capture, or show one in full."""
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.model import TestCase
+    from tapproxy.capture.select import numbered_exchanges, select
+    from tapproxy.report.jsonl import exchange_json
+    from tapproxy.report.text import print_exchange, print_table
+
+    console = _out()
+    with open_capture(capture) as reader:
+        tests: dict[str, TestCase] = {}
+
+        def records():
+            for r in reader:
+                if isinstance(r, TestCase):
+                    tests[r.name] = r
+                yield r
+
+        rows = select(numbered_exchanges(records()), test, service, errors)
+        if exchange is not None:
+            for n, x in rows:
+                if str(n) == exchange or (not exchange.isdigit() and x.id.startswith(exchange)):
+                    for _ in records():  # test outcomes are written after their exchanges
+                        pass
+                    print_exchange(n, x, console, tests)
+                    break
+            else:
+                _check_tail(reader)
+                raise _fail(f"{capture}: no exchange {exchange!r}")
+        elif as_json:
+            for n, x in rows:
+                print(json.dumps(exchange_json(n, x), ensure_ascii=False))
+        else:
+            count = print_table(rows, console)
+            if count == 0:
+                console.print("(no exchanges)", style="dim")
+        _check_tail(reader)
+
+
+def _check_tail(reader) -> None:
+    if reader.truncated:
+        raise _fail(reader.problem)
+
+
+@app.command("export")
+def export_(
+    capture: Path,
+    har: Annotated[Path, typer.Option("--har", help="Write a HAR 1.2 file here.")],
+) -> None:
+    """Write a capture's exchanges as HAR 1.2 (for browsers' and HAR tools)."""
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.har import export_har
+
+    with open_capture(capture) as reader:
+        try:
+            with open(har, "w", encoding="utf-8") as out:
+                n = export_har(reader, out, __version__)
+        except OSError as e:
+            raise _fail(f"{har}: cannot write: {e.strerror}") from e
+        _check_tail(reader)
+    print(f"{n} exchanges written to {har}")
+
+
+@app.command("import")
+def import_(
+    source: Path,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
+) -> None:
+    """Turn a HAR file or a mitmproxy flow file into a capture."""
+    from tapproxy.capture.format import CaptureWriter, new_header
+    from tapproxy.capture.har import import_har
+    from tapproxy.errors import CaptureError
+
+    try:
+        with open(source, "rb") as f:
+            head = f.read(64).lstrip()
+    except OSError as e:
+        raise CaptureError(f"{source}: cannot read: {e.strerror}") from e
+    if head.startswith(b"{"):
+        records, kind = import_har(source), "har"
+    else:
+        from tapproxy.proxy.mitmfile import import_flows
+
+        records, kind = import_flows(source), "mitmproxy"
+    writer = CaptureWriter(output, new_header({"imported_from": str(source), "format": kind}))
+    n = 0
+    try:
+        for rec in records:
+            writer.write(rec)
+            n += 1
+    finally:
+        writer.close()
+    print(f"{n} exchanges imported from {source} into {output}")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")]
+    = Path("demo.tap"),
+    confdir: Confdir = _DEFAULT_CONFDIR,
+) -> None:
+    """Run three services behind the proxy through a short scenario, then show the capture."""
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.select import numbered_exchanges
+    from tapproxy.demo import run_demo
+    from tapproxy.report.text import print_table
+
+    console = _out()
+    console.print("[bold]tapproxy demo[/]: shop → inventory, shop → payments, all through "
+                  "the recording proxy\n")
+    result = asyncio.run(run_demo(output, confdir.expanduser()))
+    for test, outcome in result.outcomes.items():
+        style = "green" if outcome == "passed" else "bold red"
+        console.print(f"  {test:<24} [{style}]{outcome}[/]")
+    console.print()
+    first_failed = None
+
+    def rows(reader):
+        nonlocal first_failed
+        for n, x in numbered_exchanges(reader):
+            if first_failed is None and x.failed:
+                first_failed = n
+            yield n, x
+
+    with open_capture(output) as reader:
+        print_table(rows(reader), console)
+    console.print(f"\ncapture written to {output}; look closer with:\n"
+                  f"  tapproxy show {output} --errors\n"
+                  f"  tapproxy show {output} --exchange {first_failed or 1}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")]
+          = False) -> None:
+    if version:
+        print(f"tapproxy {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Entry point: TapproxyError becomes one line on stderr and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except TapproxyError as e:
+        print(f"tapproxy: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

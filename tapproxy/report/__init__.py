@@ -1,0 +1,1 @@
+"""Rendering captures and analyses for people and tools: terminal text, JSON."""

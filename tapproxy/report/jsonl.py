@@ -1,0 +1,51 @@
+"""Exchanges as JSON objects (one per line): for jq, scripts and other tools."""
+
+from __future__ import annotations
+
+import base64
+
+from tapproxy.capture.model import Exchange, Party
+from tapproxy.errors import CaptureError
+
+__all__ = ["exchange_json"]
+
+
+def _party(p: Party) -> dict:
+    return {"name": p.name, "source": p.source, "address": p.address}
+
+
+def _body(msg) -> dict:
+    """The decoded body as text when it is UTF-8, else base64 of the raw bytes."""
+    try:
+        return {"body": msg.decoded_body().decode("utf-8")}
+    except (UnicodeDecodeError, CaptureError):
+        return {"body_base64": base64.b64encode(msg.body).decode()}
+
+
+def exchange_json(n: int, x: Exchange) -> dict:
+    q, r = x.request, x.response
+    t = x.timing
+    return {
+        "n": n,
+        "id": x.id,
+        "test": x.test,
+        "test_source": x.test_source,
+        "caller": _party(x.caller),
+        "callee": _party(x.callee),
+        "method": q.method,
+        "url": q.url,
+        "status": x.status,
+        "error": None if x.error is None else {"kind": x.error.kind, "message": x.error.message},
+        "duration_ms": round(t.duration_ns / 1e6, 3),
+        "timing_ns": {k: getattr(t, k) for k in t.__dataclass_fields__
+                      if getattr(t, k) is not None},
+        "request": {"http_version": q.http_version, "headers": [list(h) for h in q.headers],
+                    **_body(q)},
+        "response": None if r is None else {
+            "http_version": r.http_version, "reason": r.reason,
+            "headers": [list(h) for h in r.headers], **_body(r)},
+        "streamed": x.streamed,
+        "websocket": x.websocket,
+        "route": x.route,
+        "redacted": list(x.redacted),
+    }

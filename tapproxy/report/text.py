@@ -1,0 +1,128 @@
+"""Terminal rendering of exchanges: the streaming table and one exchange in full."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.markup import escape
+from rich.syntax import Syntax
+from rich.text import Text
+
+from tapproxy.capture.model import Exchange, Party, TestCase
+from tapproxy.errors import CaptureError
+
+__all__ = ["print_exchange", "print_table", "status_text"]
+
+_COLUMNS = (("#", 4), ("test", 20), ("caller → callee", 26), ("method", 6), ("path", 0),
+            ("status", 7), ("ms", 8), ("size", 7))
+
+
+def _party(p: Party) -> str:
+    # A caller known only by address is shown as such, never as a service name.
+    return f"?{p.name}" if p.source == "peer" else p.name
+
+
+def status_text(x: Exchange) -> Text:
+    if x.error is not None and x.response is None:
+        return Text(x.error.kind.upper(), style="bold red")
+    status = x.status or 0
+    style = "red" if status >= 500 or x.error else "yellow" if status >= 400 else "green"
+    return Text(str(status) + ("!" if x.error else ""), style=style)
+
+
+def _size(x: Exchange) -> str:
+    n = len(x.response.body) if x.response else 0
+    return f"{n}" if n < 10_000 else f"{n / 1024:.0f}K" if n < 10_000_000 else f"{n >> 20}M"
+
+
+def _cut(s: str, width: int) -> str:
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def print_table(rows: Iterable[tuple[int, Exchange]], console: Console) -> int:
+    """Print one line per exchange as it is read (memory stays flat); returns the count."""
+    fixed = sum(w + 1 for _, w in _COLUMNS)
+    url_width = max(20, console.width - fixed)
+    widths = [w or url_width for _, w in _COLUMNS]
+    head = " ".join(f"{h:<{w}}" if i < 5 else f"{h:>{w}}"
+                    for i, ((h, _), w) in enumerate(zip(_COLUMNS, widths, strict=True)))
+    console.print(Text(head, style="bold"), soft_wrap=True)
+    count = 0
+    for n, x in rows:
+        count += 1
+        # The callee column names the host, so the path is what tells calls apart.
+        cells = [str(n), x.test or "-", f"{_party(x.caller)} → {_party(x.callee)}",
+                 x.request.method, x.request.path]
+        line = Text(" ".join(f"{_cut(c, w):<{w}}" for c, w in zip(cells, widths, strict=False)))
+        st = status_text(x)
+        line.append(" ")
+        line.append_text(st)
+        line.append(" " * (widths[5] - len(st.plain)))
+        line.append(f" {x.timing.duration_ns / 1e6:>{widths[6]}.1f} {_size(x):>{widths[7]}}")
+        console.print(line, soft_wrap=True, highlight=False)
+    return count
+
+
+def _body(console: Console, headers, raw: bytes, decode) -> None:
+    if not raw:
+        console.print("  (no body)", style="dim")
+        return
+    try:
+        data = decode()
+    except CaptureError as e:
+        console.print(f"  ({len(raw)} bytes, cannot decode: {escape(str(e))})", style="yellow")
+        return
+    ctype = (headers.get("content-type") or "").lower()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        console.print(f"  ({len(data)} bytes of binary {ctype or 'data'})", style="dim")
+        return
+    if "json" in ctype or text.lstrip()[:1] in ("{", "["):
+        try:
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            console.print(Syntax(text, "json", theme="ansi_dark", background_color="default"))
+            return
+        except ValueError:
+            pass
+    console.print(escape(text), highlight=False)
+
+
+def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestCase]) -> None:
+    """Everything recorded about one exchange: identity, timing, headers, decoded bodies."""
+    q, r = x.request, x.response
+    head = Text(f"exchange {n}  ", style="bold")
+    head.append(f"{_party(x.caller)} ({x.caller.source}) → {x.callee.name} ({x.callee.source})")
+    console.print(head)
+    if x.test:
+        outcome = tests.get(x.test).outcome if x.test in tests else None
+        console.print(f"test: {escape(x.test)} ({x.test_source})"
+                      + (f", {outcome}" if outcome else ""))
+    elif x.test_source == "ambiguous":
+        console.print("test: unknown (several tests were open and no x-tapproxy-test header)")
+    console.print(f"id: {x.id}   duration: {x.timing.duration_ns / 1e6:.2f} ms"
+                  + ("   streamed" if x.streamed else "") + ("   websocket" if x.websocket else ""))
+    t = x.timing
+    phases = [(k, getattr(t, k)) for k in t.__dataclass_fields__ if getattr(t, k) is not None]
+    console.print("timing (ms from request start): " + ", ".join(
+        f"{k} {(v - t.request_start) / 1e6:+.2f}" for k, v in phases if k != "request_start"))
+    if x.error:
+        console.print(f"error: {x.error.kind}: {escape(x.error.message)}", style="bold red")
+    if x.redacted:
+        console.print("redacted: " + ", ".join(x.redacted), style="dim")
+    console.print(Text(f"\n{q.method} {q.url} {q.http_version}", style="bold cyan"))
+    for k, v in q.headers:
+        console.print(f"  {escape(k)}: {escape(v)}", highlight=False)
+    _body(console, q.headers, q.body, q.decoded_body)
+    if r is None:
+        console.print("\n(no response)", style="red")
+        return
+    line = Text(f"\n{r.http_version} ", style="bold cyan")
+    line.append_text(status_text(x))
+    line.append(f" {r.reason}", style="bold cyan")
+    console.print(line)
+    for k, v in r.headers:
+        console.print(f"  {escape(k)}: {escape(v)}", highlight=False)
+    _body(console, r.headers, r.body, r.decoded_body)
