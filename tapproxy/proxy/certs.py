@@ -27,9 +27,11 @@ def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> di
 
     Both spellings of the proxy variables: curl reads only lower-case `http_proxy`.
     NO_PROXY is set empty so an inherited one (often `localhost`) cannot bypass the tap.
+    The caller's password is ignored by tapproxy; it is there because requests sends no
+    Proxy-Authorization for a user without one.
     """
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "::") else listen.host
-    user = f"{caller}@" if caller else ""
+    user = f"{caller}:tap@" if caller else ""
     proxy = f"http://{user}{Address(host, listen.port)}"
     ca = str(ca_cert_path(confdir))
     env = {}

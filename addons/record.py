@@ -1,0 +1,81 @@
+"""Record a tapproxy capture from plain mitmdump / mitmweb.
+
+    mitmdump -s addons/record.py --set tapproxy_output=run.tap \
+        --set tapproxy_service=orders=127.0.0.1:5001 --set tapproxy_control=127.0.0.1:8081
+
+Writes the same `.tap` format as `tapproxy record` (same recorder, same redaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mitmproxy import ctx
+
+from tapproxy.proxy.options import RecordOptions, parse_address, parse_service
+from tapproxy.proxy.recorder import Recorder
+
+
+class TapproxyRecord:
+    """Declares tapproxy's options to mitmproxy and forwards hooks to the Recorder."""
+
+    def __init__(self) -> None:
+        self.recorder: Recorder | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option("tapproxy_output", str, "tapproxy.tap", "Capture file to write.")
+        loader.add_option("tapproxy_service", Sequence[str], [],
+                          "NAME=HOST[:PORT]: name the service at that address.")
+        loader.add_option("tapproxy_control", str, "off",
+                          "Control API address HOST:PORT, or 'off'.")
+        loader.add_option("tapproxy_redact", bool, True, "Mask credentials before writing.")
+        loader.add_option("tapproxy_redact_header", Sequence[str], [], "Also mask this header.")
+        loader.add_option("tapproxy_redact_json", Sequence[str], [], "Mask this JSON path.")
+
+    def configure(self, updated) -> None:
+        if not ctx.options.store_streamed_bodies:
+            # Streamed (SSE, chunked) responses pass through live and are still recorded.
+            ctx.options.store_streamed_bodies = True
+        if self.recorder is not None:
+            return
+        o = ctx.options
+        control = None if o.tapproxy_control == "off" else parse_address(o.tapproxy_control)
+        self.recorder = Recorder(RecordOptions(
+            output=Path(o.tapproxy_output),
+            services=tuple(parse_service(s) for s in o.tapproxy_service),
+            control=control,
+            redact=o.tapproxy_redact,
+            redact_headers=tuple(o.tapproxy_redact_header),
+            redact_json=tuple(o.tapproxy_redact_json),
+        ))
+
+    def http_connect(self, flow):
+        return self.recorder.http_connect(flow)
+
+    def requestheaders(self, flow):
+        return self.recorder.requestheaders(flow)
+
+    def responseheaders(self, flow):
+        return self.recorder.responseheaders(flow)
+
+    def response(self, flow):
+        return self.recorder.response(flow)
+
+    def error(self, flow):
+        return self.recorder.error(flow)
+
+    def websocket_message(self, flow):
+        return self.recorder.websocket_message(flow)
+
+    def websocket_end(self, flow):
+        return self.recorder.websocket_end(flow)
+
+    async def running(self):
+        await self.recorder.running()
+
+    async def done(self):
+        await self.recorder.done()
+
+
+addons = [TapproxyRecord()]

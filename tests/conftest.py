@@ -1,0 +1,219 @@
+"""Shared fixtures: real aiohttp services and the real embedded proxy on loopback ports.
+
+Services and the proxy each run on their own event loop in a background thread, so a
+test can drive them with any real client: curl (subprocess), requests, httpx, aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tapproxy.capture import Exchange, Record, open_capture
+from tapproxy.proxy.options import Address, RecordOptions
+from tapproxy.proxy.runner import RecordingProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+TAPPROXY = [sys.executable, "-m", "tapproxy.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread; `run(coro)` executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def submit(self, coro) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    runner: web.AppRunner
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+
+class Services:
+    """Starts aiohttp applications on free loopback ports (optionally with TLS)."""
+
+    def __init__(self, loop: LoopThread) -> None:
+        self._loop = loop
+        self.started: list[Service] = []
+
+    def start(self, name: str, app: web.Application, ssl_context=None, port: int = 0) -> Service:
+        async def go() -> Service:
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", port or free_port(), ssl_context=ssl_context)
+            await site.start()
+            bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            return Service(name, bound, runner, "https" if ssl_context else "http")
+
+        svc = self._loop.run(go())
+        self.started.append(svc)
+        return svc
+
+    def stop_all(self) -> None:
+        for svc in self.started:
+            self._loop.run(svc.runner.cleanup())
+        self.started.clear()
+
+
+@dataclass
+class Proxy:
+    """A running RecordingProxy and the ways a test talks to it."""
+
+    options: RecordOptions
+    handle: RecordingProxy
+    loop: LoopThread
+    stopped: bool = field(default=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.options.listen}"
+
+    def url_as(self, caller: str) -> str:
+        return f"http://{caller}:tap@{self.options.listen}"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.handle.control}"
+
+    @property
+    def capture(self) -> Path:
+        return self.options.output
+
+    @property
+    def ca_file(self) -> Path:
+        return self.options.confdir / "mitmproxy-ca-cert.pem"
+
+    def env(self, caller: str | None = None) -> dict[str, str]:
+        from tapproxy.proxy.certs import env_exports
+
+        env = dict(os.environ)
+        env.update(env_exports(self.options.listen, self.options.confdir, caller))
+        return env
+
+    def flush(self) -> None:
+        assert self.handle.recorder is not None
+        self.handle.recorder.writer.flush()
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.loop.run(self.handle.stop())
+
+    def records(self) -> list[Record]:
+        """Everything written so far (flushes first; the proxy keeps running)."""
+        if not self.stopped:
+            self.flush()
+        with open_capture(self.capture) as r:
+            return list(r)
+
+    def exchanges(self) -> list[Exchange]:
+        return [r for r in self.records() if isinstance(r, Exchange)]
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    yield lt
+    lt.close()
+
+
+@pytest.fixture
+def services(loop_thread: LoopThread) -> Iterator[Services]:
+    s = Services(loop_thread)
+    yield s
+    s.stop_all()
+
+
+@pytest.fixture(scope="session")
+def confdir(tmp_path_factory) -> Path:
+    """One interception CA for the session (creating it costs a second)."""
+    return tmp_path_factory.mktemp("mitmconf")
+
+
+@pytest.fixture
+def start_proxy(tmp_path: Path, confdir: Path) -> Iterator[Callable[..., Proxy]]:
+    """Start the real embedded proxy: start_proxy(services=..., reverse=..., ...)."""
+    proxies: list[Proxy] = []
+    loops: list[LoopThread] = []
+
+    def start(**overrides) -> Proxy:
+        opts = RecordOptions(
+            output=overrides.pop("output", tmp_path / f"run{len(proxies)}.tap"),
+            listen=Address("127.0.0.1", free_port()),
+            control=Address("127.0.0.1", free_port()),
+            confdir=confdir,
+            **overrides,
+        )
+        lt = LoopThread()
+        loops.append(lt)
+        handle = RecordingProxy(opts)
+        lt.run(handle.start())
+        p = Proxy(opts, handle, lt)
+        proxies.append(p)
+        return p
+
+    yield start
+    for p in proxies:
+        p.stop()
+    for lt in loops:
+        lt.close()
+
+
+@pytest.fixture
+def proxy(start_proxy) -> Proxy:
+    return start_proxy()
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 60,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `tapproxy` command and capture its output."""
+    return subprocess.run([*TAPPROXY, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20, what: str = "condition"):
+    """Poll until `predicate()` is truthy (for start-up of subprocesses, not for timing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
