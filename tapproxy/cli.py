@@ -61,6 +61,9 @@ def record(
     upstream_ca: Annotated[Path | None, typer.Option(
         help="PEM bundle of CAs to trust for upstream TLS.")] = None,
     insecure: Annotated[bool, typer.Option(help="Do not verify upstream certificates.")] = False,
+    idle_timeout: Annotated[int, typer.Option(
+        help="Seconds of silence before a connection is closed; an exchange left without "
+             "a response by it is recorded as a timeout.")] = 600,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show mitmproxy's log.")]
     = False,
 ) -> None:
@@ -81,6 +84,7 @@ def record(
         confdir=confdir.expanduser(),
         upstream_ca=upstream_ca,
         insecure=insecure,
+        idle_timeout=idle_timeout,
     )
     if opts.redact:
         from tapproxy.capture.redact import parse_json_path

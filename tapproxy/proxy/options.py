@@ -53,6 +53,7 @@ class RecordOptions:
     confdir: Path = field(default_factory=lambda: Path("~/.mitmproxy").expanduser())
     upstream_ca: Path | None = None  # extra CA bundle to trust for upstream TLS
     insecure: bool = False  # do not verify upstream certificates
+    idle_timeout: int = 600  # mitmproxy's tcp_timeout: an idle connection is closed after it
     queue_size: int = 4096
 
 

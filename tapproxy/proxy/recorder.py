@@ -12,7 +12,8 @@ import time
 import weakref
 from pathlib import Path
 
-from mitmproxy import connection, http
+from mitmproxy import connection, ctx, http
+from mitmproxy.flow import Error
 
 from tapproxy.capture.format import CaptureWriter, new_header
 from tapproxy.capture.model import Party, WebSocketEnd, WebSocketMessage
@@ -62,6 +63,25 @@ def _streams(flow: http.HTTPFlow) -> bool:
     if r.headers.get("content-type", "").startswith("text/event-stream"):
         return True
     return "content-length" not in r.headers
+
+
+def _name_idle_timeout(flow: http.HTTPFlow) -> None:
+    """Say "timed out" where mitmproxy's idle timer, not the client, ended a silent exchange.
+
+    mitmproxy has no upstream read timeout: its `tcp_timeout` closes the idle client
+    connection and the flow ends as "Client disconnected.". A client that gives up on
+    its own does so before the timer could fire, so the elapsed silence tells them apart.
+    """
+    e = flow.error
+    if e is None or flow.response is not None or e.msg != "Client disconnected.":
+        return
+    timeout = ctx.options.tcp_timeout
+    sc = flow.server_conn
+    last = max(t for t in (flow.request.timestamp_end, flow.request.timestamp_start,
+                           sc.timestamp_tcp_setup, sc.timestamp_tls_setup) if t is not None)
+    if e.timestamp - last >= timeout:
+        flow.error = Error(f"timed out: no response within {timeout} s (idle timeout); "
+                           f"mitmproxy then said: {e.msg}", e.timestamp)
 
 
 class Recorder:
@@ -148,6 +168,7 @@ class Recorder:
     def error(self, flow: http.HTTPFlow):
         if flow.metadata.get(_WRITTEN):
             return None  # a WebSocket that failed after its handshake: see websocket_end
+        _name_idle_timeout(flow)
         return self._submit_exchange(flow)
 
     def websocket_message(self, flow: http.HTTPFlow):

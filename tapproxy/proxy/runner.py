@@ -63,6 +63,7 @@ class RecordingProxy:
                 "confdir": str(self.options.confdir),
                 "store_streamed_bodies": True,
                 "ssl_insecure": self.options.insecure,
+                "tcp_timeout": self.options.idle_timeout,
             }
             if self.options.upstream_ca is not None:
                 update["ssl_verify_upstream_trusted_ca"] = str(self.options.upstream_ca)

@@ -71,10 +71,11 @@ def test_requests_httpx_aiohttp_all_recorded(proxy, echo):
         assert c.post(f"{echo.url}/httpx", json={"a": 1}).status_code == 201
 
     async def with_aiohttp():
-        async with aiohttp.ClientSession(proxy=proxy.url,
-                                         headers={"x-tapproxy-caller": "worker"}) as c:
-            async with c.get(f"{echo.url}/aiohttp") as r:
-                return r.status, await r.json()
+        async with (
+            aiohttp.ClientSession(proxy=proxy.url, headers={"x-tapproxy-caller": "worker"}) as c,
+            c.get(f"{echo.url}/aiohttp") as r,
+        ):
+            return r.status, await r.json()
 
     status, seen = asyncio.run(with_aiohttp())
     assert status == 200 and "x-tapproxy-caller" not in _names(seen["headers"])
@@ -102,8 +103,8 @@ def test_service_map_names_callee(start_proxy, echo):
 
 
 def test_reverse_listener_taps_a_service_that_ignores_proxies(start_proxy, echo):
-    from tests.conftest import free_port
     from tapproxy.proxy.options import Address, ReverseSpec
+    from tests.conftest import free_port
 
     port = free_port()
     proxy = start_proxy(reverse=(ReverseSpec("orders", echo.url, Address("127.0.0.1", port)),))
