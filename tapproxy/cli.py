@@ -217,7 +217,7 @@ def import_(
 
     try:
         with open(source, "rb") as f:
-            head = f.read(64).lstrip()
+            head = f.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()
     except OSError as e:
         raise CaptureError(f"{source}: cannot read: {e.strerror}") from e
     if head.startswith(b"{"):

@@ -35,10 +35,21 @@ def _headers_to_wire(h: Headers) -> list[list[bytes]]:
 
 
 def _headers_from_wire(raw: list) -> Headers:
-    def s(b: bytes | str) -> str:
-        return b if isinstance(b, str) else b.decode("utf-8", _SE)
+    return Headers(tuple((_text(k), _text(v)) for k, v in raw))
 
-    return Headers(tuple((s(k), s(v)) for k, v in raw))
+
+def _str_or_bin(s: str) -> str | bytes:
+    """Text as msgpack str; text mitmproxy decoded with surrogateescape (bytes that were not
+    UTF-8, e.g. in a request path) as bin holding the original bytes."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", _SE)
+    return s
+
+
+def _text(v: str | bytes) -> str:
+    return v if isinstance(v, str) else v.decode("utf-8", _SE)
 
 
 def _party(p: Party) -> dict:
@@ -55,11 +66,11 @@ def _exchange_to_wire(x: Exchange) -> dict:
         "caller": _party(x.caller),
         "callee": _party(x.callee),
         "request": {
-            "method": q.method,
+            "method": _str_or_bin(q.method),
             "scheme": q.scheme,
             "host": q.host,
             "port": q.port,
-            "path": q.path,
+            "path": _str_or_bin(q.path),
             "http_version": q.http_version,
             "headers": _headers_to_wire(q.headers),
             "body": q.body,
@@ -68,7 +79,7 @@ def _exchange_to_wire(x: Exchange) -> dict:
         if r is None
         else {
             "status": r.status,
-            "reason": r.reason,
+            "reason": _str_or_bin(r.reason),
             "http_version": r.http_version,
             "headers": _headers_to_wire(r.headers),
             "body": r.body,
@@ -93,11 +104,11 @@ def _exchange_from_wire(d: dict) -> Exchange:
         caller=Party(**_pick(d["caller"], ("name", "source", "address"))),
         callee=Party(**_pick(d["callee"], ("name", "source", "address"))),
         request=Request(
-            method=q["method"],
+            method=_text(q["method"]),
             scheme=q["scheme"],
             host=q["host"],
             port=q["port"],
-            path=q["path"],
+            path=_text(q["path"]),
             http_version=q["http_version"],
             headers=_headers_from_wire(q.get("headers", ())),
             body=q.get("body", b""),
@@ -106,7 +117,7 @@ def _exchange_from_wire(d: dict) -> Exchange:
         if r is None
         else Response(
             status=r["status"],
-            reason=r.get("reason", ""),
+            reason=_text(r.get("reason", "")),
             http_version=r.get("http_version", ""),
             headers=_headers_from_wire(r.get("headers", ())),
             body=r.get("body", b""),

@@ -78,8 +78,12 @@ class CaptureWriter:
             self._file = open(self.path, "wb")  # noqa: SIM115 - owned by the writer thread
         except OSError as e:
             raise CaptureError(f"{self.path}: cannot create capture: {e.strerror}") from e
-        self._file.write(MAGIC + _frame(header_to_wire(header)))
-        self._file.flush()
+        try:
+            self._file.write(MAGIC + _frame(header_to_wire(header)))
+            self._file.flush()
+        except OSError as e:
+            self._file.close()
+            raise CaptureError(f"{self.path}: cannot write capture: {e.strerror}") from e
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._failure: BaseException | None = None
         self._closed = False
@@ -90,16 +94,29 @@ class CaptureWriter:
 
     def submit(self, record: Record):
         """Queue `record`; returns None, or an awaitable to await when the queue is full."""
-        self._check()
+        self._check(writing=True)
         try:
             self._queue.put_nowait(record)
         except queue.Full:
-            return asyncio.to_thread(self._queue.put, record)
+            return self._put_when_room(record)
         return None
+
+    async def _put_when_room(self, record: Record) -> None:
+        # Wait on the event loop itself, not in an executor thread: many connections can be
+        # waiting at once, and the default executor also serves DNS look-ups.
+        delay = 0.001
+        while True:
+            await asyncio.sleep(delay)
+            self._check(writing=True)
+            try:
+                self._queue.put_nowait(record)
+                return
+            except queue.Full:
+                delay = min(delay * 2, 0.05)
 
     def write(self, record: Record) -> None:
         """Queue `record`, blocking while the queue is full (for non-async callers)."""
-        self._check()
+        self._check(writing=True)
         self._queue.put(record)
 
     def flush(self) -> None:
@@ -114,10 +131,15 @@ class CaptureWriter:
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join()
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:
+            self._failure = self._failure or e
         self._check()
 
-    def _check(self) -> None:
+    def _check(self, writing: bool = False) -> None:
+        if writing and self._closed:
+            raise CaptureError(f"{self.path}: the capture writer is closed")
         if self._failure is not None:
             raise CaptureError(f"{self.path}: writing failed: {self._failure}") from self._failure
 
@@ -131,10 +153,10 @@ class CaptureWriter:
                     batch.append(q.get_nowait())
                 except queue.Empty:
                     break
+            stop = any(rec is _STOP for rec in batch)
             try:
                 for rec in batch:
                     if rec is _STOP:
-                        stop = True
                         continue
                     if self._failure is None:
                         if self._transform is not None:
@@ -218,6 +240,9 @@ class CaptureReader:
         length, crc = _FRAME.unpack(head)
         if length > _MAX_FRAME:
             raise self._fail(f"record {self._index} at byte {start} is corrupt (length {length})")
+        # Never allocate what a damaged length claims: past the end it is a cut-off tail.
+        if start + _FRAME.size + length > os.fstat(self._file.fileno()).st_size:
+            return self._truncated(start)
         payload = self._file.read(length)
         if len(payload) < length:
             return self._truncated(start)
@@ -250,11 +275,17 @@ class CaptureReader:
             start = self._offset
             frame = self._next_frame()
             if frame is None:
-                if not follow or (stop is not None and stop()):
+                if not follow:
                     return
-                self.truncated, self.problem = False, None
-                time.sleep(poll)
-                continue
+                if stop is not None and stop():
+                    # One more read: a record may have landed between the read and stop().
+                    frame = self._next_frame()
+                    if frame is None:
+                        return
+                else:
+                    self.truncated, self.problem = False, None
+                    time.sleep(poll)
+                    continue
             if not isinstance(frame, dict):
                 raise self._fail(f"record {self._index - 1} at byte {start} is not a map")
             try:

@@ -105,24 +105,20 @@ def _entry_out(x: Exchange) -> dict[str, Any]:
 
 
 def _response_out(r: Response | None, error: ErrorInfo | None) -> dict[str, Any]:
-    if r is None:
-        out: dict[str, Any] = {
-            "status": 0, "statusText": "", "httpVersion": "", "cookies": [], "headers": [],
-            "content": {"size": 0, "mimeType": ""}, "redirectURL": "", "headersSize": -1,
-            "bodySize": -1,
-        }
-    else:
+    out: dict[str, Any] = {
+        "status": 0, "statusText": "", "httpVersion": "", "cookies": [], "headers": [],
+        "content": {"size": 0, "mimeType": ""}, "redirectURL": "", "headersSize": -1,
+        "bodySize": -1,
+    }
+    if r is not None:
         text, size = _body_out(r, "encoding")
         content: dict[str, Any] = {"size": size}
         if "content-encoding" in r.headers:
-            content["compression"] = len(r.body) - size
+            content["compression"] = size - len(r.body)  # HAR: "number of bytes saved"
         content.update(mimeType=_clean(r.headers.get("content-type") or ""), **text)
-        out = {
-            "status": r.status, "statusText": r.reason, "httpVersion": r.http_version,
-            "cookies": [], "headers": _headers_out(r.headers), "content": content,
-            "redirectURL": _clean(r.headers.get("location") or ""), "headersSize": -1,
-            "bodySize": len(r.body),
-        }
+        out.update(status=r.status, statusText=r.reason, httpVersion=r.http_version,
+                   headers=_headers_out(r.headers), content=content, bodySize=len(r.body),
+                   redirectURL=_clean(r.headers.get("location") or ""))
     if error is not None:
         out["_error"] = {"kind": error.kind, "message": error.message}
     return out
@@ -145,11 +141,11 @@ def _body_out(m: Request | Response, encoding_key: str) -> tuple[dict[str, str],
     return fields, len(body)
 
 
-def _timings_out(t: Timing) -> dict[str, float]:
-    def span(a: int | None, b: int | None) -> float:
+def _timings_out(t: Timing) -> dict[str, float | int]:
+    def span(a: int | None, b: int | None) -> float | int:
         return -1 if a is None or b is None else _ms(max(0, b - a))
 
-    connect = ssl = -1.0
+    connect = ssl = -1
     if t.server_conn_start is not None and t.server_conn_start >= t.request_start:
         # HAR counts the TLS handshake in `connect` as well as in `ssl`.
         done = t.server_tls_done if t.server_tls_done is not None else t.server_tcp_done

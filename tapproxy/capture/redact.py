@@ -114,6 +114,18 @@ class Redactor:
             out.append((k, v))
         return Headers(tuple(out))
 
+    def _message(self, msg, side: str, log: list[str]):
+        """`msg` with credential headers and JSON paths masked (itself if nothing was)."""
+        headers = self._headers_of(msg.headers, side, log)
+        body = self._body_of(msg, side, log)
+        if body is not msg.body and headers.get("content-length") is not None:
+            # The masked body has another length; the record must describe its own body.
+            headers = Headers(tuple((k, str(len(body)) if k.lower() == "content-length" else v)
+                                    for k, v in headers.fields))
+        if headers is msg.headers and body is msg.body:
+            return msg
+        return dataclasses.replace(msg, headers=headers, body=body)
+
     def _body_of(self, msg, side: str, log: list[str]) -> bytes:
         if not self._paths or not msg.body or "json" not in msg.content_type:
             return msg.body
@@ -132,13 +144,10 @@ class Redactor:
         if not isinstance(record, Exchange):
             return record
         log: list[str] = []
-        q = record.request
-        q = dataclasses.replace(q, headers=self._headers_of(q.headers, "request", log),
-                                body=self._body_of(q, "request", log))
+        q = self._message(record.request, "request", log)
         r = record.response
         if r is not None:
-            r = dataclasses.replace(r, headers=self._headers_of(r.headers, "response", log),
-                                    body=self._body_of(r, "response", log))
+            r = self._message(r, "response", log)
         if not log:
             return record
         return dataclasses.replace(record, request=q, response=r,
