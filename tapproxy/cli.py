@@ -238,6 +238,61 @@ def import_(
 
 
 @app.command()
+def spans(
+    capture: Path,
+    otlp: Annotated[str | None, typer.Option(
+        help="Send the spans to this OTLP/HTTP endpoint (http://host:4318).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write OTLP/JSON here, one export request per line per test.")] = None,
+    tree: Annotated[bool, typer.Option(help="Print each test's call tree.")] = False,
+    bodies: Annotated[bool, typer.Option(help="Add bodies as span attributes.")] = False,
+    test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
+) -> None:
+    """Synthesize OpenTelemetry spans for a capture: a trace per test, as if every
+    service were instrumented."""
+    from fnmatch import fnmatchcase
+
+    from tapproxy.report.tree import print_span_tree
+    from tapproxy.spans.export import OtlpHttpExporter, write_otlp_json
+    from tapproxy.spans.stream import spans_of_capture
+
+    console = _out()
+    exporter = OtlpHttpExporter(otlp) if otlp else None
+    tree = tree or (exporter is None and out is None)
+    problems: list[str] = []
+    totals = {"spans": 0, "findings": 0, "tests": 0}
+    try:
+        sink = open(out, "w", encoding="utf-8") if out else None  # noqa: SIM115
+    except OSError as e:
+        raise _fail(f"{out}: cannot write: {e.strerror}") from e
+    try:
+        for group in spans_of_capture(capture, bodies, on_tail=problems.append):
+            if test is not None and not (group.test and fnmatchcase(group.test, test)):
+                continue
+            totals["spans"] += len(group.spans)
+            totals["findings"] += len(group.findings)
+            totals["tests"] += group.test is not None
+            if tree:
+                print_span_tree(group.spans, group.findings, console)
+            if sink is not None:
+                write_otlp_json(group.spans, sink)
+            if exporter is not None:
+                exporter.export(group.spans)
+    finally:
+        if sink is not None:
+            sink.close()
+        if exporter is not None:
+            exporter.close()
+    where = ", ".join(w for w in (out and f"written to {out}",
+                                  exporter and f"sent to {exporter.url}") if w)
+    print(f"{totals['spans']} spans for {totals['tests']} tests"
+          + (f", {totals['findings']} findings" if totals["findings"] else "")
+          + (f"; {where}" if where else ""), file=sys.stderr)
+    if problems:
+        raise _fail(problems[0])
+
+
+@app.command()
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")]
     = Path("demo.tap"),

@@ -3,7 +3,7 @@
 The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
-__all__ = ["CaptureError", "ProxyError", "TapproxyError", "UsageError"]
+__all__ = ["CaptureError", "ProxyError", "SpansError", "TapproxyError", "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -16,6 +16,10 @@ class CaptureError(TapproxyError):
 
 class ProxyError(TapproxyError):
     """The recording proxy cannot start or run as asked (bad spec, port in use)."""
+
+
+class SpansError(TapproxyError):
+    """Spans cannot be decoded or exported (names the endpoint, file or record)."""
 
 
 class UsageError(TapproxyError):

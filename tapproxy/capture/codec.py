@@ -18,6 +18,7 @@ from tapproxy.capture.model import (
     Request,
     Response,
     SessionHeader,
+    SpanBatch,
     TestCase,
     Timing,
     WebSocketEnd,
@@ -152,7 +153,13 @@ def _ws_end_to_wire(m: WebSocketEnd) -> dict:
             "close_code": m.close_code, "close_reason": m.close_reason, "error": m.error}
 
 
+def _span_batch_to_wire(b: SpanBatch) -> dict:
+    return {"kind": "otlp_spans", "received": b.received, "content_type": b.content_type,
+            "payload": b.payload, "peer": b.peer}
+
+
 _TO_WIRE: dict[type, Callable[[Any], dict]] = {
+    SpanBatch: _span_batch_to_wire,
     Exchange: _exchange_to_wire,
     TestCase: _test_to_wire,
     WebSocketMessage: _ws_message_to_wire,
@@ -160,6 +167,7 @@ _TO_WIRE: dict[type, Callable[[Any], dict]] = {
 }
 
 _FROM_WIRE: dict[str, Callable[[dict], Record]] = {
+    "otlp_spans": lambda d: SpanBatch(**_pick(d, ("received", "content_type", "payload", "peer"))),
     "exchange": _exchange_from_wire,
     "test": lambda d: TestCase(**_pick(d, ("name", "started", "ended", "outcome"))),
     "ws_message": lambda d: WebSocketMessage(

@@ -37,7 +37,9 @@ __all__ = ["FORMAT_MINOR", "FORMAT_VERSION", "MAGIC", "CaptureReader", "CaptureW
 
 MAGIC = b"\x93TAPCAP\n"
 FORMAT_VERSION = 1  # bumped only for changes an older reader would misread
-FORMAT_MINOR = 0  # bumped for additions (fields, record kinds) older readers skip
+# Minor: bumped for additions (fields, record kinds) that older readers skip.
+# 1 added otlp_spans records.
+FORMAT_MINOR = 1
 _FRAME = struct.Struct(">II")
 _MAX_FRAME = 1 << 31
 

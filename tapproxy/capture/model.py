@@ -23,6 +23,7 @@ __all__ = [
     "Request",
     "Response",
     "SessionHeader",
+    "SpanBatch",
     "TestCase",
     "Timing",
     "WebSocketEnd",
@@ -229,6 +230,16 @@ class WebSocketEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class SpanBatch:
+    """OTLP trace data an instrumented service sent to the proxy, kept as received."""
+
+    received: int
+    content_type: str  # application/x-protobuf or application/json
+    payload: bytes
+    peer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionHeader:
     """The first record of every capture."""
 
@@ -239,4 +250,4 @@ class SessionHeader:
     meta: dict[str, object] = field(default_factory=dict)  # listen address, modes, services
 
 
-type Record = Exchange | TestCase | WebSocketMessage | WebSocketEnd
+type Record = Exchange | TestCase | WebSocketMessage | WebSocketEnd | SpanBatch

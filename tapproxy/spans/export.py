@@ -1,0 +1,53 @@
+"""Sending spans out: OTLP/HTTP (the SDK's own exporter) and OTLP/JSON files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from tapproxy.errors import SpansError
+from tapproxy.spans.model import Span
+from tapproxy.spans.otlp import to_otlp_json, to_readable
+
+__all__ = ["OtlpHttpExporter", "traces_url", "write_otlp_json"]
+
+
+def traces_url(url: str) -> str:
+    """`http://host:4318` or a full `…/v1/traces` URL → the traces endpoint."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SpansError(f"bad OTLP URL {url!r}: expected http(s)://HOST:PORT[/v1/traces]")
+    return url if parts.path not in ("", "/") else url.rstrip("/") + "/v1/traces"
+
+
+class OtlpHttpExporter:
+    """OTLP/HTTP protobuf export through opentelemetry-sdk's exporter; failures raise."""
+
+    def __init__(self, url: str, timeout: float = 10) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        self.url = traces_url(url)
+        self._exporter = OTLPSpanExporter(endpoint=self.url, timeout=timeout)
+        self.exported = 0
+
+    def export(self, spans: list[Span]) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if not spans:
+            return
+        if self._exporter.export(to_readable(spans)) is not SpanExportResult.SUCCESS:
+            raise SpansError(f"{self.url}: the OTLP endpoint did not accept the spans "
+                             "(is a collector listening there?)")
+        self.exported += len(spans)
+
+    def close(self) -> None:
+        self._exporter.shutdown()
+
+
+def write_otlp_json(spans: Iterable[Span], out: TextIO) -> None:
+    """One OTLP/JSON ExportTraceServiceRequest per line (the collector's file format)."""
+    spans = list(spans)
+    if spans:
+        out.write(json.dumps(to_otlp_json(spans), separators=(",", ":")) + "\n")

@@ -1,0 +1,172 @@
+"""Inferring who called whom, and building the spans of one group of exchanges.
+
+For each exchange, in the order they started:
+- a `traceparent` from an instrumented caller is honoured: the callee's SERVER span joins
+  that trace under the caller's own client span, which is not synthesized again;
+- otherwise the call's CLIENT span is attached to the request its caller was handling
+  when the call started (`timing`); with several candidates, to the nearest enclosing one
+  with links to the others (`ambiguous`); with none, to the test case's span (`root`);
+- the SERVER span hangs under the CLIENT span of the same exchange (`exchange`).
+Every synthesized span carries `tapproxy.parent_inference` saying which rule applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from tapproxy.capture.model import Exchange, TestCase
+from tapproxy.spans.context import parse_traceparent, span_id_for, trace_id_for
+from tapproxy.spans.model import Finding, Span, SpanEvent, SpanLink
+from tapproxy.spans.semconv import (
+    client_attributes,
+    server_attributes,
+    server_saw_request,
+    span_status,
+)
+
+__all__ = ["Candidate", "Synthesizer", "choose_parent"]
+
+INFERENCE = "tapproxy.parent_inference"
+TEST_SERVICE = "tests"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A request a service was handling: a possible parent of that service's own calls."""
+
+    exchange_id: str
+    start: int
+    end: int | None  # None while still in flight (live)
+    trace_id: int
+    span_id: int  # the SERVER span of that request
+    had_context: bool  # the request arrived with a traceparent
+
+
+def choose_parent(candidates: Iterable[Candidate], at: int) -> tuple[Candidate | None,
+                                                                     list[Candidate], str]:
+    """(parent, others, how) for a call started at `at` by the candidates' service.
+
+    The nearest enclosing request (latest start) wins; the others become links.
+    """
+    enclosing = sorted((c for c in candidates
+                        if c.start <= at and (c.end is None or at <= c.end)),
+                       key=lambda c: (c.start, c.exchange_id))
+    if not enclosing:
+        return None, [], "root"
+    return enclosing[-1], enclosing[:-1], "ambiguous" if len(enclosing) > 1 else "timing"
+
+
+class Synthesizer:
+    """Builds spans for groups of exchanges (one test case at a time) of one capture."""
+
+    def __init__(self, salt: str, bodies: bool = False) -> None:
+        self._salt = salt
+        self._bodies = bodies
+
+    def test_root(self, test: str) -> tuple[int, int]:
+        """(trace id, span id) of a test case's span."""
+        return trace_id_for(self._salt, f"test:{test}"), span_id_for(f"test:{test}", "test")
+
+    def test_span(self, case: TestCase, end_hint: int | None = None) -> Span:
+        trace_id, span_id = self.test_root(case.name)
+        failed = case.outcome in ("failed", "error")
+        attrs: dict[str, object] = {"test.case.name": case.name, INFERENCE: "root"}
+        if case.outcome:
+            attrs["test.case.result.status"] = "pass" if case.outcome == "passed" else (
+                "fail" if failed else case.outcome)
+        return Span(trace_id, span_id, None, case.name, "internal", TEST_SERVICE, case.started,
+                    case.ended or end_hint or case.started, attrs,
+                    "error" if failed else "unset", f"test {case.outcome}" if failed else "")
+
+    def decide(self, x: Exchange, candidates: Sequence[Candidate]) -> tuple[
+            int, int | None, str, list[Candidate], Candidate | None]:
+        """(trace id, client span's parent, how, links, parent) for an exchange, before it
+        is complete: the same decision live (to inject a traceparent) and afterwards."""
+        parent, others, how = choose_parent(candidates, x.timing.request_start)
+        if parent is not None:
+            return parent.trace_id, parent.span_id, how, others, parent
+        if x.test:
+            trace_id, test_span = self.test_root(x.test)
+            return trace_id, test_span, "root", [], None
+        return trace_id_for(self._salt, x.id), None, "root", [], None
+
+    def exchange(self, x: Exchange, candidates: Sequence[Candidate]) -> tuple[
+            list[Span], Candidate, list[Finding]]:
+        """The spans of one exchange, the candidate it is for its callee's calls, findings."""
+        tp = parse_traceparent(x.request.headers.get("traceparent"))
+        client_id, server_id = span_id_for(x.id, "client"), span_id_for(x.id, "server")
+        injected = tp is not None and tp.parent_id == client_id
+        findings: list[Finding] = []
+        spans: list[Span] = []
+        start, end = x.timing.request_start, x.timing.end
+        trace_id, client_parent, how, others, parent = self.decide(x, candidates)
+
+        if tp is not None and not injected:
+            # An instrumented caller: its client span exists; the callee joins its trace.
+            trace_id, server_parent, server_how = tp.trace_id, tp.parent_id, "header"
+            if parent is not None and parent.had_context and parent.trace_id != tp.trace_id:
+                findings.append(self._lost(x, parent, "starts another trace"))
+        else:
+            if injected:
+                trace_id = tp.trace_id  # the live decision, which downstream services saw
+            events: tuple[SpanEvent, ...] = ()
+            if parent is not None and parent.had_context:
+                f = self._lost(x, parent, "sends no traceparent" +
+                               (" (tapproxy injected one)" if injected else ""))
+                findings.append(f)
+                events = (SpanEvent("tapproxy.context_lost", start,
+                                    {"tapproxy.incoming_exchange_id": parent.exchange_id,
+                                     "message": f.message}),)
+            name, attrs = client_attributes(x, self._bodies)
+            attrs[INFERENCE] = how
+            status, message = span_status(x, "client")
+            links = tuple(SpanLink(o.trace_id, o.span_id, {INFERENCE: "ambiguous candidate"})
+                          for o in others)
+            spans.append(Span(trace_id, client_id, client_parent, name, "client",
+                              x.caller.name, start, end, attrs, status, message, events, links,
+                              exchange_id=x.id))
+            server_parent, server_how = client_id, "header" if injected else "exchange"
+
+        if server_saw_request(x):
+            name, attrs = server_attributes(x, self._bodies)
+            attrs[INFERENCE] = server_how
+            status, message = span_status(x, "server")
+            s_start = x.timing.request_end or start
+            s_end = x.timing.response_end or x.timing.response_start or end
+            spans.append(Span(trace_id, server_id, server_parent, name, "server",
+                              x.callee.name, min(s_start, s_end), s_end, attrs, status,
+                              message, exchange_id=x.id))
+        me = Candidate(x.id, start, end, trace_id, server_id, tp is not None)
+        return spans, me, findings
+
+    def _lost(self, x: Exchange, parent: Candidate, what: str) -> Finding:
+        service = x.caller.name
+        return Finding("context_lost", service,
+                       f"service {service} drops trace context: it received a traceparent "
+                       f"(exchange {parent.exchange_id}) but its call to {x.callee.name} "
+                       f"{x.request.method} {x.request.path_only} {what}", x.id, x.test)
+
+    def group(self, exchanges: Iterable[Exchange], case: TestCase | None = None,
+              test: str | None = None, test_span: bool = True) -> tuple[list[Span],
+                                                                         list[Finding]]:
+        """Spans for one test case's exchanges (or for exchanges of no test).
+
+        `test_span` False: the test's own span was already emitted (late exchanges)."""
+        ordered = sorted(exchanges, key=lambda x: (x.timing.request_start, x.id))
+        by_service: dict[str, list[Candidate]] = {}
+        spans: list[Span] = []
+        findings: list[Finding] = []
+        for x in ordered:
+            # A caller known only by its address matches nobody's callee name.
+            known = x.caller.source != "peer"
+            mine, me, found = self.exchange(x, by_service.get(x.caller.name, ()) if known else ())
+            spans.extend(mine)
+            findings.extend(found)
+            by_service.setdefault(x.callee.name, []).append(me)
+        name = case.name if case else test
+        if name is not None and test_span:
+            last = max((s.end for s in spans), default=None)
+            spans.insert(0, self.test_span(case or TestCase(name, ordered[0].timing.request_start),
+                                           last))
+        return spans, findings

@@ -1,0 +1,140 @@
+"""Attributes, names and statuses of HTTP spans per the stable OpenTelemetry conventions.
+
+https://opentelemetry.io/docs/specs/semconv/http/http-spans/ : client spans are errors
+for 4xx and 5xx, server spans for 5xx only; a transport failure is an error with
+`error.type` naming it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from tapproxy.capture.model import Exchange
+from tapproxy.errors import CaptureError
+
+__all__ = ["client_attributes", "server_attributes", "server_saw_request", "span_status"]
+
+_METHODS = {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
+            "QUERY"}
+# Query parameters the conventions ask to redact in url.full / url.query.
+_SECRET_QUERY = {"awsaccesskeyid", "signature", "sig", "x-goog-signature"}
+_BODY_LIMIT = 8192
+_REDACTED = "REDACTED"
+
+# A callee never saw a request whose connection failed: no server span for these.
+_NO_SERVER = {"refused", "dns", "tls"}
+
+
+def server_saw_request(x: Exchange) -> bool:
+    return x.error is None or x.error.kind not in _NO_SERVER or x.response is not None
+
+
+def _method(x: Exchange, attrs: dict) -> str:
+    m = x.request.method
+    if m.upper() in _METHODS and m == m.upper():
+        attrs["http.request.method"] = m
+        return m
+    attrs["http.request.method"] = "_OTHER"
+    attrs["http.request.method_original"] = m
+    return "HTTP"
+
+
+def _protocol_version(v: str) -> str | None:
+    v = v.upper().removeprefix("HTTP/")
+    return {"2.0": "2", "3.0": "3"}.get(v, v) or None
+
+
+def _redact_query(query: str) -> str:
+    if not query:
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(k.lower() in _SECRET_QUERY for k, _ in pairs):
+        return query
+    return urlencode([(k, _REDACTED if k.lower() in _SECRET_QUERY else v) for k, v in pairs])
+
+
+def _redact_url(url: str) -> str:
+    """Credentials in the URL are replaced, never exported."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{_REDACTED}:{_REDACTED}@{netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc, query=_redact_query(parts.query)))
+
+
+def _error_type(x: Exchange, threshold: int) -> str | None:
+    if x.error is not None and x.response is None:
+        return x.error.kind
+    if x.status is not None and x.status >= threshold:
+        return str(x.status)
+    return x.error.kind if x.error is not None else None
+
+
+def span_status(x: Exchange, kind: str) -> tuple[str, str]:
+    """("error", message) or ("unset", ""): client 4xx/5xx, server 5xx, transport errors."""
+    threshold = 400 if kind == "client" else 500
+    if x.error is not None:
+        return "error", f"{x.error.kind}: {x.error.message}"
+    if x.status is not None and x.status >= threshold:
+        return "error", ""  # the status code says it; the conventions leave the message out
+    return "unset", ""
+
+
+def _common(x: Exchange, attrs: dict, threshold: int, bodies: bool) -> None:
+    if x.status is not None:
+        attrs["http.response.status_code"] = x.status
+    if (et := _error_type(x, threshold)) is not None:
+        attrs["error.type"] = et
+    if (pv := _protocol_version(x.request.http_version)) is not None:
+        attrs["network.protocol.version"] = pv
+    attrs["tapproxy.exchange_id"] = x.id
+    if bodies:
+        _bodies(x, attrs)
+
+
+def _text(msg) -> str:
+    try:
+        data = msg.decoded_body()
+    except CaptureError:
+        data = msg.body
+    text = data[:_BODY_LIMIT].decode("utf-8", "replace")
+    return text + ("…" if len(data) > _BODY_LIMIT else "")
+
+
+def _bodies(x: Exchange, attrs: dict) -> None:
+    if x.request.body:
+        attrs["tapproxy.request.body"] = _text(x.request)
+    if x.response is not None and x.response.body:
+        attrs["tapproxy.response.body"] = _text(x.response)
+
+
+def client_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str, object]]:
+    """(span name, attributes) of the CLIENT span: the caller's view of the call."""
+    attrs: dict[str, object] = {}
+    method = _method(x, attrs)
+    attrs["server.address"] = x.request.host
+    attrs["server.port"] = x.request.port
+    attrs["url.full"] = _redact_url(x.request.url)
+    _common(x, attrs, 400, bodies)
+    return method, attrs
+
+
+def server_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str, object]]:
+    """(span name, attributes) of the SERVER span: the callee's view of the request."""
+    attrs: dict[str, object] = {}
+    method = _method(x, attrs)
+    q = x.request
+    attrs["url.path"] = q.path_only
+    attrs["url.scheme"] = q.scheme
+    if q.query:
+        attrs["url.query"] = _redact_query(q.query)
+    if x.route:
+        attrs["http.route"] = x.route
+    attrs["server.address"] = q.host
+    attrs["server.port"] = q.port
+    if x.caller.address:
+        attrs["client.address"] = x.caller.address.rpartition(":")[0].strip("[]")
+    if ua := q.headers.get("user-agent"):
+        attrs["user_agent.original"] = ua
+    _common(x, attrs, 500, bodies)
+    return (f"{method} {x.route}" if x.route else method), attrs
