@@ -173,6 +173,7 @@ class CaptureWriter:
             finally:
                 for _ in batch:
                     q.task_done()
+                batch = rec = None  # hold no bodies while idle
 
 
 class CaptureReader:

@@ -28,7 +28,10 @@ _CREDENTIAL_LIKE = re.compile(
     r"(^|[-_])(api[-_]?key|access[-_]?key|secret|token|password|passwd|session[-_]?id)($|[-_])",
     re.IGNORECASE,
 )
-_SEGMENT = re.compile(r"\.\.|\.([A-Za-z_$][\w$-]*|\*)|\[(\*|\d+|'[^']*'|\"[^\"]*\")\]")
+# `..name` is any-depth descent then a name; `..[…]` descent then a bracket segment.
+_SEGMENT = re.compile(
+    r"\.\.?([A-Za-z_$][\w$-]*|\*)|\.\.(?=\[)|\[(\*|\d+|'[^']*'|\"[^\"]*\")\]"
+)
 
 
 def parse_json_path(path: str) -> tuple[str | int, ...]:
@@ -44,8 +47,10 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
             raise UsageError(f"bad --redact-json path {path!r} at {p[pos:]!r}: "
                              "expected .name, [*], [N], ['name'] or ..name")
         token = m.group(0)
-        if token == "..":
+        if token.startswith(".."):
             segments.append("..")
+            if m.group(1) is not None:
+                segments.append(m.group(1))
         elif m.group(1) is not None:
             segments.append(m.group(1))
         else:
@@ -109,7 +114,9 @@ class Redactor:
         out = []
         for k, v in h.fields:
             if self._is_secret(k):
-                log.append(f"{side}.header:{k.lower()}")
+                entry = f"{side}.header:{k.lower()}"
+                if entry not in log:
+                    log.append(entry)
                 v = MASK
             out.append((k, v))
         return Headers(tuple(out))

@@ -74,6 +74,8 @@ class ControlServer:
     async def _end(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         outcome = body.get("outcome")
+        if outcome is not None and not isinstance(outcome, str):
+            raise web.HTTPBadRequest(text='"outcome" must be a string')
         try:
             case = self._recorder.tests.close(body["name"], outcome if outcome else None)
         except TestCaseError as e:
