@@ -64,6 +64,13 @@ def record(
     idle_timeout: Annotated[int, typer.Option(
         help="Seconds of silence before a connection is closed; an exchange left without "
              "a response by it is recorded as a timeout.")] = 600,
+    otlp: Annotated[str | None, typer.Option(
+        help="Export synthesized spans live to this OTLP/HTTP endpoint.")] = None,
+    inject_traceparent: Annotated[bool, typer.Option(
+        help="Give requests without trace context a traceparent, so instrumented services "
+             "downstream join the trace.")] = False,
+    otlp_receive: Annotated[str | None, typer.Option(
+        help="HOST:PORT to accept OTLP/HTTP spans from instrumented services.")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show mitmproxy's log.")]
     = False,
 ) -> None:
@@ -71,6 +78,7 @@ def record(
     from tapproxy.proxy.certs import env_exports
     from tapproxy.proxy.options import RecordOptions, parse_address, parse_reverse, parse_service
     from tapproxy.proxy.runner import RecordingProxy
+    from tapproxy.spans.export import traces_url
 
     opts = RecordOptions(
         output=output,
@@ -85,6 +93,9 @@ def record(
         upstream_ca=upstream_ca,
         insecure=insecure,
         idle_timeout=idle_timeout,
+        otlp=traces_url(otlp) if otlp else None,
+        inject_traceparent=inject_traceparent,
+        otlp_receive=parse_address(otlp_receive, "--otlp-receive") if otlp_receive else None,
     )
     if opts.redact:
         from tapproxy.capture.redact import parse_json_path
@@ -106,6 +117,10 @@ def record(
             print(f"# reverse proxy for {r.name} ({r.upstream}) at {r.listen}", flush=True)
         if proxy.control is not None:
             print(f"# control API at http://{proxy.control}", flush=True)
+        if opts.otlp_receive is not None:
+            print(f"# OTLP receiver at http://{opts.otlp_receive}/v1/traces", flush=True)
+        if opts.otlp is not None:
+            print(f"# exporting spans to {opts.otlp}", flush=True)
         _print_env(env_exports(opts.listen, opts.confdir))
         sys.stdout.flush()
         await proxy.wait()

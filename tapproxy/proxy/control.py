@@ -80,7 +80,7 @@ class ControlServer:
             case = self._recorder.tests.close(body["name"], outcome if outcome else None)
         except TestCaseError as e:
             return web.json_response({"error": str(e)}, status=404)
-        pending = self._recorder.writer.submit(case)
+        pending = self._recorder.test_closed(case)
         if pending is not None:
             await pending
         return web.json_response({"closed": case.name, "outcome": case.outcome})

@@ -54,6 +54,9 @@ class RecordOptions:
     upstream_ca: Path | None = None  # extra CA bundle to trust for upstream TLS
     insecure: bool = False  # do not verify upstream certificates
     idle_timeout: int = 600  # mitmproxy's tcp_timeout: an idle connection is closed after it
+    otlp: str | None = None  # export synthesized spans live to this OTLP/HTTP endpoint
+    inject_traceparent: bool = False  # give requests without trace context one
+    otlp_receive: Address | None = None  # accept OTLP/HTTP spans from instrumented services
     queue_size: int = 4096
 
 

@@ -16,7 +16,7 @@ from mitmproxy import connection, ctx, http
 from mitmproxy.flow import Error
 
 from tapproxy.capture.format import CaptureWriter, new_header
-from tapproxy.capture.model import Party, WebSocketEnd, WebSocketMessage
+from tapproxy.capture.model import Party, SpanBatch, TestCase, WebSocketEnd, WebSocketMessage
 from tapproxy.capture.redact import Redactor
 from tapproxy.errors import ProxyError
 from tapproxy.proxy.control import ControlServer
@@ -27,7 +27,9 @@ from tapproxy.proxy.identity import (
     caller_from_proxy_auth,
     peer_party,
 )
+from tapproxy.proxy.live import LiveSpans
 from tapproxy.proxy.options import RecordOptions
+from tapproxy.proxy.receiver import OtlpReceiver
 from tapproxy.proxy.testcases import OpenTests
 
 __all__ = ["Recorder"]
@@ -38,6 +40,7 @@ CALLER_HEADER = "x-tapproxy-caller"
 TEST_HEADER = "x-tapproxy-test"
 _META = "tapproxy"  # flow.metadata key: (caller, test, test_source)
 _WRITTEN = "tapproxy.written"
+_LIVE = "tapproxy.live"  # the candidates a call may be nested in, for live spans
 
 
 def _reverse_names(opts: RecordOptions) -> dict[str, str]:
@@ -101,9 +104,16 @@ class Recorder:
             "services": {s.name: f"{s.host}:{s.port}" if s.port else s.host
                          for s in opts.services},
             "redaction": opts.redact,
+            "otlp_receive": opts.otlp_receive is not None,
+            "inject_traceparent": opts.inject_traceparent,
         }
         transform = (Redactor(opts.redact_headers, opts.redact_json) if opts.redact else None)
-        self.writer = CaptureWriter(opts.output, new_header(meta), transform, opts.queue_size)
+        header = new_header(meta)
+        self.writer = CaptureWriter(opts.output, header, transform, opts.queue_size)
+        self.live: LiveSpans | None = None
+        if opts.otlp or opts.inject_traceparent or opts.otlp_receive:
+            self.live = LiveSpans(str(header.created), opts.otlp, opts.inject_traceparent)
+        self.receiver: OtlpReceiver | None = None
         self.control: ControlServer | None = None
         self.exchanges = 0
         self.errors = 0
@@ -138,6 +148,12 @@ class Recorder:
             caller = peer_party(flow.client_conn.peername)
         test, source = self.tests.attribute(header_test)
         flow.metadata[_META] = (caller, test, source)
+        if self.live is not None:
+            candidates, inject = self.live.request_started(
+                flow.id, caller, self._callee(flow).name, test, h.get("traceparent"))
+            if inject is not None:
+                h["traceparent"] = inject
+            flow.metadata[_LIVE] = candidates
 
     def _callee(self, flow: http.HTTPFlow) -> Party:
         mode = flow.client_conn.proxy_mode
@@ -157,6 +173,8 @@ class Recorder:
         caller, test, source = meta
         x = exchange_from_flow(flow, caller, self._callee(flow), test, source)
         flow.metadata[_WRITTEN] = True
+        if self.live is not None and _LIVE in flow.metadata:
+            self.live.request_done(x, flow.metadata.pop(_LIVE))
         self.exchanges += 1
         if x.failed:
             self.errors += 1
@@ -202,8 +220,29 @@ class Recorder:
             raise ProxyError(f"cannot listen for the control API on {c}: {reason}") from e
         self.control = server
 
+    async def start_receiver(self) -> None:
+        """Accept OTLP spans from instrumented services if asked (ProxyError if unbound)."""
+        if self.options.otlp_receive is None or self.receiver is not None:
+            return
+        receiver = OtlpReceiver(self.options.otlp_receive, self._span_batch)
+        await receiver.start()
+        self.receiver = receiver
+
+    def _span_batch(self, batch: SpanBatch):
+        if self.live is not None:
+            self.live.received(batch)
+        return self.writer.submit(batch)
+
+    def test_closed(self, case: TestCase):
+        """Record a test case the control API closed (awaitable when the queue is full)."""
+        if self.live is not None:
+            self.live.test_ended(case)
+        return self.writer.submit(case)
+
     async def running(self) -> None:
-        await self.start_control()  # already done when embedded; needed under mitmdump -s
+        # Already done when embedded; needed under mitmdump -s.
+        await self.start_control()
+        await self.start_receiver()
 
     async def done(self) -> None:
         if self._done:
@@ -211,8 +250,12 @@ class Recorder:
         self._done = True
         if self.control is not None:
             await self.control.stop()
+        if self.receiver is not None:
+            await self.receiver.stop()
         for case in self.tests.close_all():
             self.writer.write(case)
+        if self.live is not None:
+            self.live.close()
         self.writer.close()
 
     def stats(self) -> dict:

@@ -54,6 +54,7 @@ class RecordingProxy:
         self.recorder = Recorder(self.options)
         try:
             await self.recorder.start_control()
+            await self.recorder.start_receiver()
             opts = options.Options()
             self._master = master = Master(opts, event_loop=asyncio.get_running_loop())
             ready = _Ready()

@@ -79,17 +79,18 @@ class Synthesizer:
                     case.ended or end_hint or case.started, attrs,
                     "error" if failed else "unset", f"test {case.outcome}" if failed else "")
 
-    def decide(self, x: Exchange, candidates: Sequence[Candidate]) -> tuple[
-            int, int | None, str, list[Candidate], Candidate | None]:
-        """(trace id, client span's parent, how, links, parent) for an exchange, before it
-        is complete: the same decision live (to inject a traceparent) and afterwards."""
-        parent, others, how = choose_parent(candidates, x.timing.request_start)
+    def decide(self, exchange_id: str, test: str | None, start: int,
+               candidates: Iterable[Candidate]) -> tuple[int, int | None, str, list[Candidate],
+                                                         Candidate | None]:
+        """(trace id, client span's parent, how, links, parent) for a call that started at
+        `start`: made live at request start (to inject a traceparent) and the same later."""
+        parent, others, how = choose_parent(candidates, start)
         if parent is not None:
             return parent.trace_id, parent.span_id, how, others, parent
-        if x.test:
-            trace_id, test_span = self.test_root(x.test)
+        if test:
+            trace_id, test_span = self.test_root(test)
             return trace_id, test_span, "root", [], None
-        return trace_id_for(self._salt, x.id), None, "root", [], None
+        return trace_id_for(self._salt, exchange_id), None, "root", [], None
 
     def exchange(self, x: Exchange, candidates: Sequence[Candidate]) -> tuple[
             list[Span], Candidate, list[Finding]]:
@@ -100,7 +101,8 @@ class Synthesizer:
         findings: list[Finding] = []
         spans: list[Span] = []
         start, end = x.timing.request_start, x.timing.end
-        trace_id, client_parent, how, others, parent = self.decide(x, candidates)
+        trace_id, client_parent, how, others, parent = self.decide(x.id, x.test, start,
+                                                                   candidates)
 
         if tp is not None and not injected:
             # An instrumented caller: its client span exists; the callee joins its trace.

@@ -32,6 +32,7 @@ _PROTO_KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "cons
 _STATUS = {"unset": StatusCode.UNSET, "ok": StatusCode.OK, "error": StatusCode.ERROR}
 _PROTO_STATUS = {0: "unset", 1: "ok", 2: "error"}
 _ID_FIELDS = {"traceId", "spanId", "parentSpanId"}
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)  # always sampled: no sampler runs on these
 
 
 def _ids_in_json(node, convert) -> None:
@@ -114,7 +115,7 @@ def decode_batch(batch: SpanBatch) -> list[Span]:
 
 
 def _ctx(trace_id: int, span_id: int) -> SpanContext:
-    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags.SAMPLED)
+    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
 
 
 def to_readable(spans: Iterable[Span]) -> list[ReadableSpan]:
