@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -128,7 +127,7 @@ def to_readable(spans: Iterable[Span]) -> list[ReadableSpan]:
         key = tuple(sorted((k, str(v)) for k, v in attrs.items()))
         resource = resources.get(key) or resources.setdefault(key, Resource(attrs))
         scope = scopes.get(s.scope) or scopes.setdefault(
-            s.scope, InstrumentationScope(s.scope, __version__ if s.synthesized else None))
+            s.scope, InstrumentationScope(s.scope, __version__ if s.scope == "tapproxy" else None))
         out.append(ReadableSpan(
             name=s.name, context=_ctx(s.trace_id, s.span_id),
             parent=_ctx(s.trace_id, s.parent_span_id) if s.parent_span_id else None,
@@ -141,8 +140,71 @@ def to_readable(spans: Iterable[Span]) -> list[ReadableSpan]:
     return out
 
 
+def _json_value(v) -> dict:
+    # OTLP/JSON AnyValue; 64-bit integers are strings, as in protobuf's JSON mapping.
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, bytes):
+        return {"bytesValue": base64.b64encode(v).decode()}
+    if isinstance(v, (list, tuple)):
+        return {"arrayValue": {"values": [_json_value(x) for x in v]}}
+    if isinstance(v, dict):
+        return {"kvlistValue": {"values": _json_attrs(v)}}
+    return {"stringValue": str(v)}
+
+
+def _json_attrs(attrs: dict) -> list[dict]:
+    return [{"key": k, "value": _json_value(v)} for k, v in attrs.items()]
+
+
+_JSON_KINDS = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
+_JSON_STATUS = {"unset": 0, "ok": 1, "error": 2}
+
+
+def _json_span(s: Span) -> dict:
+    d: dict = {"traceId": f"{s.trace_id:032x}", "spanId": f"{s.span_id:016x}"}
+    if s.parent_span_id:
+        d["parentSpanId"] = f"{s.parent_span_id:016x}"
+    d.update(name=s.name, kind=_JSON_KINDS[s.kind], startTimeUnixNano=str(s.start),
+             endTimeUnixNano=str(s.end))
+    if s.attributes:
+        d["attributes"] = _json_attrs(s.attributes)
+    if s.events:
+        d["events"] = [{"timeUnixNano": str(e.time), "name": e.name,
+                        **({"attributes": _json_attrs(e.attributes)} if e.attributes else {})}
+                       for e in s.events]
+    if s.links:
+        d["links"] = [{"traceId": f"{ln.trace_id:032x}", "spanId": f"{ln.span_id:016x}",
+                       **({"attributes": _json_attrs(ln.attributes)} if ln.attributes else {}),
+                       "flags": 0x100}
+                      for ln in s.links]
+    status: dict = {}
+    if s.status_message:
+        status["message"] = s.status_message
+    if s.status != "unset":
+        status["code"] = _JSON_STATUS[s.status]
+    d["status"] = status
+    d["flags"] = 0x100  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE, as the SDK sets it: not remote
+    return d
+
+
 def to_otlp_json(spans: Iterable[Span]) -> dict:
-    """An OTLP/JSON ExportTraceServiceRequest: one resource per service, hex ids."""
-    doc = json_format.MessageToDict(encode_spans(to_readable(spans)), use_integers_for_enums=True)
-    _ids_in_json(doc, _b64_to_hex)
-    return doc
+    """An OTLP/JSON ExportTraceServiceRequest: one resource per service, hex ids, integer
+    enums. Written directly (not through protobuf's JSON mapping, which is five times
+    slower and base64-encodes ids); tests check it decodes to what the SDK encodes."""
+    resources: dict[tuple, tuple[dict, dict[str, list]]] = {}
+    for s in spans:
+        attrs = s.resource or {"service.name": s.service}
+        key = tuple(sorted((k, str(v)) for k, v in attrs.items()))
+        _, scopes = resources.get(key) or resources.setdefault(key, (attrs, {}))
+        scopes.setdefault(s.scope, []).append(_json_span(s))
+    return {"resourceSpans": [
+        {"resource": {"attributes": _json_attrs(attrs)},
+         "scopeSpans": [{"scope": {"name": scope, **({"version": __version__}
+                                                     if scope == "tapproxy" else {})},
+                         "spans": items} for scope, items in scopes.items()]}
+        for attrs, scopes in resources.values()]}
