@@ -318,6 +318,8 @@ def demo(
     from tapproxy.capture.select import numbered_exchanges
     from tapproxy.demo import run_demo
     from tapproxy.report.text import print_table
+    from tapproxy.report.tree import print_span_tree
+    from tapproxy.spans.stream import spans_of_capture
 
     console = _out()
     console.print("[bold]tapproxy demo[/]: shop → inventory, shop → payments, all through "
@@ -338,9 +340,15 @@ def demo(
 
     with open_capture(output) as reader:
         print_table(rows(reader), console)
+    for group in spans_of_capture(output):
+        if group.outcome == "failed":
+            console.print(f"\n[bold]call tree of {group.test}[/] (spans tapproxy synthesized; "
+                          "no service here is instrumented):")
+            print_span_tree(group.spans, group.findings, console)
     console.print(f"\ncapture written to {output}; look closer with:\n"
                   f"  tapproxy show {output} --errors\n"
-                  f"  tapproxy show {output} --exchange {first_failed or 1}")
+                  f"  tapproxy show {output} --exchange {first_failed or 1}\n"
+                  f"  tapproxy spans {output} --tree   (or --otlp http://localhost:4318)")
 
 
 @app.callback(invoke_without_command=True)
