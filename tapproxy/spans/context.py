@@ -28,7 +28,7 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
     """The context in a `traceparent` header, or None if absent or invalid per W3C."""
     if not value:
         return None
-    m = _TRACEPARENT.match(value.strip().lower())
+    m = _TRACEPARENT.match(value.strip())  # W3C: uppercase hex is invalid, not folded
     if m is None:
         return None
     version, trace, parent, flags, rest = m.groups()

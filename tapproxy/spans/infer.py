@@ -165,7 +165,8 @@ class Synthesizer:
             mine, me, found = self.exchange(x, by_service.get(x.caller.name, ()) if known else ())
             spans.extend(mine)
             findings.extend(found)
-            by_service.setdefault(x.callee.name, []).append(me)
+            if server_saw_request(x):  # a request the callee never got is nobody's parent
+                by_service.setdefault(x.callee.name, []).append(me)
         name = case.name if case else test
         if name is not None and test_span:
             last = max((s.end for s in spans), default=None)

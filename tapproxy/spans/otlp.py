@@ -61,6 +61,8 @@ def parse_request(payload: bytes, content_type: str) -> ExportTraceServiceReques
     try:
         if "json" in content_type:
             doc = json.loads(payload)
+            if not isinstance(doc, dict):
+                raise ValueError(f"the document is a JSON {type(doc).__name__}, not an object")
             _ids_in_json(doc, _hex_to_b64)
             json_format.ParseDict(doc, msg, ignore_unknown_fields=True)
         else:

@@ -7,7 +7,7 @@ for 4xx and 5xx, server spans for 5xx only; a transport failure is an error with
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
@@ -45,12 +45,15 @@ def _protocol_version(v: str) -> str | None:
 
 
 def _redact_query(query: str) -> str:
+    """Only the values of secret parameters change; the rest stays exactly as sent."""
     if not query:
         return query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(k.lower() in _SECRET_QUERY for k, _ in pairs):
-        return query
-    return urlencode([(k, _REDACTED if k.lower() in _SECRET_QUERY else v) for k, v in pairs])
+    parts = []
+    for part in query.split("&"):
+        key = part.partition("=")[0]
+        secret = unquote_plus(key).lower() in _SECRET_QUERY
+        parts.append(f"{key}={_REDACTED}" if secret else part)
+    return "&".join(parts)
 
 
 def _redact_url(url: str) -> str:
