@@ -156,7 +156,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per exchange.")]
     = False,
     exchange: Annotated[str | None, typer.Option(
-        help="Show exchange N (its # in the table) or the one whose id starts so.")] = None,
+        help="Show exchange N (its # in the table), or the one whose id starts so "
+             "(4+ characters).")] = None,
 ) -> None:
     """List the exchanges of a capture, or show one in full."""
     from tapproxy.capture.format import open_capture
@@ -177,15 +178,13 @@ def show(
 
         rows = select(numbered_exchanges(records()), test, service, errors)
         if exchange is not None:
-            for n, x in rows:
-                if str(n) == exchange or (not exchange.isdigit() and x.id.startswith(exchange)):
-                    for _ in records():  # test outcomes are written after their exchanges
-                        pass
-                    print_exchange(n, x, console, tests)
-                    break
-            else:
-                _check_tail(reader)
+            found = _find_exchange(rows, exchange)
+            for _ in records():  # test outcomes are written after their exchanges
+                pass
+            _check_tail(reader)
+            if found is None:
                 raise _fail(f"{capture}: no exchange {exchange!r}")
+            print_exchange(*found, console, tests)
         elif as_json:
             for n, x in rows:
                 print(json.dumps(exchange_json(n, x), ensure_ascii=False))
@@ -194,6 +193,18 @@ def show(
             if count == 0:
                 console.print("(no exchanges)", style="dim")
         _check_tail(reader)
+
+
+def _find_exchange(rows, key: str):
+    """Row `key` by its number in the table, else the first whose id starts with `key`
+    (at least 4 characters: a shorter prefix names nothing in particular)."""
+    by_prefix = None
+    for n, x in rows:
+        if str(n) == key:
+            return n, x
+        if by_prefix is None and len(key) >= 4 and x.id.startswith(key):
+            by_prefix = (n, x)
+    return by_prefix
 
 
 def _check_tail(reader) -> None:
@@ -241,14 +252,18 @@ def import_(
         from tapproxy.proxy.mitmfile import import_flows
 
         records, kind = import_flows(source), "mitmproxy"
-    writer = CaptureWriter(output, new_header({"imported_from": str(source), "format": kind}))
+    writer = CaptureWriter(output, new_header({"imported_from": str(source), "format": kind}),
+                           provisional=True)
     n = 0
     try:
         for rec in records:
             writer.write(rec)
             n += 1
-    finally:
-        writer.close()
+    except BaseException:
+        writer.discard()  # a failed import leaves no capture, and the old one as it was
+        raise
+    writer.close()
+    writer.publish()
     print(f"{n} exchanges imported from {source} into {output}")
 
 

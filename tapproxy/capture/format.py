@@ -12,6 +12,7 @@ writing, and a reader can follow a file that is still growing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import struct
@@ -65,6 +66,10 @@ class CaptureWriter:
     `submit` never blocks the caller's event loop: when the bounded queue is full it
     returns an awaitable that waits for room (backpressure), and never drops a record.
     `transform` runs on the writer thread before encoding (redaction lives there).
+
+    With `provisional`, records go to a hidden `.NAME.part` beside `path` until
+    `publish()` renames it into place, so an existing capture at `path` survives a
+    recording that fails to start or an import that fails; `discard()` removes it.
     """
 
     def __init__(
@@ -73,11 +78,13 @@ class CaptureWriter:
         header: SessionHeader,
         transform: Callable[[Record], Record] | None = None,
         max_queue: int = 4096,
+        provisional: bool = False,
     ) -> None:
         self.path = Path(path)
         self._transform = transform
+        self._part = self.path.with_name(f".{self.path.name}.part") if provisional else None
         try:
-            self._file = open(self.path, "wb")  # noqa: SIM115 - owned by the writer thread
+            self._file = open(self._part or self.path, "wb")  # noqa: SIM115 - writer thread's
         except OSError as e:
             raise CaptureError(f"{self.path}: cannot create capture: {e.strerror}") from e
         try:
@@ -120,6 +127,27 @@ class CaptureWriter:
         """Queue `record`, blocking while the queue is full (for non-async callers)."""
         self._check(writing=True)
         self._queue.put(record)
+
+    @property
+    def published(self) -> bool:
+        return self._part is None
+
+    def publish(self) -> None:
+        """Put a provisional capture in place at `path` (atomic; writing carries on)."""
+        if self._part is not None:
+            try:
+                os.replace(self._part, self.path)
+            except OSError as e:
+                raise CaptureError(f"{self.path}: cannot create capture: {e.strerror}") from e
+            self._part = None
+
+    def discard(self) -> None:
+        """Close and remove a capture not yet published (no-op once published)."""
+        with contextlib.suppress(CaptureError):  # it is being thrown away anyway
+            self.close()
+        if self._part is not None:
+            self._part.unlink(missing_ok=True)
+            self._part = None
 
     def flush(self) -> None:
         """Block until every record queued so far is written and flushed to the OS."""

@@ -34,5 +34,6 @@ def import_flows(path: Path) -> Iterator[Exchange]:
                     callee = callees.name(flow.request.host, flow.request.port)
                     yield exchange_from_flow(flow, peer_party(flow.client_conn.peername), callee)
         except exceptions.FlowReadException as e:
-            what = "not a HAR or mitmproxy flow file" if n == 0 else f"flow {n} is unreadable"
+            what = ("not a HAR or mitmproxy flow file (or cut inside its first flow)" if n == 0
+                    else f"cut or corrupt after {n} flows")
             raise CaptureError(f"{path}: {what} ({e})") from e

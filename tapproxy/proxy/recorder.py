@@ -109,7 +109,10 @@ class Recorder:
         }
         transform = (Redactor(opts.redact_headers, opts.redact_json) if opts.redact else None)
         header = new_header(meta)
-        self.writer = CaptureWriter(opts.output, header, transform, opts.queue_size)
+        # Provisional until the listeners are bound: a recorder that cannot start must not
+        # replace the capture a previous run left at the same path.
+        self.writer = CaptureWriter(opts.output, header, transform, opts.queue_size,
+                                    provisional=True)
         self.live: LiveSpans | None = None
         if opts.otlp or opts.inject_traceparent or opts.otlp_receive:
             self.live = LiveSpans(str(header.created), opts.otlp, opts.inject_traceparent)
@@ -243,6 +246,9 @@ class Recorder:
         # Already done when embedded; needed under mitmdump -s.
         await self.start_control()
         await self.start_receiver()
+        servers = ctx.master.addons.get("proxyserver").servers
+        if not any(s.last_exception is not None for s in servers):
+            self.writer.publish()
 
     async def done(self) -> None:
         if self._done:
@@ -252,10 +258,13 @@ class Recorder:
             await self.control.stop()
         if self.receiver is not None:
             await self.receiver.stop()
-        for case in self.tests.close_all():
-            self.writer.write(case)
         if self.live is not None:
             self.live.close()
+        if not self.writer.published:
+            self.writer.discard()  # never started: nothing was recorded, nothing replaced
+            return
+        for case in self.tests.close_all():
+            self.writer.write(case)
         self.writer.close()
 
     def stats(self) -> dict:

@@ -1,0 +1,524 @@
+"""`tapproxy record`, `env`, `demo` and the mitmdump addon, run as real subprocesses.
+
+Every test drives the real command on loopback ports with real clients (curl, requests)
+and then reads the capture back, as a user would after a test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+import trustme
+from aiohttp import web
+
+from tapproxy.capture import CaptureWriter, Exchange, TestCase, new_header, open_capture
+from tests.conftest import ROOT, TAPPROXY, free_port, run_cli, wait_for
+
+MITMDUMP = Path(sys.executable).with_name("mitmdump")
+
+
+@pytest.fixture(scope="module")
+def confdir(tmp_path_factory) -> Path:
+    """One interception CA for this module's recorders (creating one costs a second)."""
+    return tmp_path_factory.mktemp("mitmconf")
+
+
+def shop_app() -> web.Application:
+    async def item(request: web.Request) -> web.Response:
+        return web.json_response({"id": int(request.match_info["id"]), "name": "tea"})
+
+    async def order(request: web.Request) -> web.Response:
+        return web.json_response({"order": await request.json()}, status=201)
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.json_response({"error": "down for maintenance"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/items/{id}", item)
+    app.router.add_post("/orders", order)
+    app.router.add_get("/broken", broken)
+    return app
+
+
+@pytest.fixture
+def shop(services):
+    return services.start("shop", shop_app())
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """An environment with no inherited proxy settings or curlrc."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), **extra}
+
+
+def curl(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """(status, body) of one curl request; curl itself must succeed."""
+    out = subprocess.run(["curl", "-q", "-sS", "-w", "\n%{http_code}", *args],
+                         capture_output=True, text=True, env=env or clean_env(), timeout=30)
+    assert out.returncode == 0, out.stderr
+    body, _, status = out.stdout.rpartition("\n")
+    return int(status), body
+
+
+@dataclass
+class Recording:
+    """A running `tapproxy record` subprocess, ready once it has printed its exports."""
+
+    proc: subprocess.Popen
+    output: Path
+    listen: int
+    control: int | None
+    stderr_path: Path
+    banner: list[str] = field(default_factory=list)
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control}"
+
+    def proxy_url(self, caller: str | None = None) -> str:
+        user = f"{caller}:tap@" if caller else ""
+        return f"http://{user}127.0.0.1:{self.listen}"
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, list[str], str]:
+        """Signal it; (exit code, every stdout line, stderr) once it has exited."""
+        self.proc.send_signal(sig)
+        rest = self.proc.stdout.read()
+        code = self.proc.wait(timeout=30)
+        return code, self.banner + rest.splitlines(), self.stderr_path.read_text()
+
+
+@pytest.fixture
+def record(tmp_path: Path, confdir: Path):
+    """Start `tapproxy record` on free ports: record(*extra_args, control=, listen=, ca_dir=)."""
+    started: list[Recording] = []
+
+    def start(*extra: str | Path, control: bool = True, listen: int | None = None,
+              ca_dir: Path = confdir) -> Recording:
+        n = len(started)
+        listen, ctl = listen or free_port(), free_port() if control else None
+        output = tmp_path / f"rec{n}.tap"
+        args = ["record", "-o", output, "--listen", f"127.0.0.1:{listen}",
+                "--control", f"127.0.0.1:{ctl}" if control else "off",
+                "--confdir", ca_dir, *extra]
+        err = tmp_path / f"rec{n}.stderr"
+        with open(err, "w") as stderr:
+            proc = subprocess.Popen([*TAPPROXY, *map(str, args)], stdout=subprocess.PIPE,
+                                    stderr=stderr, text=True, cwd=tmp_path)
+        rec = Recording(proc, output, listen, ctl, err)
+        started.append(rec)
+        for line in proc.stdout:
+            rec.banner.append(line.rstrip("\n"))
+            if line.startswith("export HTTPS_PROXY="):
+                return rec
+        raise AssertionError(f"tapproxy record exited with {proc.wait()} before it was "
+                             f"ready:\n{err.read_text()}")
+
+    yield start
+    for rec in started:
+        if rec.proc.poll() is None:
+            rec.proc.kill()
+            rec.proc.wait()
+        rec.proc.stdout.close()
+
+
+def read_capture(path: Path) -> tuple[list[Exchange], list[TestCase], bool]:
+    with open_capture(path) as reader:
+        records = list(reader)
+        truncated = reader.truncated
+    exchanges = [r for r in records if isinstance(r, Exchange)]
+    return exchanges, [r for r in records if isinstance(r, TestCase)], truncated
+
+
+# --- 1. a recording session, stopped by a signal --------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_record_until_signal_writes_every_exchange_and_test_case(record, shop, sig):
+    rec = record("--service", f"shop=127.0.0.1:{shop.port}")
+    assert f"# forward proxy at 127.0.0.1:{rec.listen}" in rec.banner
+    assert f"# control API at http://127.0.0.1:{rec.control}" in rec.banner
+    assert f"export HTTP_PROXY='http://127.0.0.1:{rec.listen}'" in rec.banner
+
+    ctl = rec.control_url
+    r = requests.post(f"{ctl}/tests/start", json={"name": "test_checkout"}, timeout=10)
+    assert r.status_code == 201
+    proxy = ["-x", rec.proxy_url("checkout")]
+    assert curl(*proxy, f"{shop.url}/items/7") == (200, '{"id": 7, "name": "tea"}')
+    assert curl(*proxy, "-H", "content-type: application/json", "--data",
+                '{"sku": "tea", "qty": 2}', f"{shop.url}/orders") == (
+        201, '{"order": {"sku": "tea", "qty": 2}}')
+    assert curl(*proxy, f"{shop.url}/broken")[0] == 503
+    r = requests.post(f"{ctl}/tests/end", json={"name": "test_checkout", "outcome": "failed"},
+                      timeout=10)
+    assert r.json() == {"closed": "test_checkout", "outcome": "failed"}
+    assert curl(*proxy, f"{shop.url}/items/8")[0] == 200  # outside any test
+    assert requests.post(f"{ctl}/tests/start", json={"name": "test_left_open"},
+                         timeout=10).status_code == 201
+
+    code, out, err = rec.stop(sig)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert out[-1] == f"# 4 exchanges recorded to {rec.output}"
+    exchanges, tests, truncated = read_capture(rec.output)
+    assert not truncated
+    assert [(x.request.method, x.request.path, x.status) for x in exchanges] == [
+        ("GET", "/items/7", 200), ("POST", "/orders", 201), ("GET", "/broken", 503),
+        ("GET", "/items/8", 200)]
+    assert exchanges[1].request.json() == {"sku": "tea", "qty": 2}
+    assert exchanges[1].response.json() == {"order": {"sku": "tea", "qty": 2}}
+    for x in exchanges:
+        assert (x.callee.name, x.callee.source) == ("shop", "service-map")
+        assert (x.caller.name, x.caller.source) == ("checkout", "proxy-auth")
+    assert [(x.test, x.test_source) for x in exchanges] == [
+        ("test_checkout", "control")] * 3 + [(None, None)]
+    closed, left_open = tests
+    assert (closed.name, closed.outcome) == ("test_checkout", "failed")
+    assert closed.started <= exchanges[0].timing.request_start
+    assert closed.ended >= exchanges[2].timing.response_end
+    # A test still open at shutdown is kept, visibly without an end or outcome.
+    assert (left_open.name, left_open.ended, left_open.outcome) == ("test_left_open", None, None)
+
+
+# --- 2. SIGKILL mid-recording ---------------------------------------------------------------
+
+
+def payload(i: int) -> bytes:
+    return f"{i}:".encode() + bytes([97 + i % 26]) * 2000
+
+
+def bulk_app(release: threading.Event, arrived: list[str]) -> web.Application:
+    async def numbered(request: web.Request) -> web.Response:
+        return web.Response(body=payload(int(request.match_info["i"])),
+                            content_type="text/plain")
+
+    async def slow(request: web.Request) -> web.Response:
+        arrived.append(request.match_info["k"])
+        while not release.is_set():  # held open until the recorder has been killed
+            await asyncio.sleep(0.02)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/n/{i}", numbered)
+    app.router.add_get("/slow/{k}", slow)
+    return app
+
+
+def test_sigkill_mid_recording_leaves_every_flushed_exchange_readable(record, services):
+    release, arrived = threading.Event(), []
+    svc = services.start("bulk", bulk_app(release, arrived))
+    rec = record("--service", f"bulk=127.0.0.1:{svc.port}")
+    proxies = {"http": rec.proxy_url("loader")}
+
+    def session() -> requests.Session:
+        s = requests.Session()
+        s.trust_env, s.proxies = False, proxies
+        return s
+
+    with session() as s:
+        for i in range(200):
+            r = s.get(f"{svc.url}/n/{i}", timeout=30)
+            assert (r.status_code, r.content) == (200, payload(i))
+    assert requests.post(f"{rec.control_url}/flush", timeout=30).json()["records"] >= 200
+    stats = requests.get(f"{rec.control_url}/stats", timeout=10).json()
+    assert stats["records_written"] >= 200 and stats["exchanges"] == 200
+
+    # A burst in flight when the recorder dies: held requests, and fast ones still being
+    # answered and queued for the writer.
+    stop, answered = threading.Event(), []
+
+    def hammer(k: int) -> None:
+        with session() as s:
+            j = 0
+            while not stop.is_set():
+                i = 10_000 * (k + 1) + j
+                try:
+                    r = s.get(f"{svc.url}/n/{i}", timeout=30)
+                except requests.RequestException:
+                    return
+                answered.append(r.status_code)
+                j += 1
+
+    held_outcomes = []
+
+    def held(k: int) -> None:
+        with session() as s:
+            try:
+                held_outcomes.append(s.get(f"{svc.url}/slow/{k}", timeout=30).status_code)
+            except requests.RequestException as e:
+                held_outcomes.append(type(e).__name__)
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    threads += [threading.Thread(target=held, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(arrived) == 6 and len(answered) >= 40, what="the burst in flight")
+        rec.proc.kill()
+        assert rec.proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        stop.set()
+        release.set()
+        for t in threads:
+            t.join(30)
+    assert 200 not in held_outcomes  # the recorder died with them in flight
+
+    exchanges, _, truncated = read_capture(rec.output)  # must not raise
+    seen = {}
+    for x in exchanges:
+        assert x.error is None and x.response is not None, x
+        assert x.request.path.startswith("/n/"), "a held request cannot have completed"
+        i = int(x.request.path.removeprefix("/n/"))
+        assert (x.status, x.response.body) == (200, payload(i))
+        assert x.caller.name == "loader" and x.callee.name == "bulk"
+        seen[i] = x
+    assert set(range(200)) <= set(seen)
+    assert len(seen) == len(exchanges)
+
+    show = run_cli("show", rec.output)
+    assert "Traceback" not in show.stderr
+    rows = [line for line in show.stdout.splitlines() if line[:1].isdigit()]
+    assert len(rows) == len(exchanges)
+    if truncated:
+        assert show.returncode == 2
+        [line] = show.stderr.splitlines()
+        assert line.startswith(f"tapproxy: error: {rec.output}: ends inside record")
+    else:
+        assert (show.returncode, show.stderr) == (0, "")
+
+
+# --- 3. a reverse listener -----------------------------------------------------------------
+
+
+def test_reverse_listener_names_the_service_for_a_client_that_ignores_proxies(record, shop):
+    port = free_port()
+    rec = record("--reverse", f"shop={shop.url}@{port}", control=False)
+    assert f"# reverse proxy for shop ({shop.url}) at 127.0.0.1:{port}" in rec.banner
+    assert not any(line.startswith("# control API") for line in rec.banner)
+
+    with requests.Session() as s:
+        s.trust_env = False  # straight to the listener, as a client that knows no proxy
+        r = s.get(f"http://127.0.0.1:{port}/items/3?fresh=1", timeout=10)
+    assert r.json() == {"id": 3, "name": "tea"}
+    assert curl("--noproxy", "*", "--data", "{}", "-H", "content-type: application/json",
+                f"http://127.0.0.1:{port}/orders") == (201, '{"order": {}}')
+
+    code, _, err = rec.stop()
+    assert code == 0, err
+    exchanges, _, _ = read_capture(rec.output)
+    assert [(x.request.method, x.request.path, x.status) for x in exchanges] == [
+        ("GET", "/items/3?fresh=1", 200), ("POST", "/orders", 201)]
+    for x in exchanges:
+        assert (x.callee.name, x.callee.source) == ("shop", "reverse")
+        assert x.callee.address == f"127.0.0.1:{shop.port}"
+        # Nobody named the caller: it stays visibly an address.
+        assert (x.caller.name, x.caller.source) == ("127.0.0.1", "peer")
+
+
+# --- 4. bad input ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_port():
+    """A loopback port something else is already listening on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+BAD_INPUT = [
+    ("listen-in-use", lambda p: ["--listen", f"127.0.0.1:{p}"],
+     ["127.0.0.1:{p}", "address already in use"]),
+    ("control-in-use", lambda p: ["--control", f"127.0.0.1:{p}"],
+     ["control API", "127.0.0.1:{p}", "address already in use"]),
+    ("reverse-garbage", lambda p: ["--reverse", "garbage"], ["--reverse 'garbage'"]),
+    ("reverse-ftp", lambda p: ["--reverse", "a=ftp://x@1"], ["'ftp://x'", "http(s)://"]),
+    ("service-no-equals", lambda p: ["--service", "noequals"], ["--service 'noequals'"]),
+    ("listen-not-a-port", lambda p: ["--listen", "127.0.0.1:notaport"],
+     ["--listen '127.0.0.1:notaport'", "port"]),
+    ("redact-json-bad-path", lambda p: ["--redact-json", "$.[bad"], ["--redact-json", "$.[bad"]),
+    ("output-dir-missing", lambda p: ["-o", "/nonexistent-dir/x.tap"],
+     ["/nonexistent-dir/x.tap"]),
+    ("upstream-ca-missing", lambda p: ["--upstream-ca", "/missing.pem"],
+     ["/missing.pem", "--upstream-ca"]),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), [pytest.param(a, e, id=i) for i, a, e in BAD_INPUT])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, confdir, busy_port, args, expected):
+    opts = {"-o": str(tmp_path / "x.tap"), "--listen": f"127.0.0.1:{free_port()}",
+            "--control": f"127.0.0.1:{free_port()}", "--confdir": str(confdir)}
+    extra = args(busy_port)
+    if extra[0] in opts:
+        opts[extra[0]] = extra[1]
+        extra = []
+    out = run_cli("record", *[x for kv in opts.items() for x in kv], *extra)
+    assert out.returncode == 2, out
+    assert "Traceback" not in out.stderr
+    [line] = out.stderr.splitlines()
+    assert line.startswith("tapproxy: error: ")
+    for fragment in expected:
+        assert fragment.format(p=busy_port) in line
+    assert "export" not in out.stdout  # it never claimed to be ready
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--control"])
+def test_a_record_that_cannot_start_leaves_an_existing_capture_alone(tmp_path, confdir,
+                                                                     busy_port, flag):
+    output = tmp_path / "last-run.tap"
+    writer = CaptureWriter(output, new_header())
+    writer.write(TestCase(name="test_from_last_run", started=1, ended=2, outcome="passed"))
+    writer.close()
+    before = output.read_bytes()
+    opts = {"--listen": f"127.0.0.1:{free_port()}", "--control": f"127.0.0.1:{free_port()}"}
+    opts[flag] = f"127.0.0.1:{busy_port}"
+    out = run_cli("record", "-o", output, "--confdir", confdir,
+                  *[x for kv in opts.items() for x in kv])
+    assert out.returncode == 2 and "address already in use" in out.stderr
+    assert output.read_bytes() == before
+
+
+# --- 5. tapproxy env ------------------------------------------------------------------------
+
+
+def test_env_exports_route_curl_and_requests_through_the_recorder(tmp_path, record, services):
+    ca = trustme.CA()  # the service speaks HTTPS, so the client must trust tapproxy's CA
+    upstream_ca = tmp_path / "upstream-ca.pem"
+    ca.cert_pem.write_to_path(str(upstream_ca))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    secure = services.start("secure", shop_app(), ssl_context=server_ctx)
+
+    fresh = tmp_path / "conf"  # env creates the CA where the recorder will find it
+    port = free_port()
+    out = run_cli("env", "--listen", f"127.0.0.1:{port}", "--caller", "checkout",
+                  "--confdir", fresh)
+    assert (out.returncode, out.stderr) == (0, "")
+    exports = {}
+    for line in out.stdout.splitlines():
+        assert line.startswith("export ")
+        [(name, value)] = [kv.split("=", 1) for kv in shlex.split(line.removeprefix("export "))]
+        exports[name] = value
+    proxy = f"http://checkout:tap@127.0.0.1:{port}"
+    ca_file = fresh / "mitmproxy-ca-cert.pem"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert exports[name] == proxy
+    assert exports["NO_PROXY"] == ""
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"):
+        assert exports[name] == str(ca_file)
+    assert ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+    # The recorder is started separately, on the same port and confdir, as a user would.
+    rec = record("--upstream-ca", upstream_ca, "--service", f"secure=127.0.0.1:{secure.port}",
+                 listen=port, ca_dir=fresh, control=False)
+    script = (f'eval "$1"; curl -q -sS --fail {secure.url}/items/5 && echo && '
+              f'"{sys.executable}" -c "import requests; '
+              f"print(requests.get('{secure.url}/items/6', timeout=10).text)\"")
+    shell = subprocess.run(["bash", "-c", script, "bash", out.stdout], capture_output=True,
+                           text=True, env=clean_env(), timeout=60)
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines() == ['{"id": 5, "name": "tea"}', '{"id": 6, "name": "tea"}']
+
+    code, _, err = rec.stop()
+    assert code == 0, err
+    exchanges, _, _ = read_capture(rec.output)
+    assert [(x.request.scheme, x.request.path, x.status) for x in exchanges] == [
+        ("https", "/items/5", 200), ("https", "/items/6", 200)]
+    for x in exchanges:
+        assert (x.caller.name, x.caller.source) == ("checkout", "proxy-auth")
+        assert x.callee.name == "secure"
+
+
+# --- 6. the mitmdump addon ------------------------------------------------------------------
+
+
+def test_mitmdump_addon_records_the_same_format(tmp_path, confdir, shop):
+    port, ctl = free_port(), free_port()
+    output = tmp_path / "addon.tap"
+    err = tmp_path / "mitmdump.stderr"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [MITMDUMP, "-q", "-p", str(port), "-s", ROOT / "addons" / "record.py",
+             "--set", f"tapproxy_output={output}",
+             "--set", f"tapproxy_service=shop=127.0.0.1:{shop.port}",
+             "--set", f"tapproxy_control=127.0.0.1:{ctl}", "--set", f"confdir={confdir}"],
+            stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
+    try:
+        control = f"http://127.0.0.1:{ctl}"
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"mitmdump exited {proc.returncode}: {err.read_text()}")
+            try:
+                return requests.get(f"{control}/stats", timeout=5).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(ready, what="mitmdump's control API")
+        requests.post(f"{control}/tests/start", json={"name": "test_addon"}, timeout=10)
+        proxy = ["-x", f"http://web:tap@127.0.0.1:{port}"]
+        assert curl(*proxy, f"{shop.url}/items/1") == (200, '{"id": 1, "name": "tea"}')
+        assert curl(*proxy, "--data", '{"a": 1}', f"{shop.url}/orders")[0] == 201
+        requests.post(f"{control}/tests/end", json={"name": "test_addon", "outcome": "passed"},
+                      timeout=10)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err.read_text()
+
+    with open_capture(output) as reader:
+        assert reader.header.tool.startswith("tapproxy ")
+        records = list(reader)
+        assert not reader.truncated
+    exchanges = [r for r in records if isinstance(r, Exchange)]
+    assert [(x.request.method, x.request.path, x.status) for x in exchanges] == [
+        ("GET", "/items/1", 200), ("POST", "/orders", 201)]
+    for x in exchanges:
+        assert (x.callee.name, x.callee.source) == ("shop", "service-map")
+        assert (x.caller.name, x.caller.source) == ("web", "proxy-auth")
+        assert x.test == "test_addon"
+    assert exchanges[1].response.json() == {"order": {"a": 1}}
+    [case] = [r for r in records if isinstance(r, TestCase)]
+    assert (case.name, case.outcome) == ("test_addon", "passed")
+
+
+# --- 7. the demo ----------------------------------------------------------------------------
+
+
+def test_demo_runs_the_scenario_and_records_it(tmp_path, confdir):
+    output = tmp_path / "demo.tap"
+    out = run_cli("demo", "-o", output, "--confdir", confdir, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stdout.splitlines()
+    outcome = {line.split()[0]: line.split()[1] for line in lines
+               if line.strip().startswith("test_") and len(line.split()) == 2}
+    assert outcome == {"test_place_order": "passed", "test_out_of_stock": "passed",
+                       "test_declined_card": "failed"}
+    rows = [line.split() for line in lines if line[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == list(range(1, 9))
+    statuses = [r[7] for r in rows]
+    assert "500" in statuses and "502" in statuses
+    assert f"tapproxy show {output} --exchange 7" in out.stdout  # the first failure
+
+    exchanges, tests, truncated = read_capture(output)
+    assert not truncated
+    assert len(exchanges) == 8
+    assert {t.name: t.outcome for t in tests} == outcome
+    assert {x.caller.name for x in exchanges} == {"shop", "tests"}
+    assert {x.callee.name for x in exchanges} == {"shop", "inventory", "payments"}
+    assert [x.status for x in exchanges] == [int(s) for s in statuses]
