@@ -372,7 +372,8 @@ BAD_IMPORTS = [
      "not a HAR or mitmproxy flow file"),
     ("truncated-har", lambda demo, flows, tmp, p: _truncated_har(demo, tmp, p),
      "not a HAR file"),
-    ("truncated-flows", lambda demo, flows, tmp, p: _truncated_flows(flows, p), "unreadable"),
+    ("truncated-flows", lambda demo, flows, tmp, p: _truncated_flows(flows, p),
+     "cut or corrupt after"),
 ]
 
 
