@@ -57,6 +57,8 @@ def record(
         help="Mask this JSON path in bodies, e.g. '$.password' or '$..token'.")] = None,
     no_redact: Annotated[bool, typer.Option("--no-redact", help="Record credentials as sent.")]
     = False,
+    route: Annotated[list[str] | None, typer.Option(
+        help="[SERVICE:]/path/{param}: record which route a request belongs to.")] = None,
     confdir: Confdir = _DEFAULT_CONFDIR,
     upstream_ca: Annotated[Path | None, typer.Option(
         help="PEM bundle of CAs to trust for upstream TLS.")] = None,
@@ -75,6 +77,7 @@ def record(
     = False,
 ) -> None:
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
+    from tapproxy.capture.routes import RouteTable
     from tapproxy.proxy.certs import env_exports
     from tapproxy.proxy.options import RecordOptions, parse_address, parse_reverse, parse_service
     from tapproxy.proxy.runner import RecordingProxy
@@ -89,6 +92,7 @@ def record(
         redact=not no_redact,
         redact_headers=tuple(redact_header or ()),
         redact_json=tuple(redact_json or ()),
+        routes=tuple(route or ()),
         confdir=confdir.expanduser(),
         upstream_ca=upstream_ca,
         insecure=insecure,
@@ -102,6 +106,7 @@ def record(
 
         for p in opts.redact_json:
             parse_json_path(p)  # a bad path is a usage error now, not on the writer thread
+    RouteTable(opts.routes)  # a bad template is a usage error now
     if upstream_ca is not None and not upstream_ca.is_file():
         raise UsageError(f"{upstream_ca}: --upstream-ca file not found")
 
@@ -277,11 +282,14 @@ def spans(
     tree: Annotated[bool, typer.Option(help="Print each test's call tree.")] = False,
     bodies: Annotated[bool, typer.Option(help="Add bodies as span attributes.")] = False,
     test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
+    route: Annotated[list[str] | None, typer.Option(
+        help="[SERVICE:]/path/{param}: name spans after this route (http.route).")] = None,
 ) -> None:
     """Synthesize OpenTelemetry spans for a capture: a trace per test, as if every
     service were instrumented."""
     from fnmatch import fnmatchcase
 
+    from tapproxy.capture.routes import RouteTable
     from tapproxy.report.tree import print_span_tree
     from tapproxy.spans.export import OtlpHttpExporter, write_otlp_json
     from tapproxy.spans.stream import spans_of_capture
@@ -296,7 +304,8 @@ def spans(
     except OSError as e:
         raise _fail(f"{out}: cannot write: {e.strerror}") from e
     try:
-        for group in spans_of_capture(capture, bodies, on_tail=problems.append):
+        routes = RouteTable(tuple(route or ()))
+        for group in spans_of_capture(capture, bodies, on_tail=problems.append, routes=routes):
             if test is not None and not (group.test and fnmatchcase(group.test, test)):
                 continue
             totals["spans"] += len(group.spans)

@@ -50,6 +50,7 @@ class RecordOptions:
     redact: bool = True
     redact_headers: tuple[str, ...] = ()
     redact_json: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()  # [SERVICE:]/path/{param} templates naming routes
     confdir: Path = field(default_factory=lambda: Path("~/.mitmproxy").expanduser())
     upstream_ca: Path | None = None  # extra CA bundle to trust for upstream TLS
     insecure: bool = False  # do not verify upstream certificates

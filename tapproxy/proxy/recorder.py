@@ -18,6 +18,7 @@ from mitmproxy.flow import Error
 from tapproxy.capture.format import CaptureWriter, new_header
 from tapproxy.capture.model import Party, SpanBatch, TestCase, WebSocketEnd, WebSocketMessage
 from tapproxy.capture.redact import Redactor
+from tapproxy.capture.routes import RouteTable
 from tapproxy.errors import ProxyError
 from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import exchange_from_flow
@@ -87,6 +88,20 @@ def _name_idle_timeout(flow: http.HTTPFlow) -> None:
                            f"mitmproxy then said: {e.msg}", e.timestamp)
 
 
+def _chain(*steps):
+    """One writer-thread transform from several (None steps skipped)."""
+    steps = [s for s in steps if s is not None]
+    if len(steps) <= 1:
+        return steps[0] if steps else None
+
+    def run(record):
+        for step in steps:
+            record = step(record)
+        return record
+
+    return run
+
+
 class Recorder:
     """mitmproxy addon writing every exchange, test case and WebSocket message to a capture."""
 
@@ -107,7 +122,9 @@ class Recorder:
             "otlp_receive": opts.otlp_receive is not None,
             "inject_traceparent": opts.inject_traceparent,
         }
-        transform = (Redactor(opts.redact_headers, opts.redact_json) if opts.redact else None)
+        self._routes = RouteTable(opts.routes)
+        transform = _chain(self._routes or None,
+                           Redactor(opts.redact_headers, opts.redact_json) if opts.redact else None)
         header = new_header(meta)
         # Provisional until the listeners are bound: a recorder that cannot start must not
         # replace the capture a previous run left at the same path.
@@ -177,7 +194,9 @@ class Recorder:
         x = exchange_from_flow(flow, caller, self._callee(flow), test, source)
         flow.metadata[_WRITTEN] = True
         if self.live is not None and _LIVE in flow.metadata:
-            self.live.request_done(x, flow.metadata.pop(_LIVE))
+            # Live spans are named after the route too (the writer thread sets it on disk).
+            self.live.request_done(self._routes(x) if self._routes else x,
+                                   flow.metadata.pop(_LIVE))
         self.exchanges += 1
         if x.failed:
             self.errors += 1

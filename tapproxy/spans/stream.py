@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tapproxy.capture.format import open_capture
 from tapproxy.capture.model import Exchange, SpanBatch, TestCase
+from tapproxy.capture.routes import RouteTable
 from tapproxy.spans.infer import Synthesizer
 from tapproxy.spans.model import Finding, Span
 from tapproxy.spans.otlp import decode_batch
@@ -73,8 +74,11 @@ def spans_of_capture(
     bodies: bool = False,
     window: int = 10_000,
     on_tail: Callable[[str], None] | None = None,
+    routes: RouteTable | None = None,
 ) -> Iterator[SpanGroup]:
-    """Yield the spans of each test case as soon as the capture has all of it."""
+    """Yield the spans of each test case as soon as the capture has all of it.
+
+    `routes` names the route of exchanges the capture does not know one for."""
     with open_capture(path) as reader:
         salt = str(reader.header.created)
         received = _received_by_trace(path) if reader.header.meta.get("otlp_receive") else {}
@@ -94,7 +98,7 @@ def spans_of_capture(
 
         for r in reader:
             if isinstance(r, Exchange):
-                pending.setdefault(r.test, []).append(r)
+                pending.setdefault(r.test, []).append(routes(r) if routes else r)
                 if r.test is None and len(pending[None]) >= window:
                     yield flush(None, None)
             elif isinstance(r, TestCase):
