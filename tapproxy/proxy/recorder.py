@@ -131,7 +131,7 @@ class Recorder:
         self.writer = CaptureWriter(opts.output, header, transform, opts.queue_size,
                                     provisional=True)
         self.live: LiveSpans | None = None
-        if opts.otlp or opts.inject_traceparent or opts.otlp_receive:
+        if opts.otlp or opts.inject_traceparent:  # receiving alone needs no live state
             self.live = LiveSpans(str(header.created), opts.otlp, opts.inject_traceparent)
         self.receiver: OtlpReceiver | None = None
         self.control: ControlServer | None = None
