@@ -16,7 +16,7 @@ from tapproxy import __version__
 from tapproxy.errors import TapproxyError, UsageError
 
 app = typer.Typer(
-    help="Record, inspect and replay the HTTP exchanges of integration tests.",
+    help="Record, inspect and trace the HTTP exchanges of integration tests.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
