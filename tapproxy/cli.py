@@ -242,8 +242,9 @@ def import_(
     output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
 ) -> None:
     """Turn a HAR file or a mitmproxy flow file into a capture."""
-    from tapproxy.capture.format import CaptureWriter, new_header
+    from tapproxy.capture.format import new_header
     from tapproxy.capture.har import import_har
+    from tapproxy.capture.writer import CaptureWriter
     from tapproxy.errors import CaptureError
 
     try:

@@ -1,6 +1,6 @@
 """Capture records and the `.tap` file format: the one reader API every part uses."""
 
-from tapproxy.capture.format import CaptureReader, CaptureWriter, new_header, open_capture
+from tapproxy.capture.format import CaptureReader, new_header, open_capture
 from tapproxy.capture.model import (
     ErrorInfo,
     Exchange,
@@ -16,6 +16,7 @@ from tapproxy.capture.model import (
     WebSocketEnd,
     WebSocketMessage,
 )
+from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import CaptureError
 
 __all__ = [

@@ -15,10 +15,11 @@ from pathlib import Path
 from mitmproxy import connection, ctx, http
 from mitmproxy.flow import Error
 
-from tapproxy.capture.format import CaptureWriter, new_header
+from tapproxy.capture.format import new_header
 from tapproxy.capture.model import Party, SpanBatch, TestCase, WebSocketEnd, WebSocketMessage
 from tapproxy.capture.redact import Redactor
 from tapproxy.capture.routes import RouteTable
+from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import ProxyError
 from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import exchange_from_flow

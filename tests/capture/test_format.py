@@ -475,13 +475,14 @@ def test_flush_makes_records_visible_before_close(tmp_path):
 def test_submit_applies_backpressure_and_loses_nothing(tmp_path):
     path = tmp_path / "backpressure.tap"
     gate = threading.Event()
+    writer = CaptureWriter(path, HEADER, max_queue=2)
+    disk = writer._write_batch
 
-    def slow(record):
-        gate.wait(10)  # hold the writer until the queue has filled up
-        time.sleep(0.001)
-        return record
+    def slow_disk(buffers):
+        gate.wait(10)  # a disk that has stopped keeping up, until the queue is full
+        disk(buffers)
 
-    writer = CaptureWriter(path, HEADER, transform=slow, max_queue=2)
+    writer._write_batch = slow_disk
     records = [TestCase(f"t{i}", started=T0 + i) for i in range(40)]
     awaited = 0
 
@@ -507,18 +508,23 @@ def test_a_writer_that_cannot_create_its_file_says_which(tmp_path):
     assert str(path) in str(e.value)
 
 
-def test_a_failing_transform_surfaces_as_capture_error(tmp_path):
+def test_a_failing_transform_is_named_and_the_capture_goes_on(tmp_path):
+    bad = ALL_KINDS[1]
+
     def explode(record):
-        raise ValueError("redaction rule broke")
+        if record is bad:
+            raise ValueError("redaction rule broke")
+        return record
 
     path = tmp_path / "t.tap"
     writer = CaptureWriter(path, HEADER, transform=explode)
     writer.write(ALL_KINDS[0])
     with pytest.raises(CaptureError, match="redaction rule broke") as e:
-        writer.flush()
+        writer.write(bad)
     assert str(path) in str(e.value)
-    with pytest.raises(CaptureError, match="redaction rule broke"):
-        writer.close()
+    writer.write(ALL_KINDS[2])
+    writer.close()
+    assert read_capture(path) == [ALL_KINDS[0], ALL_KINDS[2]]
 
 
 # --- memory shape ---------------------------------------------------------------------------
@@ -621,25 +627,14 @@ def test_a_corrupt_length_does_not_allocate_the_claimed_size(tmp_path):
     assert peak < 16 * 1024 * 1024, f"peak {peak} bytes for a {len(data)}-byte file"
 
 
-def test_close_returns_when_a_record_fails_in_the_same_batch_as_the_stop(tmp_path):
-    # _run() catches the failure outside its per-record loop, so a _STOP queued in the same
-    # batch as the failing record is never seen: the thread waits on the queue for ever and
-    # close() never returns. (join(timeout) only guards against that hang.)
-    held, release = threading.Event(), threading.Event()
-    first, failing = ALL_KINDS[0], ALL_KINDS[1]
+def test_a_full_disk_is_reported_and_close_still_returns(tmp_path):
+    writer = CaptureWriter(tmp_path / "full-disk.tap", HEADER)
 
-    def transform(record):
-        if record is first:
-            held.set()
-            release.wait(0.3)  # keep the thread busy while `failing` and the stop are queued
-        if record is failing:
-            raise OSError(28, "No space left on device")
-        return record
+    def full_disk(buffers):
+        raise OSError(28, "No space left on device")
 
-    writer = CaptureWriter(tmp_path / "full-disk.tap", HEADER, transform=transform)
-    writer.write(first)
-    held.wait(10)
-    writer.write(failing)
+    writer._write_batch = full_disk
+    writer.write(ALL_KINDS[0])
     outcome: list[BaseException | None] = []
 
     def close():
@@ -652,7 +647,8 @@ def test_close_returns_when_a_record_fails_in_the_same_batch_as_the_stop(tmp_pat
     closer = threading.Thread(target=close, daemon=True)
     closer.start()
     closer.join(5)
-    release.set()
     assert not closer.is_alive(), "close() hangs after a failed write"
     assert isinstance(outcome[0], CaptureError)
     assert "No space left" in str(outcome[0])
+    with pytest.raises(CaptureError, match="closed"):
+        writer.write(ALL_KINDS[1])

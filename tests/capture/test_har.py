@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tapproxy.capture.encoding import encode_body
-from tapproxy.capture.format import CaptureWriter, new_header, open_capture
+from tapproxy.capture.format import new_header, open_capture
 from tapproxy.capture.har import export_har, import_har
 from tapproxy.capture.model import (
     ERROR_KINDS,
@@ -25,6 +25,7 @@ from tapproxy.capture.model import (
     TestCase,
     Timing,
 )
+from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import CaptureError
 
 T0 = 1_700_000_000_123_456_789

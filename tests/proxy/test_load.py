@@ -84,16 +84,16 @@ def test_a_thousand_concurrent_exchanges_are_all_recorded_byte_exact(proxy, mirr
 def test_full_queue_holds_back_exchanges_instead_of_dropping_them(start_proxy, mirror):
     proxy = start_proxy(queue_size=4)
     writer = proxy.handle.recorder.writer
-    # Hold the writer thread at its first record, as a disk that has stopped keeping up
+    # Hold the writer thread at its first write, as a disk that has stopped keeping up
     # would: the bounded queue fills and every later exchange must wait for room.
     gate = threading.Event()
-    transform = writer._transform
+    disk = writer._write_batch
 
-    def held(record):
+    def held(buffers):
         gate.wait()
-        return transform(record) if transform else record
+        disk(buffers)
 
-    writer._transform = held
+    writer._write_batch = held
     done: list[int] = []
     try:
         with ThreadPoolExecutor(1) as pool:
