@@ -31,12 +31,17 @@ _SE = "surrogateescape"
 _TIMING_FIELDS = Timing.__dataclass_fields__.keys()
 
 
-def _headers_to_wire(h: Headers) -> list[list[bytes]]:
-    return [[k.encode("utf-8", _SE), v.encode("utf-8", _SE)] for k, v in h.fields]
+def _headers_to_wire(h: Headers) -> tuple[tuple[bytes, bytes], ...]:
+    return h.raw  # tuples pack as msgpack arrays
+
+
+def _bytes(v: str | bytes) -> bytes:
+    return v if isinstance(v, bytes) else v.encode("utf-8", _SE)
 
 
 def _headers_from_wire(raw: list) -> Headers:
-    return Headers(tuple((_text(k), _text(v)) for k, v in raw))
+    # Decoded only when read: a reader streaming exchanges rarely looks at every header.
+    return Headers.from_raw(tuple((_bytes(k), _bytes(v)) for k, v in raw))
 
 
 def _str_or_bin(s: str) -> str | bytes:

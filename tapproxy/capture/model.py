@@ -30,15 +30,46 @@ __all__ = [
     "WebSocketMessage",
 ]
 
+_SE = "surrogateescape"
+
 #: Error kinds an exchange can fail with; `other` keeps mitmproxy's message.
 ERROR_KINDS = ("refused", "reset", "timeout", "tls", "dns", "protocol", "client_closed", "other")
 
 
-@dataclass(frozen=True, slots=True)
 class Headers:
-    """Header fields in wire order; names and values decoded as UTF-8 (surrogateescape)."""
+    """Header fields in wire order; names and values as UTF-8 text (surrogateescape).
 
-    fields: tuple[tuple[str, str], ...] = ()
+    Built from the raw bytes (`from_raw`) it decodes only when read: the recorder writes
+    mitmproxy's bytes as they are, and most recorded headers are never looked at again.
+    Immutable, like the records.
+    """
+
+    __slots__ = ("_fields", "_raw")
+
+    def __init__(self, fields: tuple[tuple[str, str], ...] = ()) -> None:
+        self._fields: tuple[tuple[str, str], ...] | None = tuple(fields)
+        self._raw: tuple[tuple[bytes, bytes], ...] | None = None
+
+    @classmethod
+    def from_raw(cls, raw: tuple[tuple[bytes, bytes], ...]) -> Headers:
+        h = cls.__new__(cls)
+        h._fields, h._raw = None, raw
+        return h
+
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        if self._fields is None:
+            self._fields = tuple((k.decode("utf-8", _SE), v.decode("utf-8", _SE))
+                                 for k, v in self._raw)  # type: ignore[union-attr]
+        return self._fields
+
+    @property
+    def raw(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The fields as bytes, exactly as on the wire."""
+        if self._raw is None:
+            self._raw = tuple((k.encode("utf-8", _SE), v.encode("utf-8", _SE))
+                              for k, v in self._fields)  # type: ignore[union-attr]
+        return self._raw
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name` (case-insensitive), or `default`."""
@@ -59,7 +90,20 @@ class Headers:
         return iter(self.fields)
 
     def __len__(self) -> int:
-        return len(self.fields)
+        return len(self._raw if self._fields is None else self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        if self._raw is not None and other._raw is not None:
+            return self._raw == other._raw
+        return self.fields == other.fields
+
+    def __hash__(self) -> int:
+        return hash(self.fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({self.fields!r})"
 
 
 class _Message:

@@ -18,6 +18,7 @@ from tapproxy.errors import CaptureError, UsageError
 __all__ = ["DEFAULT_HEADERS", "MASK", "Redactor", "parse_json_path"]
 
 MASK = "<redacted>"
+_MASK_BYTES = MASK.encode()
 DEFAULT_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
      "apikey", "x-auth-token", "x-access-token", "x-csrf-token", "x-xsrf-token",
@@ -103,23 +104,30 @@ class Redactor:
     def __init__(self, extra_headers: tuple[str, ...] = (), json_paths: tuple[str, ...] = ()):
         self._headers = DEFAULT_HEADERS | {h.lower() for h in extra_headers}
         self._paths = [(p, parse_json_path(p)) for p in json_paths]
+        self._verdicts: dict[bytes, bool] = {}  # header names repeat: decide each once
 
-    def _is_secret(self, name: str) -> bool:
-        lname = name.lower()
-        return lname in self._headers or bool(_CREDENTIAL_LIKE.search(lname))
+    def _is_secret(self, name: bytes) -> bool:
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            lname = name.decode("utf-8", "replace").lower()
+            verdict = lname in self._headers or bool(_CREDENTIAL_LIKE.search(lname))
+            if len(self._verdicts) < 10_000:  # bounded, whatever names clients invent
+                self._verdicts[name] = verdict
+        return verdict
 
     def _headers_of(self, h: Headers, side: str, log: list[str]) -> Headers:
-        if not any(self._is_secret(k) for k, _ in h.fields):
+        raw = h.raw
+        if not any(self._is_secret(k) for k, _ in raw):
             return h
         out = []
-        for k, v in h.fields:
+        for k, v in raw:
             if self._is_secret(k):
-                entry = f"{side}.header:{k.lower()}"
+                entry = f"{side}.header:{k.decode('utf-8', 'replace').lower()}"
                 if entry not in log:
                     log.append(entry)
-                v = MASK
+                v = _MASK_BYTES
             out.append((k, v))
-        return Headers(tuple(out))
+        return Headers.from_raw(tuple(out))
 
     def _message(self, msg, side: str, log: list[str]):
         """`msg` with credential headers and JSON paths masked (itself if nothing was)."""

@@ -25,13 +25,13 @@ from isal import isal_zlib
 
 from tapproxy.capture.codec import header_to_wire, record_to_wire
 from tapproxy.capture.format import FRAME, MAGIC
-from tapproxy.capture.model import Record, SessionHeader
+from tapproxy.capture.model import Exchange, Record, SessionHeader, SpanBatch, WebSocketMessage
 from tapproxy.errors import CaptureError
 
 __all__ = ["CaptureWriter", "encode_frame"]
 
 _BIG = 1 << 16  # bodies from this size are written in place, not copied (bin 32 sizes)
-_INTERVAL = 0.005  # how long records may wait for the writer thread, at most
+_INTERVAL = 0.05  # how long records may wait for the writer thread, at most
 _IOV_MAX = 512  # buffers per writev call (Linux allows 1024)
 
 
@@ -60,15 +60,19 @@ def _pieces(obj, packer: msgpack.Packer, out: list) -> None:
         out.append(packer.pack(obj))
 
 
-def _has_big(obj) -> bool:
-    if isinstance(obj, dict):
-        return any(_has_big(v) for v in obj.values())
-    return isinstance(obj, bytes) and len(obj) >= _BIG
+def _has_big(record: Record) -> bool:
+    if isinstance(record, Exchange):
+        r = record.response
+        return len(record.request.body) >= _BIG or (r is not None and len(r.body) >= _BIG)
+    if isinstance(record, WebSocketMessage):
+        return len(record.content) >= _BIG
+    return isinstance(record, SpanBatch) and len(record.payload) >= _BIG
 
 
-def encode_frame(wire: dict) -> bytes | _Spliced:
-    """A whole frame as bytes, or a _Spliced one when the record carries big bodies."""
-    if not _has_big(wire):
+def encode_frame(wire: dict, big: bool = False) -> bytes | _Spliced:
+    """A whole frame as bytes, or (`big`: the record carries bodies of 64 KiB or more) a
+    _Spliced one that refers to those bodies instead of copying them."""
+    if not big:
         payload = msgpack.packb(wire, use_bin_type=True)
         return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
     raw: list = []
@@ -156,7 +160,7 @@ class CaptureWriter:
         try:
             if self._transform is not None:
                 record = self._transform(record)
-            item = encode_frame(record_to_wire(record))
+            item = encode_frame(record_to_wire(record), _has_big(record))
         except Exception as e:  # a record that cannot be encoded is named, not dropped quietly
             raise CaptureError(f"{self.path}: cannot record a {type(record).__name__}: "
                                f"{e}") from e

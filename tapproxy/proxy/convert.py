@@ -16,15 +16,12 @@ from tapproxy.capture.model import (
 
 __all__ = ["classify_error", "exchange_from_flow"]
 
-_SE = "surrogateescape"
-
-
 def _ns(t: float | None) -> int | None:
     return None if t is None else int(t * 1_000_000_000)
 
 
 def _headers(h: http.Headers) -> Headers:
-    return Headers(tuple((k.decode("utf-8", _SE), v.decode("utf-8", _SE)) for k, v in h.fields))
+    return Headers.from_raw(h.fields)  # mitmproxy's own (bytes, bytes) tuple, not decoded
 
 
 # mitmproxy reports failures as free text (OSError strings, h11/h2 messages); the
