@@ -47,8 +47,18 @@ class CalleeNamer:
     def __init__(self, services: tuple[ServiceSpec, ...]) -> None:
         self._exact = {(s.host.lower(), s.port): s.name for s in services if s.port is not None}
         self._any_port = {s.host.lower(): s.name for s in services if s.port is None}
+        self._known: dict[tuple[str, int, str | None], Party] = {}
 
     def name(self, host: str, port: int, reverse_name: str | None = None) -> Party:
+        key = (host, port, reverse_name)
+        party = self._known.get(key)
+        if party is None:  # the same few callees again and again: name each once
+            party = self._name(host, port, reverse_name)
+            if len(self._known) < 10_000:
+                self._known[key] = party
+        return party
+
+    def _name(self, host: str, port: int, reverse_name: str | None) -> Party:
         address = _fmt(host, port)
         if reverse_name is not None:
             return Party(reverse_name, "reverse", address)

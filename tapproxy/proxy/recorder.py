@@ -42,7 +42,9 @@ CALLER_HEADER = "x-tapproxy-caller"
 TEST_HEADER = "x-tapproxy-test"
 _META = "tapproxy"  # flow.metadata key: (caller, test, test_source)
 _WRITTEN = "tapproxy.written"
-_LIVE = "tapproxy.live"  # the candidates a call may be nested in, for live spans
+_LIVE = "tapproxy.live"
+# First 11 bytes, lower-cased, of the request headers meant for tapproxy.
+_OURS = {b"x-tapproxy-", b"proxy-autho"}  # the candidates a call may be nested in, for live spans
 
 
 def _reverse_names(opts: RecordOptions) -> dict[str, str]:
@@ -65,9 +67,13 @@ def _streams(flow: http.HTTPFlow) -> bool:
     assert r is not None
     if r.status_code in (101, 204, 304) or flow.request.method == "HEAD":
         return False
-    if r.headers.get("content-type", "").startswith("text/event-stream"):
-        return True
-    return "content-length" not in r.headers
+    has_length = False
+    for k, v in r.headers.fields:  # raw bytes: no decoding on the hot path
+        name = k.lower()
+        if name == b"content-type" and v.lstrip().lower().startswith(b"text/event-stream"):
+            return True
+        has_length = has_length or name == b"content-length"
+    return not has_length
 
 
 def _name_idle_timeout(flow: http.HTTPFlow) -> None:
@@ -152,13 +158,17 @@ class Recorder:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         h = flow.request.headers
-        auth_name = caller_from_proxy_auth(h.get("proxy-authorization"))
-        header_caller = h.get(CALLER_HEADER)
-        header_test = h.get(TEST_HEADER)
-        # Nothing meant for tapproxy reaches the service.
-        for name in [k for k in h if k.lower().startswith("x-tapproxy-")]:
-            del h[name]
-        h.pop("proxy-authorization", None)
+        auth_name = header_caller = header_test = None
+        # One pass over the raw fields; the headers are only changed when one of ours is
+        # there, which for most requests it is not.
+        if any(k[:11].lower() in _OURS for k, _ in h.fields):
+            auth_name = caller_from_proxy_auth(h.get("proxy-authorization"))
+            header_caller = h.get(CALLER_HEADER)
+            header_test = h.get(TEST_HEADER)
+            # Nothing meant for tapproxy reaches the service.
+            for name in [k for k in h if k.lower().startswith("x-tapproxy-")]:
+                del h[name]
+            h.pop("proxy-authorization", None)
 
         name = auth_name or self._callers.get(flow.client_conn)
         if name:
