@@ -33,6 +33,7 @@ __all__ = ["CaptureWriter", "encode_frame"]
 _BIG = 1 << 16  # bodies from this size are written in place, not copied (bin 32 sizes)
 _INTERVAL = 0.05  # how long records may wait for the writer thread, at most
 _IOV_MAX = 512  # buffers per writev call (Linux allows 1024)
+_EAGER = 4 << 20  # waiting bytes past which the writer is woken at once
 
 
 class _Spliced:
@@ -167,6 +168,8 @@ class CaptureWriter:
         self._pending.append(item)
         self._submitted += 1
         self._submitted_bytes += _size(item)
+        if self._submitted_bytes - self.bytes_written > _EAGER and not self._wake.is_set():
+            self._wake.set()  # big bodies: write now rather than let megabytes pile up
 
     def _full(self) -> bool:
         return (self._submitted - self.records_written > self._max_queue
