@@ -33,7 +33,7 @@ __all__ = ["CaptureWriter", "encode_frame"]
 _BIG = 1 << 16  # bodies from this size are written in place, not copied (bin 32 sizes)
 _INTERVAL = 0.05  # how long records may wait for the writer thread, at most
 _IOV_MAX = 512  # buffers per writev call (Linux allows 1024)
-_EAGER = 4 << 20  # waiting bytes past which the writer is woken at once
+_EAGER = 16 << 20  # waiting bytes past which the writer is woken at once
 
 
 class _Spliced:
