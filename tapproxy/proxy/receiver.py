@@ -13,9 +13,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from tapproxy.capture.encoding import decode_body
 from tapproxy.capture.model import SpanBatch
-from tapproxy.errors import CaptureError, ProxyError, TapproxyError
+from tapproxy.errors import ProxyError, TapproxyError
 from tapproxy.proxy.identity import address_of
 from tapproxy.proxy.options import Address
 from tapproxy.spans.otlp import parse_request
@@ -50,11 +49,12 @@ class OtlpReceiver:
         ctype = request.content_type or "application/x-protobuf"
         if ctype not in ("application/x-protobuf", "application/json"):
             return web.Response(status=415, text=f"unsupported content type {ctype}")
-        raw = await request.read()
+        # aiohttp has already undone a gzip/deflate Content-Encoding (exporters with
+        # OTEL_EXPORTER_OTLP_COMPRESSION=gzip send one).
+        payload = await request.read()
         try:
-            payload = decode_body(raw, request.headers.get("content-encoding"))
             parse_request(payload, ctype)
-        except (CaptureError, TapproxyError) as e:
+        except TapproxyError as e:
             return web.Response(status=400, text=str(e))
         peer = request.transport.get_extra_info("peername") if request.transport else None
         pending = self._on_batch(SpanBatch(time.time_ns(), ctype, payload, address_of(peer)))
