@@ -30,9 +30,9 @@ class LiveSpans:
         if otlp_url:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            from tapproxy.spans.export import OtlpHttpExporter
+            from tapproxy.spans.export import sdk_exporter
 
-            self._processor = BatchSpanProcessor(OtlpHttpExporter(otlp_url)._exporter)
+            self._processor = BatchSpanProcessor(sdk_exporter(otlp_url))
 
     def request_started(self, flow_id: str, caller: Party, callee: str, test: str | None,
                         traceparent: str | None) -> tuple[list[Candidate], str | None]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict
 
-from tapproxy.capture.model import Exchange, Party
+from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
 
 __all__ = ["exchange_json"]
-
-
-def _party(p: Party) -> dict:
-    return {"name": p.name, "source": p.source, "address": p.address}
 
 
 def _body(msg) -> dict:
@@ -30,8 +27,8 @@ def exchange_json(n: int, x: Exchange) -> dict:
         "id": x.id,
         "test": x.test,
         "test_source": x.test_source,
-        "caller": _party(x.caller),
-        "callee": _party(x.callee),
+        "caller": asdict(x.caller),
+        "callee": asdict(x.callee),
         "method": q.method,
         "url": q.url,
         "status": x.status,

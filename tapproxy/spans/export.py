@@ -11,7 +11,7 @@ from tapproxy.errors import SpansError
 from tapproxy.spans.model import Span
 from tapproxy.spans.otlp import to_otlp_json, to_readable
 
-__all__ = ["OtlpHttpExporter", "traces_url", "write_otlp_json"]
+__all__ = ["OtlpHttpExporter", "sdk_exporter", "traces_url", "write_otlp_json"]
 
 
 def traces_url(url: str) -> str:
@@ -22,14 +22,19 @@ def traces_url(url: str) -> str:
     return url if parts.path not in ("", "/") else url.rstrip("/") + "/v1/traces"
 
 
+def sdk_exporter(url: str, timeout: float = 10):
+    """opentelemetry-sdk's OTLP/HTTP protobuf span exporter for `url` (base or full)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=traces_url(url), timeout=timeout)
+
+
 class OtlpHttpExporter:
     """OTLP/HTTP protobuf export through opentelemetry-sdk's exporter; failures raise."""
 
     def __init__(self, url: str, timeout: float = 10) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
         self.url = traces_url(url)
-        self._exporter = OTLPSpanExporter(endpoint=self.url, timeout=timeout)
+        self._exporter = sdk_exporter(self.url, timeout)
         self.exported = 0
 
     def export(self, spans: list[Span]) -> None:
