@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import threading
 import zlib
 from collections.abc import Callable
@@ -106,6 +107,14 @@ def _buffers(item: bytes | _Spliced) -> list:
     return [FRAME.pack(item.length, crc), *item.pieces]
 
 
+def _special(path: Path) -> bool:
+    """Whether `path` exists as something other than a regular file (device, FIFO)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 class CaptureWriter:
     """Appends records to a capture: encoded by the caller, written by a thread.
 
@@ -116,6 +125,8 @@ class CaptureWriter:
     With `provisional`, records go to a hidden `.NAME.part` beside `path` until
     `publish()` renames it into place, so an existing capture at `path` survives a
     recording that fails to start or an import that fails; `discard()` removes it.
+    A `path` that exists and is not a regular file (/dev/null, a FIFO) is written
+    directly: renaming over it would replace the device or pipe with a file.
     """
 
     def __init__(
@@ -129,6 +140,8 @@ class CaptureWriter:
     ) -> None:
         self.path = Path(path)
         self._transform = transform
+        if provisional and _special(self.path):
+            provisional = False
         self._part = self.path.with_name(f".{self.path.name}.part") if provisional else None
         target = self._part or self.path
         try:

@@ -12,6 +12,7 @@ import shlex
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import threading
@@ -104,10 +105,10 @@ def record(tmp_path: Path, confdir: Path):
     started: list[Recording] = []
 
     def start(*extra: str | Path, control: bool = True, listen: int | None = None,
-              ca_dir: Path = confdir) -> Recording:
+              ca_dir: Path = confdir, output: Path | None = None) -> Recording:
         n = len(started)
         listen, ctl = listen or free_port(), free_port() if control else None
-        output = tmp_path / f"rec{n}.tap"
+        output = output or tmp_path / f"rec{n}.tap"
         args = ["record", "-o", output, "--listen", f"127.0.0.1:{listen}",
                 "--control", f"127.0.0.1:{ctl}" if control else "off",
                 "--confdir", ca_dir, *extra]
@@ -387,6 +388,36 @@ def test_a_record_that_cannot_start_leaves_an_existing_capture_alone(tmp_path, c
                   *[x for kv in opts.items() for x in kv])
     assert out.returncode == 2 and "address already in use" in out.stderr
     assert output.read_bytes() == before
+
+
+def test_a_capture_written_into_a_pipe_streams_and_leaves_the_pipe_a_pipe(tmp_path, record,
+                                                                          shop):
+    # `-o /dev/null` or a FIFO read by another tool: a capture is normally written beside
+    # its path and renamed into place, which would replace the device or pipe with a file.
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+    received = bytearray()
+
+    def consume() -> None:
+        with open(fifo, "rb") as f:  # blocks until the recorder opens the pipe
+            while chunk := f.read(65536):
+                received.extend(chunk)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    rec = record("--service", f"shop=127.0.0.1:{shop.port}", output=fifo)
+    assert curl("-x", rec.proxy_url("checkout"), f"{shop.url}/items/7")[0] == 200
+    code, _, err = rec.stop()
+    consumer.join(timeout=30)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert not list(tmp_path.glob(".*.part"))
+    copy = tmp_path / "received.tap"
+    copy.write_bytes(received)
+    exchanges, _, truncated = read_capture(copy)
+    assert not truncated
+    assert [(x.caller.name, x.callee.name, x.request.path, x.status) for x in exchanges] == [
+        ("checkout", "shop", "/items/7", 200)]
 
 
 # --- 5. tapproxy env ------------------------------------------------------------------------
