@@ -8,12 +8,19 @@ flush and close) and takes whatever accumulated. Waking it per record, and encod
 it, cost 20% of the proxy's throughput through GIL hand-offs. Bodies of 64 KiB and more
 are not copied into the frame: they are written from their own buffer and their CRC is
 computed on the writer thread (isal's crc32, which gives zlib's values 18 times faster).
+
+The capture's footprint in the page cache is bounded (Linux): each completed 32 MiB
+window is handed to writeback at once, and the window before it, written by then, is
+dropped from the cache. Letting gigabytes of capture pile up in the cache made every
+further MiB cost 2.4 ms of kernel time on a VM whose memory is backed lazily (fresh
+pages fault on the host); recycling the same pages keeps it at ~0.2 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import stat
 import threading
@@ -35,6 +42,23 @@ _BIG = 1 << 16  # bodies from this size are written in place, not copied (bin 32
 _INTERVAL = 0.05  # how long records may wait for the writer thread, at most
 _IOV_MAX = 512  # buffers per writev call (Linux allows 1024)
 _EAGER = 16 << 20  # waiting bytes past which the writer is woken at once
+_WINDOW = 32 << 20  # page-cache window: written back, then dropped, a window later
+
+# sync_file_range(2) flags
+_WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's sync_file_range (Linux), or None where there is none."""
+    if not hasattr(os, "posix_fadvise"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 class _Spliced:
@@ -152,9 +176,14 @@ class CaptureWriter:
             head = encode_frame(header_to_wire(header))
             assert isinstance(head, bytes)  # a header carries no bodies
             os.write(self._fd, MAGIC + head)
+            regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
         except OSError as e:
             os.close(self._fd)
             raise CaptureError(f"{self.path}: cannot write capture: {e.strerror}") from e
+        # Page-cache release: only for regular files (not /dev/null, pipes).
+        self._sync_range = _sync_file_range() if regular else None
+        self._head_size = len(MAGIC) + len(head)
+        self._released = 0  # the capture's bytes before this are handed to writeback
         self._max_queue, self._max_bytes = max_queue, max_bytes
         self._pending: list = []  # appended by callers, swapped out by the writer thread
         # Each counter is written by one thread only, so no lock is needed for them.
@@ -275,6 +304,27 @@ class CaptureWriter:
                 while rest:
                     rest = rest[os.write(self._fd, rest):]
 
+    def _release_cache(self) -> None:
+        """Hand each completed window to writeback; drop the one before it from the cache.
+
+        Only hints to the kernel: the data is in the file either way, so a failure here
+        (a filesystem without the call) just turns the release off."""
+        end = self._head_size + self.bytes_written
+        while self._sync_range is not None and end - self._released >= _WINDOW:
+            start = self._released
+            if self._sync_range(self._fd, start, _WINDOW, _WRITE) != 0:
+                self._sync_range = None
+                return
+            if start >= _WINDOW:
+                older = start - _WINDOW
+                self._sync_range(self._fd, older, _WINDOW, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)
+                try:
+                    os.posix_fadvise(self._fd, older, _WINDOW, os.POSIX_FADV_DONTNEED)
+                except OSError:
+                    self._sync_range = None
+                    return
+            self._released += _WINDOW
+
     def _run(self) -> None:
         while True:
             stopping = self._stopping
@@ -288,6 +338,7 @@ class CaptureWriter:
                     buffers = [b for item in batch for b in _buffers(item)]
                     self._write_batch(buffers)
                     self.bytes_written += sum(_size(i) for i in batch)
+                    self._release_cache()
                 except BaseException as e:  # surfaced to producers by _check()
                     self._failure = e
             self.records_written += len(batch)  # counted as handled even when failed
