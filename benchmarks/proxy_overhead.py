@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Proxy overhead: bare mitmdump vs `mitmdump -w` vs `tapproxy record`, side by side.
 
+(d) is the mitmproxy tapproxy embeds, with the same addons, recording nothing: set
+against (c) it gives recording's own cost.
+
     .venv/bin/python benchmarks/proxy_overhead.py --json benchmarks/results.json
 
 Starts its own upstream (nginx, serving a ~100-byte JSON file and a 1 MiB file) and,
@@ -41,6 +44,7 @@ CONFIGS = {
     "mitmdump": "(a) mitmdump -q",
     "mitmdump-w": "(b) mitmdump -q -w flows.mitm",
     "tapproxy": "(c) tapproxy record --control off",
+    "tapproxy-mitmproxy": "(d) tapproxy's mitmproxy, not recording",
 }
 BASELINE = "mitmdump"
 PAYLOADS = {"small": "small.json", "1MiB": "big.bin"}
@@ -295,6 +299,10 @@ def proxy_command(cfg: str, tools: Tools, port: int, confdir: Path, out: Path) -
     if cfg == "tapproxy":
         return [tools.tapproxy, "record", "-o", str(out / "run.tap"),
                 "--listen", f"127.0.0.1:{port}", "--control", "off", "--confdir", str(confdir)]
+    if cfg == "tapproxy-mitmproxy":
+        return [sys.executable,
+                str(Path(__file__).with_name("tapproxy_mitmproxy.py")),
+                "--listen", f"127.0.0.1:{port}", "--confdir", str(confdir)]
     raise ValueError(cfg)
 
 
@@ -515,6 +523,14 @@ def verdict(rows: list[dict]) -> list[str]:
         lines.append(f"- tapproxy {r['payload']} c{r['connections']}: {r['ratio']:.2f} × bare "
                      f"mitmdump (paired median {r['paired_ratio_median']:.2f}); target ≥ "
                      f"{target:.2f}: {'MET' if ok else 'NOT MET'}")
+    bare = {(r["payload"], r["connections"]): r for r in rows
+            if r["config"] == "tapproxy-mitmproxy"}
+    for r in rows:
+        d = bare.get((r["payload"], r["connections"]))
+        if r["config"] == "tapproxy" and d:
+            lines.append(f"- recording's own cost, {r['payload']} c{r['connections']}: (c) is "
+                         f"{r['rps_median'] / d['rps_median']:.2f} × (d), the same mitmproxy "
+                         f"not recording")
     return lines
 
 
