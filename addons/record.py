@@ -8,6 +8,7 @@ Writes the same `.tap` format as `tapproxy record` (same recorder, same redactio
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,6 +77,13 @@ class TapproxyRecord:
 
     async def done(self):
         await self.recorder.done()
+        w = self.recorder.writer
+        if w.failure is not None:
+            print(f"tapproxy: error: {w.records_lost} records lost: {w.failure}",
+                  file=sys.stderr, flush=True)
+            # mitmdump has no way for an addon to set its exit code; leaving through
+            # SystemExit here is what makes it exit 1 (mitmproxy lets BaseException pass).
+            sys.exit(1)
 
 
 addons = [TapproxyRecord()]

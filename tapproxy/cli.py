@@ -130,8 +130,15 @@ def record(
         sys.stdout.flush()
         await proxy.wait()
         assert proxy.recorder is not None
-        print(f"# {proxy.recorder.exchanges} exchanges recorded to {output}", flush=True)
-        return 0
+        writer = proxy.recorder.writer
+        if writer.failure is None:
+            print(f"# {proxy.recorder.exchanges} exchanges recorded to {output}", flush=True)
+            return 0
+        print(f"# {proxy.recorder.exchanges} exchanges seen; {writer.records_written} records "
+              f"written to {output}, {writer.records_lost} lost", flush=True)
+        print(f"tapproxy: error: {writer.records_lost} records lost: {writer.failure}",
+              file=sys.stderr, flush=True)
+        return 1
 
     raise typer.Exit(asyncio.run(run()))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import os
 import stat
 import threading
@@ -151,6 +152,12 @@ class CaptureWriter:
     recording that fails to start or an import that fails; `discard()` removes it.
     A `path` that exists and is not a regular file (/dev/null, a FIFO) is written
     directly: renaming over it would replace the device or pipe with a file.
+
+    When a write fails (a full disk), the writer stops writing: the file is cut back to
+    its last whole record, `on_failure(message)` is called once (on the writer thread),
+    and every record not written is counted in `records_lost`. `submit` goes on accepting
+    records (counting them lost) so a proxy keeps forwarding; `write`, `flush` and
+    `close` raise CaptureError naming the file and the error.
     """
 
     def __init__(
@@ -161,9 +168,11 @@ class CaptureWriter:
         max_queue: int = 4096,
         provisional: bool = False,
         max_bytes: int = 256 << 20,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self._transform = transform
+        self._on_failure = on_failure
         if provisional and _special(self.path):
             provisional = False
         self._part = self.path.with_name(f".{self.path.name}.part") if provisional else None
@@ -189,6 +198,9 @@ class CaptureWriter:
         # Each counter is written by one thread only, so no lock is needed for them.
         self._submitted = self._submitted_bytes = 0
         self.records_written = self.bytes_written = 0
+        self._handled = 0  # records the writer thread is done with: written or lost
+        self._lost_by_writer = 0  # records in batches that failed or came after a failure
+        self._lost_on_submit = 0  # records submitted once the failure was known
         self._failure: BaseException | None = None
         self._closed = self._stopping = False
         self._wake = threading.Event()
@@ -198,8 +210,34 @@ class CaptureWriter:
 
     # -- producing ------------------------------------------------------------------------
 
+    @property
+    def records_lost(self) -> int:
+        """Records accepted but not in the file, because writing failed."""
+        return self._lost_by_writer + self._lost_on_submit
+
+    @property
+    def failure(self) -> str | None:
+        """What made writing fail, naming the file; None while all is well."""
+        return None if self._failure is None else self._describe(self._failure)
+
+    def _describe(self, e: BaseException) -> str:
+        if isinstance(e, OSError) and e.errno is not None:
+            code = errno.errorcode.get(e.errno, str(e.errno))
+            return f"{self.path}: cannot write the capture: {e.strerror or e} ({code})"
+        return f"{self.path}: cannot write the capture: {e}"
+
+    @property
+    def disk_full(self) -> bool:
+        """Writing failed because the filesystem (or quota) is full."""
+        return isinstance(self._failure, OSError) and self._failure.errno in (
+            errno.ENOSPC, errno.EDQUOT)
+
     def _enqueue(self, record: Record) -> None:
-        self._check(writing=True)
+        if self._closed:
+            raise CaptureError(f"{self.path}: the capture writer is closed")
+        if self._failure is not None:
+            self._lost_on_submit += 1  # already reported once; the caller carries on
+            return
         try:
             if self._transform is not None:
                 record = self._transform(record)
@@ -214,7 +252,7 @@ class CaptureWriter:
             self._wake.set()  # big bodies: write now rather than let megabytes pile up
 
     def _full(self) -> bool:
-        return (self._submitted - self.records_written > self._max_queue
+        return (self._submitted - self._handled > self._max_queue
                 or self._submitted_bytes - self.bytes_written > self._max_bytes)
 
     def submit(self, record: Record):
@@ -226,13 +264,13 @@ class CaptureWriter:
         # Polled on the event loop itself: no executor thread per waiting connection.
         self._wake.set()
         delay = 0.001
-        while self._full():
+        while self._full() and self._failure is None:
             await asyncio.sleep(delay)
-            self._check()
             delay = min(delay * 2, 0.05)
 
     def write(self, record: Record) -> None:
         """Add `record`, blocking while the writer catches up (for non-async callers)."""
+        self._check(writing=True)
         self._enqueue(record)
         if self._full():
             self._wake.set()
@@ -246,7 +284,7 @@ class CaptureWriter:
         self._wake.set()
         with self._written:
             self._written.wait_for(
-                lambda: self.records_written >= target or self._failure is not None
+                lambda: self._handled >= target or self._failure is not None
                 or not self._thread.is_alive())
         self._check()
 
@@ -291,7 +329,7 @@ class CaptureWriter:
         if writing and self._closed:
             raise CaptureError(f"{self.path}: the capture writer is closed")
         if self._failure is not None:
-            raise CaptureError(f"{self.path}: writing failed: {self._failure}") from self._failure
+            raise CaptureError(self._describe(self._failure)) from self._failure
 
     def _write_batch(self, buffers: list) -> None:
         """Write buffers in order (the seam tests use to stand in for a slow or full disk)."""
@@ -325,6 +363,19 @@ class CaptureWriter:
                     return
             self._released += _WINDOW
 
+    def _failed(self, e: BaseException) -> None:
+        """Stop writing after `e`: cut the file back to its last whole record, say so once.
+
+        Cutting back keeps the capture readable to the end (a partial frame would read as
+        a recorder that was killed) and gives the space of the partial batch back."""
+        self._failure = e
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.fstat(self._fd).st_mode):
+                os.ftruncate(self._fd, self._head_size + self.bytes_written)
+        if self._on_failure is not None:
+            with contextlib.suppress(Exception):  # reporting must not kill the writer thread
+                self._on_failure(self._describe(e))
+
     def _run(self) -> None:
         while True:
             stopping = self._stopping
@@ -338,10 +389,13 @@ class CaptureWriter:
                     buffers = [b for item in batch for b in _buffers(item)]
                     self._write_batch(buffers)
                     self.bytes_written += sum(_size(i) for i in batch)
+                    self.records_written += len(batch)
                     self._release_cache()
                 except BaseException as e:  # surfaced to producers by _check()
-                    self._failure = e
-            self.records_written += len(batch)  # counted as handled even when failed
+                    self._failed(e)
+            if self._failure is not None and batch:
+                self._lost_by_writer += len(batch)
+            self._handled += len(batch)
             batch = buffers = None  # hold no bodies while idle
             with self._written:
                 self._written.notify_all()

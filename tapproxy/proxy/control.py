@@ -5,6 +5,9 @@
     GET  /tests        {"open": [...]}
     POST /flush        every record so far is in the file   {"records": N}
     GET  /stats        live aggregates                      {"exchanges": N, "errors": N, ...}
+
+Once the capture cannot be written (a full disk), /flush and /tests/end answer 507
+(disk full) or 500 with {"error": "...", "records": N, "records_lost": N}.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from tapproxy.errors import CaptureError
 from tapproxy.proxy.testcases import TestCaseError
 
 if TYPE_CHECKING:
@@ -83,14 +87,27 @@ class ControlServer:
         pending = self._recorder.test_closed(case)
         if pending is not None:
             await pending
+        if self._recorder.writer.failure is not None:
+            return self._write_failed(closed=case.name)
         return web.json_response({"closed": case.name, "outcome": case.outcome})
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response({"open": self._recorder.tests.names()})
 
     async def _flush(self, request: web.Request) -> web.Response:
-        await asyncio.to_thread(self._recorder.writer.flush)
+        try:
+            await asyncio.to_thread(self._recorder.writer.flush)
+        except CaptureError:
+            return self._write_failed()
         return web.json_response({"records": self._recorder.writer.records_written})
+
+    def _write_failed(self, **extra) -> web.Response:
+        """The capture stopped growing: 507 for a full disk, else 500, saying why in JSON."""
+        w = self._recorder.writer
+        return web.json_response(
+            {"error": w.failure, "records": w.records_written, "records_lost": w.records_lost,
+             **extra},
+            status=507 if w.disk_full else 500)
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self._recorder.stats())

@@ -7,7 +7,9 @@ per exchange once it is queued; live figures are running counts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -20,7 +22,7 @@ from tapproxy.capture.model import Party, SpanBatch, TestCase, WebSocketEnd, Web
 from tapproxy.capture.redact import Redactor
 from tapproxy.capture.routes import RouteTable
 from tapproxy.capture.writer import CaptureWriter
-from tapproxy.errors import ProxyError
+from tapproxy.errors import CaptureError, ProxyError
 from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import exchange_from_flow
 from tapproxy.proxy.identity import (
@@ -95,6 +97,13 @@ def _name_idle_timeout(flow: http.HTTPFlow) -> None:
                            f"mitmproxy then said: {e.msg}", e.timestamp)
 
 
+def _report_write_failure(message: str) -> None:
+    # Called once, on the writer thread, the moment the capture stops growing: said at
+    # once on stderr (not through logging, which mitmproxy may silence or queue).
+    print(f"tapproxy: error: {message}; further records are lost (counted in /stats and "
+          "at exit), the proxy goes on forwarding", file=sys.stderr, flush=True)
+
+
 def _chain(*steps):
     """One writer-thread transform from several (None steps skipped)."""
     steps = [s for s in steps if s is not None]
@@ -136,7 +145,7 @@ class Recorder:
         # Provisional until the listeners are bound: a recorder that cannot start must not
         # replace the capture a previous run left at the same path.
         self.writer = CaptureWriter(opts.output, header, transform, opts.queue_size,
-                                    provisional=True)
+                                    provisional=True, on_failure=_report_write_failure)
         self.live: LiveSpans | None = None
         if opts.otlp or opts.inject_traceparent:  # receiving alone needs no live state
             self.live = LiveSpans(str(header.created), opts.otlp, opts.inject_traceparent)
@@ -294,8 +303,12 @@ class Recorder:
             self.writer.discard()  # never started: nothing was recorded, nothing replaced
             return
         for case in self.tests.close_all():
-            self.writer.write(case)
-        self.writer.close()
+            pending = self.writer.submit(case)
+            if pending is not None:
+                await pending
+        # A write failure was reported on stderr when it happened; counted in records_lost.
+        with contextlib.suppress(CaptureError):
+            self.writer.close()
 
     def stats(self) -> dict:
         return {
@@ -303,6 +316,8 @@ class Recorder:
             "errors": self.errors,
             "records_written": self.writer.records_written,
             "bytes_written": self.writer.bytes_written,
+            "records_lost": self.writer.records_lost,
+            "write_error": self.writer.failure,
             "open_tests": self.tests.names(),
             "uptime_s": round(time.time() - self.started, 3),
             "capture": str(Path(self.options.output).resolve()),
