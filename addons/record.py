@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mitmproxy import ctx
 
-from tapproxy.proxy.options import RecordOptions, parse_address, parse_service
+from tapproxy.proxy.options import RecordOptions, parse_address, parse_service, parse_size
 from tapproxy.proxy.recorder import Recorder
 
 
@@ -33,11 +33,15 @@ class TapproxyRecord:
         loader.add_option("tapproxy_redact", bool, True, "Mask credentials before writing.")
         loader.add_option("tapproxy_redact_header", Sequence[str], [], "Also mask this header.")
         loader.add_option("tapproxy_redact_json", Sequence[str], [], "Mask this JSON path.")
+        loader.add_option("tapproxy_max_body", str, "1m",
+                          "Longer bodies stream through; the record keeps this much of them "
+                          "plus their length and SHA-256.")
 
     def configure(self, updated) -> None:
-        if not ctx.options.store_streamed_bodies:
-            # Streamed (SSE, chunked) responses pass through live and are still recorded.
-            ctx.options.store_streamed_bodies = True
+        if ctx.options.store_streamed_bodies:
+            # Streamed bodies (SSE, chunked, large) are kept by the recorder, bounded by
+            # tapproxy_max_body; mitmproxy's own copy would hold each one whole in memory.
+            ctx.options.store_streamed_bodies = False
         if self.recorder is not None:
             return
         o = ctx.options
@@ -49,6 +53,7 @@ class TapproxyRecord:
             redact=o.tapproxy_redact,
             redact_headers=tuple(o.tapproxy_redact_header),
             redact_json=tuple(o.tapproxy_redact_json),
+            max_body=parse_size(o.tapproxy_max_body, "tapproxy_max_body"),
         ))
 
     def http_connect(self, flow):

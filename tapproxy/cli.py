@@ -73,13 +73,23 @@ def record(
              "downstream join the trace.")] = False,
     otlp_receive: Annotated[str | None, typer.Option(
         help="HOST:PORT to accept OTLP/HTTP spans from instrumented services.")] = None,
+    max_body: Annotated[str, typer.Option(
+        help="Bodies longer than this (or of unknown length) stream through as they arrive; "
+             "the record keeps this many bytes of one, plus its length and SHA-256.")]
+    = "1m",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show mitmproxy's log.")]
     = False,
 ) -> None:
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
     from tapproxy.capture.routes import RouteTable
     from tapproxy.proxy.certs import env_exports
-    from tapproxy.proxy.options import RecordOptions, parse_address, parse_reverse, parse_service
+    from tapproxy.proxy.options import (
+        RecordOptions,
+        parse_address,
+        parse_reverse,
+        parse_service,
+        parse_size,
+    )
     from tapproxy.proxy.runner import RecordingProxy
     from tapproxy.spans.export import traces_url
 
@@ -100,6 +110,7 @@ def record(
         otlp=traces_url(otlp) if otlp else None,
         inject_traceparent=inject_traceparent,
         otlp_receive=parse_address(otlp_receive, "--otlp-receive") if otlp_receive else None,
+        max_body=parse_size(max_body, "--max-body"),
     )
     if opts.redact:
         from tapproxy.capture.redact import parse_json_path

@@ -62,6 +62,14 @@ def _party(p: Party) -> dict:
     return {"name": p.name, "source": p.source, "address": p.address}
 
 
+def _truncation(m: Request | Response) -> dict:
+    # Written only for a truncated body (format minor 2), so whole bodies' records are
+    # byte for byte what minor 1 wrote.
+    if m.body_size is None:
+        return {}
+    return {"body_size": m.body_size, "body_sha256": m.body_sha256}
+
+
 def _exchange_to_wire(x: Exchange) -> dict:
     q = x.request
     r = x.response
@@ -80,6 +88,7 @@ def _exchange_to_wire(x: Exchange) -> dict:
             "http_version": q.http_version,
             "headers": _headers_to_wire(q.headers),
             "body": q.body,
+            **_truncation(q),
         },
         "response": None
         if r is None
@@ -89,6 +98,7 @@ def _exchange_to_wire(x: Exchange) -> dict:
             "http_version": r.http_version,
             "headers": _headers_to_wire(r.headers),
             "body": r.body,
+            **_truncation(r),
         },
         "error": None if x.error is None else {"kind": x.error.kind, "message": x.error.message},
         "timing": {k: getattr(t, k) for k in _TIMING_FIELDS if getattr(t, k) is not None},
@@ -118,6 +128,8 @@ def _exchange_from_wire(d: dict) -> Exchange:
             http_version=q["http_version"],
             headers=_headers_from_wire(q.get("headers", ())),
             body=q.get("body", b""),
+            body_size=q.get("body_size"),
+            body_sha256=q.get("body_sha256"),
         ),
         response=None
         if r is None
@@ -127,6 +139,8 @@ def _exchange_from_wire(d: dict) -> Exchange:
             http_version=r.get("http_version", ""),
             headers=_headers_from_wire(r.get("headers", ())),
             body=r.get("body", b""),
+            body_size=r.get("body_size"),
+            body_sha256=r.get("body_sha256"),
         ),
         error=None if e is None else ErrorInfo(kind=e["kind"], message=e.get("message", "")),
         timing=Timing(**_pick(d["timing"], _TIMING_FIELDS)),

@@ -33,8 +33,8 @@ __all__ = ["FORMAT_MINOR", "FORMAT_VERSION", "FRAME", "MAGIC", "CaptureReader", 
 MAGIC = b"\x93TAPCAP\n"
 FORMAT_VERSION = 1  # bumped only for changes an older reader would misread
 # Minor: bumped for additions (fields, record kinds) that older readers skip.
-# 1 added otlp_spans records.
-FORMAT_MINOR = 1
+# 1 added otlp_spans records; 2 added body_size/body_sha256 (a body kept in part).
+FORMAT_MINOR = 2
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
 _MAX_FRAME = 1 << 31
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from tapproxy.capture.encoding import decode_body
+from tapproxy.errors import CaptureError
 
 __all__ = [
     "ErrorInfo",
@@ -107,19 +108,43 @@ class Headers:
 
 
 class _Message:
-    """What requests and responses share: headers, a raw body and its decoded views."""
+    """What requests and responses share: headers, a raw body and its decoded views.
+
+    A body too large to keep (it was streamed past `--max-body`) is kept as its first
+    bytes in `body`, with the whole body's length in `body_size` and its SHA-256 in
+    `body_sha256`; both are None for a body kept whole.
+    """
 
     __slots__ = ()
     headers: Headers
     body: bytes
+    body_size: int | None
+    body_sha256: bytes | None
+
+    @property
+    def body_truncated(self) -> bool:
+        """Only the first bytes of the body were kept (see `body_size`, `body_sha256`)."""
+        return self.body_size is not None
+
+    @property
+    def size(self) -> int:
+        """The whole body's length as on the wire, kept or not."""
+        return len(self.body) if self.body_size is None else self.body_size
 
     @property
     def content_type(self) -> str:
         return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
 
     def decoded_body(self) -> bytes:
-        """The body with its Content-Encoding undone (raises CaptureError if corrupt)."""
-        return decode_body(self.body, self.headers.get("content-encoding"))
+        """The body with its Content-Encoding undone (raises CaptureError if corrupt).
+
+        Of a truncated body, the kept bytes when it has no encoding; an encoded one
+        cannot be undone from its first bytes alone (CaptureError)."""
+        coding = self.headers.get("content-encoding")
+        if self.body_size is not None and (coding or "identity").strip().lower() != "identity":
+            raise CaptureError(f"only the first {len(self.body)} of {self.body_size} bytes "
+                               f"were kept: {coding} cannot be undone")
+        return decode_body(self.body, coding)
 
     def text(self) -> str:
         return self.decoded_body().decode("utf-8", "replace")
@@ -139,6 +164,8 @@ class Request(_Message):
     http_version: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
+    body_size: int | None = None  # the whole body's length, when `body` is its first bytes
+    body_sha256: bytes | None = None  # the whole body's SHA-256, likewise
 
     @property
     def url(self) -> str:
@@ -163,6 +190,8 @@ class Response(_Message):
     http_version: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
+    body_size: int | None = None  # the whole body's length, when `body` is its first bytes
+    body_sha256: bytes | None = None  # the whole body's SHA-256, likewise
 
 
 @dataclass(frozen=True, slots=True)

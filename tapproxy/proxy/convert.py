@@ -13,6 +13,7 @@ from tapproxy.capture.model import (
     Response,
     Timing,
 )
+from tapproxy.proxy.bodies import body_of
 
 __all__ = ["classify_error", "exchange_from_flow"]
 
@@ -22,6 +23,11 @@ def _ns(t: float | None) -> int | None:
 
 def _headers(h: http.Headers) -> Headers:
     return Headers.from_raw(h.fields)  # mitmproxy's own (bytes, bytes) tuple, not decoded
+
+
+def _body(m: http.Message) -> dict:
+    body, size, sha256 = body_of(m)
+    return {"body": body, "body_size": size, "body_sha256": sha256}
 
 
 # mitmproxy reports failures as free text (OSError strings, h11/h2 messages); the
@@ -68,7 +74,7 @@ def exchange_from_flow(
             reason=r.reason,
             http_version=r.http_version,
             headers=_headers(r.headers),
-            body=r.raw_content or b"",
+            **_body(r),
         )
     error = None
     if flow.error is not None:
@@ -85,7 +91,7 @@ def exchange_from_flow(
             path=q.path,
             http_version=q.http_version,
             headers=_headers(q.headers),
-            body=q.raw_content or b"",
+            **_body(q),
         ),
         response=response,
         error=error,

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from tapproxy.errors import UsageError
 
 __all__ = ["Address", "RecordOptions", "ReverseSpec", "ServiceSpec", "parse_address",
-           "parse_reverse", "parse_service"]
+           "parse_reverse", "parse_service", "parse_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,7 @@ class RecordOptions:
     inject_traceparent: bool = False  # give requests without trace context one
     otlp_receive: Address | None = None  # accept OTLP/HTTP spans from instrumented services
     queue_size: int = 4096
+    max_body: int = 1 << 20  # bodies longer stream through; the record keeps this much
 
 
 def parse_address(spec: str, what: str = "address", default_host: str = "127.0.0.1") -> Address:
@@ -118,3 +119,17 @@ def parse_service(spec: str) -> ServiceSpec:
         if ":" in target:
             raise UsageError(f"bad --service {spec!r}: use [IPv6]:PORT for IPv6") from None
     return ServiceSpec(name, target, None)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20,
+          "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+
+
+def parse_size(spec: str, what: str) -> int:
+    """`1048576`, `512k`, `1m`, `2MiB` → bytes (binary units; UsageError naming `what`)."""
+    s = spec.strip().lower()
+    digits = s.rstrip("abgikmt ")
+    unit = s[len(digits):].strip()
+    if not digits.isdigit() or unit not in _UNITS:
+        raise UsageError(f"bad {what} {spec!r}: expected a size such as 1048576, 512k or 1m")
+    return int(digits) * _UNITS[unit]

@@ -23,6 +23,7 @@ from tapproxy.capture.redact import Redactor
 from tapproxy.capture.routes import RouteTable
 from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import CaptureError, ProxyError
+from tapproxy.proxy.bodies import BodyTap, request_streams, response_streams
 from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import exchange_from_flow
 from tapproxy.proxy.identity import (
@@ -61,21 +62,6 @@ def _reverse_mode(r) -> str:
 def mitmproxy_modes(opts: RecordOptions) -> list[str]:
     """The mitmproxy `mode` option for these options: the forward proxy, then reverses."""
     return [f"regular@{opts.listen}", *(_reverse_mode(r) for r in opts.reverse)]
-
-
-def _streams(flow: http.HTTPFlow) -> bool:
-    """Pass the body through as it arrives: SSE and bodies of unknown length (chunked)."""
-    r = flow.response
-    assert r is not None
-    if r.status_code in (101, 204, 304) or flow.request.method == "HEAD":
-        return False
-    has_length = False
-    for k, v in r.headers.fields:  # raw bytes: no decoding on the hot path
-        name = k.lower()
-        if name == b"content-type" and v.lstrip().lower().startswith(b"text/event-stream"):
-            return True
-        has_length = has_length or name == b"content-length"
-    return not has_length
 
 
 def _name_idle_timeout(flow: http.HTTPFlow) -> None:
@@ -188,6 +174,8 @@ class Recorder:
             caller = peer_party(flow.client_conn.peername)
         test, source = self.tests.attribute(header_test)
         flow.metadata[_META] = (caller, test, source)
+        if request_streams(flow, self.options.max_body):
+            flow.request.stream = BodyTap(self.options.max_body)
         if self.live is not None:
             candidates, inject = self.live.request_started(
                 flow.id, caller, self._callee(flow).name, test, h.get("traceparent"))
@@ -203,8 +191,8 @@ class Recorder:
     # -- recording --------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if _streams(flow):
-            flow.response.stream = True  # type: ignore[union-attr]
+        if response_streams(flow, self.options.max_body):
+            flow.response.stream = BodyTap(self.options.max_body)  # type: ignore[union-attr]
 
     def _submit_exchange(self, flow: http.HTTPFlow):
         meta = flow.metadata.get(_META)

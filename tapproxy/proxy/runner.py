@@ -99,7 +99,9 @@ class RecordingProxy:
             update = {
                 "mode": mitmproxy_modes(self.options),
                 "confdir": str(self.options.confdir),
-                "store_streamed_bodies": True,
+                # A streamed body is kept by the recorder's BodyTap, bounded; mitmproxy's
+                # own copy would hold it whole in memory.
+                "store_streamed_bodies": False,
                 "ssl_insecure": self.options.insecure,
                 "tcp_timeout": self.options.idle_timeout,
             }

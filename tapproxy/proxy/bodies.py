@@ -1,0 +1,90 @@
+"""Bodies the proxy streams instead of buffering, and what of them the record keeps.
+
+mitmproxy buffers a whole body before passing it on unless `stream` is set on the
+message; with `store_streamed_bodies` it would keep a streamed body whole in memory too.
+tapproxy streams every body it cannot bound in advance (no length, SSE) or that is
+longer than `--max-body`, and sets `stream` to a BodyTap: each piece passes through
+unchanged, and the tap keeps the first `max_body` bytes, the length and the SHA-256.
+Memory per exchange is therefore at most `max_body`, whatever the body's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from mitmproxy import http
+
+__all__ = ["BodyTap", "body_of", "request_streams", "response_streams"]
+
+
+class BodyTap:
+    """mitmproxy `stream` callable: passes each piece on, keeps a bounded copy."""
+
+    __slots__ = ("_hash", "_kept", "_limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept = bytearray()
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def __call__(self, data: bytes) -> bytes:
+        if data:  # b"" marks the end of the body
+            self.size += len(data)
+            self._hash.update(data)
+            room = self._limit - len(self._kept)
+            if room > 0:
+                self._kept += data[:room]
+        return data
+
+    def kept(self) -> tuple[bytes, int | None, bytes | None]:
+        """(body, whole length, SHA-256): the last two None when the body was kept whole."""
+        if self.size <= self._limit:
+            return bytes(self._kept), None, None
+        return bytes(self._kept), self.size, self._hash.digest()
+
+
+def body_of(m: http.Message) -> tuple[bytes, int | None, bytes | None]:
+    """(body, whole length, SHA-256) of a message: from its tap if it was streamed."""
+    if isinstance(m.stream, BodyTap):
+        return m.stream.kept()
+    return m.raw_content or b"", None, None
+
+
+def _length(fields) -> int | None:
+    for k, v in fields:  # raw bytes: no decoding on the hot path
+        if k.lower() == b"content-length":
+            v = v.strip()
+            return int(v) if v.isdigit() else None
+    return None
+
+
+def response_streams(flow: http.HTTPFlow, max_body: int) -> bool:
+    """Pass the response body on as it arrives: SSE, unknown length, or above max_body."""
+    r = flow.response
+    assert r is not None
+    if r.status_code in (101, 204, 304) or flow.request.method == "HEAD":
+        return False
+    has_length = False
+    for k, v in r.headers.fields:
+        name = k.lower()
+        if name == b"content-type" and v.lstrip().lower().startswith(b"text/event-stream"):
+            return True
+        has_length = has_length or name == b"content-length"
+    if not has_length:
+        return True
+    length = _length(r.headers.fields)
+    return length is not None and length > max_body
+
+
+def request_streams(flow: http.HTTPFlow, max_body: int) -> bool:
+    """Pass the request body on as it arrives: chunked (HTTP/1), or above max_body.
+
+    An HTTP/2 request body without a Content-Length is still buffered: its headers do
+    not say whether a body follows."""
+    h = flow.request.headers
+    length = _length(h.fields)
+    if length is not None:
+        return length > max_body
+    return any(k.lower() == b"transfer-encoding" and b"chunked" in v.lower()
+               for k, v in h.fields)
