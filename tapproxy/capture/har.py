@@ -77,7 +77,7 @@ def _entry_out(x: Exchange) -> dict[str, Any]:
         # mitmproxy decodes the target with surrogateescape; a URL carries such bytes %-encoded.
         "method": q.method, "url": quote(q.url, safe=_URL_SAFE, errors=_SE),
         "httpVersion": q.http_version, "cookies": [], "headers": _headers_out(q.headers),
-        "headersSize": -1, "bodySize": len(q.body),
+        "headersSize": -1, "bodySize": q.size,
         "queryString": [{"name": k, "value": v} for k, v in query],
     }
     if q.body:
@@ -100,6 +100,7 @@ def _entry_out(x: Exchange) -> dict[str, Any]:
             "timing": {k: v for k in _TIMING_FIELDS if (v := getattr(t, k)) is not None},
             "request_body_b64": _b64(q.body),
             "response_body_b64": None if r is None else _b64(r.body),
+            **_truncation_out("request", q), **_truncation_out("response", r),
         },
     }
 
@@ -113,11 +114,11 @@ def _response_out(r: Response | None, error: ErrorInfo | None) -> dict[str, Any]
     if r is not None:
         text, size = _body_out(r, "encoding")
         content: dict[str, Any] = {"size": size}
-        if "content-encoding" in r.headers:
+        if "content-encoding" in r.headers and not r.body_truncated:
             content["compression"] = size - len(r.body)  # HAR: "number of bytes saved"
         content.update(mimeType=_clean(r.headers.get("content-type") or ""), **text)
         out.update(status=r.status, statusText=r.reason, httpVersion=r.http_version,
-                   headers=_headers_out(r.headers), content=content, bodySize=len(r.body),
+                   headers=_headers_out(r.headers), content=content, bodySize=r.size,
                    redirectURL=_clean(r.headers.get("location") or ""))
     if error is not None:
         out["_error"] = {"kind": error.kind, "message": error.message}
@@ -138,7 +139,30 @@ def _body_out(m: Request | Response, encoding_key: str) -> tuple[dict[str, str],
     except UnicodeDecodeError:
         fields["text"] = _b64(body)
         fields[encoding_key] = "base64"
+    if m.body_truncated:
+        note = (f"body truncated: the first {len(m.body)} of {m.body_size} bytes were kept "
+                f"(SHA-256 {m.body_sha256.hex()}); text is those bytes")
+        fields["comment"] = "; ".join(c for c in (fields.get("comment"), note) if c)
+        return fields, m.size
     return fields, len(body)
+
+
+def _truncation_out(side: str, m: Request | Response | None) -> dict[str, Any]:
+    """`_tapproxy` fields of a body kept in part, so that import restores them."""
+    if m is None or not m.body_truncated:
+        return {}
+    return {f"{side}_body_size": m.body_size, f"{side}_body_sha256": m.body_sha256.hex()}
+
+
+def _truncation_in(entry: dict, side: str) -> dict[str, Any]:
+    size = _get(entry, f"_tapproxy.{side}_body_size", int, None)
+    digest = _get(entry, f"_tapproxy.{side}_body_sha256", str, None)
+    if size is None or digest is None:
+        return {}
+    try:
+        return {"body_size": size, "body_sha256": bytes.fromhex(digest)}
+    except ValueError:
+        raise _BadEntry(f"has a bad _tapproxy.{side}_body_sha256 (not hex)") from None
 
 
 def _timings_out(t: Timing) -> dict[str, float | int]:
@@ -273,12 +297,13 @@ def _exchange_in(entry: dict) -> Exchange:
     request = Request(
         method=method, scheme=scheme, host=host, port=port, path=path,
         http_version=_version_in(_get(entry, "request.httpVersion", str, ""), own),
-        headers=req_headers, body=req_body,
+        headers=req_headers, body=req_body, **(_truncation_in(entry, "request") if own else {}),
     )
     response = None if resp_body is None else Response(
         status=status, reason=_get(entry, "response.statusText", str, ""),
         http_version=_version_in(_get(entry, "response.httpVersion", str, ""), own),
         headers=resp_headers, body=resp_body,
+        **(_truncation_in(entry, "response") if own else {}),
     )
     if not own:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

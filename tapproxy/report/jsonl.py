@@ -12,11 +12,14 @@ __all__ = ["exchange_json"]
 
 
 def _body(msg) -> dict:
-    """The decoded body as text when it is UTF-8, else base64 of the raw bytes."""
+    """The decoded body as text when it is UTF-8, else base64 of the raw bytes; for a
+    body kept in part, also its whole length and SHA-256 (hex)."""
+    part = {} if not msg.body_truncated else {
+        "body_size": msg.body_size, "body_sha256": msg.body_sha256.hex()}
     try:
-        return {"body": msg.decoded_body().decode("utf-8")}
+        return {"body": msg.decoded_body().decode("utf-8"), **part}
     except (UnicodeDecodeError, CaptureError):
-        return {"body_base64": base64.b64encode(msg.body).decode()}
+        return {"body_base64": base64.b64encode(msg.body).decode(), **part}
 
 
 def exchange_json(n: int, x: Exchange) -> dict:

@@ -33,7 +33,7 @@ def status_text(x: Exchange) -> Text:
 
 
 def _size(x: Exchange) -> str:
-    n = len(x.response.body) if x.response else 0
+    n = x.response.size if x.response else 0  # the whole body, also when kept in part
     return f"{n}" if n < 10_000 else f"{n / 1024:.0f}K" if n < 10_000_000 else f"{n >> 20}M"
 
 
@@ -65,7 +65,10 @@ def print_table(rows: Iterable[tuple[int, Exchange]], console: Console) -> int:
     return count
 
 
-def _body(console: Console, headers, raw: bytes, decode) -> None:
+def _body(console: Console, headers, raw: bytes, decode, message=None) -> None:
+    if message is not None and message.body_truncated:
+        console.print(f"  (body truncated: the first {len(raw)} of {message.body_size} bytes "
+                      f"were kept, SHA-256 {message.body_sha256.hex()})", style="yellow")
     if not raw:
         console.print("  (no body)", style="dim")
         return
@@ -115,7 +118,7 @@ def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestC
     console.print(Text(f"\n{q.method} {q.url} {q.http_version}", style="bold cyan"))
     for k, v in q.headers:
         console.print(f"  {escape(k)}: {escape(v)}", highlight=False)
-    _body(console, q.headers, q.body, q.decoded_body)
+    _body(console, q.headers, q.body, q.decoded_body, q)
     if r is None:
         console.print("\n(no response)", style="red")
         return
@@ -125,4 +128,4 @@ def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestC
     console.print(line)
     for k, v in r.headers:
         console.print(f"  {escape(k)}: {escape(v)}", highlight=False)
-    _body(console, r.headers, r.body, r.decoded_body)
+    _body(console, r.headers, r.body, r.decoded_body, r)

@@ -101,7 +101,7 @@ def _text(msg) -> str:
     except CaptureError:
         data = msg.body
     text = data[:_BODY_LIMIT].decode("utf-8", "replace")
-    return text + ("…" if len(data) > _BODY_LIMIT else "")
+    return text + ("…" if len(data) > _BODY_LIMIT or msg.body_truncated else "")
 
 
 def _bodies(x: Exchange, attrs: dict) -> None:
