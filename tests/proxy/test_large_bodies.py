@@ -150,3 +150,11 @@ def test_a_body_up_to_max_body_is_still_buffered_and_kept_whole(start_proxy, ser
     [x] = proxy.exchanges()
     assert x.streamed is False
     assert (x.response.body, x.response.body_size, x.response.body_sha256) == (body, None, None)
+
+
+def test_a_bad_max_body_is_one_line_and_exit_2(tmp_path):
+    out = run_cli("record", "-o", tmp_path / "x.tap", "--max-body", "lots")
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "tapproxy: error: bad --max-body 'lots': expected a size such as 1048576, 512k or 1m"]
+    assert not (tmp_path / "x.tap").exists()
