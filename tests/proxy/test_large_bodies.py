@@ -158,3 +158,37 @@ def test_a_bad_max_body_is_one_line_and_exit_2(tmp_path):
     assert out.stderr.splitlines() == [
         "tapproxy: error: bad --max-body 'lots': expected a size such as 1048576, 512k or 1m"]
     assert not (tmp_path / "x.tap").exists()
+
+
+def test_memory_stays_bounded_by_max_body_whatever_the_body_size(proxy, services):
+    # 32 MiB through the proxy, traced in this process (the proxy fixture runs here, on its
+    # own thread): buffered, mitmproxy would hold all of it at once, and again as a copy.
+    import tracemalloc
+
+    size, piece = 32 << 20, memoryview(bytes(range(256)) * 256)  # 64 KiB, sent repeatedly
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(size)})
+        await resp.prepare(request)
+        for _ in range(size // len(piece)):
+            await resp.write(piece)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/huge", huge)
+    svc = services.start("huge", app)
+    digest = hashlib.sha256()
+    tracemalloc.start()
+    try:
+        with requests.get(f"{svc.url}/huge", proxies={"http": proxy.url}, stream=True,
+                          timeout=60) as r:
+            for chunk in r.iter_content(1 << 16):
+                digest.update(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert digest.digest() == hashlib.sha256(bytes(piece) * (size // len(piece))).digest()
+    assert peak < 12 << 20, f"peak {peak >> 20} MiB traced for a {size >> 20} MiB body"
+    [x] = wait_for(proxy.exchanges, what="the exchange's record")
+    assert (len(x.response.body), x.response.body_size) == (MAX_BODY, size)
