@@ -368,13 +368,13 @@ class CaptureWriter:
 
         Cutting back keeps the capture readable to the end (a partial frame would read as
         a recorder that was killed) and gives the space of the partial batch back."""
-        self._failure = e
         with contextlib.suppress(OSError):
             if stat.S_ISREG(os.fstat(self._fd).st_mode):
                 os.ftruncate(self._fd, self._head_size + self.bytes_written)
         if self._on_failure is not None:
             with contextlib.suppress(Exception):  # reporting must not kill the writer thread
                 self._on_failure(self._describe(e))
+        self._failure = e  # only now visible to others: the report above comes first
 
     def _run(self) -> None:
         while True:
