@@ -20,6 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # click's plain usage errors ("Usage: …", "Error: …" on one line, exit 2) rather than
+    # a rich panel that wraps the message across lines.
+    rich_markup_mode=None,
 )
 
 _DEFAULT_CONFDIR = Path("~/.mitmproxy")
@@ -64,6 +67,7 @@ def record(
         help="PEM bundle of CAs to trust for upstream TLS.")] = None,
     insecure: Annotated[bool, typer.Option(help="Do not verify upstream certificates.")] = False,
     idle_timeout: Annotated[int, typer.Option(
+        min=1,  # mitmproxy closes every connection at once with 0, and never with -1
         help="Seconds of silence before a connection is closed; an exchange left without "
              "a response by it is recorded as a timeout.")] = 600,
     otlp: Annotated[str | None, typer.Option(
@@ -403,26 +407,17 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 
 def main() -> None:
-    """Entry point: TapproxyError becomes one line on stderr and exit code 2."""
+    """Entry point: TapproxyError becomes one line on stderr and exit code 2.
+
+    Typer runs in its standalone mode so that it handles its own usage errors (exit 2):
+    it raises its private copy of click's exception classes, which no check against
+    `click` (or a name inside typer that has moved between releases) would match.
+    """
     try:
-        code = app(standalone_mode=False)
+        app(prog_name="tapproxy")
     except TapproxyError as e:
         print(f"tapproxy: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
