@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 
 from tapproxy import __version__
+from tapproxy.atomic import atomic_output
 from tapproxy.errors import TapproxyError, UsageError
 
 app = typer.Typer(
@@ -250,12 +252,12 @@ def export_(
 
     with open_capture(capture) as reader:
         try:
-            with open(har, "w", encoding="utf-8") as out:
+            with atomic_output(har) as out:  # a failed export leaves the old file
                 n = export_har(reader, out, __version__)
         except OSError as e:
             raise _fail(f"{har}: cannot write: {e.strerror}") from e
-        _check_tail(reader)
-    print(f"{n} exchanges written to {har}")
+        print(f"{n} exchanges written to {har}")
+        _check_tail(reader)  # a capture cut short: its complete exchanges, then the problem
 
 
 @app.command("import")
@@ -274,6 +276,8 @@ def import_(
             head = f.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()
     except OSError as e:
         raise CaptureError(f"{source}: cannot read: {e.strerror}") from e
+    if not head:
+        raise CaptureError(f"{source}: empty file, not a HAR or mitmproxy flow file")
     if head.startswith(b"{"):
         records, kind = import_har(source), "har"
     else:
@@ -323,28 +327,26 @@ def spans(
     problems: list[str] = []
     totals = {"spans": 0, "findings": 0, "tests": 0}
     try:
-        sink = open(out, "w", encoding="utf-8") if out else None  # noqa: SIM115
-    except OSError as e:
-        raise _fail(f"{out}: cannot write: {e.strerror}") from e
-    try:
-        routes = RouteTable(tuple(route or ()))
-        for group in spans_of_capture(capture, bodies, on_tail=problems.append, routes=routes):
-            if test is not None and not (group.test and fnmatchcase(group.test, test)):
-                continue
-            totals["spans"] += len(group.spans)
-            totals["findings"] += len(group.findings)
-            totals["tests"] += group.test is not None
-            if tree:
-                print_span_tree(group.spans, group.findings, console)
-            if sink is not None:
-                write_otlp_json(group.spans, sink)
+        with contextlib.ExitStack() as stack:
             if exporter is not None:
-                exporter.export(group.spans)
-    finally:
-        if sink is not None:
-            sink.close()
-        if exporter is not None:
-            exporter.close()
+                stack.callback(exporter.close)
+            # A failed run leaves an existing --out file as it was.
+            sink = stack.enter_context(atomic_output(out)) if out else None
+            routes = RouteTable(tuple(route or ()))
+            for group in spans_of_capture(capture, bodies, on_tail=problems.append, routes=routes):
+                if test is not None and not (group.test and fnmatchcase(group.test, test)):
+                    continue
+                totals["spans"] += len(group.spans)
+                totals["findings"] += len(group.findings)
+                totals["tests"] += group.test is not None
+                if tree:
+                    print_span_tree(group.spans, group.findings, console)
+                if sink is not None:
+                    write_otlp_json(group.spans, sink)
+                if exporter is not None:
+                    exporter.export(group.spans)
+    except OSError as e:  # only the --out file is written here
+        raise _fail(f"{out}: cannot write: {e.strerror}") from e
     where = ", ".join(w for w in (out and f"written to {out}",
                                   exporter and f"sent to {exporter.url}") if w)
     print(f"{totals['spans']} spans for {totals['tests']} tests"

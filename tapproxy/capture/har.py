@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from tapproxy.atomic import atomic_output
 from tapproxy.capture.model import (
     ERROR_KINDS,
     ErrorInfo,
@@ -37,6 +38,8 @@ __all__ = ["export_har", "import_har"]
 
 _SE = "surrogateescape"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A capture's times are msgpack int64 nanoseconds: the years 1677 to 2262.
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _TIMING_FIELDS = tuple(Timing.__dataclass_fields__)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _VERSIONS = {"h2": "HTTP/2.0", "http/2": "HTTP/2.0", "h3": "HTTP/3", "http/3.0": "HTTP/3"}
@@ -51,7 +54,7 @@ def export_har(
     if not isinstance(out, str | os.PathLike):
         return _write_har(records, out, creator_version)
     try:
-        with open(out, "w", encoding="utf-8") as f:
+        with atomic_output(out) as f:
             return _write_har(records, f, creator_version)
     except OSError as e:
         raise CaptureError(f"{out}: cannot write HAR file: {e.strerror}") from e
@@ -63,8 +66,13 @@ def _write_har(records: Iterable[Record], out: TextIO, creator_version: str) -> 
     count = 0
     for record in records:
         if isinstance(record, Exchange):
+            try:
+                entry = _entry_out(record)
+            except (OverflowError, ValueError) as e:  # a date HAR's ISO 8601 cannot spell
+                raise CaptureError(f"exchange {count + 1} ({record.id}): cannot be written "
+                                   f"as a HAR entry: {e}") from None
             out.write(",\n" if count else "\n")
-            out.write(json.dumps(_entry_out(record)))
+            out.write(json.dumps(entry))
             count += 1
     out.write("\n]}}\n")
     return count
@@ -294,6 +302,9 @@ def _exchange_in(entry: dict) -> Exchange:
             dropped = ("content-encoding", "content-length")
             resp_headers = Headers(tuple(h for h in resp_headers if h[0].lower() not in dropped))
         timing = _timing_in(entry, request_start, responded=resp_body is not None)
+    for k in _TIMING_FIELDS:
+        if (v := getattr(timing, k)) is not None and not _INT64_MIN <= v <= _INT64_MAX:
+            raise _BadEntry(f"has a timing phase {k} beyond what a capture can hold ({v})")
     request = Request(
         method=method, scheme=scheme, host=host, port=port, path=path,
         http_version=_version_in(_get(entry, "request.httpVersion", str, ""), own),
@@ -381,7 +392,11 @@ def _started_ns(text: str) -> int:
         raise _BadEntry(f"has a bad startedDateTime {text!r:.40} (not ISO 8601)") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // timedelta(microseconds=1) * 1000
+    ns = (dt - _EPOCH) // timedelta(microseconds=1) * 1000
+    if not _INT64_MIN <= ns <= _INT64_MAX:
+        raise _BadEntry(f"has a startedDateTime {text!r:.40} outside the years 1677 to 2262 "
+                        "(a capture's times are 64-bit nanoseconds)")
+    return ns
 
 
 def _timing_in(entry: dict, start: int, responded: bool) -> Timing:

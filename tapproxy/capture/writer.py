@@ -178,7 +178,7 @@ class CaptureWriter:
         self._part = self.path.with_name(f".{self.path.name}.part") if provisional else None
         target = self._part or self.path
         try:
-            self._fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as e:
             raise CaptureError(f"{self.path}: cannot create capture: {e.strerror}") from e
         try:

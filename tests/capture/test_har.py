@@ -382,6 +382,12 @@ def _entry_with(**changes) -> dict:
     (_entry_with(response__headers=[{"value": "x"}]),
      "entry 1 has no response.headers[0].name"),
     ("not an entry", "entry 1 is not an object"),
+    (_entry_with(startedDateTime="0001-01-01T00:00:00Z"),
+     "entry 1 has a startedDateTime '0001-01-01T00:00:00Z' outside the years 1677 to 2262"),
+    (_entry_with(startedDateTime="9999-12-31T23:59:59.999Z"),
+     "entry 1 has a startedDateTime '9999-12-31T23:59:59.999Z' outside the years"),
+    (_entry_with(startedDateTime="2262-04-11T23:47:16Z", timings__wait=1e11),
+     "entry 1 has a timing phase response_start beyond what a capture can hold"),
 ])
 def test_bad_entry_names_file_entry_and_field(tmp_path, entry, message):
     har = tmp_path / "in.har"
@@ -405,6 +411,18 @@ def test_file_that_is_not_a_har_raises_capture_error(tmp_path, content, message)
 
     with pytest.raises(CaptureError, match="^" + re.escape(f"{har}: {message}")):
         import_har(har)
+
+
+def test_an_exchange_har_cannot_date_names_the_exchange_and_leaves_the_old_file(tmp_path):
+    har = tmp_path / "out.har"
+    har.write_text("the previous export")
+    far = Timing(request_start=10**21)  # beyond datetime's year 9999
+    records = [_exchange(), _exchange(id="far-future", timing=far)]
+
+    with pytest.raises(CaptureError, match="^" + re.escape("exchange 2 (far-future): cannot")):
+        export_har(records, har, "9.9")
+    assert har.read_text() == "the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.har"]
 
 
 def test_bad_tapproxy_field_is_named(tmp_path):

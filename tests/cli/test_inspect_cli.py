@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -401,3 +402,70 @@ def test_a_failed_import_leaves_no_capture_behind(tmp_path, demo, mitm_flows, ma
     make(demo, mitm_flows[0], tmp_path, source)
     assert run_cli("import", source, "-o", output).returncode == 2
     assert not output.exists(), show(output).stdout
+
+
+def test_importing_an_empty_file_is_an_error(tmp_path):
+    source = tmp_path / "empty.har"
+    source.write_bytes(b"")
+    out = run_cli("import", source, "-o", tmp_path / "y.tap")
+    assert "empty file" in one_error_line(out, source)
+    assert not (tmp_path / "y.tap").exists()
+
+
+def test_importing_a_har_dated_year_9999_names_the_entry(tmp_path, demo):
+    har = tmp_path / "far.har"
+    assert run_cli("export", demo, "--har", har).returncode == 0
+    doc = json.loads(har.read_text())
+    doc["log"]["entries"][2]["startedDateTime"] = "9999-12-31T23:59:59.999Z"
+    for entry in doc["log"]["entries"]:  # as another tool's HAR: times from the ISO date
+        del entry["_tapproxy"]
+    har.write_text(json.dumps(doc))
+    out = run_cli("import", har, "-o", tmp_path / "far.tap")
+    line = one_error_line(out, har)
+    assert "entry 2 has a startedDateTime '9999-12-31T23:59:59.999Z' outside" in line
+
+
+# --- 5. output files: whole or not at all, owner-only ------------------------------------------
+
+
+def _mistyped_fifth_exchange(demo: Path, path: Path) -> None:
+    """The demo with a valid-CRC 5th exchange whose method is a number: readers fail there,
+    after the first test's exchanges (and spans) are out."""
+    data = demo.read_bytes()
+    start, end, rec = [f for f in frames(data) if f[2]["kind"] == "exchange"][4]
+    rec["request"]["method"] = 7
+    payload = msgpack.packb(rec, use_bin_type=True)
+    path.write_bytes(data[:start] + struct.pack(">II", len(payload), zlib.crc32(payload))
+                     + payload + data[end:])
+
+
+@pytest.mark.parametrize("command", [["export", "--har"], ["spans", "--out"]],
+                         ids=["export-har", "spans-out"])
+def test_a_failed_export_leaves_the_existing_file_as_it_was(tmp_path, demo, command):
+    bad, target = tmp_path / "bad.tap", tmp_path / "previous.out"
+    _mistyped_fifth_exchange(demo, bad)
+    target.write_text("the previous run's output\n")
+    out = run_cli(command[0], bad, command[1], target)
+    assert out.returncode != 0
+    assert target.read_text() == "the previous run's output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tap", "previous.out"]
+
+
+@pytest.mark.parametrize("command", [["export", "--har"], ["spans", "--out"], ["import", "-o"]],
+                         ids=["export-har", "spans-out", "import"])
+def test_output_files_are_readable_by_their_owner_only(tmp_path, demo, command):
+    source = demo
+    if command[0] == "import":
+        source = tmp_path / "in.har"
+        assert run_cli("export", demo, "--har", source).returncode == 0
+    target = tmp_path / "new.out"
+    out = run_cli(command[0], source, command[1], target)
+    assert out.returncode == 0, out.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(demo.stat().st_mode) == 0o600  # a recorded capture too
+
+
+def test_export_to_stdout_writes_through_the_device(demo):
+    out = run_cli("export", demo, "--har", "/dev/stdout")
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout.rsplit("\n8 exchanges", 1)[0])["log"]["entries"]) == 8
