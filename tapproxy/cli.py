@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from pathlib import Path
@@ -33,11 +32,20 @@ Listen = Annotated[str, typer.Option(help="Forward proxy address HOST:PORT.")]
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    from tapproxy.report.printable import terminal
+
+    return terminal()
+
+
+def _error(message: str) -> None:
+    from tapproxy.report.printable import printable
+
+    # Messages can quote recorded data (a test name, a header): escaped like all output.
+    print(f"tapproxy: error: {printable(message)}", file=sys.stderr)
 
 
 def _fail(message: str) -> typer.Exit:
-    print(f"tapproxy: error: {message}", file=sys.stderr)
+    _error(message)
     return typer.Exit(2)
 
 
@@ -193,6 +201,7 @@ def show(
     from tapproxy.capture.model import TestCase
     from tapproxy.capture.select import numbered_exchanges, select
     from tapproxy.report.jsonl import exchange_json
+    from tapproxy.report.printable import json_line
     from tapproxy.report.text import print_exchange, print_table
 
     console = _out()
@@ -216,7 +225,7 @@ def show(
             print_exchange(*found, console, tests)
         elif as_json:
             for n, x in rows:
-                print(json.dumps(exchange_json(n, x), ensure_ascii=False))
+                print(json_line(exchange_json(n, x)))
         else:
             count = print_table(rows, console)
             if count == 0:
@@ -418,7 +427,7 @@ def main() -> None:
     try:
         app(prog_name="tapproxy")
     except TapproxyError as e:
-        print(f"tapproxy: error: {e}", file=sys.stderr)
+        _error(str(e))
         sys.exit(2)
 
 

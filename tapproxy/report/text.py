@@ -12,6 +12,7 @@ from rich.text import Text
 
 from tapproxy.capture.model import Exchange, Party, TestCase
 from tapproxy.errors import CaptureError
+from tapproxy.report.printable import printable
 
 __all__ = ["print_exchange", "print_table", "status_text"]
 
@@ -21,12 +22,12 @@ _COLUMNS = (("#", 4), ("test", 20), ("caller → callee", 26), ("method", 6), ("
 
 def _party(p: Party) -> str:
     # A caller known only by address is shown as such, never as a service name.
-    return f"?{p.name}" if p.source == "peer" else p.name
+    return printable(f"?{p.name}" if p.source == "peer" else p.name)
 
 
 def status_text(x: Exchange) -> Text:
     if x.error is not None and x.response is None:
-        return Text(x.error.kind.upper(), style="bold red")
+        return Text(printable(x.error.kind.upper()), style="bold red")
     status = x.status or 0
     style = "red" if status >= 500 or x.error else "yellow" if status >= 400 else "green"
     return Text(str(status) + ("!" if x.error else ""), style=style)
@@ -53,8 +54,8 @@ def print_table(rows: Iterable[tuple[int, Exchange]], console: Console) -> int:
     for n, x in rows:
         count += 1
         # The callee column names the host, so the path is what tells calls apart.
-        cells = [str(n), x.test or "-", f"{_party(x.caller)} → {_party(x.callee)}",
-                 x.request.method, x.request.path]
+        cells = [str(n), printable(x.test or "-"), f"{_party(x.caller)} → {_party(x.callee)}",
+                 printable(x.request.method), printable(x.request.path)]
         line = Text(" ".join(f"{_cut(c, w):<{w}}" for c, w in zip(cells, widths, strict=False)))
         st = status_text(x)
         line.append(" ")
@@ -75,9 +76,10 @@ def _body(console: Console, headers, raw: bytes, decode, message=None) -> None:
     try:
         data = decode()
     except CaptureError as e:
-        console.print(f"  ({len(raw)} bytes, cannot decode: {escape(str(e))})", style="yellow")
+        console.print(f"  ({len(raw)} bytes, cannot decode: {escape(printable(str(e)))})",
+                      style="yellow")
         return
-    ctype = (headers.get("content-type") or "").lower()
+    ctype = printable((headers.get("content-type") or "").lower())
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -85,47 +87,54 @@ def _body(console: Console, headers, raw: bytes, decode, message=None) -> None:
         return
     if "json" in ctype or text.lstrip()[:1] in ("{", "["):
         try:
-            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            text = printable(json.dumps(json.loads(text), indent=2, ensure_ascii=False),
+                             lines=True)
             console.print(Syntax(text, "json", theme="ansi_dark", background_color="default"))
             return
         except ValueError:
             pass
-    console.print(escape(text), highlight=False)
+    console.print(escape(printable(text, lines=True)), highlight=False)
+
+
+def _headers(console: Console, headers) -> None:
+    for k, v in headers:
+        console.print(Text(f"  {printable(k)}: {printable(v)}"))
 
 
 def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestCase]) -> None:
     """Everything recorded about one exchange: identity, timing, headers, decoded bodies."""
     q, r = x.request, x.response
     head = Text(f"exchange {n}  ", style="bold")
-    head.append(f"{_party(x.caller)} ({x.caller.source}) → {x.callee.name} ({x.callee.source})")
+    head.append(f"{_party(x.caller)} ({printable(x.caller.source)}) → "
+                f"{printable(x.callee.name)} ({printable(x.callee.source)})")
     console.print(head)
     if x.test:
         outcome = tests.get(x.test).outcome if x.test in tests else None
-        console.print(f"test: {escape(x.test)} ({x.test_source})"
-                      + (f", {outcome}" if outcome else ""))
+        console.print(f"test: {escape(printable(x.test))} ({escape(printable(x.test_source))})"
+                      + (f", {escape(printable(outcome))}" if outcome else ""))
     elif x.test_source == "ambiguous":
         console.print("test: unknown (several tests were open and no x-tapproxy-test header)")
-    console.print(f"id: {x.id}   duration: {x.timing.duration_ns / 1e6:.2f} ms"
+    console.print(f"id: {escape(printable(x.id))}   duration: {x.timing.duration_ns / 1e6:.2f} ms"
                   + ("   streamed" if x.streamed else "") + ("   websocket" if x.websocket else ""))
     t = x.timing
     phases = [(k, getattr(t, k)) for k in t.__dataclass_fields__ if getattr(t, k) is not None]
     console.print("timing (ms from request start): " + ", ".join(
         f"{k} {(v - t.request_start) / 1e6:+.2f}" for k, v in phases if k != "request_start"))
     if x.error:
-        console.print(f"error: {x.error.kind}: {escape(x.error.message)}", style="bold red")
+        console.print(f"error: {escape(printable(x.error.kind))}: "
+                      f"{escape(printable(x.error.message))}", style="bold red")
     if x.redacted:
-        console.print("redacted: " + ", ".join(x.redacted), style="dim")
-    console.print(Text(f"\n{q.method} {q.url} {q.http_version}", style="bold cyan"))
-    for k, v in q.headers:
-        console.print(f"  {escape(k)}: {escape(v)}", highlight=False)
+        console.print(Text("redacted: " + printable(", ".join(x.redacted)), style="dim"))
+    console.print(Text(f"\n{printable(q.method)} {printable(q.url)} {printable(q.http_version)}",
+                       style="bold cyan"))
+    _headers(console, q.headers)
     _body(console, q.headers, q.body, q.decoded_body, q)
     if r is None:
         console.print("\n(no response)", style="red")
         return
-    line = Text(f"\n{r.http_version} ", style="bold cyan")
+    line = Text(f"\n{printable(r.http_version)} ", style="bold cyan")
     line.append_text(status_text(x))
-    line.append(f" {r.reason}", style="bold cyan")
+    line.append(f" {printable(r.reason)}", style="bold cyan")
     console.print(line)
-    for k, v in r.headers:
-        console.print(f"  {escape(k)}: {escape(v)}", highlight=False)
+    _headers(console, r.headers)
     _body(console, r.headers, r.body, r.decoded_body, r)

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
+from tapproxy.report.printable import printable
 from tapproxy.spans.infer import INFERENCE
 from tapproxy.spans.model import Finding, Span
 
@@ -23,30 +24,31 @@ def _status(s: Span) -> Text:
     err = s.attributes.get("error.type")
     label = str(code) if code is not None else str(err or "")
     style = "red" if s.status == "error" else "green" if code is not None else "dim"
-    return Text(label, style=style)
+    return Text(printable(label), style=style)
 
 
 def _label(s: Span, server: Span | None) -> Text:
     t = Text()
     if s.kind == "internal" and s.parent_span_id is None and "test.case.name" in s.attributes:
-        t.append(s.name, style="bold")
+        t.append(printable(s.name), style="bold")
         result = s.attributes.get("test.case.result.status")
         if result:
-            t.append(f"  {result}", style="bold red" if s.status == "error" else "green")
+            t.append(f"  {printable(str(result))}",
+                     style="bold red" if s.status == "error" else "green")
         t.append(f"  {_ms(s)}", style="dim")
         return t
     if s.kind == "client" and server is not None:
-        t.append(f"{s.service} → {server.service}", style="bold")
-        path = server.attributes.get("url.path", "")
-        t.append(f"  {server.name.split(' ')[0]} {path}  ")
+        t.append(f"{printable(s.service)} → {printable(server.service)}", style="bold")
+        path = str(server.attributes.get("url.path", ""))
+        t.append(f"  {printable(server.name.split(' ')[0])} {printable(path)}  ")
     else:
-        t.append(s.service, style="bold")
-        t.append(f"  {s.kind.upper()} {s.name}  ")
+        t.append(printable(s.service), style="bold")
+        t.append(f"  {s.kind.upper()} {printable(s.name)}  ")
     t.append_text(_status(s if server is None else (s if s.status == "error" else server)))
     t.append(f"  {_ms(s)}", style="dim")
     how = s.attributes.get(INFERENCE)
     if how and how not in ("exchange",):
-        t.append(f"  [{how}]", style="yellow" if how == "ambiguous" else "dim")
+        t.append(f"  [{printable(str(how))}]", style="yellow" if how == "ambiguous" else "dim")
     if not s.synthesized:
         t.append("  (sent by the service)", style="cyan")
     for e in s.events:
@@ -85,4 +87,4 @@ def print_span_tree(spans: Iterable[Span], findings: Iterable[Finding], console:
         add(tree, root)
         console.print(tree)
     for f in findings:
-        console.print(Text(f"! {f.message}", style="bold yellow"))
+        console.print(Text(f"! {printable(f.message)}", style="bold yellow"))

@@ -469,3 +469,70 @@ def test_export_to_stdout_writes_through_the_device(demo):
     out = run_cli("export", demo, "--har", "/dev/stdout")
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout.rsplit("\n8 exchanges", 1)[0])["log"]["entries"]) == 8
+
+
+# --- 6. recorded data cannot drive the terminal -----------------------------------------------
+
+EVIL = "\x1b]0;pwned\x07"  # sets the terminal's title; a bare ESC starts any sequence
+EVIL_SHOWN = "\\x1b]0;pwned\\x07"
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]")
+
+
+@pytest.fixture
+def hostile_capture(tmp_path) -> Path:
+    """A capture whose every recorded string carries terminal escapes, as a service or test
+    could send them (written by the real writer, so it holds exactly what a recording would)."""
+    from tapproxy.capture import CaptureWriter, Exchange, Party, TestCase, new_header
+    from tapproxy.capture.model import ErrorInfo, Headers, Request, Response, Timing
+
+    t0 = 1_700_000_000_000_000_000
+    path = tmp_path / "hostile.tap"
+    writer = CaptureWriter(path, new_header())
+    name = f"test_{EVIL}"
+    for i, (status, error) in enumerate([(200, None), (500, ErrorInfo("reset", f"gone{EVIL}"))]):
+        writer.write(Exchange(
+            id=f"hostile{i}",
+            caller=Party(f"shop{EVIL}", "proxy-auth"),
+            callee=Party(f"pay\u202eyap{EVIL}", "service-map"),
+            request=Request("POST", "http", "127.0.0.1", 80, f"/x{EVIL}?q={EVIL}", "HTTP/1.1",
+                            Headers(((f"x-{EVIL}", f"v{EVIL}\r"), ("content-type", "text/plain"))),
+                            f"line one{EVIL}\nline two\x9b31m\n".encode()),
+            response=Response(status, f"OK{EVIL}", "HTTP/1.1",
+                              Headers((("content-type", "application/json"),)),
+                              json.dumps({"k": f"v{EVIL}\x7f"}).encode()),
+            error=error,
+            timing=Timing(request_start=t0 + i, request_end=t0 + 10, response_start=t0 + 20,
+                          response_end=t0 + 30),
+            test=name, test_source="control", redacted=(f"request.header:{EVIL}",)))
+    writer.write(TestCase(name=name, started=t0 - 1, ended=t0 + 40, outcome=f"failed{EVIL}"))
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("args", [[], ["--exchange", "2"], ["--json"], ["--errors"]],
+                         ids=["table", "exchange", "json", "errors"])
+def test_show_prints_recorded_control_characters_escaped(hostile_capture, args):
+    out = show(hostile_capture, *args)
+    assert out.returncode == 0, out.stderr
+    assert not _CONTROL.findall(out.stdout + out.stderr)
+    if args != ["--json"]:
+        assert EVIL_SHOWN in out.stdout
+    else:
+        assert [json.loads(line)["test"] for line in out.stdout.splitlines()] == [
+            f"test_{EVIL}"] * 2  # still the recorded value, once parsed
+
+
+def test_show_exchange_escapes_every_field(hostile_capture):
+    out = show(hostile_capture, "--exchange", "2").stdout
+    for shown in [f"test: test_{EVIL_SHOWN}", f"x-{EVIL_SHOWN}: v{EVIL_SHOWN}\\x0d",
+                  f"/x{EVIL_SHOWN}?q={EVIL_SHOWN}", f"line one{EVIL_SHOWN}", "two\\x9b31m",
+                  f"gone{EVIL_SHOWN}", f"OK{EVIL_SHOWN}", f"request.header:{EVIL_SHOWN}",
+                  "pay\\u202eyap", f"failed{EVIL_SHOWN}"]:
+        assert shown in out, shown
+
+
+def test_spans_tree_prints_recorded_control_characters_escaped(hostile_capture):
+    out = run_cli("spans", hostile_capture, "--tree")
+    assert out.returncode == 0, out.stderr
+    assert not _CONTROL.findall(out.stdout + out.stderr)
+    assert f"test_{EVIL_SHOWN}" in out.stdout and f"shop{EVIL_SHOWN}" in out.stdout
