@@ -14,7 +14,7 @@ from rich.console import Console
 
 from tapproxy import __version__
 from tapproxy.atomic import atomic_output
-from tapproxy.errors import TapproxyError, UsageError
+from tapproxy.errors import TapproxyError
 
 app = typer.Typer(
     help="Record, inspect and trace the HTTP exchanges of integration tests.",
@@ -96,9 +96,10 @@ def record(
 ) -> None:
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
     from tapproxy.capture.routes import RouteTable
-    from tapproxy.proxy.certs import env_exports
+    from tapproxy.proxy.certs import check_ca_bundle, env_exports
     from tapproxy.proxy.options import (
         RecordOptions,
+        check_listeners,
         parse_address,
         parse_reverse,
         parse_service,
@@ -132,8 +133,9 @@ def record(
         for p in opts.redact_json:
             parse_json_path(p)  # a bad path is a usage error now, not on the writer thread
     RouteTable(opts.routes)  # a bad template is a usage error now
-    if upstream_ca is not None and not upstream_ca.is_file():
-        raise UsageError(f"{upstream_ca}: --upstream-ca file not found")
+    check_listeners(opts)
+    if upstream_ca is not None:
+        check_ca_bundle(upstream_ca)
 
     async def run() -> int:
         proxy = RecordingProxy(opts, verbose=verbose)

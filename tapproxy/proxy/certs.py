@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tapproxy.errors import ProxyError
+from tapproxy.errors import ProxyError, UsageError
 from tapproxy.proxy.options import Address
 
-__all__ = ["ca_cert_path", "env_exports"]
+__all__ = ["ca_cert_path", "check_ca_bundle", "env_exports"]
 
 
 def ca_cert_path(confdir: Path) -> Path:
@@ -20,6 +20,30 @@ def ca_cert_path(confdir: Path) -> Path:
     except OSError as e:
         raise ProxyError(f"{confdir}: cannot create the proxy's CA there: {e.strerror}") from e
     return confdir / "mitmproxy-ca-cert.pem"
+
+
+def check_ca_bundle(path: Path) -> None:
+    """Raise UsageError unless `path` is a PEM file with at least one readable certificate
+    (else mitmproxy would fail only at the first upstream TLS handshake, or not at all)."""
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: --upstream-ca file not found") from None
+    except OSError as e:
+        raise UsageError(f"{path}: --upstream-ca cannot be read: {e.strerror}") from e
+    problem = None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        problem = "no '-----BEGIN CERTIFICATE-----' in it"
+    else:
+        try:
+            x509.load_pem_x509_certificates(data)  # every certificate in it must parse
+        except ValueError:
+            problem = "a certificate in it is damaged"
+    if problem:
+        raise UsageError(f"{path}: --upstream-ca is not a PEM file of CA certificates "
+                         f"({problem})")
 
 
 def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> dict[str, str]:

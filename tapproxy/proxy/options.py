@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from tapproxy.errors import UsageError
 
-__all__ = ["Address", "RecordOptions", "ReverseSpec", "ServiceSpec", "parse_address",
-           "parse_reverse", "parse_service", "parse_size"]
+__all__ = ["Address", "RecordOptions", "ReverseSpec", "ServiceSpec", "check_listeners",
+           "parse_address", "parse_reverse", "parse_service", "parse_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +133,27 @@ def parse_size(spec: str, what: str) -> int:
     if not digits.isdigit() or unit not in _UNITS:
         raise UsageError(f"bad {what} {spec!r}: expected a size such as 1048576, 512k or 1m")
     return int(digits) * _UNITS[unit]
+
+
+_ANY_HOST = ("", "0.0.0.0", "::")
+
+
+def _overlap(a: Address, b: Address) -> bool:
+    """Whether binding both would collide (port 0 asks for a fresh port each time)."""
+    return (a.port == b.port != 0
+            and (a.host == b.host or a.host in _ANY_HOST or b.host in _ANY_HOST))
+
+
+def check_listeners(opts: RecordOptions) -> None:
+    """Raise UsageError naming two options that would listen on the same address."""
+    listeners = [("--listen", opts.listen)]
+    listeners += [(f"--reverse {r.name}=…", r.listen) for r in opts.reverse]
+    if opts.control is not None:
+        listeners.append(("--control", opts.control))
+    if opts.otlp_receive is not None:
+        listeners.append(("--otlp-receive", opts.otlp_receive))
+    for i, (what, address) in enumerate(listeners):
+        for other, other_address in listeners[:i]:
+            if _overlap(address, other_address):
+                raise UsageError(f"{other} and {what} both listen on {address}: "
+                                 "give each its own port")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -29,6 +31,19 @@ def sdk_exporter(url: str, timeout: float = 10):
     return OTLPSpanExporter(endpoint=traces_url(url), timeout=timeout)
 
 
+@contextlib.contextmanager
+def _sdk_quiet() -> Iterator[None]:
+    """Hold back the SDK's own log lines (a retry line per attempt): the caller reports
+    the outcome itself, in one line."""
+    logger = logging.getLogger("opentelemetry")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class OtlpHttpExporter:
     """OTLP/HTTP protobuf export through opentelemetry-sdk's exporter; failures raise."""
 
@@ -42,13 +57,16 @@ class OtlpHttpExporter:
 
         if not spans:
             return
-        if self._exporter.export(to_readable(spans)) is not SpanExportResult.SUCCESS:
+        with _sdk_quiet():
+            result = self._exporter.export(to_readable(spans))
+        if result is not SpanExportResult.SUCCESS:
             raise SpansError(f"{self.url}: the OTLP endpoint did not accept the spans "
                              "(is a collector listening there?)")
         self.exported += len(spans)
 
     def close(self) -> None:
-        self._exporter.shutdown()
+        with _sdk_quiet():
+            self._exporter.shutdown()
 
 
 def write_otlp_json(spans: Iterable[Span], out: TextIO) -> None:

@@ -536,3 +536,10 @@ def test_spans_tree_prints_recorded_control_characters_escaped(hostile_capture):
     assert out.returncode == 0, out.stderr
     assert not _CONTROL.findall(out.stdout + out.stderr)
     assert f"test_{EVIL_SHOWN}" in out.stdout and f"shop{EVIL_SHOWN}" in out.stdout
+
+
+def test_spans_to_a_dead_otlp_endpoint_is_our_one_line_only(demo):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    out = run_cli("spans", demo, "--otlp", url)
+    line = one_error_line(out, f"{url}/v1/traces")
+    assert "did not accept the spans" in line

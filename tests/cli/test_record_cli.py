@@ -353,14 +353,32 @@ BAD_INPUT = [
      ["/nonexistent-dir/x.tap"]),
     ("upstream-ca-missing", lambda p: ["--upstream-ca", "/missing.pem"],
      ["/missing.pem", "--upstream-ca"]),
+    ("upstream-ca-not-pem", lambda p: ["--upstream-ca", str(ROOT / "README.md")],
+     ["README.md: --upstream-ca is not a PEM file", "no '-----BEGIN CERTIFICATE-----'"]),
+    ("upstream-ca-damaged", lambda p: ["--upstream-ca", "{tmp}/damaged.pem"],
+     ["damaged.pem: --upstream-ca", "a certificate in it is damaged"]),
+    ("two-reverses-on-one-port",
+     lambda p: ["--reverse", f"a=http://127.0.0.1:1@{p + 1}", "--reverse", f"b=http://x@{p + 1}"],
+     ["--reverse a=… and --reverse b=… both listen on 127.0.0.1:{p1}"]),
+    ("reverse-on-the-proxy-port", lambda p: ["--reverse", "a=http://127.0.0.1:1@{listen}"],
+     ["--listen and --reverse a=… both listen on"]),
+    ("reverse-on-the-control-port", lambda p: ["--reverse", "a=http://127.0.0.1:1@{control}"],
+     ["--reverse a=… and --control both listen on"]),
+    ("otlp-receive-on-a-wildcard-reverse",
+     lambda p: ["--reverse", f"a=http://127.0.0.1:1@0.0.0.0:{p + 1}",
+                "--otlp-receive", f"127.0.0.1:{p + 1}"],
+     ["--reverse a=… and --otlp-receive both listen on 127.0.0.1:{p1}"]),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), [pytest.param(a, e, id=i) for i, a, e in BAD_INPUT])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, confdir, busy_port, args, expected):
-    opts = {"-o": str(tmp_path / "x.tap"), "--listen": f"127.0.0.1:{free_port()}",
-            "--control": f"127.0.0.1:{free_port()}", "--confdir": str(confdir)}
-    extra = args(busy_port)
+    listen, control = free_port(), free_port()
+    opts = {"-o": str(tmp_path / "x.tap"), "--listen": f"127.0.0.1:{listen}",
+            "--control": f"127.0.0.1:{control}", "--confdir": str(confdir)}
+    (tmp_path / "damaged.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                          "-----END CERTIFICATE-----\n")
+    extra = [a.format(listen=listen, control=control, tmp=tmp_path) for a in args(busy_port)]
     if extra[0] in opts:
         opts[extra[0]] = extra[1]
         extra = []
@@ -370,7 +388,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, confdir, busy_port, args, ex
     [line] = out.stderr.splitlines()
     assert line.startswith("tapproxy: error: ")
     for fragment in expected:
-        assert fragment.format(p=busy_port) in line
+        assert fragment.format(p=busy_port, p1=busy_port + 1) in line
     assert "export" not in out.stdout  # it never claimed to be ready
 
 
