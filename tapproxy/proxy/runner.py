@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 
 from tapproxy.errors import ProxyError
 from tapproxy.proxy.options import Address, RecordOptions
@@ -50,6 +52,38 @@ def mitmproxy_addons() -> list:
     ]
 
 
+class _StderrLog(logging.Handler):
+    """mitmproxy's and tapproxy's log lines on stderr, escaped like all terminal output
+    (they quote URLs and hosts). Errors in addon hooks (the recorder's among them) always
+    show; with `verbose`, all of mitmproxy's log from INFO up, with tracebacks. Failures to
+    start are left to the one-line error tapproxy gives itself."""
+
+    _ALWAYS = ("mitmproxy.addonmanager", "mitmproxy.master")  # addon and task errors
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__(logging.INFO if verbose else logging.WARNING)
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbose or record.name.startswith("tapproxy"):
+            return super().filter(record)
+        return record.levelno >= logging.ERROR and record.name in self._ALWAYS
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tapproxy.report.printable import printable
+
+        source = "mitmproxy" if record.name.startswith("mitmproxy") else "tapproxy"
+        message = record.getMessage()
+        if client := getattr(record, "client", None):  # mitmproxy names the connection
+            message = f"[{client[0]}:{client[1]}] {message}"
+        text = f"{source}: {record.levelname.lower()}: {printable(message)}"
+        if self.verbose and record.exc_info:
+            text += "\n" + printable(logging.Formatter().formatException(record.exc_info),
+                                      lines=True)
+        with contextlib.suppress(OSError):  # stderr gone: nothing left to tell
+            print(text, file=sys.stderr, flush=True)
+
+
 class _Ready:
     """Addon that tells the runner mitmproxy has finished starting its servers."""
 
@@ -73,6 +107,7 @@ class RecordingProxy:
         self.recorder: Recorder | None = None
         self._master = None
         self._task: asyncio.Task | None = None
+        self._log: logging.Handler | None = None
 
     @property
     def control(self) -> Address | None:
@@ -86,8 +121,12 @@ class RecordingProxy:
         from mitmproxy import options
         from mitmproxy.master import Master
 
-        # mitmproxy logs through `logging`; tapproxy reports start-up failures itself.
-        logging.getLogger("mitmproxy").setLevel(logging.INFO if self._verbose else logging.CRITICAL)
+        self._log = _StderrLog(self._verbose)
+        for name in ("mitmproxy", "tapproxy"):
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.INFO if self._verbose or name == "tapproxy"
+                            else logging.ERROR)
+            logger.addHandler(self._log)
         self.recorder = Recorder(self.options)
         try:
             await self.recorder.start_control()
@@ -147,6 +186,8 @@ class RecordingProxy:
         # before mitmproxy ran its hooks.
         if self.recorder is not None:
             await self.recorder.done()
+        for name in ("mitmproxy", "tapproxy"):
+            logging.getLogger(name).removeHandler(self._log)
 
     async def __aenter__(self) -> RecordingProxy:
         await self.start()

@@ -438,6 +438,53 @@ def test_a_capture_written_into_a_pipe_streams_and_leaves_the_pipe_a_pipe(tmp_pa
         ("checkout", "shop", "/items/7", 200)]
 
 
+def _untrusted_https(rec: Recording, shop) -> None:
+    """An HTTPS request through the proxy from a client that does not trust its CA, to a
+    plain-HTTP port: mitmproxy logs two warnings (server and client TLS handshakes)."""
+    out = subprocess.run(
+        ["curl", "-q", "-sS", "-x", rec.proxy_url(), f"https://127.0.0.1:{shop.port}/"],
+        capture_output=True, text=True, env=clean_env(), timeout=30)
+    assert out.returncode != 0
+
+
+def test_verbose_shows_mitmproxy_warnings(record, shop):
+    rec = record("-v")
+    _untrusted_https(rec, shop)
+    code, _, err = rec.stop()
+    assert code == 0, err
+    assert "mitmproxy: warning: " in err
+    assert "Client TLS handshake failed" in err
+    assert "Traceback" not in err
+
+
+def test_without_verbose_mitmproxy_stays_quiet(record, shop):
+    rec = record()
+    _untrusted_https(rec, shop)
+    code, _, err = rec.stop()
+    assert (code, err) == (0, "")
+
+
+def test_an_error_in_the_recorder_reaches_stderr_without_verbose(tmp_path, record, shop):
+    # The capture goes into a pipe whose reader leaves after the first bytes: every write
+    # after that fails, inside the recorder's mitmproxy hook.
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+
+    def read_a_little_then_leave() -> None:
+        with open(fifo, "rb") as f:
+            f.read(8)
+
+    reader = threading.Thread(target=read_a_little_then_leave)
+    reader.start()
+    rec = record("--service", f"shop=127.0.0.1:{shop.port}", output=fifo)
+    reader.join(timeout=30)
+    for i in range(3):
+        assert curl("-x", rec.proxy_url(), f"{shop.url}/items/{i}")[0] == 200
+    _, _, err = rec.stop()
+    assert "Broken pipe" in err, err
+    assert "Traceback" not in err
+
+
 # --- 5. tapproxy env ------------------------------------------------------------------------
 
 
