@@ -31,6 +31,8 @@ class TapproxyRecord:
         loader.add_option("tapproxy_control", str, "off",
                           "Control API address HOST:PORT, or 'off'.")
         loader.add_option("tapproxy_redact", bool, True, "Mask credentials before writing.")
+        loader.add_option("tapproxy_redact_name", Sequence[str], [],
+                          "Also mask this name as header, query/form field and JSON key.")
         loader.add_option("tapproxy_redact_header", Sequence[str], [], "Also mask this header.")
         loader.add_option("tapproxy_redact_json", Sequence[str], [], "Mask this JSON path.")
         loader.add_option("tapproxy_max_body", str, "1m",
@@ -51,6 +53,7 @@ class TapproxyRecord:
             services=tuple(parse_service(s) for s in o.tapproxy_service),
             control=control,
             redact=o.tapproxy_redact,
+            redact_names=tuple(o.tapproxy_redact_name),
             redact_headers=tuple(o.tapproxy_redact_header),
             redact_json=tuple(o.tapproxy_redact_json),
             max_body=parse_size(o.tapproxy_max_body, "tapproxy_max_body"),

@@ -64,6 +64,11 @@ def record(
         help="NAME=HOST[:PORT]: name the service at that address.")] = None,
     control: Annotated[str, typer.Option(
         help="Control API address HOST:PORT, or 'off'.")] = "127.0.0.1:8081",
+    redact: Annotated[list[str] | None, typer.Option(
+        "--redact", metavar="NAME",
+        help="Also mask NAME wherever it occurs: header, query or form field, JSON key "
+             "(credential-like names are masked by default). A NAME starting with $ is a "
+             "JSON path, as for --redact-json.")] = None,
     redact_header: Annotated[list[str] | None, typer.Option(
         help="Also mask this header (credentials are masked by default).")] = None,
     redact_json: Annotated[list[str] | None, typer.Option(
@@ -115,8 +120,9 @@ def record(
         services=tuple(parse_service(s) for s in service or ()),
         control=None if control == "off" else parse_address(control, "--control"),
         redact=not no_redact,
+        redact_names=tuple(n for n in redact or () if not n.startswith("$")),
         redact_headers=tuple(redact_header or ()),
-        redact_json=tuple(redact_json or ()),
+        redact_json=(*(n for n in redact or () if n.startswith("$")), *(redact_json or ())),
         routes=tuple(route or ()),
         confdir=confdir.expanduser(),
         upstream_ca=upstream_ca,

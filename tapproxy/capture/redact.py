@@ -1,8 +1,11 @@
 """Masking credentials in records before they are written.
 
-Runs on the writer thread (never on the proxy's event loop). A masked header keeps
-its name; its value becomes MASK. JSON bodies are masked by path and re-encoded
-with their original Content-Encoding, so the stored body stays a valid body.
+Runs on the writer thread (never on the proxy's event loop). One list of
+credential-like names (capture/credentials.py) is applied to header names, query
+parameters of the request target and of URL-valued headers (Referer, Location…),
+form fields and JSON keys at any depth. A masked header keeps its name; its value
+becomes MASK. Masked bodies are re-encoded with their original Content-Encoding, so
+the stored body stays a valid body.
 """
 
 from __future__ import annotations
@@ -11,24 +14,28 @@ import dataclasses
 import json
 import re
 
+from tapproxy.capture.credentials import MASK, NameTest, mask_query, mask_url, name_test
 from tapproxy.capture.encoding import decode_body, encode_body
 from tapproxy.capture.model import Exchange, Headers, Record
 from tapproxy.errors import CaptureError, UsageError
 
-__all__ = ["DEFAULT_HEADERS", "MASK", "Redactor", "parse_json_path"]
+__all__ = ["MASK", "Redactor", "parse_json_path"]
 
-MASK = "<redacted>"
 _MASK_BYTES = MASK.encode()
-DEFAULT_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
-     "apikey", "x-auth-token", "x-access-token", "x-csrf-token", "x-xsrf-token",
-     "x-amz-security-token"}
-)
-# Names that carry a credential by the look of them (x-goog-api-key, x-session-token, …).
-_CREDENTIAL_LIKE = re.compile(
-    r"(^|[-_])(api[-_]?key|access[-_]?key|secret|token|password|passwd|session[-_]?id)($|[-_])",
-    re.IGNORECASE,
-)
+# Headers whose value is a URL that may carry a token in its query or userinfo.
+_URL_HEADERS = frozenset({b"referer", b"location", b"content-location"})
+_FORM = "application/x-www-form-urlencoded"
+# A cheap look before parsing a JSON body: no credential word, no key to mask. (A key
+# spelled with \\u escapes slips past; senders under test do not hide their own keys.)
+_HINT = re.compile(rb"pass|pwd|secret|token|key|auth|sig|credential|cookie|session")
+
+
+def _may_hold_credentials(text: bytes) -> bool:
+    # On the lower-cased body: several times faster than one case-blind (?i) regex.
+    return _HINT.search(text.lower()) is not None
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_$][\w$-]*\Z")
 # `..name` is any-depth descent then a name; `..[…]` descent then a bracket segment.
 _SEGMENT = re.compile(
     r"\.\.?([A-Za-z_$][\w$-]*|\*)|\.\.(?=\[)|\[(\*|\d+|'[^']*'|\"[^\"]*\")\]"
@@ -98,62 +105,153 @@ def _mask_path(node: object, path: tuple[str | int, ...]) -> bool:
     return hit
 
 
-class Redactor:
-    """A record transform masking credential headers and JSON fields."""
+def _key_path(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if _PLAIN_KEY.match(key) else f"{parent}[{json.dumps(key)}]"
 
-    def __init__(self, extra_headers: tuple[str, ...] = (), json_paths: tuple[str, ...] = ()):
-        self._headers = DEFAULT_HEADERS | {h.lower() for h in extra_headers}
+
+def _mask_keys(node: object, is_credential: NameTest, at: str, hits: dict[str, None]) -> None:
+    """Mask in place every value under a credential-like key; `hits` gets their paths.
+
+    Arrays are written `[*]` in the paths, so a list of a thousand users is one entry.
+    Booleans and nulls are kept: `"password_set": true` hides nothing.
+    """
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and is_credential(key):
+                if value is not None and not isinstance(value, bool):
+                    node[key] = MASK
+                    hits[_key_path(at, key)] = None
+            elif isinstance(value, (dict, list)):
+                _mask_keys(value, is_credential, _key_path(at, key), hits)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, (dict, list)):
+                _mask_keys(item, is_credential, f"{at}[*]", hits)
+
+
+def _mask_form(body: bytes, is_credential: NameTest) -> tuple[bytes, list[str]]:
+    """A form body (`a=1&password=x`) with credential values masked, and their names."""
+    text = body.decode("latin-1")  # percent-encoded ASCII; latin-1 round-trips any byte
+    masked, names = mask_query(text, is_credential)
+    return (masked.encode("latin-1"), names) if names else (body, [])
+
+
+class Redactor:
+    """A record transform masking credentials: headers, query, form fields, JSON keys, paths.
+
+    `names` are extra names masked wherever they occur (header, query, form, JSON key);
+    `extra_headers` extra header names only; `json_paths` JSON paths in JSON bodies.
+    """
+
+    def __init__(self, names: tuple[str, ...] = (), extra_headers: tuple[str, ...] = (),
+                 json_paths: tuple[str, ...] = ()):
+        self._names = tuple(names)  # extra names defeat the cheap look: always parse then
+        self._is_credential = name_test(self._names)
+        self._is_header = name_test((*names, *extra_headers))
         self._paths = [(p, parse_json_path(p)) for p in json_paths]
-        self._verdicts: dict[bytes, bool] = {}  # header names repeat: decide each once
+        self._verdicts: dict[bytes, bool] = {}  # raw header names repeat: decide each once
 
     def _is_secret(self, name: bytes) -> bool:
         verdict = self._verdicts.get(name)
         if verdict is None:
-            lname = name.decode("utf-8", "replace").lower()
-            verdict = lname in self._headers or bool(_CREDENTIAL_LIKE.search(lname))
+            verdict = self._is_header(name.decode("utf-8", "replace"))
             if len(self._verdicts) < 10_000:  # bounded, whatever names clients invent
                 self._verdicts[name] = verdict
         return verdict
 
+    def _url_header(self, name: bytes, value: bytes, side: str, log: list[str]) -> bytes:
+        if b"?" not in value and b"@" not in value:
+            return value
+        text = value.decode("latin-1")
+        masked, names = mask_url(text, self._is_credential)
+        lname = name.decode("latin-1").lower()
+        for n in names:
+            entry = f"{side}.header:{lname}?{n}" if n != "userinfo" else f"{side}.header:{lname}@"
+            if entry not in log:
+                log.append(entry)
+        return masked.encode("latin-1") if names else value
+
     def _headers_of(self, h: Headers, side: str, log: list[str]) -> Headers:
         raw = h.raw
-        if not any(self._is_secret(k) for k, _ in raw):
-            return h
-        out = []
-        for k, v in raw:
+        out = None
+        for i, (k, v) in enumerate(raw):
+            lk = k.lower()
             if self._is_secret(k):
                 entry = f"{side}.header:{k.decode('utf-8', 'replace').lower()}"
                 if entry not in log:
                     log.append(entry)
-                v = _MASK_BYTES
-            out.append((k, v))
-        return Headers.from_raw(tuple(out))
+                new = _MASK_BYTES
+            elif lk in _URL_HEADERS:
+                new = self._url_header(k, v, side, log)
+            else:
+                continue
+            if new is not v:
+                out = list(raw) if out is None else out
+                out[i] = (k, new)
+        return h if out is None else Headers.from_raw(tuple(out))
 
     def _message(self, msg, side: str, log: list[str]):
-        """`msg` with credential headers and JSON paths masked (itself if nothing was)."""
+        """`msg` with credentials masked (itself if nothing was)."""
         headers = self._headers_of(msg.headers, side, log)
         body = self._body_of(msg, side, log)
+        changes = {}
+        if side == "request" and "?" in msg.path:
+            path, names = mask_url(msg.path, self._is_credential)
+            if names:
+                changes["path"] = path
+                log.extend(f"request.query:{n}" for n in names)
         if body is not msg.body and headers.get("content-length") is not None:
             # The masked body has another length; the record must describe its own body.
             headers = Headers(tuple((k, str(len(body)) if k.lower() == "content-length" else v)
                                     for k, v in headers.fields))
-        if headers is msg.headers and body is msg.body:
-            return msg
-        return dataclasses.replace(msg, headers=headers, body=body)
+        if headers is not msg.headers:
+            changes["headers"] = headers
+        if body is not msg.body:
+            changes["body"] = body
+        return dataclasses.replace(msg, **changes) if changes else msg
 
     def _body_of(self, msg, side: str, log: list[str]) -> bytes:
-        if not self._paths or not msg.body or "json" not in msg.content_type:
+        if not msg.body:
+            return msg.body
+        ctype = msg.content_type
+        if ctype == _FORM:
+            return self._form_body(msg, side, log)
+        if "json" not in ctype:
             return msg.body
         encoding = msg.headers.get("content-encoding")
         try:
-            doc = json.loads(decode_body(msg.body, encoding))
-        except (ValueError, CaptureError):
-            return msg.body  # not JSON after all: nothing to mask by path
-        hits = [p for p, segs in self._paths if _mask_path(doc, segs)]
+            text = decode_body(msg.body, encoding)
+        except CaptureError:
+            return msg.body  # undecodable: stored as sent, nothing to look into
+        if not self._paths and not self._names and not _may_hold_credentials(text):
+            return msg.body
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            return msg.body  # not JSON after all: nothing to mask by key or path
+        hits: dict[str, None] = {}
+        _mask_keys(doc, self._is_credential, "$", hits)
+        hits.update((p, None) for p, segs in self._paths if _mask_path(doc, segs))
         if not hits:
             return msg.body
         log.extend(f"{side}.json:{p}" for p in hits)
         return encode_body(json.dumps(doc, separators=(",", ":")).encode(), encoding)
+
+    def _form_body(self, msg, side: str, log: list[str]) -> bytes:
+        encoding = msg.headers.get("content-encoding")
+        try:
+            text = decode_body(msg.body, encoding)
+        except CaptureError:
+            return msg.body
+        masked, names = _mask_form(text, self._is_credential)
+        if not names:
+            return msg.body
+        log.extend(f"{side}.form:{n}" for n in names)
+        return encode_body(masked, encoding)
+
+    def mask_target(self, path: str) -> str:
+        """The request target with credential query values masked (for live spans)."""
+        return mask_url(path, self._is_credential)[0]
 
     def __call__(self, record: Record) -> Record:
         if not isinstance(record, Exchange):

@@ -48,6 +48,7 @@ class RecordOptions:
     services: tuple[ServiceSpec, ...] = ()
     control: Address | None = Address("127.0.0.1", 8081)
     redact: bool = True
+    redact_names: tuple[str, ...] = ()  # masked as header, query/form field and JSON key
     redact_headers: tuple[str, ...] = ()
     redact_json: tuple[str, ...] = ()
     routes: tuple[str, ...] = ()  # [SERVICE:]/path/{param} templates naming routes

@@ -8,6 +8,7 @@ per exchange once it is queued; live figures are running counts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -18,7 +19,14 @@ from mitmproxy import connection, ctx, http
 from mitmproxy.flow import Error
 
 from tapproxy.capture.format import new_header
-from tapproxy.capture.model import Party, SpanBatch, TestCase, WebSocketEnd, WebSocketMessage
+from tapproxy.capture.model import (
+    Exchange,
+    Party,
+    SpanBatch,
+    TestCase,
+    WebSocketEnd,
+    WebSocketMessage,
+)
 from tapproxy.capture.redact import Redactor
 from tapproxy.capture.routes import RouteTable
 from tapproxy.capture.writer import CaptureWriter
@@ -125,8 +133,10 @@ class Recorder:
             "inject_traceparent": opts.inject_traceparent,
         }
         self._routes = RouteTable(opts.routes)
+        self._redactor = (Redactor(opts.redact_names, opts.redact_headers, opts.redact_json)
+                          if opts.redact else None)
         transform = _chain(self._routes or None,
-                           Redactor(opts.redact_headers, opts.redact_json) if opts.redact else None)
+                           self._redactor)
         header = new_header(meta)
         # Provisional until the listeners are bound: a recorder that cannot start must not
         # replace the capture a previous run left at the same path.
@@ -202,13 +212,25 @@ class Recorder:
         x = exchange_from_flow(flow, caller, self._callee(flow), test, source)
         flow.metadata[_WRITTEN] = True
         if self.live is not None and _LIVE in flow.metadata:
-            # Live spans are named after the route too (the writer thread sets it on disk).
-            self.live.request_done(self._routes(x) if self._routes else x,
-                                   flow.metadata.pop(_LIVE))
+            self.live.request_done(self._live_view(x), flow.metadata.pop(_LIVE))
         self.exchanges += 1
         if x.failed:
             self.errors += 1
         return self.writer.submit(x)
+
+    def _live_view(self, x: Exchange) -> Exchange:
+        """What live spans see: the route named, the query masked, as the writer will.
+
+        Live spans carry the URL but no headers or bodies, so masking the target is
+        enough here; the full redaction stays on the writer thread.
+        """
+        if self._routes:
+            x = self._routes(x)
+        if self._redactor is not None and "?" in x.request.path:
+            path = self._redactor.mask_target(x.request.path)
+            if path != x.request.path:
+                x = dataclasses.replace(x, request=dataclasses.replace(x.request, path=path))
+        return x
 
     def response(self, flow: http.HTTPFlow):
         return self._submit_exchange(flow)

@@ -7,8 +7,9 @@ for 4xx and 5xx, server spans for 5xx only; a transport failure is an error with
 
 from __future__ import annotations
 
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
+from tapproxy.capture.credentials import mask_query, name_test
 from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
 
@@ -20,6 +21,8 @@ _METHODS = {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT
 _SECRET_QUERY = {"awsaccesskeyid", "signature", "sig", "x-goog-signature"}
 _BODY_LIMIT = 8192
 _REDACTED = "REDACTED"
+# Beyond the conventions' list: the same credential-like names the recorder masks.
+_is_credential = name_test()
 
 # A callee never saw a request whose connection failed: no server span for these.
 _NO_SERVER = {"refused", "dns", "tls"}
@@ -44,16 +47,13 @@ def _protocol_version(v: str) -> str | None:
     return {"2.0": "2", "3.0": "3"}.get(v, v) or None
 
 
+def _is_secret_param(name: str) -> bool:
+    return name.lower() in _SECRET_QUERY or _is_credential(name)
+
+
 def _redact_query(query: str) -> str:
     """Only the values of secret parameters change; the rest stays exactly as sent."""
-    if not query:
-        return query
-    parts = []
-    for part in query.split("&"):
-        key = part.partition("=")[0]
-        secret = unquote_plus(key).lower() in _SECRET_QUERY
-        parts.append(f"{key}={_REDACTED}" if secret else part)
-    return "&".join(parts)
+    return mask_query(query, _is_secret_param, _REDACTED)[0]
 
 
 def _redact_url(url: str) -> str:

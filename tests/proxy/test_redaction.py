@@ -35,6 +35,11 @@ ACCOUNT = {"id": 7, "password": "resp-pw-999",
            "session": {"token": "nested-tok-000", "ttl": 60}, "token": "top-tok-000"}
 
 
+# ACCOUNT as stored with the default redaction: credential-like keys masked at any depth.
+MASKED_BY_NAME = {**ACCOUNT, "password": MASK, "token": MASK,
+                  "session": {"token": MASK, "ttl": 60}}
+
+
 class Received(list):
     """Requests as the service saw them: (path, headers, body)."""
 
@@ -113,13 +118,17 @@ def test_credential_headers_are_masked_by_default_but_delivered(proxy, svc, rece
         "request.header:authorization", "request.header:x-api-key",
         "request.header:x-goog-api-key", "request.header:x-session-token",
         "request.header:cookie", "response.header:set-cookie", "response.header:x-auth-token",
+        "request.json:$.password", "response.json:$.password", "response.json:$.session.token",
+        "response.json:$.token",
     }
-    # Bodies are not masked without JSON paths.
-    assert x.request.json() == LOGIN and x.response.json() == ACCOUNT
+    # JSON keys named like credentials are masked by default; the rest is kept.
+    assert x.request.json() == {**LOGIN, "password": MASK}
+    assert x.response.json() == MASKED_BY_NAME
 
     proxy.stop()
     raw = proxy.capture.read_bytes()
-    for secret in _all_secrets():
+    for secret in [*_all_secrets(), "hunter2-pw", "resp-pw-999", "nested-tok-000",
+                   "top-tok-000"]:
         assert secret.encode() not in raw, secret
 
 
@@ -141,7 +150,7 @@ def test_extra_headers_and_json_paths(start_proxy, svc, received):
     assert login.response.headers.get("X-Internal") == MASK
     assert login.request.json() == {**LOGIN, "password": MASK, "cards": [
         {"number": MASK, "exp": "12/30"}, {"number": MASK, "exp": "1/31"}]}
-    masked_account = {**ACCOUNT, "password": MASK, "cards": [{"number": MASK, "brand": "amex"}]}
+    masked_account = {**MASKED_BY_NAME, "cards": [{"number": MASK, "brand": "amex"}]}
     assert login.response.json() == masked_account
     assert {"request.header:x-internal", "response.header:x-internal",
             "request.json:$.password", "request.json:$.cards[*].number",
@@ -151,7 +160,8 @@ def test_extra_headers_and_json_paths(start_proxy, svc, received):
     assert gz.response.headers.get("Content-Encoding") == "gzip"
     assert gz.response.body[:2] == b"\x1f\x8b"
     assert json.loads(gzip.decompress(gz.response.body)) == masked_account
-    assert gz.redacted == ("response.json:$.password", "response.json:$.cards[*].number")
+    assert gz.redacted == ("response.json:$.password", "response.json:$.session.token",
+                           "response.json:$.token", "response.json:$.cards[*].number")
 
     proxy.stop()
     raw = proxy.capture.read_bytes()
@@ -162,11 +172,11 @@ def test_extra_headers_and_json_paths(start_proxy, svc, received):
 
 
 def test_any_depth_json_path(start_proxy, svc):
-    proxy = start_proxy(redact_json=("$..token",))
+    proxy = start_proxy(redact_json=("$..number",))
     requests.get(f"{svc.url}/account.gz", proxies={"http": proxy.url}, timeout=10)
     [x] = proxy.exchanges()
     assert json.loads(gzip.decompress(x.response.body)) == {
-        **ACCOUNT, "token": MASK, "session": {"token": MASK, "ttl": 60}}
+        **MASKED_BY_NAME, "cards": [{"number": MASK, "brand": "amex"}]}
 
 
 def test_redaction_off_records_everything_as_sent(start_proxy, svc, received):
