@@ -14,7 +14,13 @@ from pathlib import Path
 
 from mitmproxy import ctx
 
-from tapproxy.proxy.options import RecordOptions, parse_address, parse_service, parse_size
+from tapproxy.proxy.options import (
+    Address,
+    RecordOptions,
+    parse_address,
+    parse_service,
+    parse_size,
+)
 from tapproxy.proxy.recorder import Recorder
 
 
@@ -50,6 +56,8 @@ class TapproxyRecord:
         control = None if o.tapproxy_control == "off" else parse_address(o.tapproxy_control)
         self.recorder = Recorder(RecordOptions(
             output=Path(o.tapproxy_output),
+            # mitmdump's own listener, so the recorder refuses requests addressed to it.
+            listen=Address(o.listen_host or "0.0.0.0", o.listen_port or 8080),
             services=tuple(parse_service(s) for s in o.tapproxy_service),
             control=control,
             redact=o.tapproxy_redact,
@@ -61,6 +69,9 @@ class TapproxyRecord:
 
     def http_connect(self, flow):
         return self.recorder.http_connect(flow)
+
+    def http_connect_error(self, flow):
+        return self.recorder.http_connect_error(flow)
 
     def requestheaders(self, flow):
         return self.recorder.requestheaders(flow)

@@ -8,45 +8,88 @@
 
 Once the capture cannot be written (a full disk), /flush and /tests/end answer 507
 (disk full) or 500 with {"error": "...", "records": N, "records_lost": N}.
+
+Every answer is JSON, errors too: {"error": "..."}. A web page must not drive it (any page
+can POST to localhost), so a request with a body must say `Content-Type:
+application/json` (a cross-site form cannot, without a CORS preflight nobody answers),
+and a request whose `Origin` is not this API's own loopback address is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import ipaddress
+from collections.abc import Awaitable
+from typing import Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from tapproxy.capture.model import TestCase
 from tapproxy.errors import CaptureError
-from tapproxy.proxy.testcases import TestCaseError
+from tapproxy.proxy.testcases import OpenTests, TestCaseError
 
-if TYPE_CHECKING:
-    from tapproxy.proxy.recorder import Recorder
+__all__ = ["MAX_BODY", "MAX_NAME", "ControlServer", "Controlled"]
 
-__all__ = ["ControlServer"]
+MAX_BODY = 64 * 1024  # a start/end body is a name and an outcome: 64 KiB is plenty
+MAX_NAME = 1024  # bytes of UTF-8, for test names and outcomes
 
 
-async def _json_body(request: web.Request) -> dict:
+class CaptureState(Protocol):
+    """The capture writer, as far as the control API reads and flushes it."""
+
+    @property
+    def records_written(self) -> int: ...
+
+    @property
+    def records_lost(self) -> int: ...
+
+    @property
+    def failure(self) -> str | None: ...
+
+    @property
+    def disk_full(self) -> bool: ...
+
+    def flush(self) -> None:
+        """Block until every record so far is in the file (CaptureError if it cannot be)."""
+        ...
+
+
+class Controlled(Protocol):
+    """What the control API drives: the recorder, seen through what the API needs."""
+
+    tests: OpenTests
+    writer: CaptureState
+
+    def test_closed(self, case: TestCase) -> Awaitable[object] | None: ...
+
+    def stats(self) -> dict: ...
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
     try:
-        body = await request.json()
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
-        raise web.HTTPBadRequest(text="body must be a JSON object") from None
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
-        raise web.HTTPBadRequest(text='body must be a JSON object with a "name" string')
-    return body
+        return False
 
 
 class ControlServer:
     """Serves the control API for one recorder on the proxy's own event loop."""
 
-    def __init__(self, recorder: Recorder, host: str, port: int) -> None:
-        self._recorder = recorder
+    def __init__(self, target: Controlled, host: str, port: int) -> None:
+        self._target = target
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
         app.add_routes([
             web.post("/tests/start", self._start),
             web.post("/tests/end", self._end),
@@ -67,47 +110,88 @@ class ControlServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _start(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+    def _own_origin(self, origin: str) -> bool:
+        parts = urlsplit(origin)
         try:
-            self._recorder.tests.open(body["name"])
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        except ValueError:
+            return False
+        return (parts.scheme == "http" and parts.hostname is not None
+                and _is_loopback(parts.hostname) and port == self.port)
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._own_origin(origin):
+            return _error(403, f"refused: a request from the web page at {origin!r}; the "
+                               "control API takes requests without Origin (curl, test "
+                               "harnesses) or from its own loopback address only")
+        ctype = request.headers.get("Content-Type")
+        if (ctype is not None or request.body_exists) and request.content_type != \
+                "application/json":
+            return _error(415, f"the control API takes application/json only, not "
+                               f"{ctype or 'a body without Content-Type'}")
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return _error(e.status, e.text or e.reason)
+
+    async def _json_body(self, request: web.Request) -> dict:
+        try:
+            body = await request.json()
+        except (ValueError, RecursionError):  # a deep `[[[[…` is not a stack to blow
+            raise web.HTTPBadRequest(text="body must be a JSON object") from None
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+            raise web.HTTPBadRequest(text='body must be a JSON object with a "name" string')
+        for field in ("name", "outcome"):
+            value = body.get(field)
+            if isinstance(value, str) and len(value.encode("utf-8", "replace")) > MAX_NAME:
+                raise web.HTTPBadRequest(text=f'"{field}" is longer than {MAX_NAME} bytes')
+        return body
+
+    async def _start(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        try:
+            self._target.tests.open(body["name"])
         except TestCaseError as e:
-            return web.json_response({"error": str(e)}, status=409)
+            return _error(409, str(e))
         return web.json_response({"open": body["name"]}, status=201)
 
     async def _end(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await self._json_body(request)
         outcome = body.get("outcome")
         if outcome is not None and not isinstance(outcome, str):
             raise web.HTTPBadRequest(text='"outcome" must be a string')
         try:
-            case = self._recorder.tests.close(body["name"], outcome if outcome else None)
+            case = self._target.tests.close(body["name"], outcome if outcome else None)
         except TestCaseError as e:
-            return web.json_response({"error": str(e)}, status=404)
-        pending = self._recorder.test_closed(case)
+            return _error(404, str(e))
+        pending = self._target.test_closed(case)
         if pending is not None:
             await pending
-        if self._recorder.writer.failure is not None:
+        if self._target.writer.failure is not None:
             return self._write_failed(closed=case.name)
         return web.json_response({"closed": case.name, "outcome": case.outcome})
 
     async def _list(self, request: web.Request) -> web.Response:
-        return web.json_response({"open": self._recorder.tests.names()})
+        return web.json_response({"open": self._target.tests.names()})
 
     async def _flush(self, request: web.Request) -> web.Response:
         try:
-            await asyncio.to_thread(self._recorder.writer.flush)
+            await asyncio.to_thread(self._target.writer.flush)
         except CaptureError:
             return self._write_failed()
-        return web.json_response({"records": self._recorder.writer.records_written})
+        return web.json_response({"records": self._target.writer.records_written})
 
     def _write_failed(self, **extra) -> web.Response:
         """The capture stopped growing: 507 for a full disk, else 500, saying why in JSON."""
-        w = self._recorder.writer
+        w = self._target.writer
         return web.json_response(
             {"error": w.failure, "records": w.records_written, "records_lost": w.records_lost,
              **extra},
             status=507 if w.disk_full else 500)
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self._recorder.stats())
+        return web.json_response(self._target.stats())

@@ -41,7 +41,8 @@ from tapproxy.proxy.identity import (
     peer_party,
 )
 from tapproxy.proxy.live import LiveSpans
-from tapproxy.proxy.options import RecordOptions
+from tapproxy.proxy.options import Address, RecordOptions
+from tapproxy.proxy.own_addresses import OwnAddresses
 from tapproxy.proxy.receiver import OtlpReceiver
 from tapproxy.proxy.testcases import OpenTests
 
@@ -54,6 +55,7 @@ TEST_HEADER = "x-tapproxy-test"
 _META = "tapproxy"  # flow.metadata key: (caller, test, test_source)
 _WRITTEN = "tapproxy.written"
 _LIVE = "tapproxy.live"
+_REFUSED = "tapproxy.refused"
 # First 11 bytes, lower-cased, of the request headers meant for tapproxy.
 _OURS = {b"x-tapproxy-", b"proxy-autho"}  # the candidates a call may be nested in, for live spans
 
@@ -151,15 +153,41 @@ class Recorder:
         self.errors = 0
         self.started = time.time()
         self._done = False
+        self._own = OwnAddresses()
+        self._own.add("forward proxy listener", opts.listen)
+        if opts.otlp_receive is not None:
+            self._own.add("OTLP receiver", opts.otlp_receive)
 
     # -- identity ---------------------------------------------------------------------
 
+    def _refuse_own_address(self, flow: http.HTTPFlow) -> bool:
+        """Answer 403 to a request for one of the proxy's own listeners (True if so)."""
+        own = self._own.named_by(flow.request.host, flow.request.port)
+        if own is None:
+            return False
+        what, address = own
+        reason = (f"tapproxy does not forward to its own {what} ({address}); "
+                  f"send requests for it directly, not through the proxy")
+        flow.response = http.Response.make(403, reason + "\n", {"Content-Type": "text/plain"})
+        flow.metadata[_REFUSED] = reason
+        log.warning("refused %s %s:%s: %s", flow.request.method, flow.request.host,
+                    flow.request.port, reason)
+        return True
+
     def http_connect(self, flow: http.HTTPFlow) -> None:
+        if self._refuse_own_address(flow):
+            return
         # For HTTPS the credentials that name the caller arrive once, on CONNECT, and
         # hold for every request inside that tunnel.
         name = caller_from_proxy_auth(flow.request.headers.get("proxy-authorization"))
         if name:
             self._callers[flow.client_conn] = name
+
+    def http_connect_error(self, flow: http.HTTPFlow):
+        # mitmproxy answers a refused CONNECT itself and then calls no response hook.
+        if flow.metadata.get(_REFUSED):
+            return self._submit_exchange(flow)
+        return None
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         h = flow.request.headers
@@ -192,6 +220,8 @@ class Recorder:
             if inject is not None:
                 h["traceparent"] = inject
             flow.metadata[_LIVE] = candidates
+        if flow.request.method != "CONNECT":
+            self._refuse_own_address(flow)
 
     def _callee(self, flow: http.HTTPFlow) -> Party:
         mode = flow.client_conn.proxy_mode
@@ -271,6 +301,7 @@ class Recorder:
             reason = "address already in use" if e.errno == 98 else e.strerror or str(e)
             raise ProxyError(f"cannot listen for the control API on {c}: {reason}") from e
         self.control = server
+        self._own.add("control API", Address(c.host, server.port or c.port))
 
     async def start_receiver(self) -> None:
         """Accept OTLP spans from instrumented services if asked (ProxyError if unbound)."""
