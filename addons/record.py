@@ -85,6 +85,9 @@ class TapproxyRecord:
     def error(self, flow):
         return self.recorder.error(flow)
 
+    def tls_failed_client(self, data):
+        return self.recorder.tls_failed_client(data)
+
     def websocket_message(self, flow):
         return self.recorder.websocket_message(flow)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mitmproxy import http
+import time
+
+from mitmproxy import connection, http
 
 from tapproxy.capture.model import (
     ErrorInfo,
@@ -15,7 +17,7 @@ from tapproxy.capture.model import (
 )
 from tapproxy.proxy.bodies import body_of
 
-__all__ = ["classify_error", "exchange_from_flow"]
+__all__ = ["classify_error", "exchange_from_flow", "exchange_from_tls_failure"]
 
 def _ns(t: float | None) -> int | None:
     return None if t is None else int(t * 1_000_000_000)
@@ -42,13 +44,23 @@ _ERROR_PATTERNS = (
                "server disconnected",
                "peer closed connection", "connection closed", "without sending complete message")),
     ("client_closed", ("client disconnected", "client closed")),
-    ("protocol", ("protocol", "malformed", "invalid", "bad request")),
+    ("protocol", ("protocol", "malformed", "invalid", "bad request", "cannot parse",
+                  "bad http")),
 )
+# h11's words when the peer it reads from closes mid-message; which peer, the text omits.
+_PEER_CLOSED = "peer closed connection"
 
 
-def classify_error(message: str) -> str:
-    """The error kind (refused, reset, timeout, tls, …) for mitmproxy's error message."""
+def classify_error(message: str, request_complete: bool = True) -> str:
+    """The error kind (refused, reset, timeout, tls, …) for mitmproxy's error message.
+
+    `request_complete` False: the request had not fully arrived from the client. mitmproxy
+    reads the whole request before it connects upstream, so a peer that closed then was
+    the client.
+    """
     m = message.lower()
+    if not request_complete and _PEER_CLOSED in m:
+        return "client_closed"
     for kind, needles in _ERROR_PATTERNS:
         if any(n in m for n in needles):
             return kind
@@ -78,7 +90,8 @@ def exchange_from_flow(
         )
     error = None
     if flow.error is not None:
-        error = ErrorInfo(classify_error(flow.error.msg), flow.error.msg)
+        error = ErrorInfo(classify_error(flow.error.msg, q.timestamp_end is not None),
+                          flow.error.msg)
     return Exchange(
         id=flow.id,
         caller=caller,
@@ -111,4 +124,24 @@ def exchange_from_flow(
         test_source=test_source,
         streamed=bool(r is not None and r.stream),
         websocket=flow.websocket is not None,
+    )
+
+
+def exchange_from_tls_failure(
+    conn: connection.Client,
+    host: str,
+    port: int,
+    caller: Party,
+    callee: Party,
+    test: str | None = None,
+    test_source: str | None = None,
+) -> Exchange:
+    """The record of a client that refused the TLS handshake: a failed CONNECT to host:port."""
+    start = _ns(conn.timestamp_start)
+    return Exchange(
+        id=conn.id, caller=caller, callee=callee,
+        request=Request("CONNECT", "https", host, port, "", "HTTP/1.1"),
+        timing=Timing(request_start=start, client_conn_start=start, error_at=time.time_ns()),
+        error=ErrorInfo("tls", f"client TLS handshake failed: {conn.error}"),
+        test=test, test_source=test_source,
     )

@@ -15,7 +15,7 @@ import time
 import weakref
 from pathlib import Path
 
-from mitmproxy import connection, ctx, http
+from mitmproxy import connection, ctx, http, tls
 from mitmproxy.flow import Error
 
 from tapproxy.capture.format import new_header
@@ -33,7 +33,7 @@ from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import CaptureError, ProxyError
 from tapproxy.proxy.bodies import BodyTap, request_streams, response_streams
 from tapproxy.proxy.control import ControlServer
-from tapproxy.proxy.convert import exchange_from_flow
+from tapproxy.proxy.convert import exchange_from_flow, exchange_from_tls_failure
 from tapproxy.proxy.identity import (
     CalleeNamer,
     address_of,
@@ -270,6 +270,29 @@ class Recorder:
             return None  # a WebSocket that failed after its handshake: see websocket_end
         _name_idle_timeout(flow)
         return self._submit_exchange(flow)
+
+    def tls_failed_client(self, data: tls.TlsData):
+        """The client refused the handshake (it does not trust our CA, or spoke no TLS).
+
+        No HTTP flow exists then: the record is the tunnel itself, a CONNECT (or, on a
+        reverse listener, the connection) that failed with kind `tls`. A failed handshake
+        with the server needs nothing here: the request that needed it fails with that
+        message and is recorded as such.
+        """
+        conn, ctx_ = data.conn, data.context
+        address = ctx_.server.address
+        host, port = (address[0], address[1]) if address else (conn.sni or "", 443)
+        mode = conn.proxy_mode
+        reverse = self._reverse.get(mode.full_spec) if mode.type_name == "reverse" else None
+        name = self._callers.get(conn)
+        caller = (Party(name, "proxy-auth", address_of(conn.peername)) if name
+                  else peer_party(conn.peername))
+        x = exchange_from_tls_failure(conn, host, port, caller,
+                                      self._callees.name(host, port, reverse),
+                                      *self.tests.attribute(None))
+        self.exchanges += 1
+        self.errors += 1
+        return self.writer.submit(x)
 
     def websocket_message(self, flow: http.HTTPFlow):
         assert flow.websocket is not None

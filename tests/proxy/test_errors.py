@@ -252,3 +252,70 @@ def test_client_gives_up_mid_request(proxy, raw_upstream):
     assert (x.caller.name, x.request.path) == ("impatient", "/hangs")
     assert x.timing.request_end is not None and x.timing.response_start is None
 
+
+
+# -- protocol, client aborts and TLS refusals (issue 12) ---------------------------------
+
+
+def not_http(conn: socket.socket, _: threading.Event) -> None:
+    _read_request_head(conn)
+    conn.sendall(b"HELLO THIS IS NOT HTTP\r\n\r\n")
+    conn.close()
+
+
+def test_invalid_http_response_is_a_protocol_error(proxy, raw_upstream):
+    up = raw_upstream(not_http)
+    r = requests.get(f"{up.url}/x", proxies={"http": proxy.url}, timeout=10)
+    assert r.status_code == 502
+    x = only_exchange(proxy)
+    assert x.error.kind == "protocol"
+    assert x.error.message == ("Cannot parse HTTP response: Bad HTTP response line: "
+                               "b'HELLO THIS IS NOT HTTP'")
+
+
+def test_client_abort_mid_upload_is_client_closed(proxy, raw_upstream):
+    up = raw_upstream(never_answer)  # never reached: mitmproxy waits for the whole body
+    with socket.create_connection(("127.0.0.1", proxy.options.listen.port)) as s:
+        s.sendall(f"POST {up.url}/upload HTTP/1.1\r\nHost: 127.0.0.1:{up.port}\r\n"
+                  "Content-Length: 100000\r\n\r\n".encode() + b"a" * 1000)
+    x = recorded_exchange(proxy)
+    assert x.error.kind == "client_closed"
+    assert "received 1000 bytes, expected 100000" in x.error.message
+    assert (x.request.path, x.response) == ("/upload", None)
+
+
+def test_client_rejecting_the_proxy_ca_is_recorded_as_tls(proxy, services):
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="never reached")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    svc = services.start("plain", app)
+    # No --cacert: curl does not trust the proxy's CA and aborts the handshake.
+    out = subprocess.run(["curl", "-sS", "-x", proxy.url_as("auditor"),
+                          f"https://127.0.0.1:{svc.port}/"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 60, out.stderr  # curl: peer certificate cannot be authenticated
+    x = recorded_exchange(proxy)
+    assert x.error.kind == "tls"
+    assert x.error.message.startswith("client TLS handshake failed: The client does not "
+                                      "trust the proxy's certificate")
+    assert (x.request.method, x.request.host, x.request.port) == ("CONNECT", "127.0.0.1",
+                                                                  svc.port)
+    assert x.caller.name == "auditor" and x.response is None
+
+
+def test_https_to_a_plain_http_port_is_recorded_as_tls_naming_the_server(proxy, services):
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="plain http")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    svc = services.start("plain", app)
+    out = subprocess.run(["curl", "-sS", "--cacert", str(proxy.ca_file), "-x", proxy.url,
+                          f"https://127.0.0.1:{svc.port}/"],
+                         capture_output=True, text=True, timeout=30)
+    assert "502 Bad Gateway" in out.stdout
+    x = only_exchange(proxy)
+    assert (x.error.kind, x.error.message) == ("tls", "The remote server does not speak TLS.")
+    assert (x.request.scheme, x.request.port) == ("https", svc.port)
