@@ -127,3 +127,36 @@ def test_no_redact_records_them_as_sent(start_proxy, svc):
     raw = proxy.capture.read_bytes()
     for what, secret in SECRETS.items():
         assert secret.encode() in raw, what
+
+
+def test_live_spans_carry_no_query_secret(start_proxy, services):
+    """url.full of spans exported live (--otlp) is masked like the capture, extra names too."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[ExportTraceServiceRequest] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        msg = ExportTraceServiceRequest()
+        msg.ParseFromString(await request.read())
+        received.append(msg)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    backend = web.Application()
+    backend.router.add_post("/v1/traces", collect)
+    otlp = services.start("backend", backend)
+    svc = services.start("auth", app())
+    proxy = start_proxy(otlp=otlp.url, redact_names=("tenant",))
+    r = httpx.post(f"{svc.url}/login?access_token={SECRETS['query_token']}"
+                   f"&tenant={SECRETS['extra_name']}&page=2", proxy=proxy.url, timeout=10)
+    assert r.status_code == 200
+    proxy.stop()
+
+    urls = [a.value.string_value for m in received for rs in m.resource_spans
+            for ss in rs.scope_spans for span in ss.spans for a in span.attributes
+            if a.key == "url.full"]
+    assert urls and all("page=2" in u for u in urls)
+    wire = b"".join(m.SerializeToString() for m in received)
+    assert SECRETS["query_token"].encode() not in wire
+    assert SECRETS["extra_name"].encode() not in wire
