@@ -52,7 +52,7 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
     while pos < len(p):
         m = _SEGMENT.match(p, pos)
         if m is None:
-            raise UsageError(f"bad --redact-json path {path!r} at {p[pos:]!r}: "
+            raise UsageError(f"bad --redact/--redact-json path {path!r} at {p[pos:]!r}: "
                              "expected .name, [*], [N], ['name'] or ..name")
         token = m.group(0)
         if token.startswith(".."):
@@ -66,7 +66,7 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
             segments.append("*" if inner == "*" else int(inner) if inner.isdigit() else inner[1:-1])
         pos = m.end()
     if not segments or segments[-1] == "..":
-        raise UsageError(f"bad --redact-json path {path!r}: it names no field")
+        raise UsageError(f"bad --redact/--redact-json path {path!r}: it names no field")
     return tuple(segments)
 
 

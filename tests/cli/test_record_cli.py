@@ -349,6 +349,7 @@ BAD_INPUT = [
     ("listen-not-a-port", lambda p: ["--listen", "127.0.0.1:notaport"],
      ["--listen '127.0.0.1:notaport'", "port"]),
     ("redact-json-bad-path", lambda p: ["--redact-json", "$.[bad"], ["--redact-json", "$.[bad"]),
+    ("redact-bad-path", lambda p: ["--redact", "$.[bad"], ["--redact", "$.[bad"]),
     ("output-dir-missing", lambda p: ["-o", "/nonexistent-dir/x.tap"],
      ["/nonexistent-dir/x.tap"]),
     ("upstream-ca-missing", lambda p: ["--upstream-ca", "/missing.pem"],
@@ -548,7 +549,8 @@ def test_mitmdump_addon_records_the_same_format(tmp_path, confdir, shop):
             [MITMDUMP, "-q", "-p", str(port), "-s", ROOT / "addons" / "record.py",
              "--set", f"tapproxy_output={output}",
              "--set", f"tapproxy_service=shop=127.0.0.1:{shop.port}",
-             "--set", f"tapproxy_control=127.0.0.1:{ctl}", "--set", f"confdir={confdir}"],
+             "--set", f"tapproxy_control=127.0.0.1:{ctl}", "--set", f"confdir={confdir}",
+             "--set", "tapproxy_redact_name=tenant"],
             stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
     try:
         control = f"http://127.0.0.1:{ctl}"
@@ -564,8 +566,11 @@ def test_mitmdump_addon_records_the_same_format(tmp_path, confdir, shop):
         wait_for(ready, what="mitmdump's control API")
         requests.post(f"{control}/tests/start", json={"name": "test_addon"}, timeout=10)
         proxy = ["-x", f"http://web:tap@127.0.0.1:{port}"]
-        assert curl(*proxy, f"{shop.url}/items/1") == (200, '{"id": 1, "name": "tea"}')
+        assert curl(*proxy, f"{shop.url}/items/1?tenant=acme&access_token=tok") == (
+            200, '{"id": 1, "name": "tea"}')
         assert curl(*proxy, "--data", '{"a": 1}', f"{shop.url}/orders")[0] == 201
+        # Not through the proxy: the control API refuses itself as a target.
+        assert curl(*proxy, f"{control}/stats")[0] == 403
         requests.post(f"{control}/tests/end", json={"name": "test_addon", "outcome": "passed"},
                       timeout=10)
         proc.send_signal(signal.SIGINT)
@@ -581,8 +586,11 @@ def test_mitmdump_addon_records_the_same_format(tmp_path, confdir, shop):
         records = list(reader)
         assert not reader.truncated
     exchanges = [r for r in records if isinstance(r, Exchange)]
+    refused = exchanges.pop()
+    assert (refused.request.path, refused.status) == ("/stats", 403)
     assert [(x.request.method, x.request.path, x.status) for x in exchanges] == [
-        ("GET", "/items/1", 200), ("POST", "/orders", 201)]
+        ("GET", "/items/1?tenant=%3Credacted%3E&access_token=%3Credacted%3E", 200),
+        ("POST", "/orders", 201)]
     for x in exchanges:
         assert (x.callee.name, x.callee.source) == ("shop", "service-map")
         assert (x.caller.name, x.caller.source) == ("web", "proxy-auth")
