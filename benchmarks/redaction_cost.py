@@ -1,9 +1,10 @@
-"""What default redaction costs per exchange on the writer thread.
+"""What default redaction costs per exchange (it runs where records are submitted).
 
 A typical API exchange: a POST with a ~1.3 KiB JSON body (no credential in it) and a
 ~1.6 KiB JSON response, ordinary headers plus an Authorization header and a query with
-one plain parameter. Times `Redactor()(exchange)` (what the writer thread runs before
-encoding) and, for scale, its encoding into a frame (record_to_wire + encode_frame).
+one plain parameter. Times `Redactor()(exchange)` (the capture writer's transform, run
+before encoding, on the caller: mitmproxy's event loop) and, for scale, its encoding
+into a frame (record_to_wire + encode_frame).
 
     .venv/bin/python benchmarks/redaction_cost.py [--rounds 15] [--number 2000]
     git show REV:tapproxy/capture/redact.py > /tmp/old_redact.py

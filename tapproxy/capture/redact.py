@@ -1,6 +1,8 @@
 """Masking credentials in records before they are written.
 
-Runs on the writer thread (never on the proxy's event loop). One list of
+A transform of the capture writer, so it runs where a record is submitted: the
+writer encodes on the caller (mitmproxy's event loop), not on its thread, since waking
+that thread per record cost more in GIL contention (capture/writer.py). One list of
 credential-like names (capture/credentials.py) is applied to header names, query
 parameters of the request target and of URL-valued headers (Referer, Location…),
 form fields and JSON keys at any depth. A masked header keeps its name; its value
