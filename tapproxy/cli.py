@@ -281,10 +281,14 @@ def export_(
 def import_(
     source: Path,
     output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
+    no_redact: Annotated[bool, typer.Option(
+        "--no-redact", help="Keep credentials as in the source (masked by default, as "
+                            "`record` does).")] = False,
 ) -> None:
     """Turn a HAR file or a mitmproxy flow file into a capture."""
     from tapproxy.capture.format import new_header
     from tapproxy.capture.har import import_har
+    from tapproxy.capture.redact import Redactor
     from tapproxy.capture.writer import CaptureWriter
     from tapproxy.errors import CaptureError
 
@@ -301,7 +305,8 @@ def import_(
         from tapproxy.proxy.mitmfile import import_flows
 
         records, kind = import_flows(source), "mitmproxy"
-    writer = CaptureWriter(output, new_header({"imported_from": str(source), "format": kind}),
+    meta = {"imported_from": str(source), "format": kind, "redaction": not no_redact}
+    writer = CaptureWriter(output, new_header(meta), None if no_redact else Redactor(),
                            provisional=True)
     n = 0
     try:

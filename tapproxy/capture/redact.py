@@ -265,5 +265,6 @@ class Redactor:
             r = self._message(r, "response", log)
         if not log:
             return record
+        # dict.fromkeys: a record masked before (an imported capture) lists each mask once.
         return dataclasses.replace(record, request=q, response=r,
-                                   redacted=(*record.redacted, *log))
+                                   redacted=tuple(dict.fromkeys((*record.redacted, *log))))

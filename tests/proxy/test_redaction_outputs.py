@@ -160,3 +160,23 @@ def test_live_spans_carry_no_query_secret(start_proxy, services):
     wire = b"".join(m.SerializeToString() for m in received)
     assert SECRETS["query_token"].encode() not in wire
     assert SECRETS["extra_name"].encode() not in wire
+
+
+def test_import_masks_what_record_would(start_proxy, svc, tmp_path):
+    """A HAR (or flow file) made without tapproxy's redaction is masked on import."""
+    from tests.conftest import run_cli
+
+    proxy = start_proxy(redact=False)
+    _traffic(proxy, svc)
+    proxy.stop()
+    har = tmp_path / "plain.har"
+    assert run_cli("export", proxy.capture, "--har", har).returncode == 0
+    assert SECRETS["query_token"].encode() in har.read_bytes()
+
+    masked, kept = tmp_path / "masked.tap", tmp_path / "kept.tap"
+    assert run_cli("import", har, "-o", masked).returncode == 0
+    assert run_cli("import", har, "-o", kept, "--no-redact").returncode == 0
+    for what, secret in SECRETS.items():
+        if what != "extra_name":  # not a credential-like name: only --redact tenant masks it
+            assert secret.encode() not in masked.read_bytes(), what
+        assert secret.encode() in kept.read_bytes(), what
