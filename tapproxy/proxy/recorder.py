@@ -212,7 +212,9 @@ class Recorder:
             caller = peer_party(flow.client_conn.peername)
         test, source = self.tests.attribute(header_test)
         flow.metadata[_META] = (caller, test, source)
-        if request_streams(flow, self.options.max_body):
+        # A refused request gets our answer; mitmproxy cannot also stream its body on.
+        refused = flow.request.method != "CONNECT" and self._refuse_own_address(flow)
+        if not refused and request_streams(flow, self.options.max_body):
             flow.request.stream = BodyTap(self.options.max_body)
         if self.live is not None:
             candidates, inject = self.live.request_started(
@@ -220,8 +222,6 @@ class Recorder:
             if inject is not None:
                 h["traceparent"] = inject
             flow.metadata[_LIVE] = candidates
-        if flow.request.method != "CONNECT":
-            self._refuse_own_address(flow)
 
     def _callee(self, flow: http.HTTPFlow) -> Party:
         mode = flow.client_conn.proxy_mode

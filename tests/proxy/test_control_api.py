@@ -45,6 +45,18 @@ def test_the_issue_reproduction_is_refused_and_recorded(proxy):
     assert b"control API" in x.response.body
 
 
+def test_a_large_upload_to_the_control_api_is_refused_too(proxy, tmp_path):
+    """A body above --max-body would stream on; a refused request must not."""
+    big = tmp_path / "big.json"
+    big.write_bytes(b"{" + b" " * (3 * 1024 * 1024) + b"}")
+    status, body = _status_and_body(_curl(
+        "-x", proxy.url, "-H", "Content-Type: application/json", "--data-binary", f"@{big}",
+        f"{proxy.control_url}/tests/start"))
+    assert status == 403 and "control API" in body
+    [x] = proxy.exchanges()
+    assert x.status == 403
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "0.0.0.0"])
 def test_every_name_of_the_control_address_is_refused(proxy, host):
     # curl, not httpx: httpx writes an IPv6 target without its brackets.
