@@ -279,13 +279,14 @@ class CaptureWriter:
             self._check()
 
     def flush(self) -> None:
-        """Block until every record added so far is written to the OS."""
+        """Block until every record added so far is written to the OS, or counted lost."""
         target = self._submitted
         self._wake.set()
+        # After a failure the writer thread still goes through what was queued, counting it
+        # lost: waiting for that makes records_lost final for everything before the flush.
         with self._written:
             self._written.wait_for(
-                lambda: self._handled >= target or self._failure is not None
-                or not self._thread.is_alive())
+                lambda: self._handled >= target or not self._thread.is_alive())
         self._check()
 
     # -- the file ---------------------------------------------------------------------------
