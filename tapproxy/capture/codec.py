@@ -1,15 +1,19 @@
 """Records to msgpack maps and back: the only place that knows field names on the wire.
 
 Decoding takes the fields it knows and ignores the rest, so a newer writer's
-additions are skipped; a record kind it does not know decodes to None.
+additions are skipped; a record kind it does not know decodes to None. It checks the
+type (and for numbers the range) of every field it takes, here and only here, so the
+records every reader gets are well-formed: a bad field is a CaptureError naming it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 from tapproxy.capture.model import (
+    MAX_TIME,
     ErrorInfo,
     Exchange,
     Headers,
@@ -24,6 +28,7 @@ from tapproxy.capture.model import (
     WebSocketEnd,
     WebSocketMessage,
 )
+from tapproxy.errors import CaptureError
 
 __all__ = ["header_from_wire", "header_to_wire", "record_from_wire", "record_to_wire"]
 
@@ -35,15 +40,6 @@ def _headers_to_wire(h: Headers) -> tuple[tuple[bytes, bytes], ...]:
     return h.raw  # tuples pack as msgpack arrays
 
 
-def _bytes(v: str | bytes) -> bytes:
-    return v if isinstance(v, bytes) else v.encode("utf-8", _SE)
-
-
-def _headers_from_wire(raw: list) -> Headers:
-    # Decoded only when read: a reader streaming exchanges rarely looks at every header.
-    return Headers.from_raw(tuple((_bytes(k), _bytes(v)) for k, v in raw))
-
-
 def _str_or_bin(s: str) -> str | bytes:
     """Text as msgpack str; text mitmproxy decoded with surrogateescape (bytes that were not
     UTF-8, e.g. in a request path) as bin holding the original bytes."""
@@ -52,10 +48,6 @@ def _str_or_bin(s: str) -> str | bytes:
     except UnicodeEncodeError:
         return s.encode("utf-8", _SE)
     return s
-
-
-def _text(v: str | bytes) -> str:
-    return v if isinstance(v, str) else v.decode("utf-8", _SE)
 
 
 def _party(p: Party) -> dict:
@@ -111,52 +103,6 @@ def _exchange_to_wire(x: Exchange) -> dict:
     }
 
 
-def _exchange_from_wire(d: dict) -> Exchange:
-    q = d["request"]
-    r = d.get("response")
-    e = d.get("error")
-    return Exchange(
-        id=d["id"],
-        caller=Party(**_pick(d["caller"], ("name", "source", "address"))),
-        callee=Party(**_pick(d["callee"], ("name", "source", "address"))),
-        request=Request(
-            method=_text(q["method"]),
-            scheme=q["scheme"],
-            host=q["host"],
-            port=q["port"],
-            path=_text(q["path"]),
-            http_version=q["http_version"],
-            headers=_headers_from_wire(q.get("headers", ())),
-            body=q.get("body", b""),
-            body_size=q.get("body_size"),
-            body_sha256=q.get("body_sha256"),
-        ),
-        response=None
-        if r is None
-        else Response(
-            status=r["status"],
-            reason=_text(r.get("reason", "")),
-            http_version=r.get("http_version", ""),
-            headers=_headers_from_wire(r.get("headers", ())),
-            body=r.get("body", b""),
-            body_size=r.get("body_size"),
-            body_sha256=r.get("body_sha256"),
-        ),
-        error=None if e is None else ErrorInfo(kind=e["kind"], message=e.get("message", "")),
-        timing=Timing(**_pick(d["timing"], _TIMING_FIELDS)),
-        test=d.get("test"),
-        test_source=d.get("test_source"),
-        route=d.get("route"),
-        streamed=d.get("streamed", False),
-        websocket=d.get("websocket", False),
-        redacted=tuple(d.get("redacted", ())),
-    )
-
-
-def _pick(d: dict, keys) -> dict:
-    return {k: d[k] for k in keys if k in d}
-
-
 def _test_to_wire(t: TestCase) -> dict:
     return {"kind": "test", "name": t.name, "started": t.started, "ended": t.ended,
             "outcome": t.outcome}
@@ -185,31 +131,9 @@ _TO_WIRE: dict[type, Callable[[Any], dict]] = {
     WebSocketEnd: _ws_end_to_wire,
 }
 
-_FROM_WIRE: dict[str, Callable[[dict], Record]] = {
-    "otlp_spans": lambda d: SpanBatch(**_pick(d, ("received", "content_type", "payload", "peer"))),
-    "exchange": _exchange_from_wire,
-    "test": lambda d: TestCase(**_pick(d, ("name", "started", "ended", "outcome"))),
-    "ws_message": lambda d: WebSocketMessage(
-        **_pick(d, ("exchange_id", "from_client", "is_text", "content", "timestamp"))
-    ),
-    "ws_end": lambda d: WebSocketEnd(
-        **_pick(d, ("exchange_id", "timestamp", "close_code", "close_reason", "error"))
-    ),
-}
-
-
 def record_to_wire(record: Record) -> dict:
     """The msgpack map for one record."""
     return _TO_WIRE[type(record)](record)
-
-
-def record_from_wire(d: dict) -> Record | None:
-    """The record a msgpack map holds; None for a kind this version does not know.
-
-    Raises KeyError/TypeError/ValueError for a known kind with missing or mistyped fields.
-    """
-    decode = _FROM_WIRE.get(d.get("kind"))  # type: ignore[arg-type]
-    return None if decode is None else decode(d)
 
 
 def header_to_wire(h: SessionHeader) -> dict:
@@ -217,6 +141,214 @@ def header_to_wire(h: SessionHeader) -> dict:
             "minor": h.minor, "created": h.created, "tool": h.tool, "meta": h.meta}
 
 
+# --- decoding: every field's type is checked once, here -------------------------------------
+#
+# Exact type tests (`type(v) is int`, not isinstance) keep bools out of ints and are the
+# cheapest check; the message is built only on the error path.
+
+_MISSING: Any = object()
+_MAX_SIZE = 2**63 - 1  # a body's length, as int64 can hold it
+_STR = (str,)
+_BIN = (bytes,)
+_STR_OR_BIN = (str, bytes)
+_INT = (int,)
+_BOOL = (bool,)
+_MAP = (dict,)
+_TUPLE, _TWO, _BYTES = {tuple}, {2}, {bytes}
+_LIST = (tuple, list)  # the reader decodes arrays as tuples; lists from anyone else
+_NAMES = {str: "str", bytes: "bin", int: "int", bool: "bool", dict: "map", list: "array",
+          tuple: "array"}
+
+
+def _bad(where: str, key: str, expected: str, d: dict) -> CaptureError:
+    if key not in d:
+        return CaptureError(f"field {where}{key} is missing ({expected} expected)")
+    v = d[key]
+    shown = repr(v)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    what = "nil" if v is None else _NAMES.get(type(v), type(v).__name__)
+    return CaptureError(f"field {where}{key} is {what} {shown}, not {expected}"
+                        if v is not None else f"field {where}{key} is nil, not {expected}")
+
+
+def _expected(types: tuple) -> str:
+    return " or ".join(_NAMES[t] for t in types)
+
+
+def _get(d: dict, key: str, types: tuple, where: str = "", default: Any = _MISSING) -> Any:
+    """d[key] if its type is one of `types`; `default` if it is nil or missing and optional."""
+    v = d.get(key)
+    if type(v) in types:
+        return v
+    if v is None and default is not _MISSING:
+        return default
+    raise _bad(where, key, _expected(types), d)
+
+
+def _text(d: dict, key: str, where: str, default: Any = _MISSING) -> str:
+    """A str-or-bin field as text (bin that is not UTF-8 kept with surrogateescape)."""
+    v = _get(d, key, _STR_OR_BIN, where, default)
+    return v if type(v) is not bytes else v.decode("utf-8", _SE)
+
+
+def _int(d: dict, key: str, where: str, low: int, high: int, default: Any = _MISSING) -> Any:
+    v = d.get(key)
+    if type(v) is int and low <= v <= high:
+        return v
+    if v is None and default is not _MISSING:
+        return default
+    return _raise_int(d, key, where, low, high)
+
+
+def _raise_int(d: dict, key: str, where: str, low: int, high: int):
+    v = d.get(key)
+    if type(v) is int:
+        raise CaptureError(f"field {where}{key} is {v}, out of range {low}..{high}")
+    raise _bad(where, key, "int", d)
+
+
+def _time(d: dict, key: str, where: str = "", default: Any = _MISSING) -> Any:
+    """A timestamp: ns since the epoch, within what datetime and OTLP (int64) can hold."""
+    return _int(d, key, where, 0, MAX_TIME, default)
+
+
+def _map(d: dict, key: str, where: str = "", default: Any = _MISSING) -> Any:
+    return _get(d, key, _MAP, where, default)
+
+
+def _headers_from_wire(d: dict, key: str, where: str) -> Headers:
+    raw = _get(d, key, _LIST, where, ())
+    # The common case checked by builtins alone: a tuple of (bin, bin) tuples, kept as is.
+    if (type(raw) is tuple and set(map(type, raw)) <= _TUPLE and set(map(len, raw)) <= _TWO
+            and set(map(type, chain.from_iterable(raw))) <= _BYTES):
+        return Headers.from_raw(raw)  # decoded to text only when read
+    pairs = []
+    for i, pair in enumerate(raw):
+        if type(pair) not in _LIST or len(pair) != 2:
+            raise _bad(where, f"{key}[{i}]", "a [name, value] array", {f"{key}[{i}]": pair})
+        name, value = pair
+        if type(name) is not bytes:
+            if type(name) is not str:
+                raise _bad(where, f"{key}[{i}][0]", "bin or str", {f"{key}[{i}][0]": name})
+            name = name.encode("utf-8", _SE)
+        if type(value) is not bytes:
+            if type(value) is not str:
+                raise _bad(where, f"{key}[{i}][1]", "bin or str", {f"{key}[{i}][1]": value})
+            value = value.encode("utf-8", _SE)
+        pairs.append((name, value))
+    return Headers.from_raw(tuple(pairs))
+
+
+def _party_from_wire(d: dict, key: str) -> Party:
+    p = _map(d, key)
+    where = key + "."
+    return Party(_get(p, "name", _STR, where), _get(p, "source", _STR, where),
+                 _get(p, "address", _STR, where, None))
+
+
+def _timing_from_wire(d: dict) -> Timing:
+    t = _map(d, "timing")
+    # Only the phases present are checked one by one: most exchanges have 5-8 of 10.
+    phases = {k: _time(t, k, "timing.", None) for k in _TIMING_FIELDS if k in t}
+    if "request_start" not in phases or phases["request_start"] is None:
+        raise _bad("timing.", "request_start", "int", t)
+    return Timing(**phases)
+
+
+def _strings(d: dict, key: str) -> tuple[str, ...]:
+    items = _get(d, key, _LIST, "", ())
+    for i, item in enumerate(items):
+        if type(item) is not str:
+            raise _bad("", f"{key}[{i}]", "str", {f"{key}[{i}]": item})
+    return tuple(items)
+
+
+def _exchange_from_wire(d: dict) -> Exchange:
+    q = _map(d, "request")
+    r = _map(d, "response", "", None)
+    e = _map(d, "error", "", None)
+    return Exchange(
+        id=_get(d, "id", _STR),
+        caller=_party_from_wire(d, "caller"),
+        callee=_party_from_wire(d, "callee"),
+        request=Request(
+            method=_text(q, "method", "request."),
+            scheme=_get(q, "scheme", _STR, "request."),
+            host=_get(q, "host", _STR, "request."),
+            port=_int(q, "port", "request.", 0, 65535),
+            path=_text(q, "path", "request."),
+            http_version=_get(q, "http_version", _STR, "request."),
+            headers=_headers_from_wire(q, "headers", "request."),
+            body=_get(q, "body", _BIN, "request.", b""),
+            body_size=_int(q, "body_size", "request.", 0, _MAX_SIZE, None),
+            body_sha256=_get(q, "body_sha256", _BIN, "request.", None),
+        ),
+        response=None
+        if r is None
+        else Response(
+            status=_int(r, "status", "response.", 0, 999),
+            reason=_text(r, "reason", "response.", ""),
+            http_version=_get(r, "http_version", _STR, "response.", ""),
+            headers=_headers_from_wire(r, "headers", "response."),
+            body=_get(r, "body", _BIN, "response.", b""),
+            body_size=_int(r, "body_size", "response.", 0, _MAX_SIZE, None),
+            body_sha256=_get(r, "body_sha256", _BIN, "response.", None),
+        ),
+        error=None if e is None else ErrorInfo(_get(e, "kind", _STR, "error."),
+                                                _get(e, "message", _STR, "error.", "")),
+        timing=_timing_from_wire(d),
+        test=_get(d, "test", _STR, "", None),
+        test_source=_get(d, "test_source", _STR, "", None),
+        route=_get(d, "route", _STR, "", None),
+        streamed=_get(d, "streamed", _BOOL, "", False),
+        websocket=_get(d, "websocket", _BOOL, "", False),
+        redacted=_strings(d, "redacted"),
+    )
+
+
+def _test_from_wire(d: dict) -> TestCase:
+    return TestCase(_get(d, "name", _STR), _time(d, "started"), _time(d, "ended", "", None),
+                    _get(d, "outcome", _STR, "", None))
+
+
+def _ws_message_from_wire(d: dict) -> WebSocketMessage:
+    return WebSocketMessage(_get(d, "exchange_id", _STR), _get(d, "from_client", _BOOL),
+                            _get(d, "is_text", _BOOL), _get(d, "content", _BIN),
+                            _time(d, "timestamp"))
+
+
+def _ws_end_from_wire(d: dict) -> WebSocketEnd:
+    return WebSocketEnd(_get(d, "exchange_id", _STR), _time(d, "timestamp"),
+                        _int(d, "close_code", "", 0, 65535, None),
+                        _get(d, "close_reason", _STR, "", ""), _get(d, "error", _STR, "", None))
+
+
+def _span_batch_from_wire(d: dict) -> SpanBatch:
+    return SpanBatch(_time(d, "received"), _get(d, "content_type", _STR),
+                     _get(d, "payload", _BIN), _get(d, "peer", _STR, "", None))
+
+
+_FROM_WIRE: dict[str, Callable[[dict], Record]] = {
+    "exchange": _exchange_from_wire,
+    "test": _test_from_wire,
+    "ws_message": _ws_message_from_wire,
+    "ws_end": _ws_end_from_wire,
+    "otlp_spans": _span_batch_from_wire,
+}
+
+
+def record_from_wire(d: dict) -> Record | None:
+    """The record a msgpack map holds; None for a kind this version does not know.
+
+    Raises CaptureError naming the field (`request.method`, `timing.request_start`) for a
+    known kind with a missing, mistyped or out-of-range field.
+    """
+    decode = _FROM_WIRE.get(_get(d, "kind", _STR))
+    return None if decode is None else decode(d)
+
+
 def header_from_wire(d: dict) -> SessionHeader:
-    return SessionHeader(version=d["version"], minor=d.get("minor", 0), created=d["created"],
-                         tool=d.get("tool", ""), meta=d.get("meta") or {})
+    """The session header a msgpack map holds (CaptureError naming a bad field)."""
+    return SessionHeader(version=_int(d, "version", "", 0, 2**31),
+                         minor=_int(d, "minor", "", 0, 2**31, 0), created=_time(d, "created"),
+                         tool=_get(d, "tool", _STR, "", ""), meta=_map(d, "meta", "", {}))

@@ -37,6 +37,7 @@ FORMAT_VERSION = 1  # bumped only for changes an older reader would misread
 FORMAT_MINOR = 2
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
 _MAX_FRAME = 1 << 31
+_MAX_CHECK = 64 << 20  # above this, a frame past the end is taken as cut off unexamined
 
 
 def new_header(meta: dict[str, object] | None = None) -> SessionHeader:
@@ -67,6 +68,7 @@ class CaptureReader:
         self.problem: str | None = None
         self._offset = 0
         self._index = 0
+        self._size = 0  # the file's size when last asked
         try:
             self.header = self._read_header()
         except BaseException:
@@ -83,14 +85,14 @@ class CaptureReader:
                 raise self._fail("empty file, not a tapproxy capture")
             raise self._fail("not a tapproxy capture" + _guess_kind(magic))
         self._offset = len(MAGIC)
-        frame = self._next_frame()
+        frame = self._next_frame(header=True)
         if frame is None:
             raise self._fail("truncated before the end of its header record")
         d = frame
         if not isinstance(d, dict) or d.get("kind") != "header":
             raise self._fail("first record is not a capture header")
         version = d.get("version")
-        if not isinstance(version, int):
+        if type(version) is not int:
             raise self._fail("header has no format version")
         if version > FORMAT_VERSION:
             raise self._fail(
@@ -99,11 +101,15 @@ class CaptureReader:
             )
         try:
             return header_from_wire(d)
-        except (KeyError, TypeError) as e:
-            raise self._fail(f"header record is malformed ({e})") from e
+        except CaptureError as e:
+            raise self._fail(f"record 0 at byte {len(MAGIC)} (header) is malformed: {e}") from None
 
-    def _next_frame(self) -> object | None:
-        """The next decoded frame, or None at a clean end or a truncated tail."""
+    def _next_frame(self, header: bool = False) -> object | None:
+        """The next decoded frame, or None at a clean end or a truncated tail.
+
+        Arrays decode as tuples (records are immutable, and headers' pairs need no copy),
+        except in the header record, whose free-form `meta` keeps lists.
+        """
         start = self._offset
         head = self._file.read(FRAME.size)
         if not head:
@@ -112,21 +118,56 @@ class CaptureReader:
             return self._truncated(start)
         length, crc = FRAME.unpack(head)
         if length > _MAX_FRAME:
-            raise self._fail(f"record {self._index} at byte {start} is corrupt (length {length})")
-        # Never allocate what a damaged length claims: past the end it is a cut-off tail.
-        if start + FRAME.size + length > os.fstat(self._file.fileno()).st_size:
-            return self._truncated(start)
+            raise self._fail(f"record {self._index} at byte {start} is corrupt: its length "
+                             f"field says {length} bytes, more than a record can hold")
+        # Never allocate what a damaged length claims: past the end it is a cut-off tail,
+        # or a damaged length. The size is asked again only when the file seems too short.
+        end = start + FRAME.size + length
+        if end > self._size:
+            self._size = os.fstat(self._file.fileno()).st_size
+            if end > self._size:
+                self._check_cut_off(start, length)
+                return self._truncated(start)
         payload = self._file.read(length)
         if len(payload) < length:
             return self._truncated(start)
         if zlib.crc32(payload) != crc:
-            raise self._fail(f"record {self._index} at byte {start} is corrupt (checksum mismatch)")
-        self._offset = start + FRAME.size + length
+            raise self._fail(f"record {self._index} at byte {start} is corrupt: checksum "
+                             "mismatch (damaged bytes, not a cut-off end)")
+        self._offset = end
         self._index += 1
         try:
-            return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            return msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=header)
         except Exception as e:  # msgpack raises several unrelated types
             raise self._fail(f"record {self._index - 1} at byte {start} is not msgpack: {e}") from e
+
+    def _check_cut_off(self, start: int, length: int) -> None:
+        """Raise if a frame reaching past the end is not a cut-off tail but a damaged length.
+
+        A writer killed mid-frame leaves a prefix of one msgpack map, which never parses
+        whole. If a whole map (the real record) ends before the file does, the length is
+        wrong. The walk reads at most the rest of the file, one frame's worth at most.
+        """
+        available = self._size - start - FRAME.size
+        if available <= 0 or available > _MAX_CHECK:
+            return
+        # Limits as large as the rest of the file: a cut-off body's length exceeds what is left.
+        unpacker = msgpack.Unpacker(self._file, raw=False, strict_map_key=False,
+                                    read_size=min(available, 1 << 16), max_buffer_size=_MAX_CHECK,
+                                    max_bin_len=_MAX_FRAME, max_str_len=_MAX_FRAME,
+                                    max_array_len=_MAX_FRAME, max_map_len=_MAX_FRAME)
+        try:
+            unpacker.skip()
+            what = "a whole record ends within them"
+        except msgpack.OutOfData:
+            return  # a prefix of a record: cut off (or still being written)
+        except Exception:  # msgpack raises several unrelated types
+            what = "they are not the start of a record"
+        finally:
+            self._file.seek(start)
+        raise self._fail(
+            f"record {self._index} at byte {start} is corrupt: its length field says {length} "
+            f"bytes, only {available} follow and {what} (a damaged length, not a cut-off end)")
 
     def _truncated(self, start: int) -> None:
         self.truncated = True
@@ -163,11 +204,12 @@ class CaptureReader:
                 raise self._fail(f"record {self._index - 1} at byte {start} is not a map")
             try:
                 record = record_from_wire(frame)
-            except (KeyError, TypeError, ValueError) as e:
+            except CaptureError as e:
+                kind = frame.get("kind")
                 raise self._fail(
-                    f"record {self._index - 1} at byte {start} ({frame.get('kind')}) is "
-                    f"malformed: missing or bad field {e}"
-                ) from e
+                    f"record {self._index - 1} at byte {start}"
+                    f"{f' ({kind})' if type(kind) is str else ''} is malformed: {e}"
+                ) from None
             if record is not None:
                 yield record
 

@@ -33,6 +33,9 @@ __all__ = [
 
 _SE = "surrogateescape"
 
+#: The latest time a record can hold, ns since the epoch (int64, as OTLP carries it: 2262).
+MAX_TIME = 2**63 - 1
+
 #: Error kinds an exchange can fail with; `other` keeps mitmproxy's message.
 ERROR_KINDS = ("refused", "reset", "timeout", "tls", "dns", "protocol", "client_closed", "other")
 

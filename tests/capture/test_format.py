@@ -619,12 +619,54 @@ def test_a_corrupt_length_does_not_allocate_the_claimed_size(tmp_path):
     path.write_bytes(bytes(data))
     tracemalloc.start()
     try:
-        with open_capture(path) as reader:
+        with open_capture(path) as reader, pytest.raises(CaptureError, match="length field"):
             list(reader)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024 * 1024, f"peak {peak} bytes for a {len(data)}-byte file"
+
+
+@pytest.mark.parametrize(("which", "damage"), [
+    pytest.param(-1, lambda n: n + 1, id="last-one-more"),
+    pytest.param(-1, lambda n: n | 0x0100_0000, id="last-high-bit"),
+    pytest.param(1, lambda n: n | 0x0100_0000, id="first-high-bit"),
+    pytest.param(2, lambda n: 0x7FFF_FFFF, id="second-2GiB"),
+])
+def test_a_damaged_length_past_the_end_is_corruption_not_a_cut_off_tail(tmp_path, which, damage):
+    # The length is the one field the CRC does not cover: a larger one reaches past the end
+    # of the file as a killed writer's last frame does, but the bytes there hold a whole
+    # record (and, but for the last frame, more frames), never a record's prefix.
+    data = bytearray(write_capture(tmp_path / "full.tap", ALL_KINDS))
+    spans = frame_spans(bytes(data))
+    n = which % len(spans)
+    start, _ = spans[n]
+    (length,) = struct.unpack_from(">I", data, start)
+    struct.pack_into(">I", data, start, damage(length))
+    path = tmp_path / "damaged.tap"
+    path.write_bytes(bytes(data))
+    with open_capture(path) as reader:
+        kept = []
+        with pytest.raises(CaptureError) as e:
+            kept.extend(reader)
+        assert not reader.truncated
+    assert str(e.value) == (
+        f"{path}: record {n} at byte {start} is corrupt: its length field says "
+        f"{damage(length)} bytes, only {len(data) - start - 8} follow and a whole record "
+        "ends within them (a damaged length, not a cut-off end)")
+    assert len(kept) == n - 1
+
+
+def test_a_cut_off_tail_is_still_a_truncation_not_corruption(tmp_path):
+    data = write_capture(tmp_path / "full.tap", ALL_KINDS)
+    start, end = frame_spans(data)[-1]
+    for cut in (start + 8 + 1, (start + end) // 2, end - 1):
+        path = tmp_path / "cut.tap"
+        path.write_bytes(data[:cut])
+        with open_capture(path) as reader:
+            assert len(list(reader)) == len(ALL_KINDS) - 1
+            assert reader.truncated
+            assert "ends inside record" in reader.problem
 
 
 def test_a_full_disk_is_reported_and_close_still_returns(tmp_path):
