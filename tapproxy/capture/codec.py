@@ -239,6 +239,14 @@ def _headers_from_wire(d: dict, key: str, where: str) -> Headers:
     return Headers.from_raw(tuple(pairs))
 
 
+def _kept_in_part(m: dict, where: str) -> dict:
+    """body_size and body_sha256 (format minor 2): both or neither."""
+    size = _int(m, "body_size", where, 0, _MAX_SIZE, None)
+    if size is None:
+        return {}
+    return {"body_size": size, "body_sha256": _get(m, "body_sha256", _BIN, where)}
+
+
 def _party_from_wire(d: dict, key: str) -> Party:
     p = _map(d, key)
     where = key + "."
@@ -280,8 +288,7 @@ def _exchange_from_wire(d: dict) -> Exchange:
             http_version=_get(q, "http_version", _STR, "request."),
             headers=_headers_from_wire(q, "headers", "request."),
             body=_get(q, "body", _BIN, "request.", b""),
-            body_size=_int(q, "body_size", "request.", 0, _MAX_SIZE, None),
-            body_sha256=_get(q, "body_sha256", _BIN, "request.", None),
+            **_kept_in_part(q, "request."),
         ),
         response=None
         if r is None
@@ -291,8 +298,7 @@ def _exchange_from_wire(d: dict) -> Exchange:
             http_version=_get(r, "http_version", _STR, "response.", ""),
             headers=_headers_from_wire(r, "headers", "response."),
             body=_get(r, "body", _BIN, "response.", b""),
-            body_size=_int(r, "body_size", "response.", 0, _MAX_SIZE, None),
-            body_sha256=_get(r, "body_sha256", _BIN, "response.", None),
+            **_kept_in_part(r, "response."),
         ),
         error=None if e is None else ErrorInfo(_get(e, "kind", _STR, "error."),
                                                 _get(e, "message", _STR, "error.", "")),

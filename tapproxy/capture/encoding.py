@@ -1,4 +1,4 @@
-"""Content-Encoding: bodies are stored as sent; these give the decoded view and back.
+"""Content-Encoding: bodies are stored as sent; these give the decoded views and back.
 
 Kept here (not mitmproxy.net.encoding) so analyses never import mitmproxy.
 """
@@ -6,6 +6,7 @@ Kept here (not mitmproxy.net.encoding) so analyses never import mitmproxy.
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 
 import brotli
@@ -15,9 +16,10 @@ try:  # Python 3.14 ships zstd; mitmproxy brings the backport before that
 except ImportError:
     from backports import zstd
 
+from tapproxy.capture.model import Request, Response
 from tapproxy.errors import CaptureError
 
-__all__ = ["decode_body", "encode_body"]
+__all__ = ["body_json", "body_text", "decode_body", "decoded_body", "encode_body"]
 
 
 def _inflate(data: bytes) -> bytes:
@@ -78,3 +80,25 @@ def encode_body(body: bytes, content_encoding: str | None) -> bytes:
             raise CaptureError(f"unsupported content-encoding {coding!r}")
         body = encoder(body)
     return body
+
+
+def decoded_body(msg: Request | Response) -> bytes:
+    """A message's body with its Content-Encoding undone (CaptureError if corrupt).
+
+    Of a truncated body, the kept bytes when it has no encoding; an encoded one
+    cannot be undone from its first bytes alone (CaptureError)."""
+    coding = msg.headers.get("content-encoding")
+    if msg.body_size is not None and (coding or "identity").strip().lower() != "identity":
+        raise CaptureError(f"only the first {len(msg.body)} of {msg.body_size} bytes "
+                           f"were kept: {coding} cannot be undone")
+    return decode_body(msg.body, coding)
+
+
+def body_text(msg: Request | Response) -> str:
+    """The decoded body as text, undecodable bytes replaced."""
+    return decoded_body(msg).decode("utf-8", "replace")
+
+
+def body_json(msg: Request | Response) -> object:
+    """The decoded body parsed as JSON (ValueError if it is not JSON)."""
+    return json.loads(decoded_body(msg))

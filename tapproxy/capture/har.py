@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from tapproxy.atomic import atomic_output
+from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import (
     ERROR_KINDS,
     ErrorInfo,
@@ -137,7 +138,7 @@ def _body_out(m: Request | Response, encoding_key: str) -> tuple[dict[str, str],
     """HAR text fields for a body (decoded; base64 unless UTF-8) and its decoded size."""
     fields = {}
     try:
-        body = m.decoded_body()
+        body = decoded_body(m)
     except CaptureError as e:
         # A corrupt body or unknown coding: export what was sent and say so, rather than fail.
         body = m.body

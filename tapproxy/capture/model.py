@@ -7,13 +7,9 @@ stamps them), so phases subtract exactly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-
-from tapproxy.capture.encoding import decode_body
-from tapproxy.errors import CaptureError
 
 __all__ = [
     "ErrorInfo",
@@ -111,7 +107,8 @@ class Headers:
 
 
 class _Message:
-    """What requests and responses share: headers, a raw body and its decoded views.
+    """What requests and responses share: headers and a raw body (decoded views:
+    `capture.encoding`, so that records know no codec).
 
     A body too large to keep (it was streamed past `--max-body`) is kept as its first
     bytes in `body`, with the whole body's length in `body_size` and its SHA-256 in
@@ -137,24 +134,6 @@ class _Message:
     @property
     def content_type(self) -> str:
         return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
-
-    def decoded_body(self) -> bytes:
-        """The body with its Content-Encoding undone (raises CaptureError if corrupt).
-
-        Of a truncated body, the kept bytes when it has no encoding; an encoded one
-        cannot be undone from its first bytes alone (CaptureError)."""
-        coding = self.headers.get("content-encoding")
-        if self.body_size is not None and (coding or "identity").strip().lower() != "identity":
-            raise CaptureError(f"only the first {len(self.body)} of {self.body_size} bytes "
-                               f"were kept: {coding} cannot be undone")
-        return decode_body(self.body, coding)
-
-    def text(self) -> str:
-        return self.decoded_body().decode("utf-8", "replace")
-
-    def json(self) -> object:
-        """The decoded body parsed as JSON (ValueError if it is not JSON)."""
-        return json.loads(self.decoded_body())
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict
 
+from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
 
@@ -17,7 +18,7 @@ def _body(msg) -> dict:
     part = {} if not msg.body_truncated else {
         "body_size": msg.body_size, "body_sha256": msg.body_sha256.hex()}
     try:
-        return {"body": msg.decoded_body().decode("utf-8"), **part}
+        return {"body": decoded_body(msg).decode("utf-8"), **part}
     except (UnicodeDecodeError, CaptureError):
         return {"body_base64": base64.b64encode(msg.body).decode(), **part}
 

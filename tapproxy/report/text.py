@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.text import Text
 
-from tapproxy.capture.model import Exchange, Party, TestCase
+from tapproxy.capture.encoding import decoded_body
+from tapproxy.capture.model import Exchange, Party, Request, Response, TestCase
 from tapproxy.errors import CaptureError
 from tapproxy.report.printable import printable
 
@@ -66,15 +67,16 @@ def print_table(rows: Iterable[tuple[int, Exchange]], console: Console) -> int:
     return count
 
 
-def _body(console: Console, headers, raw: bytes, decode, message=None) -> None:
-    if message is not None and message.body_truncated:
-        console.print(f"  (body truncated: the first {len(raw)} of {message.body_size} bytes "
-                      f"were kept, SHA-256 {message.body_sha256.hex()})", style="yellow")
+def _body(console: Console, msg: Request | Response) -> None:
+    headers, raw = msg.headers, msg.body
+    if msg.body_truncated:
+        console.print(f"  (body truncated: the first {len(raw)} of {msg.body_size} bytes "
+                      f"were kept, SHA-256 {msg.body_sha256.hex()})", style="yellow")
     if not raw:
         console.print("  (no body)", style="dim")
         return
     try:
-        data = decode()
+        data = decoded_body(msg)
     except CaptureError as e:
         console.print(f"  ({len(raw)} bytes, cannot decode: {escape(printable(str(e)))})",
                       style="yellow")
@@ -128,7 +130,7 @@ def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestC
     console.print(Text(f"\n{printable(q.method)} {printable(q.url)} {printable(q.http_version)}",
                        style="bold cyan"))
     _headers(console, q.headers)
-    _body(console, q.headers, q.body, q.decoded_body, q)
+    _body(console, q)
     if r is None:
         console.print("\n(no response)", style="red")
         return
@@ -137,4 +139,4 @@ def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestC
     line.append(f" {printable(r.reason)}", style="bold cyan")
     console.print(line)
     _headers(console, r.headers)
-    _body(console, r.headers, r.body, r.decoded_body, r)
+    _body(console, r)

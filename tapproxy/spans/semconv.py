@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from tapproxy.capture.credentials import mask_query, name_test
+from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
 
@@ -97,7 +98,7 @@ def _common(x: Exchange, attrs: dict, threshold: int, bodies: bool) -> None:
 
 def _text(msg) -> str:
     try:
-        data = msg.decoded_body()
+        data = decoded_body(msg)
     except CaptureError:
         data = msg.body
     text = data[:_BODY_LIMIT].decode("utf-8", "replace")

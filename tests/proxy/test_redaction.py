@@ -13,6 +13,7 @@ import pytest
 import requests
 from aiohttp import web
 
+from tapproxy.capture.encoding import body_json
 from tapproxy.capture.redact import MASK
 
 SECRET_REQUEST_HEADERS = {
@@ -122,8 +123,8 @@ def test_credential_headers_are_masked_by_default_but_delivered(proxy, svc, rece
         "response.json:$.token",
     }
     # JSON keys named like credentials are masked by default; the rest is kept.
-    assert x.request.json() == {**LOGIN, "password": MASK}
-    assert x.response.json() == MASKED_BY_NAME
+    assert body_json(x.request) == {**LOGIN, "password": MASK}
+    assert body_json(x.response) == MASKED_BY_NAME
 
     proxy.stop()
     raw = proxy.capture.read_bytes()
@@ -148,10 +149,10 @@ def test_extra_headers_and_json_paths(start_proxy, svc, received):
     login, gz = xs["/login"], xs["/account.gz"]
     assert login.request.headers.get("X-Internal") == MASK
     assert login.response.headers.get("X-Internal") == MASK
-    assert login.request.json() == {**LOGIN, "password": MASK, "cards": [
+    assert body_json(login.request) == {**LOGIN, "password": MASK, "cards": [
         {"number": MASK, "exp": "12/30"}, {"number": MASK, "exp": "1/31"}]}
     masked_account = {**MASKED_BY_NAME, "cards": [{"number": MASK, "brand": "amex"}]}
-    assert login.response.json() == masked_account
+    assert body_json(login.response) == masked_account
     assert {"request.header:x-internal", "response.header:x-internal",
             "request.json:$.password", "request.json:$.cards[*].number",
             "response.json:$.password", "response.json:$.cards[*].number"} <= set(login.redacted)
@@ -188,7 +189,7 @@ def test_redaction_off_records_everything_as_sent(start_proxy, svc, received):
         assert x.request.headers.get(name) == value
     assert x.request.headers.get("Cookie") == f"{COOKIE[0]}={COOKIE[1]}"
     assert x.request.body == received[0][2]
-    assert x.request.json() == LOGIN and x.response.json() == ACCOUNT
+    assert body_json(x.request) == LOGIN and body_json(x.response) == ACCOUNT
     assert x.response.headers.get("X-Auth-Token") == RESPONSE_TOKEN
     cookies = " ".join(x.response.headers.get_all("Set-Cookie"))
     assert all(c in cookies for c in SET_COOKIES)
