@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 __all__ = [
     "ErrorInfo",
@@ -156,13 +155,15 @@ class Request(_Message):
         netloc = host if self.port == default else f"{host}:{self.port}"
         return f"{self.scheme}://{netloc}{self.path}"
 
+    # The target is origin-form (path and query; no fragment is sent), so it is split at
+    # the "?" alone: urlsplit would read "//host" as an authority and reject "//[x".
     @property
     def path_only(self) -> str:
-        return urlsplit(self.path).path
+        return self.path.partition("?")[0]
 
     @property
     def query(self) -> str:
-        return urlsplit(self.path).query
+        return self.path.partition("?")[2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,11 @@ def _redact_query(query: str) -> str:
 
 def _redact_url(url: str) -> str:
     """Credentials in the URL are replaced, never exported."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a recorded host urlsplit rejects (an unbalanced "["): keep the URL
+        base, mark, query = url.partition("?")
+        return base + mark + _redact_query(query)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{_REDACTED}:{_REDACTED}@{netloc.rpartition('@')[2]}"

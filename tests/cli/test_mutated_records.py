@@ -63,6 +63,7 @@ def write_frames(path: Path, maps: list[dict]) -> None:
 _SCALARS = (
     st.integers(-(2**63), 2**64 - 1) | st.sampled_from([0, -1, 2**63, 2**64 - 1, 65536, 1000])
     | st.text(max_size=8) | st.binary(max_size=8) | st.none() | st.booleans()
+    | st.text(alphabet="/?#[]:@%=&.x\x1b", max_size=8)  # URL syntax: well-typed, ill-formed
     | st.floats(allow_nan=True)
 )
 _VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
@@ -222,3 +223,18 @@ def test_a_mistyped_field_is_one_line_naming_file_record_and_field(
     [line] = out.stderr.splitlines()
     assert line.startswith(f"tapproxy: error: {path}: record {index} at byte "), line
     assert f"({kind}) is malformed: {says}" in line
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("request.path", "//[x"),  # origin-form may start with "//"; urlsplit reads an authority
+    ("request.path", "/a?next=http://[::1"),
+    ("request.host", "[x"),
+])
+def test_a_well_typed_but_ill_formed_url_is_read_by_every_command(tmp_path, recorded, field,
+                                                                   value):
+    path = tmp_path / "url.tap"
+    write_frames(path, _set(recorded, "exchange", field, value))
+    for args in (["show", path, "--exchange", "1"], ["export", path, "--har", tmp_path / "o.har"],
+                 ["spans", path, "--tree"], ["spans", path, "--out", tmp_path / "o.json"]):
+        code, stderr = run_in_process(*map(str, args))
+        assert code == 0, (args, stderr)
