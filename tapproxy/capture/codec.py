@@ -164,11 +164,12 @@ def _bad(where: str, key: str, expected: str, d: dict) -> CaptureError:
     if key not in d:
         return CaptureError(f"field {where}{key} is missing ({expected} expected)")
     v = d[key]
+    if v is None:
+        return CaptureError(f"field {where}{key} is nil, not {expected}")
     shown = repr(v)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    what = "nil" if v is None else _NAMES.get(type(v), type(v).__name__)
-    return CaptureError(f"field {where}{key} is {what} {shown}, not {expected}"
-                        if v is not None else f"field {where}{key} is nil, not {expected}")
+    what = _NAMES.get(type(v), type(v).__name__)
+    return CaptureError(f"field {where}{key} is {what} {shown}, not {expected}")
 
 
 def _expected(types: tuple) -> str:
