@@ -46,6 +46,9 @@ def recorded(tmp_path_factory) -> list[dict]:
         at += 8 + length
     ws = next(m for m in maps if m["kind"] == "exchange")["id"]
     maps[0]["meta"]["otlp_receive"] = True  # so that `spans` reads the otlp_spans record
+    # A response kept in part (format minor 2), as the recorder writes one past --max-body.
+    kept = next(m for m in maps if m["kind"] == "exchange")["response"]
+    kept["body_size"], kept["body_sha256"] = 10 * len(kept["body"]), bytes(range(32))
     maps += [record_to_wire(r) for r in (
         WebSocketMessage(ws, from_client=True, is_text=True, content=b"hi", timestamp=T0),
         WebSocketEnd(ws, timestamp=T0 + 1, close_code=1000, close_reason="bye"),
@@ -206,6 +209,8 @@ _CASES = [
                                                    "18446744073709551615, out of range"),
     ("exchange", "caller", KeyError, "field caller is missing (map expected)"),
     ("test", "started", None, "field started is nil, not int"),
+    ("exchange", "response.body_sha256", KeyError, "field response.body_sha256 is missing "
+                                                   "(bin expected)"),
 ]
 
 
