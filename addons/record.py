@@ -4,6 +4,9 @@
         --set tapproxy_service=orders=127.0.0.1:5001 --set tapproxy_control=127.0.0.1:8081
 
 Writes the same `.tap` format as `tapproxy record` (same recorder, same redaction).
+Named listeners: `--mode regular@8082 --set tapproxy_listener=browser=8082` names every
+caller on port 8082 `browser`. mitmproxy's own `--allow-hosts`/`--ignore-hosts` leave
+hosts unparsed; such connections are recorded as tunnels (as are other non-HTTP ones).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tapproxy.proxy.options import (
     Address,
     RecordOptions,
     parse_address,
+    parse_listen,
     parse_service,
     parse_size,
 )
@@ -44,12 +48,19 @@ class TapproxyRecord:
         loader.add_option("tapproxy_max_body", str, "1m",
                           "Longer bodies stream through; the record keeps this much of them "
                           "plus their length and SHA-256.")
+        loader.add_option("tapproxy_listener", Sequence[str], [],
+                          "NAME=[HOST:]PORT: every caller on the listener (a --mode "
+                          "regular@PORT) at that port is named NAME.")
 
     def configure(self, updated) -> None:
         if ctx.options.store_streamed_bodies:
             # Streamed bodies (SSE, chunked, large) are kept by the recorder, bounded by
             # tapproxy_max_body; mitmproxy's own copy would hold each one whole in memory.
             ctx.options.store_streamed_bodies = False
+        if not ctx.options.show_ignored_hosts:
+            # Ignored hosts still reach the tcp_* hooks, so they leave a tunnel record (the
+            # recorder drops their chunks once counted: memory stays flat).
+            ctx.options.show_ignored_hosts = True
         if self.recorder is not None:
             return
         o = ctx.options
@@ -65,13 +76,31 @@ class TapproxyRecord:
             redact_headers=tuple(o.tapproxy_redact_header),
             redact_json=tuple(o.tapproxy_redact_json),
             max_body=parse_size(o.tapproxy_max_body, "tapproxy_max_body"),
-        ))
+            listeners=parse_listen(o.tapproxy_listener)[1],
+            allow_hosts=tuple(o.allow_hosts),
+            ignore_hosts=tuple(o.ignore_hosts),
+        ), trim_tcp_messages=False)  # mitmproxy's own tools may show a tunnel's messages
 
     def http_connect(self, flow):
         return self.recorder.http_connect(flow)
 
     def http_connect_error(self, flow):
         return self.recorder.http_connect_error(flow)
+
+    def next_layer(self, nextlayer):
+        return self.recorder.tunnels.next_layer(nextlayer)
+
+    def tcp_start(self, flow):
+        return self.recorder.tunnels.tcp_start(flow)
+
+    def tcp_message(self, flow):
+        return self.recorder.tunnels.tcp_message(flow)
+
+    def tcp_end(self, flow):
+        return self.recorder.tunnels.tcp_end(flow)
+
+    def tcp_error(self, flow):
+        return self.recorder.tunnels.tcp_error(flow)
 
     def requestheaders(self, flow):
         return self.recorder.requestheaders(flow)

@@ -57,7 +57,16 @@ def _print_env(env: dict[str, str]) -> None:
 @app.command()
 def record(
     output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
-    listen: Listen = "127.0.0.1:8080",
+    listen: Annotated[list[str] | None, typer.Option(
+        help="Forward proxy [HOST:]PORT (default 127.0.0.1:8080); NAME=[HOST:]PORT adds a "
+             "listener whose callers are all named NAME (for clients that cannot send proxy "
+             "credentials). Repeatable.")] = None,
+    allow_hosts: Annotated[list[str] | None, typer.Option(
+        help="Only parse connections to hosts matching this regex (mitmproxy's allow_hosts); "
+             "others are relayed and recorded as tunnels.")] = None,
+    ignore_hosts: Annotated[list[str] | None, typer.Option(
+        help="Relay connections to hosts matching this regex unparsed, recorded as tunnels "
+             "(mitmproxy's ignore_hosts).")] = None,
     reverse: Annotated[list[str] | None, typer.Option(
         help="NAME=URL@[HOST:]PORT: a reverse-proxy listener in front of one service.")] = None,
     service: Annotated[list[str] | None, typer.Option(
@@ -106,6 +115,8 @@ def record(
         RecordOptions,
         check_listeners,
         parse_address,
+        parse_host_patterns,
+        parse_listen,
         parse_reverse,
         parse_service,
         parse_size,
@@ -113,9 +124,13 @@ def record(
     from tapproxy.proxy.runner import RecordingProxy
     from tapproxy.spans.export import traces_url
 
+    unnamed, listeners = parse_listen(listen or ())
     opts = RecordOptions(
         output=output,
-        listen=parse_address(listen, "--listen"),
+        listen=unnamed,
+        listeners=listeners,
+        allow_hosts=parse_host_patterns(allow_hosts or (), "--allow-hosts"),
+        ignore_hosts=parse_host_patterns(ignore_hosts or (), "--ignore-hosts"),
         reverse=tuple(parse_reverse(r) for r in reverse or ()),
         services=tuple(parse_service(s) for s in service or ()),
         control=None if control == "off" else parse_address(control, "--control"),
@@ -151,6 +166,8 @@ def record(
             loop.add_signal_handler(sig, proxy.request_stop)
         print(f"# tapproxy {__version__} recording to {output}", flush=True)
         print(f"# forward proxy at {opts.listen}", flush=True)
+        for n in opts.listeners:
+            print(f"# forward proxy for {n.name} at {n.listen}", flush=True)
         for r in opts.reverse:
             print(f"# reverse proxy for {r.name} ({r.upstream}) at {r.listen}", flush=True)
         if proxy.control is not None:
@@ -164,10 +181,13 @@ def record(
         await proxy.wait()
         assert proxy.recorder is not None
         writer = proxy.recorder.writer
+        tunnels = proxy.recorder.tunnels.count
+        seen = (f"# {proxy.recorder.exchanges} exchanges"
+                + (f" and {tunnels} tunnel{'s' * (tunnels != 1)} (not HTTP)" if tunnels else ""))
         if writer.failure is None:
-            print(f"# {proxy.recorder.exchanges} exchanges recorded to {output}", flush=True)
+            print(f"{seen} recorded to {output}", flush=True)
             return 0
-        print(f"# {proxy.recorder.exchanges} exchanges seen; {writer.records_written} records "
+        print(f"{seen} seen; {writer.records_written} records "
               f"written to {output}, {writer.records_lost} lost", flush=True)
         print(f"tapproxy: error: {writer.records_lost} records lost: {writer.failure}",
               file=sys.stderr, flush=True)
@@ -196,21 +216,23 @@ def show(
     test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
     service: Annotated[str | None, typer.Option(help="Only calls from/to this service.")]
     = None,
-    errors: Annotated[bool, typer.Option(help="Only failed exchanges (errors, 4xx, 5xx).")]
-    = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per exchange.")]
+    errors: Annotated[bool, typer.Option(
+        help="Only failed exchanges (errors, 4xx, 5xx) and failed tunnels.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per exchange or tunnel (its `kind` says which).")]
     = False,
     exchange: Annotated[str | None, typer.Option(
-        help="Show exchange N (its # in the table), or the one whose id starts so "
-             "(4+ characters).")] = None,
+        help="Show exchange N (its # in the table), tunnel tN, or the one whose id starts "
+             "so (4+ characters).")] = None,
 ) -> None:
-    """List the exchanges of a capture, or show one in full."""
+    """List the exchanges of a capture, and the connections not parsed as HTTP (tunnels,
+    rows t1, t2, …), or show one in full."""
     from tapproxy.capture.format import open_capture
-    from tapproxy.capture.model import TestCase
-    from tapproxy.capture.select import numbered_exchanges, select
-    from tapproxy.report.jsonl import exchange_json
+    from tapproxy.capture.model import TestCase, Tunnel
+    from tapproxy.capture.select import numbered_rows, select
+    from tapproxy.report.jsonl import exchange_json, tunnel_json
     from tapproxy.report.printable import json_line
-    from tapproxy.report.text import print_exchange, print_table
+    from tapproxy.report.text import print_exchange, print_table, print_tunnel
 
     console = _out()
     with open_capture(capture) as reader:
@@ -222,7 +244,7 @@ def show(
                     tests[r.name] = r
                 yield r
 
-        rows = select(numbered_exchanges(records()), test, service, errors)
+        rows = select(numbered_rows(records()), test, service, errors)
         if exchange is not None:
             found = _find_exchange(rows, exchange)
             for _ in records():  # test outcomes are written after their exchanges
@@ -230,10 +252,15 @@ def show(
             _check_tail(reader)
             if found is None:
                 raise _fail(f"{capture}: no exchange {exchange!r}")
-            print_exchange(*found, console, tests)
+            n, x = found
+            if isinstance(x, Tunnel):
+                print_tunnel(str(n), x, console)
+            else:
+                print_exchange(n, x, console, tests)
         elif as_json:
             for n, x in rows:
-                print(json_line(exchange_json(n, x)))
+                row = tunnel_json(n, x) if isinstance(x, Tunnel) else exchange_json(n, x)
+                print(json_line(row))
         else:
             count = print_table(rows, console)
             if count == 0:

@@ -147,6 +147,44 @@ class Proxy:
         return [r for r in self.records() if isinstance(r, Exchange)]
 
 
+class TcpServer:
+    """A loopback TCP server running `serve(conn)` for each connection, in a thread."""
+
+    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._serve = serve
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn: socket.socket) -> None:
+        with conn:
+            self._serve(conn)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[Callable[..., TcpServer]]:
+    started: list[TcpServer] = []
+
+    def start(serve) -> TcpServer:
+        started.append(TcpServer(serve))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.close()
+
+
 @pytest.fixture
 def loop_thread() -> Iterator[LoopThread]:
     lt = LoopThread()

@@ -13,6 +13,7 @@ from tapproxy.capture.model import (
     SpanBatch,
     TestCase,
     Timing,
+    Tunnel,
     WebSocketEnd,
     WebSocketMessage,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "SpanBatch",
     "TestCase",
     "Timing",
+    "Tunnel",
     "WebSocketEnd",
     "WebSocketMessage",
     "new_header",

@@ -25,6 +25,7 @@ from tapproxy.capture.model import (
     SpanBatch,
     TestCase,
     Timing,
+    Tunnel,
     WebSocketEnd,
     WebSocketMessage,
 )
@@ -123,12 +124,25 @@ def _span_batch_to_wire(b: SpanBatch) -> dict:
             "payload": b.payload, "peer": b.peer}
 
 
+def _error(e: ErrorInfo | None) -> dict | None:
+    return None if e is None else {"kind": e.kind, "message": e.message}
+
+
+def _tunnel_to_wire(t: Tunnel) -> dict:
+    return {"kind": "tunnel", "id": t.id, "caller": _party(t.caller), "callee": _party(t.callee),
+            "reason": t.reason, "started": t.started, "ended": t.ended,
+            "bytes_from_client": t.bytes_from_client, "bytes_from_server": t.bytes_from_server,
+            "first_from_client": t.first_from_client, "first_from_server": t.first_from_server,
+            "error": _error(t.error), "test": t.test, "test_source": t.test_source}
+
+
 _TO_WIRE: dict[type, Callable[[Any], dict]] = {
     SpanBatch: _span_batch_to_wire,
     Exchange: _exchange_to_wire,
     TestCase: _test_to_wire,
     WebSocketMessage: _ws_message_to_wire,
     WebSocketEnd: _ws_end_to_wire,
+    Tunnel: _tunnel_to_wire,
 }
 
 def record_to_wire(record: Record) -> dict:
@@ -335,12 +349,33 @@ def _span_batch_from_wire(d: dict) -> SpanBatch:
                      _get(d, "payload", _BIN), _get(d, "peer", _STR, "", None))
 
 
+def _tunnel_from_wire(d: dict) -> Tunnel:
+    e = _map(d, "error", "", None)
+    return Tunnel(
+        id=_get(d, "id", _STR),
+        caller=_party_from_wire(d, "caller"),
+        callee=_party_from_wire(d, "callee"),
+        reason=_get(d, "reason", _STR),
+        started=_time(d, "started"),
+        ended=_time(d, "ended", "", None),
+        bytes_from_client=_int(d, "bytes_from_client", "", 0, _MAX_SIZE, 0),
+        bytes_from_server=_int(d, "bytes_from_server", "", 0, _MAX_SIZE, 0),
+        first_from_client=_get(d, "first_from_client", _BIN, "", b""),
+        first_from_server=_get(d, "first_from_server", _BIN, "", b""),
+        error=None if e is None else ErrorInfo(_get(e, "kind", _STR, "error."),
+                                                _get(e, "message", _STR, "error.", "")),
+        test=_get(d, "test", _STR, "", None),
+        test_source=_get(d, "test_source", _STR, "", None),
+    )
+
+
 _FROM_WIRE: dict[str, Callable[[dict], Record]] = {
     "exchange": _exchange_from_wire,
     "test": _test_from_wire,
     "ws_message": _ws_message_from_wire,
     "ws_end": _ws_end_from_wire,
     "otlp_spans": _span_batch_from_wire,
+    "tunnel": _tunnel_from_wire,
 }
 
 

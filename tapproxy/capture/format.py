@@ -33,8 +33,9 @@ __all__ = ["FORMAT_MINOR", "FORMAT_VERSION", "FRAME", "MAGIC", "CaptureReader", 
 MAGIC = b"\x93TAPCAP\n"
 FORMAT_VERSION = 1  # bumped only for changes an older reader would misread
 # Minor: bumped for additions (fields, record kinds) that older readers skip.
-# 1 added otlp_spans records; 2 added body_size/body_sha256 (a body kept in part).
-FORMAT_MINOR = 2
+# 1 added otlp_spans records; 2 added body_size/body_sha256 (a body kept in part);
+# 3 added tunnel records (connections not parsed as HTTP).
+FORMAT_MINOR = 3
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
 _MAX_FRAME = 1 << 31
 _MAX_CHECK = 64 << 20  # above this, a frame past the end is taken as cut off unexamined

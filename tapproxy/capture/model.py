@@ -22,6 +22,7 @@ __all__ = [
     "SpanBatch",
     "TestCase",
     "Timing",
+    "Tunnel",
     "WebSocketEnd",
     "WebSocketMessage",
 ]
@@ -33,6 +34,16 @@ MAX_TIME = 2**63 - 1
 
 #: Error kinds an exchange can fail with; `other` keeps mitmproxy's message.
 ERROR_KINDS = ("refused", "reset", "timeout", "tls", "dns", "protocol", "client_closed", "other")
+
+#: Why a connection was relayed without being parsed as HTTP (see Tunnel.reason).
+TUNNEL_REASONS = {
+    "server_first": "the server spoke first",
+    "not_http": "the client's first bytes are not HTTP or TLS",
+    "ignored": "the host is excluded by --ignore-hosts/--allow-hosts",
+    "raw": "relayed as raw TCP (e.g. after a non-WebSocket upgrade)",
+}
+#: How many leading bytes of each direction a Tunnel keeps.
+TUNNEL_FIRST_BYTES = 256
 
 
 class Headers:
@@ -306,4 +317,41 @@ class SessionHeader:
     meta: dict[str, object] = field(default_factory=dict)  # listen address, modes, services
 
 
-type Record = Exchange | TestCase | WebSocketMessage | WebSocketEnd | SpanBatch
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """A connection relayed without being parsed as HTTP: who, where, how much, and why.
+
+    Only counts and the first bytes each way are kept, never the whole stream.
+    """
+
+    id: str
+    caller: Party
+    callee: Party
+    reason: str  # a key of TUNNEL_REASONS; readers keep unknown values as they are
+    started: int
+    ended: int | None = None
+    bytes_from_client: int = 0
+    bytes_from_server: int = 0
+    first_from_client: bytes = b""  # at most TUNNEL_FIRST_BYTES; empty for `ignored`
+    first_from_server: bytes = b""
+    error: ErrorInfo | None = None
+    test: str | None = None
+    test_source: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The connection failed in transport (e.g. the server refused it), to a host that
+        was not left out on purpose: an ignored host's failures are not the tests'."""
+        return self.error is not None and self.reason != "ignored"
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, (self.ended or self.started) - self.started)
+
+    @property
+    def why(self) -> str:
+        """The reason in words."""
+        return TUNNEL_REASONS.get(self.reason, self.reason)
+
+
+type Record = Exchange | TestCase | WebSocketMessage | WebSocketEnd | SpanBatch | Tunnel

@@ -17,7 +17,7 @@ from tapproxy.capture.model import (
 )
 from tapproxy.proxy.bodies import body_of
 
-__all__ = ["classify_error", "exchange_from_flow", "exchange_from_tls_failure"]
+__all__ = ["classify_error", "connect_failure", "exchange_from_flow", "exchange_from_tls_failure"]
 
 def _ns(t: float | None) -> int | None:
     return None if t is None else int(t * 1_000_000_000)
@@ -65,6 +65,25 @@ def classify_error(message: str, request_complete: bool = True) -> str:
         if any(n in m for n in needles):
             return kind
     return "other"
+
+
+# mitmproxy's own answer to a CONNECT it could not open upstream (layers/http, eager
+# connection strategy); it then fires `http_connect_error`, never `error`.
+_CONNECT_FAILED = b"Cannot connect to "
+_CONNECT_ADVICE = " If you plan to redirect requests"
+
+
+def connect_failure(flow: http.HTTPFlow) -> ErrorInfo | None:
+    """Why a CONNECT failed to reach its server, or None if its answer was not a failure."""
+    r = flow.response
+    if flow.error is not None:
+        message = flow.error.msg
+    elif r is not None and r.status_code == 502 and r.raw_content.startswith(_CONNECT_FAILED):
+        # mitmproxy's advice that follows is not part of what went wrong.
+        message = r.raw_content.decode("utf-8", "replace").partition(_CONNECT_ADVICE)[0]
+    else:
+        return None
+    return ErrorInfo(classify_error(message), message)
 
 
 def exchange_from_flow(

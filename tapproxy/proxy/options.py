@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tapproxy.errors import UsageError
 
-__all__ = ["Address", "RecordOptions", "ReverseSpec", "ServiceSpec", "check_listeners",
-           "parse_address", "parse_reverse", "parse_service", "parse_size"]
+__all__ = ["Address", "ListenerSpec", "RecordOptions", "ReverseSpec", "ServiceSpec",
+           "check_listeners", "parse_address", "parse_host_patterns", "parse_listen",
+           "parse_reverse", "parse_service", "parse_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,14 @@ class ReverseSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    """A forward-proxy listener whose every connection comes from the caller `name`."""
+
+    name: str
+    listen: Address
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     """Requests to host[:port] go to the service `name` (port None: any port)."""
 
@@ -44,6 +54,7 @@ class ServiceSpec:
 class RecordOptions:
     output: Path
     listen: Address = Address("127.0.0.1", 8080)
+    listeners: tuple[ListenerSpec, ...] = ()  # named forward listeners, beside `listen`
     reverse: tuple[ReverseSpec, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
     control: Address | None = Address("127.0.0.1", 8081)
@@ -61,6 +72,9 @@ class RecordOptions:
     otlp_receive: Address | None = None  # accept OTLP/HTTP spans from instrumented services
     queue_size: int = 4096
     max_body: int = 1 << 20  # bodies longer stream through; the record keeps this much
+    # mitmproxy's own options: matching hosts are relayed unparsed (recorded as tunnels).
+    allow_hosts: tuple[str, ...] = ()
+    ignore_hosts: tuple[str, ...] = ()
 
 
 def parse_address(spec: str, what: str = "address", default_host: str = "127.0.0.1") -> Address:
@@ -108,6 +122,36 @@ def parse_reverse(spec: str) -> ReverseSpec:
                        parse_address(listen, "--reverse listen port"))
 
 
+def parse_listen(specs: list[str] | tuple[str, ...]) -> tuple[Address, tuple[ListenerSpec, ...]]:
+    """`--listen` values → (the unnamed listener, the named ones).
+
+    `[HOST:]PORT` is the unnamed forward listener (at most one; 127.0.0.1:8080 if none),
+    `NAME=[HOST:]PORT` a listener whose callers are all named NAME.
+    """
+    unnamed: list[Address] = []
+    named: list[ListenerSpec] = []
+    for spec in specs:
+        if "=" in spec:
+            name, where = _split_name(spec, "--listen", "NAME=[HOST:]PORT, e.g. browser=8082")
+            named.append(ListenerSpec(name, parse_address(where, "--listen address")))
+        else:
+            unnamed.append(parse_address(spec, "--listen"))
+    if len(unnamed) > 1:
+        raise UsageError("--listen: only one listener can be unnamed; name the others "
+                         "NAME=[HOST:]PORT")
+    return (unnamed[0] if unnamed else Address("127.0.0.1", 8080)), tuple(named)
+
+
+def parse_host_patterns(patterns: list[str] | tuple[str, ...], flag: str) -> tuple[str, ...]:
+    """Regular expressions for mitmproxy's allow_hosts/ignore_hosts (UsageError if invalid)."""
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise UsageError(f"bad {flag} {p!r}: not a regular expression ({e})") from None
+    return tuple(patterns)
+
+
 def parse_service(spec: str) -> ServiceSpec:
     """`NAME=HOST[:PORT]`, e.g. `inventory=127.0.0.1:5002` or `inventory=inventory`."""
     name, target = _split_name(spec, "--service", "NAME=HOST[:PORT], e.g. inventory=127.0.0.1:5002")
@@ -148,6 +192,7 @@ def _overlap(a: Address, b: Address) -> bool:
 def check_listeners(opts: RecordOptions) -> None:
     """Raise UsageError naming two options that would listen on the same address."""
     listeners = [("--listen", opts.listen)]
+    listeners += [(f"--listen {n.name}=…", n.listen) for n in opts.listeners]
     listeners += [(f"--reverse {r.name}=…", r.listen) for r in opts.reverse]
     if opts.control is not None:
         listeners.append(("--control", opts.control))

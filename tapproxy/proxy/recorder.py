@@ -20,6 +20,7 @@ from mitmproxy.flow import Error
 
 from tapproxy.capture.format import new_header
 from tapproxy.capture.model import (
+    ErrorInfo,
     Exchange,
     Party,
     SpanBatch,
@@ -31,9 +32,14 @@ from tapproxy.capture.redact import Redactor
 from tapproxy.capture.routes import RouteTable
 from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import CaptureError, ProxyError
-from tapproxy.proxy.bodies import BodyTap, request_streams, response_streams
+from tapproxy.proxy.bodies import BodyTap, body_of, request_streams, response_streams
 from tapproxy.proxy.control import ControlServer
-from tapproxy.proxy.convert import exchange_from_flow, exchange_from_tls_failure
+from tapproxy.proxy.convert import (
+    classify_error,
+    connect_failure,
+    exchange_from_flow,
+    exchange_from_tls_failure,
+)
 from tapproxy.proxy.identity import (
     CalleeNamer,
     address_of,
@@ -45,6 +51,7 @@ from tapproxy.proxy.options import Address, RecordOptions
 from tapproxy.proxy.own_addresses import OwnAddresses
 from tapproxy.proxy.receiver import OtlpReceiver
 from tapproxy.proxy.testcases import OpenTests
+from tapproxy.proxy.tunnels import TunnelLog, host_ignored
 
 __all__ = ["Recorder"]
 
@@ -56,6 +63,7 @@ _META = "tapproxy"  # flow.metadata key: (caller, test, test_source)
 _WRITTEN = "tapproxy.written"
 _LIVE = "tapproxy.live"
 _REFUSED = "tapproxy.refused"
+_LEFT_OUT = "tapproxy.left_out"  # (caller, test, test_source) of a request to an ignored host
 # First 11 bytes, lower-cased, of the request headers meant for tapproxy.
 _OURS = {b"x-tapproxy-", b"proxy-autho"}  # the candidates a call may be nested in, for live spans
 
@@ -70,8 +78,18 @@ def _reverse_mode(r) -> str:
 
 
 def mitmproxy_modes(opts: RecordOptions) -> list[str]:
-    """The mitmproxy `mode` option for these options: the forward proxy, then reverses."""
-    return [f"regular@{opts.listen}", *(_reverse_mode(r) for r in opts.reverse)]
+    """The mitmproxy `mode` option for these options: forward listeners, then reverses."""
+    return [f"regular@{opts.listen}", *(f"regular@{n.listen}" for n in opts.listeners),
+            *(_reverse_mode(r) for r in opts.reverse)]
+
+
+def _warn(line: str) -> None:
+    print(f"tapproxy: warning: {line}", file=sys.stderr, flush=True)
+
+
+def _body_size(m: http.Message) -> int:
+    body, whole, _ = body_of(m)
+    return len(body) if whole is None else whole
 
 
 def _name_idle_timeout(flow: http.HTTPFlow) -> None:
@@ -117,16 +135,24 @@ def _chain(*steps):
 class Recorder:
     """mitmproxy addon writing every exchange, test case and WebSocket message to a capture."""
 
-    def __init__(self, opts: RecordOptions) -> None:
+    def __init__(self, opts: RecordOptions, trim_tcp_messages: bool = True) -> None:
         self.options = opts
         self.tests = OpenTests()
         self._callees = CalleeNamer(opts.services)
         self._reverse = _reverse_names(opts)
+        # Named forward listeners by port: mitmproxy echoes the mode back as it parsed it.
+        self._listeners = {n.listen.port: n.name for n in opts.listeners}
+        self.tunnels = TunnelLog(self, _warn, trim_tcp_messages)
+        self.addons = [self.tunnels]  # mitmproxy registers nested addons' hooks too
+        self._leaves_hosts_out = bool(opts.allow_hosts or opts.ignore_hosts)  # hot path
         self._callers: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
         meta = {
             "listen": str(opts.listen),
+            "listeners": {n.name: str(n.listen) for n in opts.listeners},
+            "allow_hosts": list(opts.allow_hosts),
+            "ignore_hosts": list(opts.ignore_hosts),
             "reverse": {r.name: f"{r.upstream}@{r.listen}" for r in opts.reverse},
             "services": {s.name: f"{s.host}:{s.port}" if s.port else s.host
                          for s in opts.services},
@@ -155,6 +181,8 @@ class Recorder:
         self._done = False
         self._own = OwnAddresses()
         self._own.add("forward proxy listener", opts.listen)
+        for n in opts.listeners:
+            self._own.add(f"forward proxy listener for {n.name}", n.listen)
         if opts.otlp_receive is not None:
             self._own.add("OTLP receiver", opts.otlp_receive)
 
@@ -183,12 +211,6 @@ class Recorder:
         if name:
             self._callers[flow.client_conn] = name
 
-    def http_connect_error(self, flow: http.HTTPFlow):
-        # mitmproxy answers a refused CONNECT itself and then calls no response hook.
-        if flow.metadata.get(_REFUSED):
-            return self._submit_exchange(flow)
-        return None
-
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         h = flow.request.headers
         auth_name = header_caller = header_test = None
@@ -203,19 +225,18 @@ class Recorder:
                 del h[name]
             h.pop("proxy-authorization", None)
 
-        name = auth_name or self._callers.get(flow.client_conn)
-        if name:
-            caller = Party(name, "proxy-auth", address_of(flow.client_conn.peername))
-        elif header_caller:
-            caller = Party(header_caller, "header", address_of(flow.client_conn.peername))
-        else:
-            caller = peer_party(flow.client_conn.peername)
+        caller = self.caller_of(flow.client_conn, auth_name, header_caller)
         test, source = self.tests.attribute(header_test)
-        flow.metadata[_META] = (caller, test, source)
         # A refused request gets our answer; mitmproxy cannot also stream its body on.
         refused = flow.request.method != "CONNECT" and self._refuse_own_address(flow)
         if not refused and request_streams(flow, self.options.max_body):
             flow.request.stream = BodyTap(self.options.max_body)
+        if self._leaves_hosts_out and host_ignored(flow.request.host, flow.request.port):
+            # mitmproxy applies its host options to tunnels only; a plain-HTTP request to
+            # a host left out is kept out of the exchanges the same way.
+            flow.metadata[_LEFT_OUT] = (caller, test, source)
+            return
+        flow.metadata[_META] = (caller, test, source)
         if self.live is not None:
             candidates, inject = self.live.request_started(
                 flow.id, caller, self._callee(flow).name, test, h.get("traceparent"))
@@ -223,10 +244,29 @@ class Recorder:
                 h["traceparent"] = inject
             flow.metadata[_LIVE] = candidates
 
+    def caller_of(self, client: connection.Client, auth_name: str | None = None,
+                  header_caller: str | None = None) -> Party:
+        """Proxy credentials, else the caller header, else a named listener, else the peer."""
+        name = auth_name or self._callers.get(client)
+        if name:
+            return Party(name, "proxy-auth", address_of(client.peername))
+        if header_caller:
+            return Party(header_caller, "header", address_of(client.peername))
+        if self._listeners:
+            mode = client.proxy_mode
+            listener = (self._listeners.get(mode.custom_listen_port)  # type: ignore[arg-type]
+                        if mode.type_name == "regular" else None)
+            if listener is not None:
+                return Party(listener, "listener", address_of(client.peername))
+        return peer_party(client.peername)
+
     def _callee(self, flow: http.HTTPFlow) -> Party:
-        mode = flow.client_conn.proxy_mode
+        return self.callee_at(flow.client_conn, flow.request.host, flow.request.port)
+
+    def callee_at(self, client: connection.Client, host: str, port: int) -> Party:
+        mode = client.proxy_mode
         reverse = self._reverse.get(mode.full_spec) if mode.type_name == "reverse" else None
-        return self._callees.name(flow.request.host, flow.request.port, reverse)
+        return self._callees.name(host, port, reverse)
 
     # -- recording --------------------------------------------------------------------
 
@@ -234,12 +274,17 @@ class Recorder:
         if response_streams(flow, self.options.max_body):
             flow.response.stream = BodyTap(self.options.max_body)  # type: ignore[union-attr]
 
-    def _submit_exchange(self, flow: http.HTTPFlow):
+    def _submit_exchange(self, flow: http.HTTPFlow, connect_error: ErrorInfo | None = None):
         meta = flow.metadata.get(_META)
-        if meta is None:  # failed before its headers were complete
-            meta = (peer_party(flow.client_conn.peername), *self.tests.attribute(None))
+        if meta is None:  # failed before its headers were complete, or a CONNECT
+            meta = (self.caller_of(flow.client_conn), *self.tests.attribute(None))
         caller, test, source = meta
         x = exchange_from_flow(flow, caller, self._callee(flow), test, source)
+        if connect_error is not None:
+            # The 502 is mitmproxy's own answer, not the server's: record the failure.
+            timing = dataclasses.replace(x.timing, response_start=None, response_end=None,
+                                         error_at=time.time_ns())
+            x = dataclasses.replace(x, response=None, error=connect_error, timing=timing)
         flow.metadata[_WRITTEN] = True
         if self.live is not None and _LIVE in flow.metadata:
             self.live.request_done(self._live_view(x), flow.metadata.pop(_LIVE))
@@ -263,12 +308,40 @@ class Recorder:
         return x
 
     def response(self, flow: http.HTTPFlow):
+        if _LEFT_OUT in flow.metadata:
+            return self._submit_left_out(flow)
         return self._submit_exchange(flow)
+
+    def http_connect_error(self, flow: http.HTTPFlow):
+        # mitmproxy answers a failed CONNECT itself and then calls no response hook: one
+        # we refused (our own address), or one that could not reach its server (refused,
+        # unresolvable, timed out), which would otherwise leave no record at all.
+        error = None if flow.metadata.get(_REFUSED) else connect_failure(flow)
+        if error is None:  # our 403, or an answer another addon chose (407 under mitmdump)
+            return self._submit_exchange(flow)
+        q = flow.request
+        if host_ignored(q.host, q.port):
+            flow.metadata[_LEFT_OUT] = (self.caller_of(flow.client_conn),
+                                        *self.tests.attribute(None))
+            return self._submit_left_out(flow, error)
+        return self._submit_exchange(flow, error)
+
+    def _submit_left_out(self, flow: http.HTTPFlow, error: ErrorInfo | None = None):
+        caller, test, source = flow.metadata[_LEFT_OUT]
+        flow.metadata[_WRITTEN] = True
+        if error is None and flow.error is not None:
+            error = ErrorInfo(classify_error(flow.error.msg), flow.error.msg)
+        q, r = flow.request, flow.response
+        return self.writer.submit(self.tunnels.left_out(
+            flow.id, caller, self._callee(flow), int(q.timestamp_start * 1e9), error, test,
+            source, _body_size(q), _body_size(r) if r else 0))
 
     def error(self, flow: http.HTTPFlow):
         if flow.metadata.get(_WRITTEN):
             return None  # a WebSocket that failed after its handshake: see websocket_end
         _name_idle_timeout(flow)
+        if _LEFT_OUT in flow.metadata:
+            return self._submit_left_out(flow)
         return self._submit_exchange(flow)
 
     def tls_failed_client(self, data: tls.TlsData):
@@ -284,10 +357,7 @@ class Recorder:
         host, port = (address[0], address[1]) if address else (conn.sni or "", 443)
         mode = conn.proxy_mode
         reverse = self._reverse.get(mode.full_spec) if mode.type_name == "reverse" else None
-        name = self._callers.get(conn)
-        caller = (Party(name, "proxy-auth", address_of(conn.peername)) if name
-                  else peer_party(conn.peername))
-        x = exchange_from_tls_failure(conn, host, port, caller,
+        x = exchange_from_tls_failure(conn, host, port, self.caller_of(conn),
                                       self._callees.name(host, port, reverse),
                                       *self.tests.attribute(None))
         self.exchanges += 1
@@ -295,6 +365,8 @@ class Recorder:
         return self.writer.submit(x)
 
     def websocket_message(self, flow: http.HTTPFlow):
+        if _LEFT_OUT in flow.metadata:
+            return None  # a WebSocket to a host left out: no exchange to attach it to
         assert flow.websocket is not None
         m = flow.websocket.messages[-1]
         return self.writer.submit(WebSocketMessage(
@@ -303,6 +375,8 @@ class Recorder:
         ))
 
     def websocket_end(self, flow: http.HTTPFlow):
+        if _LEFT_OUT in flow.metadata:
+            return None
         ws = flow.websocket
         assert ws is not None
         return self.writer.submit(WebSocketEnd(
@@ -366,8 +440,8 @@ class Recorder:
         if not self.writer.published:
             self.writer.discard()  # never started: nothing was recorded, nothing replaced
             return
-        for case in self.tests.close_all():
-            pending = self.writer.submit(case)
+        for record in [*self.tunnels.close_all(), *self.tests.close_all()]:
+            pending = self.writer.submit(record)
             if pending is not None:
                 await pending
         # A write failure was reported on stderr when it happened; counted in records_lost.
@@ -378,6 +452,7 @@ class Recorder:
         return {
             "exchanges": self.exchanges,
             "errors": self.errors,
+            "tunnels": self.tunnels.count,
             "records_written": self.writer.records_written,
             "bytes_written": self.writer.bytes_written,
             "records_lost": self.writer.records_lost,

@@ -143,6 +143,11 @@ class RecordingProxy:
                 "store_streamed_bodies": False,
                 "ssl_insecure": self.options.insecure,
                 "tcp_timeout": self.options.idle_timeout,
+                "allow_hosts": list(self.options.allow_hosts),
+                "ignore_hosts": list(self.options.ignore_hosts),
+                # Ignored hosts still get tcp_* hooks, so they leave a tunnel record;
+                # the recorder drops each chunk once counted, so memory stays flat.
+                "show_ignored_hosts": True,
             }
             if self.options.upstream_ca is not None:
                 update["ssl_verify_upstream_trusted_ca"] = str(self.options.upstream_ca)

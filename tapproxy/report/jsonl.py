@@ -1,4 +1,4 @@
-"""Exchanges as JSON objects (one per line): for jq, scripts and other tools."""
+"""Exchanges and tunnels as JSON objects (one per line): for jq, scripts and other tools."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import base64
 from dataclasses import asdict
 
 from tapproxy.capture.encoding import decoded_body
-from tapproxy.capture.model import Exchange
+from tapproxy.capture.model import Exchange, Tunnel
 from tapproxy.errors import CaptureError
 
-__all__ = ["exchange_json"]
+__all__ = ["exchange_json", "tunnel_json"]
 
 
 def _body(msg) -> dict:
@@ -27,6 +27,7 @@ def exchange_json(n: int, x: Exchange) -> dict:
     q, r = x.request, x.response
     t = x.timing
     return {
+        "kind": "exchange",
         "n": n,
         "id": x.id,
         "test": x.test,
@@ -49,4 +50,27 @@ def exchange_json(n: int, x: Exchange) -> dict:
         "websocket": x.websocket,
         "route": x.route,
         "redacted": list(x.redacted),
+    }
+
+
+def tunnel_json(label: str, t: Tunnel) -> dict:
+    """A tunnel row: `kind` tells it from an exchange; first bytes as base64."""
+    return {
+        "kind": "tunnel",
+        "n": label,
+        "id": t.id,
+        "test": t.test,
+        "test_source": t.test_source,
+        "caller": asdict(t.caller),
+        "callee": asdict(t.callee),
+        "reason": t.reason,
+        "why": t.why,
+        "error": None if t.error is None else {"kind": t.error.kind, "message": t.error.message},
+        "started_ns": t.started,
+        "ended_ns": t.ended,
+        "duration_ms": None if t.ended is None else round(t.duration_ns / 1e6, 3),
+        "bytes_from_client": t.bytes_from_client,
+        "bytes_from_server": t.bytes_from_server,
+        "first_from_client_base64": base64.b64encode(t.first_from_client).decode(),
+        "first_from_server_base64": base64.b64encode(t.first_from_server).decode(),
     }

@@ -1,4 +1,4 @@
-"""Terminal rendering of exchanges: the streaming table and one exchange in full."""
+"""Terminal rendering of exchanges and tunnels: the streaming table and one row in full."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from tapproxy.capture.encoding import decoded_body
-from tapproxy.capture.model import Exchange, Party, Request, Response, TestCase
+from tapproxy.capture.model import Exchange, Party, Request, Response, TestCase, Tunnel
 from tapproxy.errors import CaptureError
 from tapproxy.report.printable import printable
 
-__all__ = ["print_exchange", "print_table", "status_text"]
+__all__ = ["print_exchange", "print_table", "print_tunnel", "status_text"]
 
 _COLUMNS = (("#", 4), ("test", 20), ("caller → callee", 26), ("method", 6), ("path", 0),
             ("status", 7), ("ms", 8), ("size", 7))
@@ -35,16 +35,27 @@ def status_text(x: Exchange) -> Text:
 
 
 def _size(x: Exchange) -> str:
-    n = x.response.size if x.response else 0  # the whole body, also when kept in part
+    return _bytes(x.response.size if x.response else 0)  # the whole body, also when kept in part
+
+
+def _bytes(n: int) -> str:
     return f"{n}" if n < 10_000 else f"{n / 1024:.0f}K" if n < 10_000_000 else f"{n >> 20}M"
+
+
+def _tunnel_status(t: Tunnel) -> Text:
+    if t.error is not None:
+        return Text(t.error.kind.upper(), style="bold red")
+    return Text("TUNNEL", style="magenta")
 
 
 def _cut(s: str, width: int) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-def print_table(rows: Iterable[tuple[int, Exchange]], console: Console) -> int:
-    """Print one line per exchange as it is read (memory stays flat); returns the count."""
+def print_table(rows: Iterable[tuple[int | str, Exchange | Tunnel]], console: Console) -> int:
+    """Print one line per exchange or tunnel as it is read (memory stays flat); returns
+    the count. A tunnel (a connection not parsed as HTTP) reads `TCP`, its reason and
+    the bytes sent ↑ and received ↓ where an exchange has method and path."""
     fixed = sum(w + 1 for _, w in _COLUMNS)
     url_width = max(20, console.width - fixed)
     widths = [w or url_width for _, w in _COLUMNS]
@@ -54,15 +65,22 @@ def print_table(rows: Iterable[tuple[int, Exchange]], console: Console) -> int:
     count = 0
     for n, x in rows:
         count += 1
-        # The callee column names the host, so the path is what tells calls apart.
-        cells = [str(n), printable(x.test or "-"), f"{_party(x.caller)} → {_party(x.callee)}",
-                 printable(x.request.method), printable(x.request.path)]
+        if isinstance(x, Tunnel):
+            what = (f"{x.reason} ↑{_bytes(x.bytes_from_client)} "
+                    f"↓{_bytes(x.bytes_from_server)}")
+            cells = [str(n), printable(x.test or "-"), f"{_party(x.caller)} → {_party(x.callee)}",
+                     "TCP", printable(what)]
+            st, ms, size = _tunnel_status(x), x.duration_ns / 1e6, _bytes(x.bytes_from_server)
+        else:
+            # The callee column names the host, so the path is what tells calls apart.
+            cells = [str(n), printable(x.test or "-"), f"{_party(x.caller)} → {_party(x.callee)}",
+                     printable(x.request.method), printable(x.request.path)]
+            st, ms, size = status_text(x), x.timing.duration_ns / 1e6, _size(x)
         line = Text(" ".join(f"{_cut(c, w):<{w}}" for c, w in zip(cells, widths, strict=False)))
-        st = status_text(x)
         line.append(" ")
         line.append_text(st)
         line.append(" " * (widths[5] - len(st.plain)))
-        line.append(f" {x.timing.duration_ns / 1e6:>{widths[6]}.1f} {_size(x):>{widths[7]}}")
+        line.append(f" {ms:>{widths[6]}.1f} {size:>{widths[7]}}")
         console.print(line, soft_wrap=True, highlight=False)
     return count
 
@@ -140,3 +158,35 @@ def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestC
     console.print(line)
     _headers(console, r.headers)
     _body(console, r)
+
+
+def _first_bytes(console: Console, label: str, first: bytes, total: int) -> None:
+    if not total:
+        console.print(f"{label}: nothing", style="dim")
+        return
+    shown = f"first {len(first)} of {total} bytes" if len(first) < total else f"{total} bytes"
+    console.print(Text(f"{label} ({shown}):", style="bold cyan"))
+    if first:
+        console.print("  " + escape(repr(first)[2:-1]), highlight=False)
+    else:
+        console.print("  (not kept: the host is ignored)", style="dim")
+
+
+def print_tunnel(label: str, t: Tunnel, console: Console) -> None:
+    """Everything recorded about a connection not parsed as HTTP."""
+    head = Text(f"tunnel {label}  ", style="bold")
+    head.append(printable(f"{_party(t.caller)} ({t.caller.source}) → {t.callee.name} "
+                          f"({t.callee.source})"
+                          + (f" at {t.callee.address}" if t.callee.address else "")))
+    console.print(head)
+    if t.test:
+        console.print(f"test: {escape(printable(t.test))} ({t.test_source})")
+    console.print(escape(printable(f"not parsed as HTTP: {t.why} [{t.reason}]")))
+    console.print(f"id: {t.id}   " + (f"duration: {t.duration_ns / 1e6:.2f} ms"
+                                          if t.ended is not None else
+                                          "still open when the recording stopped"))
+    if t.error:
+        console.print(f"error: {t.error.kind}: {escape(printable(t.error.message))}",
+                      style="bold red")
+    _first_bytes(console, "client → server", t.first_from_client, t.bytes_from_client)
+    _first_bytes(console, "server → client", t.first_from_server, t.bytes_from_server)

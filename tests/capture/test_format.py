@@ -36,6 +36,7 @@ from tapproxy.capture import (
     SessionHeader,
     TestCase,
     Timing,
+    Tunnel,
     WebSocketEnd,
     WebSocketMessage,
     open_capture,
@@ -108,6 +109,22 @@ WS_HANDSHAKE = dataclasses.replace(
     redacted=(),
 )
 
+TUNNEL = Tunnel(
+    id="t1",
+    caller=Party("browser", "listener", "127.0.0.1:50000"),
+    callee=Party("127.0.0.1", "host", "127.0.0.1:6379"),
+    reason="server_first",
+    started=T0 + 40,
+    ended=T0 + 90,
+    bytes_from_client=5,
+    bytes_from_server=1000,
+    first_from_client=b"PING\n",
+    first_from_server=b"\x00" * 256,
+    error=ErrorInfo("reset", "connection reset by peer"),
+    test="tests/test_cache.py::test_hit",
+    test_source="control",
+)
+
 ALL_KINDS = [
     TestCase("tests/test_orders.py::test_create", started=T0, ended=T0 + 9, outcome="passed"),
     EXCHANGE_OK,
@@ -119,6 +136,7 @@ ALL_KINDS = [
                      timestamp=T0 + 21),
     WebSocketEnd("ws1", timestamp=T0 + 30, close_code=1000, close_reason="bye"),
     WebSocketEnd("ws2", timestamp=T0 + 31, error="connection reset"),
+    TUNNEL,
 ]
 
 FAST = settings(
@@ -374,6 +392,20 @@ def test_unknown_record_kinds_and_fields_from_another_tool_are_skipped(tmp_path)
             WebSocketMessage("e1", True, False, b"\x89", T0),
         ]
         assert reader.truncated is False
+
+
+def test_a_tunnel_record_with_only_its_required_fields_reads_with_defaults(tmp_path):
+    # What another tool writing docs/capture-format.md's required tunnel fields produces.
+    path = tmp_path / "tunnel.tap"
+    path.write_bytes(MAGIC + frame(HEADER_WIRE) + frame({
+        "kind": "tunnel", "id": "t9", "reason": "a-reason-from-a-newer-writer",
+        "caller": {"name": "10.0.0.2", "source": "peer"},
+        "callee": {"name": "db", "source": "host"},
+        "started": T0, "window": 4}))
+    [t] = read_capture(path)
+    assert t == Tunnel("t9", Party("10.0.0.2", "peer"), Party("db", "host"),
+                       "a-reason-from-a-newer-writer", T0)
+    assert (t.failed, t.duration_ns, t.why) == (False, 0, "a-reason-from-a-newer-writer")
 
 
 def test_a_newer_format_version_is_refused(tmp_path):

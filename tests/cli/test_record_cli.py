@@ -327,6 +327,46 @@ def test_reverse_listener_names_the_service_for_a_client_that_ignores_proxies(re
         assert (x.caller.name, x.caller.source) == ("127.0.0.1", "peer")
 
 
+def test_named_listeners_name_callers_that_send_no_credentials(record, shop, tcp_server):
+    from tapproxy.capture import Tunnel
+    from tests.proxy.test_tunnels import GREETING, greet_then_echo, recv_exactly
+
+    browser, crawler = free_port(), free_port()
+    rec = record("--listen", f"browser=127.0.0.1:{browser}", "--listen", f"crawler={crawler}")
+    assert f"# forward proxy at 127.0.0.1:{rec.listen}" in rec.banner  # the unnamed one
+    assert f"# forward proxy for browser at 127.0.0.1:{browser}" in rec.banner
+    assert f"# forward proxy for crawler at 127.0.0.1:{crawler}" in rec.banner
+    for port in (browser, crawler, rec.listen):
+        assert curl("-x", f"http://127.0.0.1:{port}", f"{shop.url}/items/{port}")[0] == 200
+    server = tcp_server(greet_then_echo)  # and a tunnel, named by its listener too
+    with socket.create_connection(("127.0.0.1", crawler), timeout=10) as s:
+        s.sendall(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert recv_exactly(s, len(GREETING)) == GREETING
+    wait_for(lambda: requests.get(f"{rec.control_url}/stats", timeout=5).json()["tunnels"],
+             what="the tunnel to end")
+    assert "tapproxy: warning: crawler → 127.0.0.1" in rec.stderr_path.read_text()
+    code, lines, err = rec.stop()
+    assert code == 0, err
+    assert lines[-1] == f"# 3 exchanges and 1 tunnel (not HTTP) recorded to {rec.output}"
+    exchanges, _, _ = read_capture(rec.output)
+    assert [(x.caller.name, x.caller.source) for x in exchanges] == [
+        ("browser", "listener"), ("crawler", "listener"), ("127.0.0.1", "peer")]
+    with open_capture(rec.output) as reader:
+        [tunnel] = [r for r in reader if isinstance(r, Tunnel)]
+    assert (tunnel.caller.name, tunnel.caller.source) == ("crawler", "listener")
+
+
+def test_only_one_listener_can_be_unnamed(tmp_path, confdir):
+    out = run_cli("record", "-o", tmp_path / "x.tap", "--listen", str(free_port()),
+                  "--listen", str(free_port()), "--control", "off", "--confdir", confdir)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr == ("tapproxy: error: --listen: only one listener can be unnamed; name "
+                          "the others NAME=[HOST:]PORT\n")
+
+
 # --- 4. bad input ---------------------------------------------------------------------------
 
 
@@ -349,6 +389,9 @@ BAD_INPUT = [
     ("service-no-equals", lambda p: ["--service", "noequals"], ["--service 'noequals'"]),
     ("listen-not-a-port", lambda p: ["--listen", "127.0.0.1:notaport"],
      ["--listen '127.0.0.1:notaport'", "port"]),
+    ("allow-hosts-bad-regex", lambda p: ["--allow-hosts", "(unclosed"],
+     ["--allow-hosts '(unclosed'", "not a regular expression"]),
+    ("listen-nameless-name", lambda p: ["--listen", "=8090"], ["--listen '=8090'"]),
     ("redact-json-bad-path", lambda p: ["--redact-json", "$.[bad"], ["--redact-json", "$.[bad"]),
     ("redact-bad-path", lambda p: ["--redact", "$.[bad"], ["--redact", "$.[bad"]),
     ("output-dir-missing", lambda p: ["-o", "/nonexistent-dir/x.tap"],
@@ -599,6 +642,70 @@ def test_mitmdump_addon_records_the_same_format(tmp_path, confdir, shop):
     assert body_json(exchanges[1].response) == {"order": {"a": 1}}
     [case] = [r for r in records if isinstance(r, TestCase)]
     assert (case.name, case.outcome) == ("test_addon", "passed")
+
+
+def test_mitmdump_addon_names_listeners_and_records_tunnels_and_failed_connects(
+        tmp_path, confdir, shop, tcp_server):
+    from tapproxy.capture import Tunnel
+    from tests.proxy.test_tunnels import GREETING, greet_then_echo, recv_exactly
+
+    port, browser, ctl = free_port(), free_port(), free_port()
+    output = tmp_path / "addon.tap"
+    err = tmp_path / "mitmdump.stderr"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [MITMDUMP, "-q", "--mode", f"regular@{port}", "--mode", f"regular@{browser}",
+             "-s", ROOT / "addons" / "record.py", "--set", f"tapproxy_output={output}",
+             "--set", f"tapproxy_listener=browser={browser}", "--allow-hosts", r"^127\.",
+             "--set", f"tapproxy_control=127.0.0.1:{ctl}", "--set", f"confdir={confdir}"],
+            stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
+    server = tcp_server(greet_then_echo)
+    try:
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"mitmdump exited {proc.returncode}: {err.read_text()}")
+            try:
+                return requests.get(f"http://127.0.0.1:{ctl}/stats", timeout=5).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(ready, what="mitmdump's control API")
+        assert curl("-x", f"http://127.0.0.1:{browser}", f"{shop.url}/items/1")[0] == 200
+        # By name, not address: left out by --allow-hosts, though mitmproxy parses it.
+        assert curl("-x", f"http://127.0.0.1:{port}", f"http://localhost:{shop.port}/items/2",
+                    "--noproxy", "")[0] == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            assert recv_exactly(s, len(GREETING)) == GREETING
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            out = subprocess.run(["curl", "-q", "-sS", "-x", f"http://127.0.0.1:{port}",
+                                  f"https://127.0.0.1:{closed.getsockname()[1]}/"],
+                                 capture_output=True, text=True, timeout=20)
+            assert out.returncode != 0
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{ctl}/stats", timeout=5)
+                 .json()["tunnels"] == 2, what="the tunnels to end")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.read_text()
+    assert "Traceback" not in text
+    assert sum("tapproxy: warning:" in line for line in text.splitlines()) == 1
+    with open_capture(output) as reader:
+        records = list(reader)
+    named, refused = [r for r in records if isinstance(r, Exchange)]
+    left_out, tunnel = sorted((r for r in records if isinstance(r, Tunnel)),
+                              key=lambda t: t.reason)
+    assert (named.caller.name, named.caller.source, named.status) == ("browser", "listener", 200)
+    assert (refused.request.method, refused.error.kind) == ("CONNECT", "refused")
+    assert (tunnel.reason, tunnel.first_from_server) == ("server_first", GREETING)
+    assert (left_out.reason, left_out.callee.name) == ("ignored", "localhost")
 
 
 # --- 7. the demo ----------------------------------------------------------------------------
