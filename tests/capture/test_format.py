@@ -408,6 +408,22 @@ def test_a_tunnel_record_with_only_its_required_fields_reads_with_defaults(tmp_p
     assert (t.failed, t.duration_ns, t.why) == (False, 0, "a-reason-from-a-newer-writer")
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("bytes_from_client", "12", "field bytes_from_client is str '12', not int"),
+    ("first_from_server", "text", "field first_from_server is str 'text', not bin"),
+    ("started", None, "field started is nil, not int"),
+])
+def test_a_tunnel_record_with_a_bad_field_is_named(tmp_path, field, value, message):
+    path = tmp_path / "bad-tunnel.tap"
+    tunnel = {"kind": "tunnel", "id": "t1", "reason": "not_http", "started": T0,
+              "caller": {"name": "a", "source": "peer"}, "callee": {"name": "b", "source": "host"}}
+    path.write_bytes(MAGIC + frame(HEADER_WIRE) + frame({**tunnel, field: value}))
+    with pytest.raises(CaptureError) as e:
+        read_capture(path)
+    at = len(MAGIC) + len(frame(HEADER_WIRE))
+    assert str(e.value) == f"{path}: record 1 at byte {at} (tunnel) is malformed: {message}"
+
+
 def test_a_newer_format_version_is_refused(tmp_path):
     path = tmp_path / "v2.tap"
     path.write_bytes(MAGIC + frame({**HEADER_WIRE, "version": FORMAT_VERSION + 1}))
