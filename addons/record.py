@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mitmproxy import ctx
 
+from tapproxy.proxy.h2c import H2cPriorKnowledge
 from tapproxy.proxy.options import (
     Address,
     RecordOptions,
@@ -137,4 +138,5 @@ class TapproxyRecord:
             sys.exit(1)
 
 
-addons = [TapproxyRecord()]
+# Scripts load after mitmproxy's NextLayer, whose decision H2cPriorKnowledge amends.
+addons = [TapproxyRecord(), H2cPriorKnowledge()]

@@ -16,6 +16,7 @@ from tapproxy.capture.model import (
     MAX_TIME,
     ErrorInfo,
     Exchange,
+    GrpcMessage,
     Headers,
     Party,
     Record,
@@ -63,6 +64,16 @@ def _truncation(m: Request | Response) -> dict:
     return {"body_size": m.body_size, "body_sha256": m.body_sha256}
 
 
+def _trailers_to_wire(t: Headers | None) -> dict:
+    return {} if t is None else {"trailers": _headers_to_wire(t)}
+
+
+def _grpc_to_wire(messages: tuple[GrpcMessage, ...]) -> list[dict]:
+    # The payloads are already in the bodies: only where each message ends and when.
+    return [{"from_client": m.from_client, "compressed": m.compressed,
+             "timestamp": m.timestamp, "length": len(m.data)} for m in messages]
+
+
 def _exchange_to_wire(x: Exchange) -> dict:
     q = x.request
     r = x.response
@@ -82,6 +93,7 @@ def _exchange_to_wire(x: Exchange) -> dict:
             "headers": _headers_to_wire(q.headers),
             "body": q.body,
             **_truncation(q),
+            **_trailers_to_wire(q.trailers),
         },
         "response": None
         if r is None
@@ -92,6 +104,7 @@ def _exchange_to_wire(x: Exchange) -> dict:
             "headers": _headers_to_wire(r.headers),
             "body": r.body,
             **_truncation(r),
+            **_trailers_to_wire(r.trailers),
         },
         "error": None if x.error is None else {"kind": x.error.kind, "message": x.error.message},
         "timing": {k: getattr(t, k) for k in _TIMING_FIELDS if getattr(t, k) is not None},
@@ -101,6 +114,7 @@ def _exchange_to_wire(x: Exchange) -> dict:
         "streamed": x.streamed,
         "websocket": x.websocket,
         "redacted": list(x.redacted),
+        **({"grpc_messages": _grpc_to_wire(x.grpc_messages)} if x.grpc_messages else {}),
     }
 
 
@@ -262,6 +276,34 @@ def _kept_in_part(m: dict, where: str) -> dict:
     return {"body_size": size, "body_sha256": _get(m, "body_sha256", _BIN, where)}
 
 
+def _trailers_from_wire(m: dict, where: str) -> Headers | None:
+    """Trailers (format minor 3): absent or nil when none were sent."""
+    return None if m.get("trailers") is None else _headers_from_wire(m, "trailers", where)
+
+
+def _grpc_from_wire(d: dict, request_body: bytes, response_body: bytes | None
+                    ) -> tuple[GrpcMessage, ...]:
+    """gRPC messages (format minor 3), cut from the bodies by the recorded lengths."""
+    items = _get(d, "grpc_messages", _LIST, "", ())
+    offsets = {True: 0, False: 0}
+    out = []
+    for i, m in enumerate(items):
+        if type(m) is not dict:
+            raise _bad("", f"grpc_messages[{i}]", "map", {f"grpc_messages[{i}]": m})
+        where = f"grpc_messages[{i}]."
+        from_client = _get(m, "from_client", _BOOL, where)
+        compressed = _get(m, "compressed", _BOOL, where, False)
+        timestamp = _time(m, "timestamp", where)
+        length = _int(m, "length", where, 0, _MAX_SIZE)
+        body = request_body if from_client else response_body or b""
+        start = offsets[from_client] + 5  # past the 5-byte length prefix
+        if start + length > len(body):
+            break  # a body changed (redaction), cut or kept in part: stop where they disagree
+        out.append(GrpcMessage(from_client, compressed, timestamp, body[start:start + length]))
+        offsets[from_client] = start + length
+    return tuple(out)
+
+
 def _party_from_wire(d: dict, key: str) -> Party:
     p = _map(d, key)
     where = key + "."
@@ -290,6 +332,8 @@ def _exchange_from_wire(d: dict) -> Exchange:
     q = _map(d, "request")
     r = _map(d, "response", "", None)
     e = _map(d, "error", "", None)
+    request_body = _get(q, "body", _BIN, "request.", b"")
+    response_body = None if r is None else _get(r, "body", _BIN, "response.", b"")
     return Exchange(
         id=_get(d, "id", _STR),
         caller=_party_from_wire(d, "caller"),
@@ -302,8 +346,9 @@ def _exchange_from_wire(d: dict) -> Exchange:
             path=_text(q, "path", "request."),
             http_version=_get(q, "http_version", _STR, "request."),
             headers=_headers_from_wire(q, "headers", "request."),
-            body=_get(q, "body", _BIN, "request.", b""),
+            body=request_body,
             **_kept_in_part(q, "request."),
+            trailers=_trailers_from_wire(q, "request."),
         ),
         response=None
         if r is None
@@ -312,8 +357,9 @@ def _exchange_from_wire(d: dict) -> Exchange:
             reason=_text(r, "reason", "response.", ""),
             http_version=_get(r, "http_version", _STR, "response.", ""),
             headers=_headers_from_wire(r, "headers", "response."),
-            body=_get(r, "body", _BIN, "response.", b""),
+            body=response_body,
             **_kept_in_part(r, "response."),
+            trailers=_trailers_from_wire(r, "response."),
         ),
         error=None if e is None else ErrorInfo(_get(e, "kind", _STR, "error."),
                                                 _get(e, "message", _STR, "error.", "")),
@@ -324,6 +370,7 @@ def _exchange_from_wire(d: dict) -> Exchange:
         streamed=_get(d, "streamed", _BOOL, "", False),
         websocket=_get(d, "websocket", _BOOL, "", False),
         redacted=_strings(d, "redacted"),
+        grpc_messages=_grpc_from_wire(d, request_body, response_body),
     )
 
 

@@ -35,7 +35,8 @@ FORMAT_VERSION = 1  # bumped only for changes an older reader would misread
 # Minor: bumped for additions (fields, record kinds) that older readers skip.
 # 1 added otlp_spans records; 2 added body_size/body_sha256 (a body kept in part);
 # 3 added tunnel records (connections not parsed as HTTP).
-FORMAT_MINOR = 3
+# 4 added request/response trailers and grpc_messages.
+FORMAT_MINOR = 4
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
 _MAX_FRAME = 1 << 31
 _MAX_CHECK = 64 << 20  # above this, a frame past the end is taken as cut off unexamined

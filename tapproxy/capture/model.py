@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 __all__ = [
     "ErrorInfo",
     "Exchange",
+    "GrpcMessage",
     "Headers",
     "Party",
     "Record",
@@ -158,6 +160,7 @@ class Request(_Message):
     body: bytes = b""
     body_size: int | None = None  # the whole body's length, when `body` is its first bytes
     body_sha256: bytes | None = None  # the whole body's SHA-256, likewise
+    trailers: Headers | None = None  # HTTP/2 trailers (gRPC clients rarely send any)
 
     @property
     def url(self) -> str:
@@ -186,6 +189,7 @@ class Response(_Message):
     body: bytes = b""
     body_size: int | None = None  # the whole body's length, when `body` is its first bytes
     body_sha256: bytes | None = None  # the whole body's SHA-256, likewise
+    trailers: Headers | None = None  # trailing header fields, e.g. gRPC's grpc-status
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +242,32 @@ class ErrorInfo:
     message: str
 
 
+#: gRPC status codes by number (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
+GRPC_STATUS_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                     "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                     "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                     "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcMessage:
+    """One length-prefixed gRPC message of a request or response body, as it arrived.
+
+    `data` is the message as sent (still compressed with the `grpc-encoding` if
+    `compressed`); `timestamp` is when its last byte reached the proxy.
+    """
+
+    from_client: bool
+    compressed: bool
+    timestamp: int
+    data: bytes
+
+
+def _is_grpc_type(content_type: str | None) -> bool:
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    return ctype == "application/grpc" or ctype.startswith("application/grpc+")
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One request and what became of it: a response, an error, or both (cut mid-body)."""
@@ -255,11 +285,67 @@ class Exchange:
     streamed: bool = False  # the response body was passed through as it arrived
     websocket: bool = False  # a WebSocket handshake; messages follow as their own records
     redacted: tuple[str, ...] = ()  # what was masked, e.g. "request.header:authorization"
+    grpc_messages: tuple[GrpcMessage, ...] = ()  # gRPC only: both bodies split, in order
 
     @property
     def failed(self) -> bool:
-        """A transport error or a 5xx status."""
-        return self.error is not None or (self.response is not None and self.response.status >= 500)
+        """A transport error, a 5xx status, or a gRPC status other than OK.
+
+        The one notion of failure every reader uses (show --errors, spans, counts).
+        """
+        if self.error is not None:
+            return True
+        if self.response is None:
+            return False
+        if self.response.status >= 500:
+            return True
+        code = self.grpc_status
+        return code is not None and code != 0
+
+    @property
+    def is_grpc(self) -> bool:
+        """A gRPC call: content-type application/grpc or application/grpc+<codec>."""
+        return _is_grpc_type(self.request.headers.get("content-type")) or (
+            self.response is not None
+            and _is_grpc_type(self.response.headers.get("content-type")))
+
+    @property
+    def grpc_status(self) -> int | None:
+        """grpc-status from the trailers, or from the headers of a Trailers-Only answer."""
+        if self.response is None or not self.is_grpc:
+            return None
+        r = self.response
+        value = (r.trailers.get("grpc-status") if r.trailers is not None else None) \
+            or r.headers.get("grpc-status")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return 2  # UNKNOWN: a status that is not a number is no status a client accepts
+
+    @property
+    def grpc_status_name(self) -> str | None:
+        code = self.grpc_status
+        if code is None:
+            return None
+        return GRPC_STATUS_NAMES[code] if 0 <= code < len(GRPC_STATUS_NAMES) else str(code)
+
+    @property
+    def grpc_message(self) -> str | None:
+        """grpc-message, percent-decoded as the gRPC HTTP/2 protocol says."""
+        if self.response is None:
+            return None
+        r = self.response
+        value = (r.trailers.get("grpc-message") if r.trailers is not None else None) \
+            or r.headers.get("grpc-message")
+        return None if value is None else unquote(value)
+
+    @property
+    def grpc_method(self) -> tuple[str, str] | None:
+        """(service, method) of a gRPC call, from its path /package.Service/Method."""
+        if not self.is_grpc:
+            return None
+        service, sep, method = self.request.path_only.strip("/").rpartition("/")
+        return (service, method) if sep and service and method else None
 
     @property
     def status(self) -> int | None:

@@ -6,6 +6,8 @@ tapproxy streams every body it cannot bound in advance (no length, SSE) or that 
 longer than `--max-body`, and sets `stream` to a BodyTap: each piece passes through
 unchanged, and the tap keeps the first `max_body` bytes, the length and the SHA-256.
 Memory per exchange is therefore at most `max_body`, whatever the body's size.
+gRPC bodies always stream (a client- or bidi-streaming call needs each message passed on
+as it comes) through a GrpcTap, which also notes when each message completed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import hashlib
 
 from mitmproxy import http
 
-__all__ = ["BodyTap", "body_of", "request_streams", "response_streams"]
+from tapproxy.capture.grpc import Frame, MessageClock
+
+__all__ = ["BodyTap", "GrpcTap", "body_of", "grpc_frames", "is_grpc", "request_streams",
+           "response_streams"]
 
 
 class BodyTap:
@@ -42,6 +47,39 @@ class BodyTap:
         if self.size <= self._limit:
             return bytes(self._kept), None, None
         return bytes(self._kept), self.size, self._hash.digest()
+
+
+class GrpcTap(BodyTap):
+    """A BodyTap for a gRPC body that also notes when each message completed.
+
+    Only messages that start within the kept bytes are timed: the others are not in the
+    record, so their times are not kept either (memory stays bounded by `max_body`).
+    """
+
+    __slots__ = ("clock",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.clock = MessageClock()
+
+    def __call__(self, data: bytes) -> bytes:
+        if self.size <= self._limit:
+            self.clock(data)
+        return super().__call__(data)
+
+
+def grpc_frames(m: http.Message | None) -> list[Frame] | None:
+    """When each message of a gRPC body arrived, if the body went through a GrpcTap."""
+    return m.stream.clock.frames if m is not None and isinstance(m.stream, GrpcTap) else None
+
+
+def is_grpc(headers: http.Headers) -> bool:
+    """Content-type application/grpc or application/grpc+<codec> (raw bytes, hot path)."""
+    for k, v in headers.fields:
+        if k.lower() == b"content-type":
+            v = v.split(b";")[0].strip().lower()
+            return v == b"application/grpc" or v.startswith(b"application/grpc+")
+    return False
 
 
 def body_of(m: http.Message) -> tuple[bytes, int | None, bytes | None]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from mitmproxy import connection, http
 
+from tapproxy.capture.grpc import merge_messages, split_messages
 from tapproxy.capture.model import (
     ErrorInfo,
     Exchange,
@@ -15,7 +17,7 @@ from tapproxy.capture.model import (
     Response,
     Timing,
 )
-from tapproxy.proxy.bodies import body_of
+from tapproxy.proxy.bodies import body_of, grpc_frames
 
 __all__ = ["classify_error", "connect_failure", "exchange_from_flow", "exchange_from_tls_failure"]
 
@@ -30,6 +32,8 @@ def _headers(h: http.Headers) -> Headers:
 def _body(m: http.Message) -> dict:
     body, size, sha256 = body_of(m)
     return {"body": body, "body_size": size, "body_sha256": sha256}
+def _trailers(h: http.Headers | None) -> Headers | None:
+    return None if h is None else Headers.from_raw(h.fields)
 
 
 # mitmproxy reports failures as free text (OSError strings, h11/h2 messages); the
@@ -43,7 +47,8 @@ _ERROR_PATTERNS = (
     ("reset", ("connection reset", "errno 104", "broken pipe", "server closed connection",
                "server disconnected",
                "peer closed connection", "connection closed", "without sending complete message")),
-    ("client_closed", ("client disconnected", "client closed")),
+    ("client_closed", ("client disconnected", "client closed",
+                       "reset by client")),  # an HTTP/2 client cancelled (gRPC: deadline)
     ("protocol", ("protocol", "malformed", "invalid", "bad request", "cannot parse",
                   "bad http")),
 )
@@ -93,7 +98,10 @@ def exchange_from_flow(
     test: str | None = None,
     test_source: str | None = None,
 ) -> Exchange:
-    """The record of a finished (or failed) flow; bodies are kept raw, as on the wire."""
+    """The record of a finished (or failed) flow; bodies are kept raw, as on the wire.
+
+    A gRPC call's messages carry the times its GrpcTaps noted as they streamed by.
+    """
     q = flow.request
     r = flow.response
     cc, sc = flow.client_conn, flow.server_conn
@@ -106,12 +114,13 @@ def exchange_from_flow(
             http_version=r.http_version,
             headers=_headers(r.headers),
             **_body(r),
+            trailers=_trailers(r.trailers),
         )
     error = None
     if flow.error is not None:
         error = ErrorInfo(classify_error(flow.error.msg, q.timestamp_end is not None),
                           flow.error.msg)
-    return Exchange(
+    x = Exchange(
         id=flow.id,
         caller=caller,
         callee=callee,
@@ -124,6 +133,7 @@ def exchange_from_flow(
             http_version=q.http_version,
             headers=_headers(q.headers),
             **_body(q),
+            trailers=_trailers(q.trailers),
         ),
         response=response,
         error=error,
@@ -144,6 +154,13 @@ def exchange_from_flow(
         streamed=bool(r is not None and r.stream),
         websocket=flow.websocket is not None,
     )
+    if not x.is_grpc:
+        return x
+    t = x.timing
+    sent = split_messages(x.request.body, grpc_frames(q), True, t.request_end or t.request_start)
+    got = split_messages(response.body, grpc_frames(r), False,
+                         t.response_end or t.response_start or t.request_start) if response else []
+    return dataclasses.replace(x, grpc_messages=merge_messages(sent, got))
 
 
 def exchange_from_tls_failure(

@@ -32,7 +32,14 @@ from tapproxy.capture.redact import Redactor
 from tapproxy.capture.routes import RouteTable
 from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import CaptureError, ProxyError
-from tapproxy.proxy.bodies import BodyTap, body_of, request_streams, response_streams
+from tapproxy.proxy.bodies import (
+    BodyTap,
+    GrpcTap,
+    body_of,
+    is_grpc,
+    request_streams,
+    response_streams,
+)
 from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import (
     classify_error,
@@ -229,7 +236,11 @@ class Recorder:
         test, source = self.tests.attribute(header_test)
         # A refused request gets our answer; mitmproxy cannot also stream its body on.
         refused = flow.request.method != "CONNECT" and self._refuse_own_address(flow)
-        if not refused and request_streams(flow, self.options.max_body):
+        if not refused and is_grpc(h):
+            # Client- and bidi-streaming calls need each message passed on as it comes;
+            # the tap notes when each one arrived.
+            flow.request.stream = GrpcTap(self.options.max_body)
+        elif not refused and request_streams(flow, self.options.max_body):
             flow.request.stream = BodyTap(self.options.max_body)
         if self._leaves_hosts_out and host_ignored(flow.request.host, flow.request.port):
             # mitmproxy applies its host options to tunnels only; a plain-HTTP request to
@@ -271,8 +282,12 @@ class Recorder:
     # -- recording --------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if response_streams(flow, self.options.max_body):
-            flow.response.stream = BodyTap(self.options.max_body)  # type: ignore[union-attr]
+        r = flow.response
+        assert r is not None
+        if is_grpc(r.headers):
+            r.stream = GrpcTap(self.options.max_body)  # as it arrives, each message noted
+        elif response_streams(flow, self.options.max_body):
+            r.stream = BodyTap(self.options.max_body)
 
     def _submit_exchange(self, flow: http.HTTPFlow, connect_error: ErrorInfo | None = None):
         meta = flow.metadata.get(_META)

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from tapproxy.errors import ProxyError
+from tapproxy.proxy.h2c import H2cPriorKnowledge
 from tapproxy.proxy.options import Address, RecordOptions
 from tapproxy.proxy.recorder import Recorder, mitmproxy_modes
 
@@ -25,7 +26,8 @@ def mitmproxy_addons() -> list:
     (benchmarks/README.md).
     Kept: the core and proxy server, layer selection and TLS, DNS, refusing clients from
     public addresses (`block`, as mitmproxy does by default), and the three that keep
-    HTTP correct through a proxy (h2c upgrades, Alt-Svc, DNS HTTPS records).
+    HTTP correct through a proxy (h2c upgrades, Alt-Svc, DNS HTTPS records). Added:
+    h2c with prior knowledge, which amends NextLayer's decision and so comes after it.
     """
     from mitmproxy.addons import (
         block,
@@ -47,6 +49,7 @@ def mitmproxy_addons() -> list:
         proxyserver.Proxyserver(),
         dns_resolver.DnsResolver(),
         next_layer.NextLayer(),
+        H2cPriorKnowledge(),
         tlsconfig.TlsConfig(),
         update_alt_svc.UpdateAltSvc(),
     ]
