@@ -12,6 +12,7 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
+from tapproxy.capture.grpc import index_messages, messages_from_index
 from tapproxy.capture.model import (
     MAX_TIME,
     ErrorInfo,
@@ -68,12 +69,6 @@ def _trailers_to_wire(t: Headers | None) -> dict:
     return {} if t is None else {"trailers": _headers_to_wire(t)}
 
 
-def _grpc_to_wire(messages: tuple[GrpcMessage, ...]) -> list[dict]:
-    # The payloads are already in the bodies: only where each message ends and when.
-    return [{"from_client": m.from_client, "compressed": m.compressed,
-             "timestamp": m.timestamp, "length": len(m.data)} for m in messages]
-
-
 def _exchange_to_wire(x: Exchange) -> dict:
     q = x.request
     r = x.response
@@ -114,7 +109,7 @@ def _exchange_to_wire(x: Exchange) -> dict:
         "streamed": x.streamed,
         "websocket": x.websocket,
         "redacted": list(x.redacted),
-        **({"grpc_messages": _grpc_to_wire(x.grpc_messages)} if x.grpc_messages else {}),
+        **({"grpc_messages": index_messages(x.grpc_messages)} if x.grpc_messages else {}),
     }
 
 
@@ -285,23 +280,16 @@ def _grpc_from_wire(d: dict, request_body: bytes, response_body: bytes | None
                     ) -> tuple[GrpcMessage, ...]:
     """gRPC messages (format minor 3), cut from the bodies by the recorded lengths."""
     items = _get(d, "grpc_messages", _LIST, "", ())
-    offsets = {True: 0, False: 0}
-    out = []
+    index = []
     for i, m in enumerate(items):
         if type(m) is not dict:
             raise _bad("", f"grpc_messages[{i}]", "map", {f"grpc_messages[{i}]": m})
         where = f"grpc_messages[{i}]."
-        from_client = _get(m, "from_client", _BOOL, where)
-        compressed = _get(m, "compressed", _BOOL, where, False)
-        timestamp = _time(m, "timestamp", where)
-        length = _int(m, "length", where, 0, _MAX_SIZE)
-        body = request_body if from_client else response_body or b""
-        start = offsets[from_client] + 5  # past the 5-byte length prefix
-        if start + length > len(body):
-            break  # a body changed (redaction), cut or kept in part: stop where they disagree
-        out.append(GrpcMessage(from_client, compressed, timestamp, body[start:start + length]))
-        offsets[from_client] = start + length
-    return tuple(out)
+        index.append({"from_client": _get(m, "from_client", _BOOL, where),
+                      "compressed": _get(m, "compressed", _BOOL, where, False),
+                      "timestamp": _time(m, "timestamp", where),
+                      "length": _int(m, "length", where, 0, _MAX_SIZE)})
+    return messages_from_index(index, request_body, response_body)
 
 
 def _party_from_wire(d: dict, key: str) -> Party:

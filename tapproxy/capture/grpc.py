@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 
 from tapproxy.capture.model import GrpcMessage
 
-__all__ = ["Frame", "MessageClock", "iter_messages", "merge_messages", "split_messages"]
+__all__ = ["Frame", "MessageClock", "index_messages", "iter_messages", "merge_messages",
+           "messages_from_index", "split_messages"]
 
 _PREFIX = 5
 
@@ -90,3 +91,27 @@ def split_messages(body: bytes, frames: Sequence[Frame] | None, from_client: boo
 def merge_messages(*directions: list[GrpcMessage]) -> tuple[GrpcMessage, ...]:
     """Both directions in the order they arrived (stable: a tie keeps the client first)."""
     return tuple(sorted((m for d in directions for m in d), key=lambda m: m.timestamp))
+
+
+def index_messages(messages: tuple[GrpcMessage, ...]) -> list[dict]:
+    """Where each message ends and when: the payloads are already in the bodies."""
+    return [{"from_client": m.from_client, "compressed": m.compressed,
+             "timestamp": m.timestamp, "length": len(m.data)} for m in messages]
+
+
+def messages_from_index(raw: list, request_body: bytes, response_body: bytes | None
+                        ) -> tuple[GrpcMessage, ...]:
+    """The messages an `index_messages` list describes, cut from the two bodies."""
+    offsets = {True: 0, False: 0}
+    out = []
+    for d in raw:
+        from_client = bool(d["from_client"])
+        body = request_body if from_client else response_body or b""
+        start = offsets[from_client] + 5  # past the 5-byte length prefix
+        end = start + d["length"]
+        if end > len(body):
+            break  # the body was changed (redaction) or cut: stop where they disagree
+        out.append(GrpcMessage(from_client, bool(d.get("compressed", False)),
+                               d["timestamp"], body[start:end]))
+        offsets[from_client] = end
+    return tuple(out)

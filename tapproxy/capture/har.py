@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from tapproxy.atomic import atomic_output
 from tapproxy.capture.encoding import decoded_body
+from tapproxy.capture.grpc import index_messages, messages_from_index
 from tapproxy.capture.model import (
     ERROR_KINDS,
     ErrorInfo,
@@ -92,6 +93,8 @@ def _entry_out(x: Exchange) -> dict[str, Any]:
     if q.body:
         text, _ = _body_out(q, "_encoding")  # HAR 1.2 has no `encoding` on postData
         request["postData"] = {"mimeType": _clean(q.headers.get("content-type") or ""), **text}
+    if q.trailers is not None:
+        request["_trailers"] = _headers_out(q.trailers)  # HAR 1.2 has no trailers
     return {
         "startedDateTime": _iso(t.request_start),
         "time": _ms(t.duration_ns),
@@ -110,6 +113,7 @@ def _entry_out(x: Exchange) -> dict[str, Any]:
             "request_body_b64": _b64(q.body),
             "response_body_b64": None if r is None else _b64(r.body),
             **_truncation_out("request", q), **_truncation_out("response", r),
+            **({"grpc_messages": index_messages(x.grpc_messages)} if x.grpc_messages else {}),
         },
     }
 
@@ -129,6 +133,8 @@ def _response_out(r: Response | None, error: ErrorInfo | None) -> dict[str, Any]
         out.update(status=r.status, statusText=r.reason, httpVersion=r.http_version,
                    headers=_headers_out(r.headers), content=content, bodySize=r.size,
                    redirectURL=_clean(r.headers.get("location") or ""))
+        if r.trailers is not None:
+            out["_trailers"] = _headers_out(r.trailers)
     if error is not None:
         out["_error"] = {"kind": error.kind, "message": error.message}
     return out
@@ -309,12 +315,13 @@ def _exchange_in(entry: dict) -> Exchange:
     request = Request(
         method=method, scheme=scheme, host=host, port=port, path=path,
         http_version=_version_in(_get(entry, "request.httpVersion", str, ""), own),
-        headers=req_headers, body=req_body, **(_truncation_in(entry, "request") if own else {}),
+        headers=req_headers, body=req_body, trailers=_trailers_in(entry, "request"),
+        **(_truncation_in(entry, "request") if own else {}),
     )
     response = None if resp_body is None else Response(
         status=status, reason=_get(entry, "response.statusText", str, ""),
         http_version=_version_in(_get(entry, "response.httpVersion", str, ""), own),
-        headers=resp_headers, body=resp_body,
+        headers=resp_headers, body=resp_body, trailers=_trailers_in(entry, "response"),
         **(_truncation_in(entry, "response") if own else {}),
     )
     if not own:
@@ -335,7 +342,17 @@ def _exchange_in(entry: dict) -> Exchange:
         streamed=_get(entry, "_tapproxy.streamed", bool, False),
         websocket=_get(entry, "_tapproxy.websocket", bool, False),
         redacted=tuple(redacted),
+        grpc_messages=_grpc_messages_in(entry, req_body, resp_body),
     )
+
+
+def _grpc_messages_in(entry: dict, request_body: bytes, response_body: bytes | None):
+    index = _get(entry, "_tapproxy.grpc_messages", list, [])
+    for j, m in enumerate(index):
+        for key, kind in (("from_client", bool), ("compressed", bool), ("timestamp", int),
+                          ("length", int)):
+            _get(m, key, kind, prefix=f"_tapproxy.grpc_messages[{j}].")
+    return messages_from_index(index, request_body, response_body)
 
 
 def _party_in(entry: dict, key: str) -> Party:
@@ -355,10 +372,16 @@ def _error_in(entry: dict) -> ErrorInfo | None:
                      message=_get(raw, "message", str, "", prefix="response._error."))
 
 
-def _headers_in(entry: dict, where: str) -> Headers:
+def _trailers_in(entry: dict, where: str) -> Headers | None:
+    if _get(entry, f"{where}._trailers", list, None) is None:
+        return None
+    return _headers_in(entry, where, "_trailers")
+
+
+def _headers_in(entry: dict, where: str, key: str = "headers") -> Headers:
     fields = []
-    for j, h in enumerate(_get(entry, f"{where}.headers", list, [])):
-        prefix = f"{where}.headers[{j}]."
+    for j, h in enumerate(_get(entry, f"{where}.{key}", list, [])):
+        prefix = f"{where}.{key}[{j}]."
         name, value = _get_text(h, "name", prefix), _get_text(h, "value", prefix)
         if not name.startswith(":"):  # HTTP/2 and HTTP/3 pseudo-headers are not fields
             fields.append((name, value))

@@ -360,7 +360,7 @@ def test_unknown_record_kinds_and_fields_from_another_tool_are_skipped(tmp_path)
         "caller": {"name": "web", "source": "header", "pid": 12},
         "callee": {"name": "api", "source": "reverse"},
         "request": {"method": "GET", "scheme": "http", "host": "api", "port": 8000,
-                    "path": "/v1", "http_version": "HTTP/1.1", "trailers": [],
+                    "path": "/v1", "http_version": "HTTP/1.1", "priority": [3, 1],
                     "headers": [[b"accept", b"*/*"]]},
         "response": {"status": 204, "early_hints": [[b"link", b"</a.css>"]]},
         "timing": {"request_start": T0, "response_end": T0 + 5, "dns_done": T0 + 1},

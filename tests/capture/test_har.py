@@ -18,6 +18,7 @@ from tapproxy.capture.model import (
     ERROR_KINDS,
     ErrorInfo,
     Exchange,
+    GrpcMessage,
     Headers,
     Party,
     Request,
@@ -51,6 +52,24 @@ def _exchange(**kw) -> Exchange:
     return Exchange(**values)
 
 
+def _framed(*messages: bytes) -> bytes:
+    return b"".join(b"\x00" + len(m).to_bytes(4) + m for m in messages)
+
+
+GRPC = _exchange(
+    id="grpc",
+    request=Request("POST", "http", "echo", 50051, "/taptest.Echo/ServerStream", "HTTP/2.0",
+                    Headers((("content-type", "application/grpc"), ("te", "trailers"))),
+                    _framed(b"\n\x02hi")),
+    response=Response(200, "", "HTTP/2.0", Headers((("content-type", "application/grpc"),)),
+                      _framed(b"\n\x01a", b""),
+                      trailers=Headers((("grpc-status", "5"), ("grpc-message", "no%20such"),
+                                        ("x-trailer", "t1")))),
+    grpc_messages=(GrpcMessage(True, False, T0 + 1, b"\n\x02hi"),
+                   GrpcMessage(False, False, T0 + 2, b"\n\x01a"),
+                   GrpcMessage(False, False, T0 + 3, b"")),
+    streamed=True,
+)
 GZIP_TEXT = "héllo " * 50
 EXCHANGES = [
     _exchange(),
@@ -86,6 +105,7 @@ EXCHANGES = [
         response=Response(204, "No Content", "HTTP/1.1"),
         websocket=True,
     ),
+    GRPC,
 ]
 
 
@@ -114,6 +134,17 @@ def test_capture_file_round_trips_through_har(tmp_path):
 
     assert count == len(EXCHANGES)
     assert list(import_har(har)) == EXCHANGES
+
+
+def test_trailers_are_a_custom_har_field_and_grpc_messages_keep_their_times(tmp_path):
+    _, _, doc = _export(tmp_path, [GRPC])
+    entry = doc["log"]["entries"][0]
+    assert entry["response"]["_trailers"] == [
+        {"name": "grpc-status", "value": "5"}, {"name": "grpc-message", "value": "no%20such"},
+        {"name": "x-trailer", "value": "t1"}]
+    assert "_trailers" not in entry["request"]
+    assert [m["timestamp"] for m in entry["_tapproxy"]["grpc_messages"]] == [T0 + 1, T0 + 2,
+                                                                            T0 + 3]
 
 
 def test_exported_har_has_the_required_har_1_2_structure(tmp_path):
@@ -451,12 +482,13 @@ def _exchanges(draw) -> Exchange:
     response = draw(st.none() | st.builds(
         Response, st.integers(0, 999), st.text(), st.sampled_from(["HTTP/1.1", "HTTP/2.0", ""]),
         st.just(Headers(tuple(headers))),
-        st.just(encode_body(body, coding)) | st.binary(max_size=50)))  # also undecodable
+        st.just(encode_body(body, coding)) | st.binary(max_size=50),  # also undecodable
+        trailers=st.none() | st.builds(Headers, _HEADERS.map(tuple))))
     request = st.builds(
         Request, _TOKEN, st.sampled_from(["http", "https", "ws", "wss"]), st.text(),
         st.integers(0, 65535), _RAW | st.text(), st.text(),
         st.builds(Headers, _HEADERS.map(tuple)),
-        st.binary(max_size=200))
+        st.binary(max_size=200), trailers=st.none() | st.builds(Headers, _HEADERS.map(tuple)))
     party = st.builds(Party, st.text(), st.text(), st.none() | st.text())
     return draw(st.builds(
         Exchange, st.text(), party, party, request,
