@@ -217,23 +217,29 @@ def show(
     service: Annotated[str | None, typer.Option(help="Only calls from/to this service.")]
     = None,
     errors: Annotated[bool, typer.Option(
-        help="Only failed exchanges (errors, 4xx, 5xx) and failed tunnels.")] = False,
+        help="Only failed exchanges (errors, 4xx, 5xx, gRPC status not OK) and failed "
+             "tunnels.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object per exchange or tunnel (its `kind` says which).")]
     = False,
     exchange: Annotated[str | None, typer.Option(
         help="Show exchange N (its # in the table), tunnel tN, or the one whose id starts "
              "so (4+ characters).")] = None,
+    proto_descriptor: Annotated[Path | None, typer.Option(
+        help="Decode gRPC messages by name with this `protoc --include_imports "
+             "--descriptor_set_out` file (else by field number).")] = None,
 ) -> None:
     """List the exchanges of a capture, and the connections not parsed as HTTP (tunnels,
     rows t1, t2, …), or show one in full."""
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.model import TestCase, Tunnel
+    from tapproxy.capture.protobuf import ProtoSchema
     from tapproxy.capture.select import numbered_rows, select
     from tapproxy.report.jsonl import exchange_json, tunnel_json
     from tapproxy.report.printable import json_line
     from tapproxy.report.text import print_exchange, print_table, print_tunnel
 
+    schema = None if proto_descriptor is None else ProtoSchema(proto_descriptor)
     console = _out()
     with open_capture(capture) as reader:
         tests: dict[str, TestCase] = {}
@@ -256,7 +262,7 @@ def show(
             if isinstance(x, Tunnel):
                 print_tunnel(str(n), x, console)
             else:
-                print_exchange(n, x, console, tests)
+                print_exchange(n, x, console, tests, schema)
         elif as_json:
             for n, x in rows:
                 row = tunnel_json(n, x) if isinstance(x, Tunnel) else exchange_json(n, x)

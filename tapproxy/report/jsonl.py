@@ -37,6 +37,7 @@ def exchange_json(n: int, x: Exchange) -> dict:
         "method": q.method,
         "url": q.url,
         "status": x.status,
+        "failed": x.failed,
         "error": None if x.error is None else {"kind": x.error.kind, "message": x.error.message},
         "duration_ms": round(t.duration_ns / 1e6, 3),
         "timing_ns": {k: getattr(t, k) for k in t.__dataclass_fields__
@@ -45,7 +46,14 @@ def exchange_json(n: int, x: Exchange) -> dict:
                     **_body(q)},
         "response": None if r is None else {
             "http_version": r.http_version, "reason": r.reason,
-            "headers": [list(h) for h in r.headers], **_body(r)},
+            "headers": [list(h) for h in r.headers], **_body(r),
+            **({} if r.trailers is None else {"trailers": [list(h) for h in r.trailers]})},
+        **({} if not x.is_grpc else {"grpc": {
+            "status": x.grpc_status, "status_name": x.grpc_status_name,
+            "message": x.grpc_message,
+            "messages": [{"from_client": m.from_client, "compressed": m.compressed,
+                          "timestamp_ns": m.timestamp, "size": len(m.data)}
+                         for m in x.grpc_messages]}}),
         "streamed": x.streamed,
         "websocket": x.websocket,
         "route": x.route,

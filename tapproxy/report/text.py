@@ -10,15 +10,16 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.text import Text
 
-from tapproxy.capture.encoding import decoded_body
+from tapproxy.capture.encoding import decode_body, decoded_body
 from tapproxy.capture.model import Exchange, Party, Request, Response, TestCase, Tunnel
+from tapproxy.capture.protobuf import ProtoSchema, decode_raw
 from tapproxy.errors import CaptureError
 from tapproxy.report.printable import printable
 
 __all__ = ["print_exchange", "print_table", "print_tunnel", "status_text"]
 
 _COLUMNS = (("#", 4), ("test", 20), ("caller → callee", 26), ("method", 6), ("path", 0),
-            ("status", 7), ("ms", 8), ("size", 7))
+            ("status", 13), ("ms", 8), ("size", 7))
 
 
 def _party(p: Party) -> str:
@@ -27,11 +28,15 @@ def _party(p: Party) -> str:
 
 
 def status_text(x: Exchange) -> Text:
+    """The HTTP status, with the gRPC status where it is not OK (e.g. `200 NOT_FOUND`)."""
     if x.error is not None and x.response is None:
         return Text(printable(x.error.kind.upper()), style="bold red")
     status = x.status or 0
-    style = "red" if status >= 500 or x.error else "yellow" if status >= 400 else "green"
-    return Text(str(status) + ("!" if x.error else ""), style=style)
+    grpc = x.grpc_status_name
+    style = ("red" if status >= 500 or x.error or x.failed
+             else "yellow" if status >= 400 else "green")
+    return Text(str(status) + (f" {grpc}" if grpc not in (None, "OK") else "")
+                + ("!" if x.error else ""), style=style)
 
 
 def _size(x: Exchange) -> str:
@@ -85,11 +90,15 @@ def print_table(rows: Iterable[tuple[int | str, Exchange | Tunnel]], console: Co
     return count
 
 
+def _truncated(console: Console, msg: Request | Response) -> None:
+    console.print(f"  (body truncated: the first {len(msg.body)} of {msg.body_size} bytes "
+                  f"were kept, SHA-256 {msg.body_sha256.hex()})", style="yellow")
+
+
 def _body(console: Console, msg: Request | Response) -> None:
     headers, raw = msg.headers, msg.body
     if msg.body_truncated:
-        console.print(f"  (body truncated: the first {len(raw)} of {msg.body_size} bytes "
-                      f"were kept, SHA-256 {msg.body_sha256.hex()})", style="yellow")
+        _truncated(console, msg)
     if not raw:
         console.print("  (no body)", style="dim")
         return
@@ -121,8 +130,54 @@ def _headers(console: Console, headers) -> None:
         console.print(Text(f"  {printable(k)}: {printable(v)}"))
 
 
-def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestCase]) -> None:
-    """Everything recorded about one exchange: identity, timing, headers, decoded bodies."""
+def _trailers(console: Console, trailers) -> None:
+    if trailers is None:
+        return
+    console.print("  trailers:" if len(trailers) else "  trailers: (none)", style="bold")
+    _headers(console, trailers)
+
+
+def _grpc_messages(console: Console, x: Exchange, schema: ProtoSchema | None) -> None:
+    """Each message with its time, direction and flag, decoded as protobuf."""
+    method = x.grpc_method
+    console.print(Text(f"\ngRPC {printable('/'.join(method)) if method else '?'}: "
+                       f"{len(x.grpc_messages)} messages", style="bold cyan"))
+    codings = {True: x.request.headers.get("grpc-encoding"),
+               False: x.response.headers.get("grpc-encoding") if x.response else None}
+    for i, m in enumerate(x.grpc_messages, 1):
+        arrow = "→" if m.from_client else "←"
+        flag = (f", compressed ({printable(codings[m.from_client] or '?')})"
+                if m.compressed else "")
+        console.print(f"  {arrow} #{i}  {(m.timestamp - x.timing.request_start) / 1e6:+.2f} ms"
+                      f"  {len(m.data)} bytes{flag}", style="dim")
+        data = m.data
+        if m.compressed:
+            try:
+                data = decode_body(data, codings[m.from_client])
+            except CaptureError as e:
+                console.print(f"    (cannot decompress: {escape(printable(str(e)))})",
+                              style="yellow")
+                continue
+        text = None
+        if schema is not None and method is not None:
+            text = schema.decode(*method, m.from_client, data)
+        if text is None:
+            text = decode_raw(data)
+        if text is None:
+            console.print(f"    (not protobuf: {len(data)} bytes)", style="yellow")
+        elif text:
+            lines = escape(printable(text, lines=True)).splitlines()
+            console.print("\n".join("    " + line for line in lines), highlight=False)
+        else:
+            console.print("    (empty message)", style="dim")
+
+
+def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestCase],
+                   schema: ProtoSchema | None = None) -> None:
+    """Everything recorded about one exchange: identity, timing, headers, decoded bodies.
+
+    A gRPC exchange shows its messages decoded (by name with `schema`) in place of bodies.
+    """
     q, r = x.request, x.response
     head = Text(f"exchange {n}  ", style="bold")
     head.append(f"{_party(x.caller)} ({printable(x.caller.source)}) → "
@@ -148,16 +203,34 @@ def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestC
     console.print(Text(f"\n{printable(q.method)} {printable(q.url)} {printable(q.http_version)}",
                        style="bold cyan"))
     _headers(console, q.headers)
-    _body(console, q)
+    if not x.is_grpc:
+        _body(console, q)
+    elif q.body_truncated:
+        _truncated(console, q)
+    _trailers(console, q.trailers)
     if r is None:
         console.print("\n(no response)", style="red")
+        if x.is_grpc:
+            _grpc_messages(console, x, schema)
         return
     line = Text(f"\n{printable(r.http_version)} ", style="bold cyan")
     line.append_text(status_text(x))
     line.append(f" {printable(r.reason)}", style="bold cyan")
     console.print(line)
     _headers(console, r.headers)
-    _body(console, r)
+    if not x.is_grpc:
+        _body(console, r)
+    elif r.body_truncated:
+        _truncated(console, r)
+    _trailers(console, r.trailers)
+    if x.is_grpc:
+        code = x.grpc_status
+        if code is not None:
+            message = x.grpc_message
+            console.print(f"grpc-status: {printable(x.grpc_status_name or '')} ({code})"
+                          + (f": {escape(printable(message))}" if message else ""),
+                          style="bold red" if code else "bold green")
+        _grpc_messages(console, x, schema)
 
 
 def _first_bytes(console: Console, label: str, first: bytes, total: int) -> None:

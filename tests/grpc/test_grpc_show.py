@@ -1,0 +1,72 @@
+"""`tapproxy show` on a capture of real gRPC calls: statuses in the table, --errors,
+trailers and decoded messages in --exchange (raw and by name), JSON."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+from tests.conftest import run_cli
+from tests.grpc.conftest import run_calls
+
+
+def _record(echo, start_echo, start_proxy):
+    server = start_echo()
+    proxy = start_proxy()
+    with grpc.insecure_channel(server.target,
+                               options=[("grpc.http_proxy", proxy.url_as("cli"))]) as ch:
+        run_calls(echo, ch)
+    proxy.stop()
+    return proxy.capture
+
+
+def test_show_lists_grpc_statuses_errors_and_decoded_messages(echo, start_echo, start_proxy,
+                                                              tmp_path):
+    capture = _record(echo, start_echo, start_proxy)
+
+    out = run_cli("show", capture)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if "/taptest.Echo/" in line]
+    assert len(rows) == 7
+    assert "200 NOT_FOUND" in rows[1] and "200 INTERNAL" in rows[4]
+    assert "NOT_FOUND" not in rows[0] and "200" in rows[0]
+
+    errors = run_cli("show", capture, "--errors").stdout
+    failed = [line.split()[0] for line in errors.splitlines() if "/taptest.Echo/" in line]
+    assert failed == ["2", "3", "5"]  # NOT_FOUND, the deadline, INTERNAL mid-stream
+
+    one = run_cli("show", capture, "--exchange", "1").stdout
+    assert "grpc-status: OK (0)" in one
+    assert "trailers:" in one and "x-echo-trailer: t1" in one
+    assert '1: "hi"' in one and '1: "echo hi"' in one  # decoded without a schema
+    assert "3 {" in one and "2: 0x3fe0000000000000" in one  # nested Inner, double as fixed64
+
+    named = run_cli("show", capture, "--exchange", "1",
+                    "--proto-descriptor", echo.descriptor_set).stdout
+    assert 'text: "hi"' in named and "numbers: 300" in named
+    assert "flag: true" in named and "ratio: 0.5" in named
+
+    aborted = run_cli("show", capture, "--exchange", "5").stdout
+    assert "grpc-status: INTERNAL (13): broke after 2" in aborted
+    assert aborted.count("← #") == 2 and aborted.count("→ #") == 1
+
+    rows_json = [json.loads(line)
+                 for line in run_cli("show", capture, "--json").stdout.splitlines()]
+    grpc_rows = [r for r in rows_json if "grpc" in r]
+    assert [r["grpc"]["status_name"] for r in grpc_rows] == [
+        "OK", "NOT_FOUND", None, "OK", "INTERNAL", "OK", "OK"]
+    assert [r["failed"] for r in grpc_rows] == [False, True, True, False, True, False, False]
+
+
+def test_a_bad_proto_descriptor_is_one_line_and_exit_2(tmp_path, echo):
+    bad = tmp_path / "not.desc"
+    bad.write_bytes(b"\xff\xff\xff")
+    capture = tmp_path / "none.tap"
+    from tapproxy.capture.format import new_header
+    from tapproxy.capture.writer import CaptureWriter
+    CaptureWriter(capture, new_header()).close()
+    out = run_cli("show", capture, "--exchange", "1", "--proto-descriptor", bad)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (f"tapproxy: error: {bad}: not a protobuf descriptor set "
+                                  "(protoc --descriptor_set_out=FILE)")
