@@ -20,7 +20,8 @@ def _ms(s: Span) -> str:
 
 
 def _status(s: Span) -> Text:
-    code = s.attributes.get("http.response.status_code")
+    code = s.attributes.get("http.response.status_code",
+                            s.attributes.get("rpc.response.status_code"))
     err = s.attributes.get("error.type")
     label = str(code) if code is not None else str(err or "")
     style = "red" if s.status == "error" else "green" if code is not None else "dim"
@@ -40,7 +41,10 @@ def _label(s: Span, server: Span | None) -> Text:
     if s.kind == "client" and server is not None:
         t.append(f"{printable(s.service)} → {printable(server.service)}", style="bold")
         path = str(server.attributes.get("url.path", ""))
-        t.append(f"  {printable(server.name.split(' ')[0])} {printable(path)}  ")
+        if "rpc.method" in server.attributes:
+            t.append(f"  {printable(server.name)}  ")
+        else:
+            t.append(f"  {printable(server.name.split(' ')[0])} {printable(path)}  ")
     else:
         t.append(printable(s.service), style="bold")
         t.append(f"  {s.kind.upper()} {printable(s.name)}  ")

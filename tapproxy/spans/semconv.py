@@ -13,6 +13,7 @@ from tapproxy.capture.credentials import mask_query, name_test
 from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
+from tapproxy.spans.rpc import rpc_attributes, rpc_status
 
 __all__ = ["client_attributes", "server_attributes", "server_saw_request", "span_status"]
 
@@ -79,8 +80,11 @@ def _error_type(x: Exchange, threshold: int) -> str | None:
 
 
 def span_status(x: Exchange, kind: str) -> tuple[str, str]:
-    """("error", message) or ("unset", ""): client 4xx/5xx, server 5xx, transport errors."""
+    """("error", message) or ("unset", ""): client 4xx/5xx, server 5xx, transport errors;
+    for gRPC, the grpc-status (see `spans.rpc`)."""
     threshold = 400 if kind == "client" else 500
+    if (rpc := rpc_status(x, kind)) is not None:
+        return rpc
     if x.error is not None:
         return "error", f"{x.error.kind}: {x.error.message}"
     if x.status is not None and x.status >= threshold:
@@ -98,6 +102,18 @@ def _common(x: Exchange, attrs: dict, threshold: int, bodies: bool) -> None:
     attrs["tapproxy.exchange_id"] = x.id
     if bodies:
         _bodies(x, attrs)
+
+
+def _with_common(x: Exchange, rpc: tuple[str, dict[str, object]], bodies: bool
+                 ) -> tuple[str, dict[str, object]]:
+    """A gRPC span: the RPC attributes, and what every span of ours carries."""
+    name, attrs = rpc
+    if (pv := _protocol_version(x.request.http_version)) is not None:
+        attrs["network.protocol.version"] = pv
+    attrs["tapproxy.exchange_id"] = x.id
+    if bodies:
+        _bodies(x, attrs)
+    return name, attrs
 
 
 def _text(msg) -> str:
@@ -118,6 +134,8 @@ def _bodies(x: Exchange, attrs: dict) -> None:
 
 def client_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str, object]]:
     """(span name, attributes) of the CLIENT span: the caller's view of the call."""
+    if (rpc := rpc_attributes(x, "client")) is not None:
+        return _with_common(x, rpc, bodies)
     attrs: dict[str, object] = {}
     method = _method(x, attrs)
     attrs["server.address"] = x.request.host
@@ -129,6 +147,8 @@ def client_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str,
 
 def server_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str, object]]:
     """(span name, attributes) of the SERVER span: the callee's view of the request."""
+    if (rpc := rpc_attributes(x, "server")) is not None:
+        return _with_common(x, rpc, bodies)
     attrs: dict[str, object] = {}
     method = _method(x, attrs)
     q = x.request

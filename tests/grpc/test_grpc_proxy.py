@@ -82,6 +82,7 @@ def test_every_call_passes_unchanged_and_is_recorded(mode, echo, start_echo, sta
     recorded[2] = ("Unary", "DEADLINE_EXCEEDED")
     assert recorded == [*EXPECTED, ("Bidi", "OK")]
     assert [x.failed for x in xs] == [code != "OK" for _, code in recorded]
+    assert proxy.handle.recorder.errors == 3  # the live count uses the same notion
     assert all(x.request.http_version == "HTTP/2.0" for x in xs)
     by_direction = [(sum(m.from_client for m in x.grpc_messages),
                      sum(not m.from_client for m in x.grpc_messages)) for x in xs]
