@@ -52,7 +52,9 @@ def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> di
     Both spellings of the proxy variables: curl reads only lower-case `http_proxy`.
     NO_PROXY is set empty so an inherited one (often `localhost`) cannot bypass the tap.
     The caller's password is ignored by tapproxy; it is there because requests sends no
-    Proxy-Authorization for a user without one.
+    Proxy-Authorization for a user without one. gRPC's C core (Python, C++, Ruby, PHP…)
+    reads `grpc_proxy` before the others, `no_grpc_proxy` before `no_proxy`, and its trusted
+    roots from GRPC_DEFAULT_SSL_ROOTS_FILE_PATH.
     """
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "::") else listen.host
     user = f"{caller}:tap@" if caller else ""
@@ -61,7 +63,9 @@ def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> di
     env = {}
     for name in ("HTTP_PROXY", "HTTPS_PROXY"):
         env[name] = env[name.lower()] = proxy
-    env["NO_PROXY"] = env["no_proxy"] = ""
-    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"):
+    env["grpc_proxy"] = proxy
+    env["NO_PROXY"] = env["no_proxy"] = env["no_grpc_proxy"] = ""
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+                 "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
         env[name] = ca
     return env
