@@ -4,6 +4,7 @@ from tapproxy.capture.format import CaptureReader, new_header, open_capture
 from tapproxy.capture.model import (
     ErrorInfo,
     Exchange,
+    GrpcMessage,
     Headers,
     Party,
     Record,
@@ -26,6 +27,7 @@ __all__ = [
     "CaptureWriter",
     "ErrorInfo",
     "Exchange",
+    "GrpcMessage",
     "Headers",
     "Party",
     "Record",

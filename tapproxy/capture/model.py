@@ -27,6 +27,7 @@ __all__ = [
     "Tunnel",
     "WebSocketEnd",
     "WebSocketMessage",
+    "is_grpc_content_type",
 ]
 
 _SE = "surrogateescape"
@@ -263,7 +264,8 @@ class GrpcMessage:
     data: bytes
 
 
-def _is_grpc_type(content_type: str | None) -> bool:
+def is_grpc_content_type(content_type: str | None) -> bool:
+    """application/grpc or application/grpc+<codec> (not gRPC-Web), parameters aside."""
     ctype = (content_type or "").split(";")[0].strip().lower()
     return ctype == "application/grpc" or ctype.startswith("application/grpc+")
 
@@ -305,9 +307,9 @@ class Exchange:
     @property
     def is_grpc(self) -> bool:
         """A gRPC call: content-type application/grpc or application/grpc+<codec>."""
-        return _is_grpc_type(self.request.headers.get("content-type")) or (
+        return is_grpc_content_type(self.request.headers.get("content-type")) or (
             self.response is not None
-            and _is_grpc_type(self.response.headers.get("content-type")))
+            and is_grpc_content_type(self.response.headers.get("content-type")))
 
     @property
     def grpc_status(self) -> int | None:
