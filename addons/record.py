@@ -36,6 +36,10 @@ class TapproxyRecord:
         self.recorder: Recorder | None = None
 
     def load(self, loader) -> None:
+        if ctx.master.addons.get("h2cpriorknowledge") is None:
+            # It amends mitmproxy's NextLayer decision, so it must come after NextLayer in
+            # the addon chain; a script's own addons come before it.
+            ctx.master.addons.add(H2cPriorKnowledge())
         loader.add_option("tapproxy_output", str, "tapproxy.tap", "Capture file to write.")
         loader.add_option("tapproxy_service", Sequence[str], [],
                           "NAME=HOST[:PORT]: name the service at that address.")
@@ -138,5 +142,4 @@ class TapproxyRecord:
             sys.exit(1)
 
 
-# Scripts load after mitmproxy's NextLayer, whose decision H2cPriorKnowledge amends.
-addons = [TapproxyRecord(), H2cPriorKnowledge()]
+addons = [TapproxyRecord()]
