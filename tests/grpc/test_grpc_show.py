@@ -70,3 +70,39 @@ def test_a_bad_proto_descriptor_is_one_line_and_exit_2(tmp_path, echo):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip() == (f"tapproxy: error: {bad}: not a protobuf descriptor set "
                                   "(protoc --descriptor_set_out=FILE)")
+
+
+def test_spans_of_grpc_calls_follow_the_rpc_conventions(echo, start_echo, start_proxy,
+                                                        tmp_path):
+    capture = _record(echo, start_echo, start_proxy)
+    out_file = tmp_path / "spans.jsonl"
+    out = run_cli("spans", capture, "--out", out_file)
+    assert out.returncode == 0, out.stderr
+    spans = [s for line in out_file.read_text().splitlines()
+             for rs in json.loads(line)["resourceSpans"]
+             for ss in rs["scopeSpans"] for s in ss["spans"]]
+
+    def attrs(s):
+        return {a["key"]: next(iter(a["value"].values())) for a in s["attributes"]}
+
+    client = [(s["name"], attrs(s).get("rpc.response.status_code"),
+               s.get("status", {}).get("code")) for s in spans if s["kind"] == 3]
+    assert client == [
+        ("taptest.Echo/Unary", "OK", None),
+        ("taptest.Echo/Unary", "NOT_FOUND", 2),
+        ("taptest.Echo/Unary", None, 2),  # the deadline: the client cancelled
+        ("taptest.Echo/ServerStream", "OK", None),
+        ("taptest.Echo/ServerStream", "INTERNAL", 2),
+        ("taptest.Echo/ClientStream", "OK", None),
+        ("taptest.Echo/Bidi", "OK", None),
+    ]
+    server = {attrs(s).get("rpc.response.status_code"): s.get("status", {}).get("code")
+              for s in spans if s["kind"] == 2}
+    assert server["NOT_FOUND"] is None and server["INTERNAL"] == 2  # only server faults
+    assert all(attrs(s)["rpc.system.name"] == "grpc" for s in spans if s["kind"] in (2, 3))
+
+    tree = run_cli("spans", capture, "--tree")
+    assert tree.returncode == 0, tree.stderr
+    lines = [line for line in tree.stdout.splitlines() if "taptest.Echo/" in line]
+    assert len(lines) == 7
+    assert "NOT_FOUND" in lines[1] and "INTERNAL" in lines[4] and "OK" in lines[0]
