@@ -29,6 +29,7 @@ from tapproxy.capture import (
     CaptureWriter,
     ErrorInfo,
     Exchange,
+    GrpcMessage,
     Headers,
     Party,
     Request,
@@ -125,10 +126,27 @@ TUNNEL = Tunnel(
     test_source="control",
 )
 
+EXCHANGE_GRPC = Exchange(
+    id="g1",
+    caller=Party("web", "proxy-auth"),
+    callee=Party("echo", "reverse"),
+    request=Request("POST", "http", "echo", 50051, "/taptest.Echo/Bidi", "HTTP/2.0",
+                    Headers((("content-type", "application/grpc"),)),
+                    b"\x00\x00\x00\x00\x01x\x01\x00\x00\x00\x02zz"),
+    response=Response(200, "", "HTTP/2.0", Headers((("content-type", "application/grpc"),)),
+                      b"\x00\x00\x00\x00\x00",
+                      trailers=Headers((("grpc-status", "13"), ("grpc-message", "boom")))),
+    timing=Timing(request_start=T0, response_end=T0 + 9),
+    grpc_messages=(GrpcMessage(True, False, T0 + 1, b"x"),
+                   GrpcMessage(False, False, T0 + 2, b""),
+                   GrpcMessage(True, True, T0 + 3, b"zz")),
+)
+
 ALL_KINDS = [
     TestCase("tests/test_orders.py::test_create", started=T0, ended=T0 + 9, outcome="passed"),
     EXCHANGE_OK,
     EXCHANGE_FAILED,
+    EXCHANGE_GRPC,
     TestCase("tests/test_orders.py::test_open", started=T0 + 10),
     WS_HANDSHAKE,
     WebSocketMessage("ws1", from_client=True, is_text=True, content=b"hello", timestamp=T0 + 20),
@@ -248,6 +266,7 @@ _exchanges = st.builds(
         http_version=st.sampled_from(["HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3"]),
         headers=_headers,
         body=_bodies,
+        trailers=st.none() | _headers,
     ),
     timing=st.builds(
         Timing, st.integers(min_value=0, max_value=2**63 - 1), _opt_ns, _opt_ns, _opt_ns,
@@ -261,6 +280,7 @@ _exchanges = st.builds(
         http_version=st.sampled_from(["HTTP/1.1", "HTTP/2.0"]),
         headers=_headers,
         body=_bodies,
+        trailers=st.none() | _headers,
     ),
     error=st.none() | st.builds(ErrorInfo, st.sampled_from(ERROR_KINDS), st.text(max_size=40)),
     test=st.none() | st.text(max_size=30),
@@ -278,6 +298,33 @@ def test_random_exchanges_round_trip(tmp_path, exchanges):
     path = tmp_path / "random.tap"
     write_capture(path, exchanges)
     assert read_capture(path) == exchanges
+
+
+def test_grpc_messages_are_stored_as_lengths_into_the_bodies(tmp_path):
+    path = tmp_path / "grpc.tap"
+    data = write_capture(path, [EXCHANGE_GRPC])
+    [payload] = [msgpack.unpackb(data[a + 8:b]) for a, b in frame_spans(data)][1:]
+    assert payload["grpc_messages"] == [
+        {"from_client": True, "compressed": False, "timestamp": T0 + 1, "length": 1},
+        {"from_client": False, "compressed": False, "timestamp": T0 + 2, "length": 0},
+        {"from_client": True, "compressed": True, "timestamp": T0 + 3, "length": 2}]
+    assert payload["response"]["trailers"] == [[b"grpc-status", b"13"],
+                                               [b"grpc-message", b"boom"]]
+    assert "trailers" not in payload["request"]  # none were sent
+    [x] = read_capture(path)
+    assert (x.grpc_status_name, x.grpc_message, x.failed) == ("INTERNAL", "boom", True)
+
+
+def test_a_malformed_grpc_message_index_names_the_record(tmp_path):
+    path = tmp_path / "bad.tap"
+    data = write_capture(path, [EXCHANGE_GRPC])
+    (a, b) = frame_spans(data)[1]
+    payload = msgpack.unpackb(data[a + 8:b])
+    payload["grpc_messages"] = [{"from_client": True}]
+    path.write_bytes(data[:a] + frame(payload))
+    with pytest.raises(CaptureError, match=r"record 1 .*\(exchange\) is malformed: missing "
+                                           r"or bad field 'length'"):
+        read_capture(path)
 
 
 # --- truncation and corruption ------------------------------------------------------------
