@@ -106,3 +106,21 @@ def test_spans_of_grpc_calls_follow_the_rpc_conventions(echo, start_echo, start_
     lines = [line for line in tree.stdout.splitlines() if "taptest.Echo/" in line]
     assert len(lines) == 7
     assert "NOT_FOUND" in lines[1] and "INTERNAL" in lines[4] and "OK" in lines[0]
+
+
+def test_compressed_messages_are_flagged_and_decoded(echo, start_echo, start_proxy):
+    server = start_echo()
+    proxy = start_proxy()
+    with grpc.insecure_channel(server.target, compression=grpc.Compression.Gzip,
+                               options=[("grpc.http_proxy", proxy.url)]) as ch:
+        resp = echo.pb2_grpc.EchoStub(ch).Unary(echo.pb2.Req(text="squeeze " * 20), timeout=20)
+    assert resp.text == "echo " + "squeeze " * 20
+    proxy.stop()
+    [x] = proxy.exchanges()
+    sent = [m for m in x.grpc_messages if m.from_client]
+    assert [m.compressed for m in sent] == [True]
+    assert x.request.headers.get("grpc-encoding") == "gzip"
+
+    shown = run_cli("show", proxy.capture, "--exchange", "1").stdout
+    assert "compressed (gzip)" in shown
+    assert '1: "' + "squeeze " * 20 + '"' in shown.replace("\n    ", "")
