@@ -89,3 +89,23 @@ def test_every_call_passes_unchanged_and_is_recorded(mode, echo, start_echo, sta
     assert by_direction == [(1, 1), (1, 0), (1, 0), (1, 4), (1, 2), (3, 1), (2, 2), (3, 3)]
     expected_caller = "127.0.0.1" if mode in ("reverse", "forward") else "echo-client"
     assert {x.caller.name for x in xs} == {expected_caller}
+
+
+def test_a_stream_longer_than_max_body_passes_whole_and_is_kept_in_part(echo, start_echo,
+                                                                       start_proxy):
+    server = start_echo()
+    proxy = start_proxy(max_body=100)
+    with grpc.insecure_channel(server.target,
+                               options=[("grpc.http_proxy", proxy.url)]) as ch:
+        got = [m.text for m in echo.pb2_grpc.EchoStub(ch).ServerStream(
+            echo.pb2.Req(text="part", count=30), timeout=20)]
+    assert got == [f"part {i}" for i in range(30)]  # every message reached the client
+    [x] = wait_for(lambda: proxy.exchanges(), what="the call recorded")
+    r = x.response
+    assert r.body_truncated and len(r.body) == 100 and r.body_size > 100
+    assert x.grpc_status_name == "OK"
+    received = [m for m in x.grpc_messages if not m.from_client]
+    assert 0 < len(received) < 30  # only the messages whole within the kept bytes
+    assert [m.data for m in received] == [
+        echo.pb2.Resp(text=f"part {i}", index=i).SerializeToString()
+        for i in range(len(received))]

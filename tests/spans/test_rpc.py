@@ -18,7 +18,7 @@ def _call(code: int | None, message: str | None = None, *, trailers_only: bool =
     headers = [("content-type", "application/grpc")] + (status if trailers_only else [])
     response = None if error else Response(
         200, "", "HTTP/2.0", Headers(tuple(headers)), b"",
-        None if trailers_only else Headers(tuple(status)))
+        trailers=None if trailers_only else Headers(tuple(status)))
     return Exchange(
         id="g1", caller=Party("web", "proxy-auth", "127.0.0.1:40000"),
         callee=Party("orders", "host", "127.0.0.1:50051"),
