@@ -32,6 +32,8 @@ def _headers(h: http.Headers) -> Headers:
 def _body(m: http.Message) -> dict:
     body, size, sha256 = body_of(m)
     return {"body": body, "body_size": size, "body_sha256": sha256}
+
+
 def _trailers(h: http.Headers | None) -> Headers | None:
     return None if h is None else Headers.from_raw(h.fields)
 
