@@ -322,8 +322,8 @@ def test_a_malformed_grpc_message_index_names_the_record(tmp_path):
     payload = msgpack.unpackb(data[a + 8:b])
     payload["grpc_messages"] = [{"from_client": True}]
     path.write_bytes(data[:a] + frame(payload))
-    with pytest.raises(CaptureError, match=r"record 1 .*\(exchange\) is malformed: missing "
-                                           r"or bad field 'length'"):
+    with pytest.raises(CaptureError, match=r"record 1 .*\(exchange\) is malformed: field "
+                                           r"grpc_messages\[0\]\.timestamp is missing"):
         read_capture(path)
 
 
