@@ -37,8 +37,9 @@ class TapproxyRecord:
 
     def load(self, loader) -> None:
         if ctx.master.addons.get("h2cpriorknowledge") is None:
-            # It amends mitmproxy's NextLayer decision, so it must come after NextLayer in
-            # the addon chain; a script's own addons come before it.
+            # It amends mitmproxy's NextLayer decision (and what the recorder noted of it),
+            # so it must come last in the addon chain; a script's own addons come before
+            # NextLayer.
             ctx.master.addons.add(H2cPriorKnowledge())
         loader.add_option("tapproxy_output", str, "tapproxy.tap", "Capture file to write.")
         loader.add_option("tapproxy_service", Sequence[str], [],

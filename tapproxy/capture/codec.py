@@ -272,13 +272,13 @@ def _kept_in_part(m: dict, where: str) -> dict:
 
 
 def _trailers_from_wire(m: dict, where: str) -> Headers | None:
-    """Trailers (format minor 3): absent or nil when none were sent."""
+    """Trailers (format minor 4): absent or nil when none were sent."""
     return None if m.get("trailers") is None else _headers_from_wire(m, "trailers", where)
 
 
 def _grpc_from_wire(d: dict, request_body: bytes, response_body: bytes | None
                     ) -> tuple[GrpcMessage, ...]:
-    """gRPC messages (format minor 3), cut from the bodies by the recorded lengths."""
+    """gRPC messages (format minor 4), cut from the bodies by the recorded lengths."""
     items = _get(d, "grpc_messages", _LIST, "", ())
     index = []
     for i, m in enumerate(items):

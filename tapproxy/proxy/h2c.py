@@ -7,7 +7,8 @@ without TLS — is read as an HTTP/1 request `PRI * HTTP/2.0` and killed, or, in
 CONNECT tunnel whose server greeted first with its SETTINGS, relayed as raw TCP.
 mitmproxy's own support is an open pull request (mitmproxy#8127; issues #3362, #6998).
 
-This addon runs after mitmproxy's `NextLayer` and amends its decision: when the
+This addon runs last in the addon chain (after mitmproxy's `NextLayer` and the
+recorder) and amends the decision: when the
 client's first bytes are the preface, the HTTP layer mitmproxy chose (or the raw TCP
 layer it fell back to) becomes an HTTP layer with both sides marked `h2`, as if ALPN
 had said so; the server side then speaks h2c too. Connections mitmproxy was told to

@@ -26,8 +26,7 @@ def mitmproxy_addons() -> list:
     (benchmarks/README.md).
     Kept: the core and proxy server, layer selection and TLS, DNS, refusing clients from
     public addresses (`block`, as mitmproxy does by default), and the three that keep
-    HTTP correct through a proxy (h2c upgrades, Alt-Svc, DNS HTTPS records). Added:
-    h2c with prior knowledge, which amends NextLayer's decision and so comes after it.
+    HTTP correct through a proxy (h2c upgrades, Alt-Svc, DNS HTTPS records).
     """
     from mitmproxy.addons import (
         block,
@@ -49,7 +48,6 @@ def mitmproxy_addons() -> list:
         proxyserver.Proxyserver(),
         dns_resolver.DnsResolver(),
         next_layer.NextLayer(),
-        H2cPriorKnowledge(),
         tlsconfig.TlsConfig(),
         update_alt_svc.UpdateAltSvc(),
     ]
@@ -137,7 +135,9 @@ class RecordingProxy:
             opts = options.Options()
             self._master = master = Master(opts, event_loop=asyncio.get_running_loop())
             ready = _Ready()
-            master.addons.add(*mitmproxy_addons(), self.recorder, ready)
+            # H2cPriorKnowledge amends the layer NextLayer chose (and the recorder's tunnel
+            # log noted), so it has the last word: a decision it defers stays deferred.
+            master.addons.add(*mitmproxy_addons(), self.recorder, H2cPriorKnowledge(), ready)
             update = {
                 "mode": mitmproxy_modes(self.options),
                 "confdir": str(self.options.confdir),
