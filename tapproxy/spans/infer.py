@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from tapproxy.capture.model import Exchange, TestCase
 from tapproxy.spans.context import parse_traceparent, span_id_for, trace_id_for
@@ -25,7 +26,7 @@ from tapproxy.spans.semconv import (
     span_status,
 )
 
-__all__ = ["Candidate", "Synthesizer", "choose_parent"]
+__all__ = ["Candidate", "ParentIndex", "Synthesizer", "choose_parent"]
 
 INFERENCE = "tapproxy.parent_inference"
 TEST_SERVICE = "tests"
@@ -43,8 +44,19 @@ class Candidate:
     had_context: bool  # the request arrived with a traceparent
 
 
-def choose_parent(candidates: Iterable[Candidate], at: int) -> tuple[Candidate | None,
-                                                                     list[Candidate], str]:
+class Enclosing(Protocol):
+    """What parent inference needs of a request a service was handling."""
+
+    @property
+    def exchange_id(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int | None: ...
+
+
+def choose_parent[C: Enclosing](candidates: Iterable[C], at: int) -> tuple[C | None, list[C],
+                                                                          str]:
     """(parent, others, how) for a call started at `at` by the candidates' service.
 
     The nearest enclosing request (latest start) wins; the others become links.
@@ -55,6 +67,29 @@ def choose_parent(candidates: Iterable[Candidate], at: int) -> tuple[Candidate |
     if not enclosing:
         return None, [], "root"
     return enclosing[-1], enclosing[:-1], "ambiguous" if len(enclosing) > 1 else "timing"
+
+
+class ParentIndex[C: Enclosing]:
+    """The requests each service was handling, so a new call finds the one it is nested in.
+
+    The one implementation of parent inference over recorded exchanges: spans use it with
+    their candidates, `tapproxy.analysis.calltree` with its call nodes. Feed exchanges in
+    the order they started: `parent_of` each, then `add` it.
+    """
+
+    def __init__(self) -> None:
+        self._by_service: dict[str, list[C]] = {}
+
+    def parent_of(self, x: Exchange) -> tuple[C | None, list[C], str]:
+        """(parent, other candidates, how): how is `timing`, `ambiguous` or `root`."""
+        if x.caller.source == "peer":  # a caller known only by its address is nobody's callee
+            return None, [], "root"
+        return choose_parent(self._by_service.get(x.caller.name, ()), x.timing.request_start)
+
+    def add(self, x: Exchange, item: C) -> None:
+        """Make `item` (standing for `x`) a possible parent of its callee's later calls."""
+        if server_saw_request(x):  # a request the callee never got is nobody's parent
+            self._by_service.setdefault(x.callee.name, []).append(item)
 
 
 class Synthesizer:
@@ -156,17 +191,16 @@ class Synthesizer:
 
         `test_span` False: the test's own span was already emitted (late exchanges)."""
         ordered = sorted(exchanges, key=lambda x: (x.timing.request_start, x.id))
-        by_service: dict[str, list[Candidate]] = {}
+        index: ParentIndex[Candidate] = ParentIndex()
         spans: list[Span] = []
         findings: list[Finding] = []
         for x in ordered:
-            # A caller known only by its address matches nobody's callee name.
-            known = x.caller.source != "peer"
-            mine, me, found = self.exchange(x, by_service.get(x.caller.name, ()) if known else ())
+            parent, others, _ = index.parent_of(x)
+            enclosing = [*others, parent] if parent is not None else []
+            mine, me, found = self.exchange(x, enclosing)
             spans.extend(mine)
             findings.extend(found)
-            if server_saw_request(x):  # a request the callee never got is nobody's parent
-                by_service.setdefault(x.callee.name, []).append(me)
+            index.add(x, me)
         name = case.name if case else test
         if name is not None and test_span:
             last = max((s.end for s in spans), default=None)
