@@ -1,0 +1,26 @@
+"""Analyses over capture records: the first point of failure and per-edge metrics.
+
+Pure functions of records; reading and printing happen in the CLI and `tapproxy.report`.
+"""
+
+from tapproxy.analysis.baseline import Divergence, first_divergence, mask_volatile
+from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
+from tapproxy.analysis.calltree import CallNode, CallTree, build_call_tree
+from tapproxy.analysis.failure import Consequence, Failure, FailureStory, Root, first_failure
+
+__all__ = [
+    "Budget",
+    "CallNode",
+    "CallTree",
+    "Consequence",
+    "Divergence",
+    "Failure",
+    "FailureStory",
+    "Root",
+    "build_call_tree",
+    "first_divergence",
+    "first_failure",
+    "mask_volatile",
+    "parse_budget",
+    "parse_duration",
+]
