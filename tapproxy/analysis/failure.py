@@ -12,6 +12,7 @@ reaches the test; everything else is a consequence with its reason, or another f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -212,9 +213,7 @@ def first_failure(
         chain = a.chain(root_n)
         attempts = a.attempts(root_n)
         why = [_root_why(a, root_n)]
-        if len(reaching) > 1:
-            why.append(f"the earliest of {len(reaching)} failures that reached the test")
-        elif not reaching:
+        if not reaching:
             why.append("no failure reached the test; this is the earliest")
         failing_attempts = [m for m in attempts if m in f]
         if len(attempts) > 1:
@@ -245,6 +244,11 @@ def first_failure(
             assign(c, "independent", "independent failure: " + _root_why(a, c))
         else:
             assign(c, "unrelated", "caused nothing: " + _unrelated_why(a, c))
+    independent = sorted(n for n, c in roles.items() if c.role == "independent")
+    if root is not None and independent:
+        root = dataclasses.replace(root, why=root.why + "; it came before the independent "
+                                   f"failure{'s' * (len(independent) > 1)} "
+                                   + ", ".join(f"#{n}" for n in independent))
     for n in sorted(a.recovered):
         assign(n, "handled", f"handled: attempt #{a.recovered[n]} of the same call passed")
     # Failing callers above every classified failure share its story.

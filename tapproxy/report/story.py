@@ -1,0 +1,179 @@
+"""A failure story as plain text lines (80 columns) and as JSON for tools.
+
+Lines rather than terminal markup, so the same text fits `tapproxy why`, a pytest
+failure section and a JUnit property.
+"""
+
+from __future__ import annotations
+
+from tapproxy.analysis.calltree import CallNode
+from tapproxy.analysis.failure import Consequence, FailureStory, ms
+from tapproxy.capture.model import Exchange, Response, _Message
+from tapproxy.errors import CaptureError
+
+__all__ = ["story_json", "story_lines"]
+
+WIDTH = 80
+_TAGS = {"propagated": "propagated", "retry": "retry", "same": "same", "independent":
+         "independent", "handled": "handled", "unrelated": "unrelated"}
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _outcome(x: Exchange) -> str:
+    if x.error is not None:
+        return x.error.kind
+    return str(x.status) if x.status is not None else "-"
+
+
+def _target(x: Exchange) -> str:
+    return f"{x.request.method} {x.route or x.request.path_only}"
+
+
+def _call_line(node: CallNode, tag: str, width: int) -> str:
+    x = node.exchange
+    indent = "  " * min(node.depth, 6)
+    right = f" {_outcome(x):>6} {ms(x.timing.duration_ns):>8}  {tag:<10}"
+    left = f"{node.number:>3} {indent}{x.caller.name} → {x.callee.name}  {_target(x)}"
+    return (_fit(left, width - len(right)).ljust(width - len(right)) + right).rstrip()
+
+
+def _excerpt(message: _Message | None, width: int) -> str:
+    if message is None:
+        return ""
+    try:
+        text = message.text()
+    except CaptureError:
+        return f"({message.size} bytes, encoded)"
+    text = " ".join(text.split())
+    return _fit(text, width) if text else ""
+
+
+def _shown(story: FailureStory, limit: int) -> set[int]:
+    """Calls to print: all of a short test; of a long one the path to the root and every
+    failing call, with their callers."""
+    nodes = story.tree.nodes
+    if len(nodes) <= limit:
+        return {n.number for n in nodes}
+    keep: set[int] = set(story.failures)
+    for n in list(keep):
+        keep.update(story.tree.ancestors(n))
+    return keep
+
+
+def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30) -> list[str]:
+    """The call tree in time order with the root marked, why, and what followed."""
+    tags = {c.number: _TAGS[c.role] for c in (*story.consequences, *story.others)}
+    if story.root is not None:
+        tags[story.root.number] = "◀ root"
+    lines = [_fit(f"{story.test or '(no test)'}  {story.outcome or 'no outcome'}", width)]
+    shown = _shown(story, limit)
+    skipped = 0
+    for node in story.tree.nodes:
+        if node.number not in shown:
+            skipped += 1
+            continue
+        if skipped:
+            lines.append(f"    … {skipped} more call{'s' * (skipped > 1)}, none failed")
+            skipped = 0
+        lines.append(_call_line(node, tags.get(node.number, ""), width))
+    if skipped:
+        lines.append(f"    … {skipped} more call{'s' * (skipped > 1)}, none failed")
+    root = story.root
+    if root is None:
+        lines.append("no failure to explain" if not story.failures else
+                     "no root: every failure was handled or caused nothing")
+    else:
+        x = story.tree.node(root.number).exchange
+        lines.append(_fit(f"root #{root.number} {x.caller.name} → {x.callee.name}  "
+                          f"{_target(x)}  {_outcome(x)}", width))
+        lines.extend(_wrap(f"why: {root.why}", width, "  "))
+        lines.append(_fit(f"  request:  {x.request.method} {x.request.url}", width))
+        body = _excerpt(x.request, width - 12)
+        if body:
+            lines.append(f"            {body}")
+        if x.response is not None:
+            lines.append(_fit(f"  response: {_status_line(x.response)}", width))
+            body = _excerpt(x.response, width - 12)
+            if body:
+                lines.append(f"            {body}")
+        elif x.error is not None:
+            lines.append(_fit(f"  error:    {x.error.kind}: {x.error.message}", width))
+    if story.consequences:
+        lines.append("consequences:")
+        lines.extend(_consequence(story, c, width) for c in story.consequences)
+        if story.propagation:
+            lines.append(_fit(f"  {story.propagation}", width))
+    if story.others:
+        lines.append("other failures:")
+        lines.extend(_consequence(story, c, width) for c in story.others)
+    if story.divergence is not None:
+        d = story.divergence
+        dx = story.tree.node(d.number).exchange
+        lines.extend(_wrap(f"baseline: first divergence at #{d.number} {dx.caller.name} → "
+                           f"{dx.callee.name} {_target(dx)}: {d.what}", width, ""))
+    return lines
+
+
+def _status_line(r: Response) -> str:
+    return f"{r.status} {r.reason}".rstrip()
+
+
+def _consequence(story: FailureStory, c: Consequence, width: int) -> str:
+    x = story.tree.node(c.number).exchange
+    return _fit(f"  #{c.number} {x.caller.name} → {x.callee.name} {c.failure.label}: "
+                f"{c.reason}", width)
+
+
+def _wrap(text: str, width: int, indent: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
+def _call_json(node: CallNode, story: FailureStory) -> dict:
+    x = node.exchange
+    f = story.failures.get(node.number)
+    return {
+        "number": node.number, "exchange_id": x.id, "parent": node.parent,
+        "depth": node.depth, "parent_inference": node.inference,
+        "caller": x.caller.name, "callee": x.callee.name, "method": x.request.method,
+        "path": x.request.path, "route": x.route, "status": x.status,
+        "error": x.error.kind if x.error else None, "start_ns": x.timing.request_start,
+        "duration_ms": round(x.timing.duration_ns / 1e6, 3),
+        "failure": None if f is None else {"kind": f.kind, "label": f.label,
+                                           "detail": f.detail},
+    }
+
+
+def _consequence_json(c: Consequence, story: FailureStory) -> dict:
+    return {"number": c.number, "exchange_id": story.tree.node(c.number).exchange.id,
+            "role": c.role, "reason": c.reason, "cause": c.cause,
+            "failure": {"kind": c.failure.kind, "label": c.failure.label}}
+
+
+def story_json(story: FailureStory) -> dict:
+    """Everything in the story, with exchange ids to look calls up in the capture."""
+    root = None
+    if story.root is not None:
+        r = story.root
+        x = story.tree.node(r.number).exchange
+        root = {"number": r.number, "exchange_id": x.id, "why": r.why,
+                "attempt": r.attempt, "attempts": r.attempts,
+                "failure": {"kind": r.failure.kind, "label": r.failure.label,
+                            "detail": r.failure.detail},
+                "request_excerpt": _excerpt(x.request, 400),
+                "response_excerpt": _excerpt(x.response, 400)}
+    d = story.divergence
+    return {
+        "test": story.test, "outcome": story.outcome, "root": root,
+        "consequences": [_consequence_json(c, story) for c in story.consequences],
+        "others": [_consequence_json(c, story) for c in story.others],
+        "propagation": story.propagation or None,
+        "divergence": None if d is None else {
+            "number": d.number, "exchange_id": story.tree.node(d.number).exchange.id,
+            "baseline_exchange_id": d.baseline_id, "what": d.what},
+        "calls": [_call_json(n, story) for n in story.tree.nodes],
+    }
