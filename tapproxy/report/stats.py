@@ -23,15 +23,18 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-_HEAD = f"{'':<26}{'count':>6}{'err%':>6}{'4xx':>5}{'/s':>7}{'p50':>6}{'p95':>6}{'p99':>6}" \
-        f"{'max':>6}{'in':>7}{'out':>7}"
+_LABEL = 21  # with the figures: 79 columns
+_HEAD = f"{'count':>6}{'err%':>6}{'4xx':>4}{'/s':>6}{'p50':>6}{'p95':>6}{'p99':>6}" \
+        f"{'max':>6}{'in':>6}{'out':>6}"
 
 
-def _line(r: Row) -> str:
-    label = r.label if len(r.label) <= 25 else r.label[:24] + "…"
-    return (f"{label:<26}{r.count:>6}{r.error_rate * 100:>6.1f}{r.client_errors:>5}"
-            f"{_n(r.throughput_per_s):>7}{_n(r.p50_ms):>6}{_n(r.p95_ms):>6}{_n(r.p99_ms):>6}"
-            f"{_n(r.max_ms):>6}{_bytes(r.bytes_in):>7}{_bytes(r.bytes_out):>7}")
+def _lines(r: Row) -> list[str]:
+    """One line, or two when the label is longer than its column (it is never cut)."""
+    label = r.label if len(r.label) < _LABEL else ""
+    figures = (f"{label:<{_LABEL}}{r.count:>6}{r.error_rate * 100:>6.1f}{r.client_errors:>4}"
+            f"{_n(r.throughput_per_s):>6}{_n(r.p50_ms):>6}{_n(r.p95_ms):>6}{_n(r.p99_ms):>6}"
+            f"{_n(r.max_ms):>6}{_bytes(r.bytes_in):>6}{_bytes(r.bytes_out):>6}")
+    return [figures] if label else [r.label, figures]
 
 
 def stats_lines(metrics: Metrics, dimensions: tuple[str, ...]) -> list[str]:
@@ -39,11 +42,15 @@ def stats_lines(metrics: Metrics, dimensions: tuple[str, ...]) -> list[str]:
     lines: list[str] = []
     for dim in dimensions:
         rows = metrics.rows(dim)
-        lines.append(f"by {dim}" + " " * (26 - 3 - len(dim)) + _HEAD[26:])
-        lines.extend(_line(r) for r in rows)
+        lines.append(f"{'by ' + dim:<{_LABEL}}{_HEAD}")
+        for r in rows:
+            lines.extend(_lines(r))
         lines.append("")
     overall = metrics.rows("overall")
-    lines.append(_line(overall[0]) if overall else "(no exchanges)")
+    if not overall:
+        return [*lines, "(no exchanges)"]
+    lines.extend(_lines(overall[0]))
+    lines.append("latencies in ms; /s: calls per second; in, out: body bytes")
     return lines
 
 

@@ -1,0 +1,87 @@
+"""`tapproxy why` and `tapproxy stats` on a capture written by the real writer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tapproxy.capture import ErrorInfo, TestCase
+from tests.conftest import run_cli
+from tests.spans.build import MS, T0, exchange, write_capture
+
+TEST = "tests/test_shop.py::test_checkout"
+
+
+@pytest.fixture
+def capture(tmp_path):
+    def x(*a, **kw):
+        return exchange(*a, test=TEST, **kw)
+
+    return write_capture(tmp_path / "run.tap", [
+        x("a", "pytest", "gateway", 0, 200, status=502, method="POST", path="/checkout"),
+        x("b", "gateway", "web", 5, 190, status=500, path="/orders/42"),
+        x("c", "web", "payments", 10, 150, status=None, method="POST", path="/pay",
+          error=ErrorInfo("reset", "connection reset by peer"), request_body=b'{"amount":3}'),
+        TestCase(TEST, T0, T0 + 300 * MS, "failed"),
+        exchange("d", "pytest", "gateway", 400, 410, test="tests/test_ok.py::test_ok"),
+        TestCase("tests/test_ok.py::test_ok", T0 + 390 * MS, T0 + 420 * MS, "passed"),
+    ])
+
+
+def test_why_prints_the_tree_the_root_and_the_consequences_in_80_columns(capture) -> None:
+    r = run_cli("why", capture, "--test", TEST)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"{TEST}  failed",
+        "  1 pytest → gateway  POST /checkout                    502   200 ms  propagated",
+        "  2   gateway → web  GET /orders/42                     500   185 ms  propagated",
+        "  3     web → payments  POST /pay                     reset   140 ms  ◀ root",
+        "root #3 web → payments  POST /pay  reset",
+        "  why: transport error reset (connection reset by peer); it made no calls",
+        "  request:  POST http://payments/pay",
+        '            {"amount":3}',
+        "  error:    reset: connection reset by peer",
+        "consequences:",
+        "  #1 pytest → gateway 502: propagated from #3",
+        "  #2 gateway → web 500: propagated from #3",
+        "  propagated: gateway 502, web 500",
+    ]
+
+
+def test_why_without_a_test_tells_only_failing_tests(capture) -> None:
+    r = run_cli("why", capture, "--json")
+    assert r.returncode == 0, r.stderr
+    (story,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert story["test"] == TEST and story["root"]["exchange_id"] == "c"
+
+
+def test_stats_by_edge_as_json(capture) -> None:
+    r = run_cli("stats", capture, "--json", "--by", "edge")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == {"edge", "overall"}
+    edges = {tuple(e["key"]): e for e in out["edge"]}
+    assert edges[("pytest", "gateway")]["count"] == 2
+    assert edges[("web", "payments")]["errors"] == 1
+    assert edges[("web", "payments")]["bytes_in"] == 12
+    assert out["overall"]["count"] == 4
+    text = run_cli("stats", capture).stdout
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "gateway POST /checkout" in text and "web GET /orders/{}" in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("why", "nope.tap", "--test", "t"), "nope.tap: no such file"),
+    (("why", "{cap}", "--test", "nosuch"), "no test 'nosuch'"),
+    (("why", "{cap}", "--budget", "fast"), "bad --budget duration 'fast'"),
+    (("why", "{cap}", "--budget", "/x=1parsec"), "bad --budget duration '1parsec'"),
+    (("why", "{cap}", "--baseline", "missing.tap"), "missing.tap: no such file"),
+    (("stats", "{cap}", "--by", "color"), "bad --by 'color'"),
+    (("stats", "notes.txt"), "notes.txt"),
+])
+def test_bad_input_is_one_line_and_exit_2(capture, tmp_path, args, message) -> None:
+    (tmp_path / "notes.txt").write_text("not a capture\n")
+    r = run_cli(*(a.format(cap=capture) for a in args), cwd=tmp_path)
+    assert r.returncode == 2
+    assert len(r.stderr.splitlines()) == 1 and message in r.stderr, r.stderr
