@@ -5,6 +5,8 @@
     GET  /tests        {"open": [...]}
     POST /flush        every record so far is in the file   {"records": N}
     GET  /stats        live aggregates                      {"exchanges": N, "errors": N, ...}
+    GET  /metrics      per edge, route and test: count, errors, latency percentiles, bytes
+                       (the JSON of `tapproxy stats --json`)
 
 Once the capture cannot be written (a full disk), /flush and /tests/end answer 507
 (disk full) or 500 with {"error": "...", "records": N, "records_lost": N}.
@@ -25,9 +27,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from tapproxy.analysis.metrics import Metrics
 from tapproxy.capture.model import TestCase
 from tapproxy.errors import CaptureError
 from tapproxy.proxy.testcases import OpenTests, TestCaseError
+from tapproxy.report.stats import metrics_json
 
 __all__ = ["MAX_BODY", "MAX_NAME", "ControlServer", "Controlled"]
 
@@ -60,6 +64,7 @@ class Controlled(Protocol):
 
     tests: OpenTests
     writer: CaptureState
+    metrics: Metrics  # live per-edge, route and test figures
 
     def test_closed(self, case: TestCase) -> Awaitable[object] | None: ...
 
@@ -96,6 +101,7 @@ class ControlServer:
             web.get("/tests", self._list),
             web.post("/flush", self._flush),
             web.get("/stats", self._stats),
+            web.get("/metrics", self._metrics),
         ])
         return app
 
@@ -195,3 +201,6 @@ class ControlServer:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self._target.stats())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.json_response(metrics_json(self._target.metrics))

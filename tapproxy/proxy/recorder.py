@@ -18,6 +18,7 @@ from pathlib import Path
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.flow import Error
 
+from tapproxy.analysis.metrics import Metrics
 from tapproxy.capture.format import new_header
 from tapproxy.capture.model import (
     ErrorInfo,
@@ -184,6 +185,7 @@ class Recorder:
         self.control: ControlServer | None = None
         self.exchanges = 0
         self.errors = 0
+        self.metrics = Metrics()  # live per-edge/route/test figures, bounded (GET /metrics)
         self.started = time.time()
         self._done = False
         self._own = OwnAddresses()
@@ -306,6 +308,7 @@ class Recorder:
         self.exchanges += 1
         if x.failed:
             self.errors += 1
+        self.metrics.add(self._routes(x) if self._routes else x)
         return self.writer.submit(x)
 
     def _live_view(self, x: Exchange) -> Exchange:
