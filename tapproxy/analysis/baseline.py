@@ -23,11 +23,15 @@ _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _ISO_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
 _VOLATILE = re.compile(rf"{_UUID}|{_ISO_TIME}|\b[0-9a-fA-F]{{16,}}\b|\b\d{{10,}}\b")
 _SEGMENT_ID = re.compile(rf"{_UUID}|\d+|[0-9a-fA-F]{{16,}}")
+_MAYBE_ID = re.compile(r"\d|[0-9a-fA-F]{16}")
 
 
 def path_shape(path: str) -> str:
     """`/orders/42?x=1` → `/orders/{}`: ids in path segments masked, query dropped."""
-    segments = path.split("?", 1)[0].split("/")
+    path = path.split("?", 1)[0]
+    if not _MAYBE_ID.search(path):  # most paths: nothing to mask, no per-segment work
+        return path
+    segments = path.split("/")
     return "/".join("{}" if _SEGMENT_ID.fullmatch(s) else s for s in segments)
 
 

@@ -84,14 +84,13 @@ class _Figures:
         self.last_end = 0
         self.latency = LatencySketch()
 
-    def add(self, x: Exchange, ns: int, bucket: int, failed: bool, client_error: bool,
-            bytes_out: int) -> None:
+    def add(self, start: int, ns: int, bucket: int, failed: bool, client_error: bool,
+            bytes_in: int, bytes_out: int) -> None:
         self.count += 1
         self.errors += failed
         self.client_errors += client_error
-        self.bytes_in += x.request.size
+        self.bytes_in += bytes_in
         self.bytes_out += bytes_out
-        start = x.timing.request_start
         if self.first_start is None or start < self.first_start:
             self.first_start = start
         end = start + ns
@@ -151,6 +150,7 @@ class Metrics:
         self._groups: dict[str, dict[tuple[str, ...], _Figures]] = {
             "edge": {}, "route": {}, "test": {}}
         self._overall = _Figures()
+        self._shapes: dict[str, str] = {}
 
     def _group(self, dimension: str, key: tuple[str, ...]) -> _Figures:
         groups = self._groups[dimension]
@@ -163,19 +163,27 @@ class Metrics:
                 f = groups[key] = _Figures()
         return f
 
+    def _shape(self, path: str) -> str:
+        shape = self._shapes.get(path)
+        if shape is None:
+            if len(self._shapes) >= 4096:  # bounded: ids make most paths unique
+                self._shapes.clear()
+            shape = self._shapes[path] = path_shape(path)
+        return shape
+
     def add(self, x: Exchange) -> None:
         """Count one exchange in its edge, route, test and overall."""
         ns = x.timing.duration_ns
         bucket = _bucket(ns)
         status = x.status or 0
-        failed, client_error = x.failed, 400 <= status < 500
-        out = x.response.size if x.response is not None else 0
-        route = (x.callee.name, x.request.method, x.route or path_shape(x.request.path))
-        for f in (self._overall, self._group("edge", (x.caller.name, x.callee.name)),
-                  self._group("route", route),
-                  self._group("test", (x.test,)) if x.test is not None else None):
-            if f is not None:
-                f.add(x, ns, bucket, failed, client_error, out)
+        figures = (x.timing.request_start, ns, bucket, x.failed, 400 <= status < 500,
+                   x.request.size, x.response.size if x.response is not None else 0)
+        route = (x.callee.name, x.request.method, x.route or self._shape(x.request.path))
+        self._overall.add(*figures)
+        self._group("edge", (x.caller.name, x.callee.name)).add(*figures)
+        self._group("route", route).add(*figures)
+        if x.test is not None:
+            self._group("test", (x.test,)).add(*figures)
 
     def merge(self, other: Metrics) -> None:
         """Add another aggregate's figures (e.g. another worker's) to these."""
