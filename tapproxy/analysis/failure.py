@@ -105,6 +105,10 @@ class _Analysis:
         self.tree, self.outcome = tree, outcome
         self.failures: dict[int, Failure] = {}
         self.recovered: dict[int, int] = {}  # failing call → the later attempt that passed
+        self._attempts: dict[tuple, list[int]] = {}
+        for node in tree.nodes:
+            self._attempts.setdefault((node.parent, call_key(node.exchange)),
+                                      []).append(node.number)
         for node in tree.nodes:  # parents come first: a 4xx sees whether its caller failed
             x, n = node.exchange, node.number
             f = _own_failure(x, budget, contract)
@@ -121,10 +125,7 @@ class _Analysis:
     def attempts(self, n: int) -> list[int]:
         """The attempts of call `n`: same caller, callee, method and route, same parent."""
         node = self.tree.node(n)
-        siblings = (self.tree.kids(node.parent) if node.parent is not None
-                    else [m.number for m in self.tree.nodes if m.parent is None])
-        key = call_key(node.exchange)
-        return [m for m in siblings if call_key(self.tree.node(m).exchange) == key]
+        return self._attempts[(node.parent, call_key(node.exchange))]
 
     def _mark_recovered(self) -> None:
         for n in self.failures:

@@ -1,0 +1,29 @@
+"""The failure story in text: 80 columns, and short for a long test."""
+
+from __future__ import annotations
+
+from tapproxy.analysis import first_failure
+from tapproxy.report.story import story_lines
+from tests.spans.build import exchange
+
+
+def test_a_long_test_shows_the_path_to_the_root_and_summarises_the_rest() -> None:
+    xs = [exchange(f"ok{i:03d}", "pytest", "gateway", i * 10, i * 10 + 5, path=f"/p/{i}")
+          for i in range(60)]
+    xs += [
+        exchange("top", "pytest", "gateway-with-a-very-long-service-name", 1000, 1100,
+                 status=502, path="/a/very/long/path/" + "x" * 60),
+        exchange("mid", "gateway-with-a-very-long-service-name", "web", 1005, 1095,
+                 status=500),
+        exchange("leaf", "web", "db", 1010, 1090, status=503, response_body=b"z" * 300),
+    ]
+    xs += [exchange(f"late{i}", "pytest", "gateway", 2000 + i, 2000 + i + 1)
+           for i in range(5)]
+    lines = story_lines(first_failure(xs, outcome="failed"))
+    assert max(len(line) for line in lines) <= 80
+    assert lines[1] == "    … 60 more calls, none failed"
+    assert lines[2].startswith(" 61 pytest → gateway-with-a-very-long-service-name")
+    assert lines[2].endswith("…    502   100 ms  propagated")
+    assert lines[4].endswith("503    80 ms  ◀ root")
+    assert lines[5] == "    … 5 more calls, none failed"
+    assert lines[6] == "root #63 web → db  GET /  503"
