@@ -83,8 +83,9 @@ class FailureStory:
 def _own_failure(x: Exchange, budget: Budget | None, contract: Mapping[str, str]) -> Failure | None:
     if x.error is not None:
         return Failure("transport", x.error.kind, x.error.message)
-    if x.failed:
-        return Failure("status", str(x.status) if x.status is not None else "failed")
+    if x.failed:  # a 5xx, or whatever else the one notion of failure comes to include
+        status = x.status or 0
+        return Failure("status", str(status) if status >= 500 else "failed")
     if x.id in contract:
         return Failure("contract", "contract", contract[x.id])
     over = budget.overrun_ns(x) if budget else None
