@@ -433,6 +433,7 @@ def why(
     from tapproxy.analysis.grouping import runs_by_test
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.routes import RouteTable
+    from tapproxy.report.printable import json_line
     from tapproxy.report.story import story_json, story_lines
 
     limits = parse_budget(budget or ())
@@ -461,7 +462,7 @@ def why(
                 continue
             told += 1
             if as_json:
-                print(json.dumps(story_json(story), ensure_ascii=False))
+                print(json_line(story_json(story)))
             else:
                 if told > 1:
                     print()
@@ -487,12 +488,13 @@ def stats(
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.model import Exchange
     from tapproxy.capture.routes import RouteTable
+    from tapproxy.report.printable import json_line
     from tapproxy.report.stats import metrics_json, stats_lines
 
     dims = tuple(by or ("edge", "route", "test"))
     for d in dims:
         if d not in ("test", "edge", "route"):
-            raise UsageError(f"bad --by {d!r}: expected test, edge or route")
+            raise _fail(f"bad --by {d!r}: expected test, edge or route")
     routes = RouteTable(tuple(route or ()))
     metrics = Metrics()
     with open_capture(capture) as reader:
@@ -501,7 +503,7 @@ def stats(
                 metrics.add(routes(r) if routes else r)
         _check_tail(reader)
     if as_json:
-        print(json.dumps(metrics_json(metrics, dims), ensure_ascii=False))
+        print(json_line(metrics_json(metrics, dims)))
     else:
         print("\n".join(stats_lines(metrics, dims)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from tapproxy.analysis.metrics import Metrics, Row
+from tapproxy.report.printable import printable
 
 __all__ = ["metrics_json", "stats_lines"]
 
@@ -30,11 +31,12 @@ _HEAD = f"{'count':>6}{'err%':>6}{'4xx':>4}{'/s':>6}{'p50':>6}{'p95':>6}{'p99':>
 
 def _lines(r: Row) -> list[str]:
     """One line, or two when the label is longer than its column (it is never cut)."""
-    label = r.label if len(r.label) < _LABEL else ""
+    full = printable(r.label)
+    label = full if len(full) < _LABEL else ""
     figures = (f"{label:<{_LABEL}}{r.count:>6}{r.error_rate * 100:>6.1f}{r.client_errors:>4}"
             f"{_n(r.throughput_per_s):>6}{_n(r.p50_ms):>6}{_n(r.p95_ms):>6}{_n(r.p99_ms):>6}"
             f"{_n(r.max_ms):>6}{_bytes(r.bytes_in):>6}{_bytes(r.bytes_out):>6}")
-    return [figures] if label else [r.label, figures]
+    return [figures] if label else [full, figures]
 
 
 def stats_lines(metrics: Metrics, dimensions: tuple[str, ...]) -> list[str]:

@@ -1,7 +1,7 @@
 """A failure story as plain text lines (80 columns) and as JSON for tools.
 
 Lines rather than terminal markup, so the same text fits `tapproxy why`, a pytest
-failure section and a JUnit property.
+failure section and a JUnit property. Recorded text in them is escaped (`printable`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from tapproxy.analysis.calltree import CallNode
 from tapproxy.analysis.failure import Consequence, FailureStory, ms
 from tapproxy.capture.model import Exchange, Response, _Message
 from tapproxy.errors import CaptureError
+from tapproxy.report.printable import printable
 
 __all__ = ["story_json", "story_lines"]
 
@@ -36,7 +37,8 @@ def _call_line(node: CallNode, tag: str, width: int) -> str:
     x = node.exchange
     indent = "  " * min(node.depth, 6)
     right = f" {_outcome(x):>6} {ms(x.timing.duration_ns):>8}  {tag:<10}"
-    left = f"{node.number:>3} {indent}{x.caller.name} → {x.callee.name}  {_target(x)}"
+    left = printable(f"{node.number:>3} {indent}{x.caller.name} → {x.callee.name}  "
+                     f"{_target(x)}")
     return (_fit(left, width - len(right)).ljust(width - len(right)) + right).rstrip()
 
 
@@ -109,11 +111,13 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30) -> lis
     if story.others:
         lines.append("other failures:")
         lines.extend(_consequence(story, c, width) for c in story.others)
+    lines = [_fit(printable(line), width) for line in lines]  # recorded text, escaped
     if story.divergence is not None:
         d = story.divergence
         dx = story.tree.node(d.number).exchange
-        lines.extend(_wrap(f"baseline: first divergence at #{d.number} {dx.caller.name} → "
-                           f"{dx.callee.name} {_target(dx)}: {d.what}", width, ""))
+        lines.extend(_wrap(printable(f"baseline: first divergence at #{d.number} "
+                                     f"{dx.caller.name} → {dx.callee.name} {_target(dx)}: "
+                                     f"{d.what}"), width, ""))
     return lines
 
 

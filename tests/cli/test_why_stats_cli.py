@@ -85,3 +85,16 @@ def test_bad_input_is_one_line_and_exit_2(capture, tmp_path, args, message) -> N
     r = run_cli(*(a.format(cap=capture) for a in args), cwd=tmp_path)
     assert r.returncode == 2
     assert len(r.stderr.splitlines()) == 1 and message in r.stderr, r.stderr
+
+
+def test_recorded_control_characters_are_escaped(tmp_path) -> None:
+    evil = "/a\x1b]0;owned\x07"
+    cap = write_capture(tmp_path / "evil.tap", [
+        exchange("e", "pytest", "svc\x1b[2J", 0, 10, status=500, path=evil, test="t\x1b"),
+        TestCase("t\x1b", T0, T0 + 20 * MS, "failed"),
+    ])
+    for args in (("why", cap), ("stats", cap), ("why", cap, "--json"), ("stats", cap, "--json")):
+        r = run_cli(*args)
+        assert r.returncode == 0, r.stderr
+        assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "svc\\x1b[2J" in run_cli("why", cap).stdout
