@@ -6,7 +6,8 @@ and what the live metrics cost the recorder per exchange.
 Each capture holds tests of 20 exchanges (a call chain with fan-out); every 10th test
 fails (a 503 three hops down, propagated as 500 and 502). `why` tells every test's story
 (the CLI's work without printing: the call tree, the first failure, the text lines);
-`stats` aggregates by edge, route and test and renders the tables. Each measurement runs
+`stats` aggregates by edge, route and test and renders the tables; `read` only decodes
+the records, the floor both stand on. Each measurement runs
 in a fresh process, so peak RSS is that run's own; it should not grow with the capture.
 """
 
@@ -100,6 +101,8 @@ def measure(path: Path, step: str) -> dict:
                 if story.root is not None:
                     roots += 1
                     story_lines(story)
+        elif step == "read":  # the floor: decoding every record, nothing else
+            exchanges = sum(isinstance(r, Exchange) for r in reader)
         else:
             metrics = Metrics()
             for r in reader:
@@ -146,7 +149,7 @@ def main() -> None:
         results: dict[tuple[int, str], list[dict]] = {}
         for _ in range(args.rounds):  # interleaved: noise hits every size alike
             for size in args.sizes:
-                for step in ("why", "stats"):
+                for step in ("read", "why", "stats"):
                     out = subprocess.run(
                         [sys.executable, __file__, "--measure", str(captures[size]), step],
                         capture_output=True, text=True, check=True)
