@@ -252,7 +252,7 @@ def first_failure(
                                    f"failure{'s' * (len(independent) > 1)} "
                                    + ", ".join(f"#{n}" for n in independent))
     for n in sorted(a.recovered):
-        assign(n, "handled", f"handled: attempt #{a.recovered[n]} of the same call passed")
+        assign(n, "handled", f"handled: a later attempt, #{a.recovered[n]}, passed")
     # Failing callers above every classified failure share its story.
     for c in sorted(roles):
         for up in a.chain(c):

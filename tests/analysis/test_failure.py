@@ -144,7 +144,7 @@ def test_a_red_herring_health_probe_is_not_the_root(tmp_path) -> None:
     assert s.tree.node(3).parent is None
     assert s.root.number == 5
     assert {c.number: c.reason for c in s.others} == {
-        1: "handled: attempt #2 of the same call passed",
+        1: "handled: a later attempt, #2, passed",
         3: "caused nothing: a call gateway made on its own, outside any request",
     }
     assert roles(s)[4] == "propagated"
