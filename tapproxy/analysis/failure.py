@@ -7,7 +7,8 @@ a test that did not pass). A failure a later attempt of the same call recovered 
 explains nothing. A failure that ran out of time (timeout, the caller gave up, 504,
 budget) with no failing call under it descends to the slowest call still open when it
 gave up. The root is the earliest unexplained failure whose chain of failing callers
-reaches the test; everything else is a consequence with its reason, or another failure.
+reaches the test (none reaches it: no root); everything else is a consequence with its
+reason, or another failure.
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ def first_failure(
     f = a.failures
     candidates = a.candidates()
     reaching = [c for c in candidates if a.reaches_test(c)]
-    root_n = reaching[0] if reaching else (
-        candidates[0] if candidates and outcome in (*FAILED_OUTCOMES, None) else None)
+    # Only a failure the test saw can be its root: naming a background call's failure
+    # instead would blame a red herring (it is listed among the other failures).
+    root_n = reaching[0] if reaching else None
 
     roles: dict[int, Consequence] = {}
 
@@ -215,8 +217,6 @@ def first_failure(
         chain = a.chain(root_n)
         attempts = a.attempts(root_n)
         why = [_root_why(a, root_n)]
-        if not reaching:
-            why.append("no failure reached the test; this is the earliest")
         failing_attempts = [m for m in attempts if m in f]
         if len(attempts) > 1:
             why.append(f"attempt {attempts.index(root_n) + 1} of {len(attempts)}"
@@ -245,7 +245,7 @@ def first_failure(
         elif a.reaches_test(c):
             assign(c, "independent", "independent failure: " + _root_why(a, c))
         else:
-            assign(c, "unrelated", "caused nothing: " + _unrelated_why(a, c))
+            assign(c, "unrelated", "caused no failure the test saw: " + _unrelated_why(a, c))
     independent = sorted(n for n, c in roles.items() if c.role == "independent")
     if root is not None and independent:
         root = dataclasses.replace(root, why=root.why + "; it came before the independent "
@@ -316,5 +316,5 @@ def _unrelated_why(a: _Analysis, n: int) -> str:
         return f"its caller #{parent} {px.caller.name} → {px.callee.name} got through"
     x = a.tree.node(top).exchange
     if not a.tree.by_test_client(top):
-        return f"a call {x.caller.name} made on its own, outside any request"
+        return f"{x.caller.name} made it on its own, outside any request"
     return "the test went on"

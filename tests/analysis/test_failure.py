@@ -145,7 +145,8 @@ def test_a_red_herring_health_probe_is_not_the_root(tmp_path) -> None:
     assert s.root.number == 5
     assert {c.number: c.reason for c in s.others} == {
         1: "handled: a later attempt, #2, passed",
-        3: "caused nothing: a call gateway made on its own, outside any request",
+        3: "caused no failure the test saw: gateway made it on its own, outside any "
+           "request",
     }
     assert roles(s)[4] == "propagated"
 
@@ -189,6 +190,15 @@ def test_a_clean_pass_with_a_handled_404_has_no_root(tmp_path, outcome) -> None:
     assert s.root is None
     assert s.failures == {}
     assert s.consequences == s.others == ()
+
+
+def test_a_failing_test_whose_only_failure_is_a_background_call_has_no_root(tmp_path) -> None:
+    s = story(tmp_path, [
+        x("a", "pytest", "gateway", 0, 100),
+        x("bg", "gateway", "inventory", 200, 210, status=503, path="/health"),
+    ])
+    assert s.root is None
+    assert [(c.number, c.role) for c in s.others] == [(2, "unrelated")]
 
 
 def test_a_404_the_test_got_in_a_failing_test_is_the_root(tmp_path) -> None:
@@ -263,5 +273,23 @@ def test_the_root_is_a_failure_that_nothing_failing_under_it_explains(run) -> No
             assert kid not in s.failures or any(
                 c.number == kid and c.role == "handled" for c in s.others)
     handled = {c.number for c in s.others if c.role == "handled"}
-    if set(s.failures) - handled and outcome != "passed":
-        assert s.root is not None  # a failure no retry recovered from has a root
+    if any(s.tree.by_test_client(n) for n in set(s.failures) - handled):
+        assert s.root is not None  # a failure the test saw, not recovered from, has a root
+
+
+@given(runs(), st.sampled_from([503, 500, None]))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_failing_background_probe_never_changes_the_root(run, probe_status) -> None:
+    exchanges, outcome = run
+    before = first_failure(exchanges, test=TEST, outcome=outcome)
+    # Service `a` probes `b` on its own, before anything else happened.
+    probe = exchange("probe", "a", "b", -500, -400, status=probe_status, test=TEST,
+                     path="/health",
+                     error=None if probe_status else ErrorInfo("refused", "x"))
+    after = first_failure([probe, *exchanges], test=TEST, outcome=outcome)
+    if not {"a", "b"} <= {x.callee.name for x in exchanges}:
+        return  # the probe would change who counts as a service (callers no one calls
+        # are the test's own)
+    root = after.tree.node(after.root.number).exchange.id if after.root else None
+    assert root == (before.tree.node(before.root.number).exchange.id if before.root else None)
+    assert [c.role for c in after.others if c.number == 1] in ([], ["unrelated"])
