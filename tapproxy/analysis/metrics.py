@@ -56,6 +56,17 @@ class LatencySketch:
             self.min = other.min
         self.max = max(self.max, other.max)
 
+    def state(self) -> list:
+        """Plain values (for JSON, or xdist's workeroutput); `from_state` restores it."""
+        return [self.count, self.min, self.max, sorted(self._counts.items())]
+
+    @classmethod
+    def from_state(cls, state: list) -> LatencySketch:
+        sketch = cls()
+        sketch.count, sketch.min, sketch.max = state[0], state[1], state[2]
+        sketch._counts = {int(b): int(c) for b, c in state[3]}
+        return sketch
+
     @property
     def buckets(self) -> int:
         return len(self._counts)
@@ -97,6 +108,18 @@ class _Figures:
         if end > self.last_end:
             self.last_end = end
         self.latency.add(ns, bucket)
+
+    def state(self) -> list:
+        return [self.count, self.errors, self.client_errors, self.bytes_in, self.bytes_out,
+                self.first_start, self.last_end, self.latency.state()]
+
+    @classmethod
+    def from_state(cls, state: list) -> _Figures:
+        f = cls()
+        (f.count, f.errors, f.client_errors, f.bytes_in, f.bytes_out, f.first_start,
+         f.last_end) = state[:7]
+        f.latency = LatencySketch.from_state(state[7])
+        return f
 
     def merge(self, o: _Figures) -> None:
         self.count += o.count
@@ -191,6 +214,21 @@ class Metrics:
             for key, f in groups.items():
                 self._group(dim, key).merge(f)
         self._overall.merge(other._overall)
+
+    def state(self) -> dict:
+        """Plain values (for JSON, or xdist's workeroutput); `from_state` restores it."""
+        return {"overall": self._overall.state(),
+                **{dim: [[list(k), f.state()] for k, f in groups.items()]
+                   for dim, groups in self._groups.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict, max_groups: int = 1000) -> Metrics:
+        m = cls(max_groups)
+        m._overall = _Figures.from_state(state["overall"])
+        for dim in m._groups:
+            for key, f in state.get(dim, ()):
+                m._group(dim, tuple(key)).merge(_Figures.from_state(f))
+        return m
 
     def rows(self, dimension: str) -> list[Row]:
         """The figures by `dimension` (edge, route, test or overall), busiest first."""

@@ -97,3 +97,19 @@ def test_merging_metrics_adds_their_counts() -> None:
     a.merge(b)
     (row,) = a.rows("edge")
     assert (row.count, row.errors, row.max_ms) == (2, 1, 20.0)
+
+
+def test_state_survives_json_and_merges_like_the_original() -> None:
+    import json
+
+    a, b = Metrics(), Metrics()
+    for i in range(50):
+        (a if i % 2 else b).add(exchange(f"x{i}", "p", "s", i, i + 1 + i * 3, test=f"t{i % 3}",
+                                         status=500 if i % 7 == 0 else 200))
+    restored = Metrics.from_state(json.loads(json.dumps(a.state())))
+    assert [restored.rows(d) for d in ("edge", "route", "test", "overall")] == \
+        [a.rows(d) for d in ("edge", "route", "test", "overall")]
+    restored.merge(b)
+    a.merge(b)
+    assert restored.rows("overall") == a.rows("overall")
+    assert restored.rows("test") == a.rows("test")
