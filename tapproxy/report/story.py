@@ -115,7 +115,7 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30) -> lis
     if story.divergence is not None:
         d = story.divergence
         dx = story.tree.node(d.number).exchange
-        lines.extend(_wrap(printable(f"baseline: first divergence at #{d.number} "
+        lines.extend(_wrap(printable(f"baseline: first differs at #{d.number} "
                                      f"{dx.caller.name} → {dx.callee.name} {_target(dx)}: "
                                      f"{d.what}"), width, ""))
     return lines

@@ -98,3 +98,23 @@ def test_recorded_control_characters_are_escaped(tmp_path) -> None:
         assert r.returncode == 0, r.stderr
         assert "\x1b" not in r.stdout and "\x07" not in r.stdout
     assert "svc\\x1b[2J" in run_cli("why", cap).stdout
+
+
+def test_why_with_a_baseline_names_the_first_divergence(tmp_path) -> None:
+    def run(path, stock: bytes, top: int):
+        return write_capture(path, [
+            exchange("a", "pytest", "gateway", 0, 100, status=top, test="t"),
+            exchange("b", "gateway", "stock", 10, 50, response_body=stock, test="t",
+                     path="/items/7"),
+            TestCase("t", T0, T0 + 200 * MS, "failed" if top >= 500 else "passed"),
+        ])
+
+    good = run(tmp_path / "good.tap", b'{"n": 3, "at": "2026-01-01T00:00:00Z"}', 200)
+    bad = run(tmp_path / "bad.tap", b'{"n": "3", "at": "2026-02-02T10:00:00Z"}', 500)
+    r = run_cli("why", bad, "--test", "t", "--baseline", good)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == \
+        'baseline: first differs at #1 pytest → gateway GET /: status 500, baseline 200'
+    story = json.loads(run_cli("why", bad, "--test", "t", "--baseline", good,
+                               "--json").stdout)
+    assert story["divergence"]["exchange_id"] == "a"
