@@ -12,6 +12,7 @@ import asyncio
 import json
 import socket
 import struct
+from urllib.parse import urljoin
 
 import aiohttp
 import pytest
@@ -25,6 +26,7 @@ from tests.conftest import run_cli, wait_for
 class Shop:
     def __init__(self, services) -> None:
         self.proxy = None
+        self._background: set[asyncio.Task] = set()
         self.db = services.start("db", self._db())
         self.inventory = services.start("inventory", self._inventory())
         self.payments = services.start("payments", self._payments())
@@ -67,9 +69,18 @@ class Shop:
         async def item(request):
             return web.json_response({"error": "no such item"}, status=404)
 
+        async def stock(request):
+            await asyncio.sleep(0.05)
+            return web.json_response({"error": "stock db down"}, status=503)
+
+        async def health(request):
+            return web.json_response({"status": "degraded"}, status=503)
+
         app = web.Application()
         app.router.add_post("/reserve", reserve)
         app.router.add_get("/items/{id}", item)
+        app.router.add_get("/stock", stock)
+        app.router.add_get("/health", health)
         return app
 
     def _payments(self) -> web.Application:
@@ -98,9 +109,13 @@ class Shop:
             status, body = await self.call("web", "GET", f"{self.db.url}/slow")
             return web.json_response(body, status=status)
 
+        async def price(request):
+            return web.json_response({"price": 3})
+
         app = web.Application()
         app.router.add_post("/order", order)
         app.router.add_get("/report", report)
+        app.router.add_get("/price", price)
         return app
 
     def _gateway(self) -> web.Application:
@@ -128,7 +143,26 @@ class Shop:
                                         f"{self.inventory.url}/items/{request.match_info['id']}")
             return web.json_response({"found": status == 200})
 
+        async def quote(request):
+            # Fan out in parallel; one branch fails.
+            _, (stock, _) = await asyncio.gather(
+                self.call("gateway", "GET", f"{self.web.url}/price"),
+                self.call("gateway", "GET", f"{self.inventory.url}/stock"))
+            return web.json_response({}, status=502 if stock >= 500 else 200)
+
+        async def warmup(request):
+            # After answering, on its own, the gateway probes inventory's health: a red
+            # herring that fails before the real failure, and nothing waits for it.
+            self._background.add(asyncio.get_running_loop().create_task(probe()))
+            return web.json_response({})
+
+        async def probe():
+            await asyncio.sleep(0.2)
+            await self.call("gateway", "GET", f"{self.inventory.url}/health")
+
         app = web.Application()
+        app.router.add_get("/quote", quote)
+        app.router.add_get("/warmup", warmup)
         app.router.add_post("/checkout", checkout)
         app.router.add_get("/report", report)
         app.router.add_post("/pay", pay)
@@ -139,6 +173,11 @@ class Shop:
 def _in_test(proxy, name: str, outcome: str, method: str, url: str) -> int:
     ctl = proxy.control_url
     assert requests.post(f"{ctl}/tests/start", json={"name": name}, timeout=10).ok
+    if name in PRELUDE:
+        first, then = PRELUDE[name]
+        requests.get(urljoin(url, first), proxies={"http": proxy.url_as("pytest")}, timeout=20)
+        wait_for(lambda: any(x.request.path == then for x in proxy.exchanges()),
+                 what=f"{name}'s call to {then}")
     r = requests.request(method, url, proxies={"http": proxy.url_as("pytest")}, timeout=20)
     assert requests.post(f"{ctl}/tests/end", json={"name": name, "outcome": outcome},
                          timeout=10).ok
@@ -150,7 +189,11 @@ SCENARIOS = {
     "test_report": ("failed", "GET", "/report", 504),
     "test_pay": ("failed", "POST", "/pay", 502),
     "test_item": ("passed", "GET", "/items/9", 200),
+    "test_quote": ("failed", "GET", "/quote", 502),
 }
+
+# A first request of a scenario, and the later call it causes: the test waits for that.
+PRELUDE = {"test_quote": ("/warmup", "/health")}
 
 
 @pytest.fixture
@@ -229,3 +272,20 @@ def test_a_handled_404_in_a_passing_test_has_no_root(record) -> None:
     r = run_cli("why", recorded)
     assert "1 of 2 tests with a failure to explain" in r.stderr
     assert "test_item" not in r.stdout
+
+
+def test_parallel_fan_out_with_one_bad_branch_and_a_red_herring_probe(record) -> None:
+    recorded = record("test_quote")
+    s = why(recorded, "test_quote")
+    calls = {c["number"]: (c["caller"], c["callee"], c["path"]) for c in s["calls"]}
+    root = s["root"]["number"]
+    assert calls[root] == ("gateway", "inventory", "/stock")
+    assert s["root"]["why"] == "status 503; it made no calls"
+    assert [(calls[c["number"]], c["reason"]) for c in s["consequences"]] == [
+        (("pytest", "gateway", "/quote"), f"propagated from #{root}")]
+    (probe,) = s["others"]
+    assert probe["number"] < root  # it failed first, and is still not the root
+    assert calls[probe["number"]] == ("gateway", "inventory", "/health")
+    assert probe["reason"] == ("caused no failure the test saw: gateway made it on its own, "
+                               "outside any request")
+    assert s["calls"][probe["number"] - 1]["parent"] is None
