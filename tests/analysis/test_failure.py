@@ -112,6 +112,17 @@ def test_a_timeout_two_hops_up_descends_to_the_slow_call(tmp_path) -> None:
     assert s.propagation == "propagated: gateway 504, web client_closed"
 
 
+def test_a_timeout_descends_to_the_slowest_of_its_open_calls(tmp_path) -> None:
+    s = story(tmp_path, [
+        x("a", "pytest", "gateway", 0, 1000, status=504),
+        x("fast", "gateway", "cache", 5, 50),
+        x("open1", "gateway", "search", 10, 1500),
+        x("open2", "gateway", "db", 20, 3000),
+    ])
+    assert s.root.number == 4
+    assert 2 not in s.failures and 3 not in s.failures
+
+
 def test_a_reset(tmp_path) -> None:
     s = story(tmp_path, [
         x("a", "pytest", "gateway", 0, 50, status=502),
