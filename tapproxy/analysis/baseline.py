@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tapproxy.analysis.calltree import CallTree
+from tapproxy.capture.encoding import body_json, body_text
 from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
 
@@ -54,11 +55,11 @@ def mask_volatile(value: object) -> object:
 def _masked_body(x: Exchange) -> object:
     assert x.response is not None
     try:
-        return mask_volatile(x.response.json())
+        return mask_volatile(body_json(x.response))
     except (ValueError, CaptureError):
         pass
     try:
-        return mask_volatile(x.response.text())
+        return mask_volatile(body_text(x.response))
     except CaptureError:
         return x.response.body_sha256 or x.response.body
 

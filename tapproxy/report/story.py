@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from tapproxy.analysis.calltree import CallNode
 from tapproxy.analysis.failure import Consequence, FailureStory, ms
-from tapproxy.capture.model import Exchange, Response, _Message
+from tapproxy.capture.encoding import body_text
+from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.errors import CaptureError
 from tapproxy.report.printable import printable
 
@@ -42,11 +43,11 @@ def _call_line(node: CallNode, tag: str, width: int) -> str:
     return (_fit(left, width - len(right)).ljust(width - len(right)) + right).rstrip()
 
 
-def _excerpt(message: _Message | None, width: int) -> str:
+def _excerpt(message: Request | Response | None, width: int) -> str:
     if message is None:
         return ""
     try:
-        text = message.text()
+        text = body_text(message)
     except CaptureError:
         return f"({message.size} bytes, encoded)"
     text = " ".join(text.split())
