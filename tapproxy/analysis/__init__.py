@@ -7,6 +7,8 @@ from tapproxy.analysis.baseline import Divergence, first_divergence, mask_volati
 from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
 from tapproxy.analysis.calltree import CallNode, CallTree, build_call_tree
 from tapproxy.analysis.failure import Consequence, Failure, FailureStory, Root, first_failure
+from tapproxy.analysis.grouping import TestRun, runs_by_test
+from tapproxy.analysis.metrics import LatencySketch, Metrics, Row
 
 __all__ = [
     "Budget",
@@ -16,11 +18,16 @@ __all__ = [
     "Divergence",
     "Failure",
     "FailureStory",
+    "LatencySketch",
+    "Metrics",
     "Root",
+    "Row",
+    "TestRun",
     "build_call_tree",
     "first_divergence",
     "first_failure",
     "mask_volatile",
     "parse_budget",
     "parse_duration",
+    "runs_by_test",
 ]
