@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _print_env(env: dict[str, str]) -> None:
     for k, v in env.items():
-        print(f"export {k}='{v}'")
+        print(f"export {k}={shlex.quote(v)}")
 
 
 @app.command()

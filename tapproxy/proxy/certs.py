@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tapproxy.errors import ProxyError, UsageError
+from tapproxy.proxy.clientenv import ecosystem_exports
 from tapproxy.proxy.options import Address
 
 __all__ = ["ca_cert_path", "check_ca_bundle", "env_exports"]
@@ -50,6 +51,7 @@ def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> di
     """Variables that send a process's HTTP(S) through the proxy and make it trust the CA.
 
     Both spellings of the proxy variables: curl reads only lower-case `http_proxy`.
+    Node, Java and wget get their own (tapproxy.proxy.clientenv).
     NO_PROXY is set empty so an inherited one (often `localhost`) cannot bypass the tap.
     The caller's password is ignored by tapproxy; it is there because requests sends no
     Proxy-Authorization for a user without one. gRPC's C core (Python, C++, Ruby, PHP…)
@@ -68,4 +70,5 @@ def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> di
     for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
                  "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
         env[name] = ca
+    env.update(ecosystem_exports(Address(host, listen.port), Path(ca)))
     return env
