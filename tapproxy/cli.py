@@ -203,12 +203,34 @@ def env(
     caller: Annotated[str | None, typer.Option(
         help="Name the calling service in the proxy URL (http://NAME@host:port).")] = None,
     confdir: Confdir = _DEFAULT_CONFDIR,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Run each HTTP client found here (curl, wget, python, node, java, "
+                        "go) with these exports through a proxy of the check's own, and say "
+                        "which ones it saw. Exit 1 if any went around it or failed.")] = False,
+    clients: Annotated[list[str] | None, typer.Argument(
+        help="With --check: only these (curl, wget, python, node, java, go).",
+        show_default=False)] = None,
 ) -> None:
     """Print the shell exports that route a process through the proxy and trust its CA."""
     from tapproxy.proxy.certs import env_exports
     from tapproxy.proxy.options import parse_address
 
+    if check:
+        raise typer.Exit(_check_clients(confdir.expanduser(), caller, clients))
+    if clients:
+        raise UsageError(f"unexpected argument {clients[0]!r} (client names go with --check)")
     _print_env(env_exports(parse_address(listen, "--listen"), confdir.expanduser(), caller))
+
+
+def _check_clients(confdir: Path, caller: str | None, tools: list[str] | None) -> int:
+    from tapproxy.proxy.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
+
+    found, notes = find_clients(tools or TOOLS)
+    print(f"# each client with the exports of `tapproxy env`, through a proxy of the check's "
+          f"own (CA in {confdir}), calling a loopback service over http and https", flush=True)
+    outcomes = asyncio.run(run_check(confdir, found, caller or "check"))
+    print_report(outcomes, notes)
+    return 0 if all(o.result == RECORDED for o in outcomes) else 1
 
 
 @app.command()
