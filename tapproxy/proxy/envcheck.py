@@ -26,10 +26,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
+
 from tapproxy.errors import ProxyError
 
-__all__ = ["TOOLS", "Client", "Outcome", "classify", "find_clients", "node_honours_env_proxy",
-           "print_report", "run_check"]
+__all__ = ["TOOLS", "Client", "EchoService", "Outcome", "Seen", "classify", "find_clients",
+           "node_honours_env_proxy", "print_report", "run_check", "slug", "start_echo"]
 
 PROBES = Path(__file__).with_name("probes")
 TOOLS = ("curl", "wget", "python", "node", "java", "go")
@@ -63,7 +65,7 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
-class _Seen:
+class Seen:
     """What the proxy recorded for one request path."""
 
     caller: str
@@ -178,7 +180,7 @@ def slug(client: str) -> str:
 
 
 def classify(client: Client, urls: dict[str, str], lines: Sequence[str],
-             seen: dict[str, _Seen], failure: str = "") -> list[Outcome]:
+             seen: dict[str, Seen], failure: str = "") -> list[Outcome]:
     """Pure: the outcome per scheme from the client's output lines and the proxy's records.
 
     `urls` maps scheme → URL; `seen` maps a recorded request path → what was recorded;
@@ -230,7 +232,7 @@ async def run_check(confdir: Path, clients: Sequence[Client], caller: str | None
     base_env = dict(os.environ if env is None else env)
     with tempfile.TemporaryDirectory(prefix="tapproxy-check-") as tmp:
         work = Path(tmp)
-        echo = await _start_echo(confdir, work)
+        echo = await start_echo(confdir, work)
         opts = RecordOptions(output=work / "check.tap", listen=Address("127.0.0.1", _free_port()),
                              control=None, confdir=confdir, upstream_ca=ca)
         proxy = RecordingProxy(opts)
@@ -252,7 +254,7 @@ async def run_check(confdir: Path, clients: Sequence[Client], caller: str | None
             await proxy.stop()
             await echo.runner.cleanup()
         with open_capture(opts.output) as reader:
-            seen = {x.request.path: _Seen(x.caller.name, x.caller.source, x.status)
+            seen = {x.request.path: Seen(x.caller.name, x.caller.source, x.status)
                     for x in reader if isinstance(x, Exchange)}
     return [o for client, urls, lines, failure in runs
             for o in classify(client, urls, lines, seen, failure)]
@@ -308,15 +310,16 @@ def _last_line(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Echo:
-    runner: object
+class EchoService:
+    """A loopback service answering 200 to anything, over http and https."""
+
+    runner: web.AppRunner
     http_port: int
     https_port: int
 
 
-async def _start_echo(confdir: Path, work: Path) -> _Echo:
-    """A loopback service answering 200 over http and https (certificate from the CA)."""
-    from aiohttp import web
+async def start_echo(confdir: Path, work: Path) -> EchoService:
+    """Start an EchoService; its certificate is issued by the proxy's CA in `confdir`."""
 
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="tapproxy check\n")
@@ -330,7 +333,7 @@ async def _start_echo(confdir: Path, work: Path) -> _Echo:
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-    return _Echo(runner, *ports)
+    return EchoService(runner, *ports)
 
 
 def _echo_tls(confdir: Path, work: Path) -> ssl.SSLContext:
