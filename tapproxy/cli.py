@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -52,7 +51,8 @@ def _fail(message: str) -> typer.Exit:
 
 def _print_env(env: dict[str, str]) -> None:
     for k, v in env.items():
-        print(f"export {k}={shlex.quote(v)}")
+        quoted = v.replace("'", "'\\''")  # a quote inside single quotes: end, \', reopen
+        print(f"export {k}='{quoted}'")
 
 
 @app.command()
