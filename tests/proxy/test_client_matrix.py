@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from tapproxy.proxy.envcheck import PROBES, node_honours_env_proxy, slug, start_echo
-from tapproxy.proxy.options import Address, RecordOptions
+from tapproxy.proxy.options import Address, RecordOptions, ReverseSpec
 from tapproxy.proxy.runner import RecordingProxy
 from tests.conftest import ROOT, LoopThread, Proxy, free_port, run_cli
 
 CALLER = "matrix"
+FRONTED = "echo"  # the fronted service's name
 RECORDED, BYPASSED = "recorded", "bypassed"
 
 
@@ -108,6 +109,7 @@ class Matrix:
     https: str
     exports: str  # what `tapproxy env` printed
     confdir: Path
+    fronted: str  # a reverse listener in front of the service's http port
 
 
 @pytest.fixture(scope="module")
@@ -116,22 +118,25 @@ def matrix(confdir, tmp_path_factory):
     work = tmp_path_factory.mktemp("matrix")
     lt = LoopThread()
     ca = confdir / "mitmproxy-ca-cert.pem"
+    echo = lt.run(start_echo(confdir, work))
+    front = ReverseSpec(FRONTED, f"http://127.0.0.1:{echo.http_port}",
+                        Address("127.0.0.1", free_port()))
     opts = RecordOptions(output=work / "matrix.tap", listen=Address("127.0.0.1", free_port()),
-                         control=None, confdir=confdir, upstream_ca=ca)
+                         reverse=(front,), control=None, confdir=confdir, upstream_ca=ca)
     handle = RecordingProxy(opts)
     lt.run(handle.start())
-    echo = lt.run(start_echo(confdir, work))
     out = run_cli("env", "--listen", str(opts.listen), "--caller", CALLER, "--confdir", confdir)
     assert (out.returncode, out.stderr) == (0, "")
     proxy = Proxy(opts, handle, lt)
     yield Matrix(proxy, f"http://127.0.0.1:{echo.http_port}",
-                 f"https://127.0.0.1:{echo.https_port}", out.stdout, confdir)
+                 f"https://127.0.0.1:{echo.https_port}", out.stdout, confdir,
+                 f"http://{front.listen}")
     proxy.stop()
     lt.run(echo.runner.cleanup())
     lt.close()
 
 
-def run_client(command: tuple[str, ...], urls: list[str], exports: str) -> dict[str, str]:
+def run_client(command: tuple[str, ...], urls: list[str], exports: str = "") -> dict[str, str]:
     """Run a client in a fresh shell after `eval` of the exports: URL → status or error."""
     script = 'eval "$1"; shift; exec "$@"'
     answers = {}
@@ -193,6 +198,21 @@ def test_client_with_only_the_env_exports(row: Row, matrix: Matrix, toolchains):
         assert x.caller.source == row.caller_source
         if row.caller_source == "proxy-auth":
             assert x.caller.name == CALLER
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[slug(r.client) for r in ROWS])
+def test_client_of_a_fronted_service_with_no_settings_at_all(row: Row, matrix: Matrix,
+                                                             toolchains):
+    """Fronting needs nothing from the client: every one is recorded, even those that go
+    around the proxy variables."""
+    command = command_for(row, toolchains)
+    path = f"/fronted/{slug(row.client)}"
+    url = f"{matrix.fronted}{path}"
+    assert run_client(command, [url]) == {url: "200"}
+    [x] = [x for x in matrix.proxy.exchanges() if x.request.path == path]
+    assert x.status == 200
+    assert (x.callee.name, x.callee.source) == (FRONTED, "reverse")
+    assert x.caller.source == "peer"
 
 
 def test_java_options_survive_a_confdir_with_a_space(matrix: Matrix, toolchains, tmp_path):
