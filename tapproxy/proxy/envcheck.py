@@ -71,7 +71,6 @@ class Seen:
 
     caller: str
     caller_source: str
-    status: int | None
 
 
 def node_honours_env_proxy(version: str) -> bool:
@@ -255,7 +254,7 @@ async def run_check(confdir: Path, clients: Sequence[Client], caller: str | None
             await proxy.stop()
             await echo.runner.cleanup()
         with open_capture(opts.output) as reader:
-            seen = {x.request.path: Seen(x.caller.name, x.caller.source, x.status)
+            seen = {x.request.path: Seen(x.caller.name, x.caller.source)
                     for x in reader if isinstance(x, Exchange)}
     return [o for client, urls, lines, failure in runs
             for o in classify(client, urls, lines, seen, failure)]

@@ -33,7 +33,7 @@ def test_recorded_bypassed_and_untrusted_are_told_apart():
     lines = [f"{URLS['http']} 200",
              f"{URLS['https']} error: javax.net.ssl.SSLHandshakeException: PKIX path building "
              "failed"]
-    seen = {"/tapproxy-check/x": Seen("check", "proxy-auth", 200)}
+    seen = {"/tapproxy-check/x": Seen("check", "proxy-auth")}
     http, https = classify(JAVA, URLS, lines, seen)
     assert (http.result, http.detail) == (RECORDED, "caller check (proxy-auth)")
     assert (https.result, https.hint) == (FAILED, "truststore hint")
