@@ -207,7 +207,7 @@ def env(
         "--check", help="Run each HTTP client found here (curl, wget, python, node, java, "
                         "go) with these exports through a proxy of the check's own, and say "
                         "which ones it saw. Exit 1 if any went around it or failed.")] = False,
-    clients: Annotated[list[str] | None, typer.Argument(metavar="[CLIENT]...",
+    clients: Annotated[list[str] | None, typer.Argument(metavar="CLIENT",
         help="With --check: only these (curl, wget, python, node, java, go).",
         show_default=False)] = None,
 ) -> None:
