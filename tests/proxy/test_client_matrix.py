@@ -1,5 +1,6 @@
 """The client matrix: real clients of every language, each in a fresh shell with nothing but
-`eval "$(tapproxy env)"`, calling a loopback service over http and https.
+`eval "$(tapproxy env)"`, calling a loopback service at http://127.0.0.1, http://localhost
+and https://127.0.0.1.
 
 Each row is a line of the README's table of clients: the test asserts the outcome the
 table documents — recorded (and how the caller is named), or, for the clients that read
@@ -179,20 +180,22 @@ def command_for(row: Row, toolchains) -> tuple[str, ...]:
 def test_client_with_only_the_env_exports(row: Row, matrix: Matrix, toolchains):
     command = command_for(row, toolchains)
     path = f"/matrix/{slug(row.client)}"
-    urls = {"http": f"{matrix.http}{path}", "https": f"{matrix.https}{path}"}
-    answers = run_client(command, list(urls.values()), matrix.exports)
+    urls = {f"{matrix.http}{path}/ip": ("http", "127.0.0.1"),
+            f"{matrix.http.replace('127.0.0.1', 'localhost')}{path}/name": ("http", "localhost"),
+            f"{matrix.https}{path}/tls": ("https", "127.0.0.1")}
+    answers = run_client(command, list(urls), matrix.exports)
 
     # Whether the client went through the proxy or around it, it got the service's answer:
     # over https that means it trusted the proxy's CA (the service's certificate is from
     # the same CA, so a client going around it is not failed by TLS either).
-    assert answers == {url: "200" for url in urls.values()}
-    seen = {(x.request.scheme, x.request.path): x for x in matrix.proxy.exchanges()
-            if x.request.path.startswith(path)}
+    assert answers == {url: "200" for url in urls}
+    seen = {(x.request.scheme, x.request.host): x for x in matrix.proxy.exchanges()
+            if x.request.path.startswith(f"{path}/")}
     expected = expected_outcome(row, toolchains)
     if expected == BYPASSED:
         assert seen == {}, "documented as going around the proxy, but it was recorded"
         return
-    assert set(seen) == {("http", path), ("https", path)}
+    assert set(seen) == set(urls.values())
     for x in seen.values():
         assert x.status == 200
         assert x.caller.source == row.caller_source
