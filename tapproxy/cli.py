@@ -14,7 +14,7 @@ from rich.console import Console
 
 from tapproxy import __version__
 from tapproxy.atomic import atomic_output
-from tapproxy.errors import TapproxyError
+from tapproxy.errors import TapproxyError, UsageError
 
 app = typer.Typer(
     help="Record, inspect and trace the HTTP exchanges of integration tests.",
