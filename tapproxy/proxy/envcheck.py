@@ -36,8 +36,8 @@ __all__ = ["TOOLS", "Client", "EchoService", "Outcome", "Seen", "classify", "fin
 PROBES = Path(__file__).with_name("probes")
 TOOLS = ("curl", "wget", "python", "node", "java", "go")
 RECORDED, BYPASSED, FAILED = "recorded", "bypassed", "failed"
-FRONT = ("or front the service (tapproxy record --start NAME@PORT=COMMAND), which needs "
-         "nothing from any client")
+FRONT = ("or put a listener in front of the service (tapproxy record --reverse "
+         "NAME=URL@PORT), which needs nothing from any client")
 _RUN_TIMEOUT = 120  # a JDK compiling the single-file probe on a busy machine
 _PARALLEL = 3
 
