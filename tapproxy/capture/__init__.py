@@ -1,6 +1,7 @@
 """Capture records and the `.tap` file format: the one reader API every part uses."""
 
 from tapproxy.capture.format import CaptureReader, new_header, open_capture
+from tapproxy.capture.merge import merge_captures
 from tapproxy.capture.model import (
     ErrorInfo,
     Exchange,
@@ -9,7 +10,9 @@ from tapproxy.capture.model import (
     Party,
     Record,
     Request,
+    ResourceSample,
     Response,
+    ServiceLog,
     SessionHeader,
     SpanBatch,
     TestCase,
@@ -32,7 +35,9 @@ __all__ = [
     "Party",
     "Record",
     "Request",
+    "ResourceSample",
     "Response",
+    "ServiceLog",
     "SessionHeader",
     "SpanBatch",
     "TestCase",
@@ -40,6 +45,7 @@ __all__ = [
     "Tunnel",
     "WebSocketEnd",
     "WebSocketMessage",
+    "merge_captures",
     "new_header",
     "open_capture",
 ]

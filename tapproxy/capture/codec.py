@@ -22,7 +22,9 @@ from tapproxy.capture.model import (
     Party,
     Record,
     Request,
+    ResourceSample,
     Response,
+    ServiceLog,
     SessionHeader,
     SpanBatch,
     TestCase,
@@ -145,7 +147,17 @@ def _tunnel_to_wire(t: Tunnel) -> dict:
             "error": _error(t.error), "test": t.test, "test_source": t.test_source}
 
 
+_LOG_FIELDS = ("service", "stream", "line", "timestamp")
+_RESOURCE_FIELDS = ("service", "timestamp", "pid", "cpu_percent", "rss", "threads", "fds")
+
+
+def _fields_to_wire(kind: str, names: tuple[str, ...]) -> Callable[[Any], dict]:
+    return lambda r: {"kind": kind, **{n: getattr(r, n) for n in names}}
+
+
 _TO_WIRE: dict[type, Callable[[Any], dict]] = {
+    ServiceLog: _fields_to_wire("service_log", _LOG_FIELDS),
+    ResourceSample: _fields_to_wire("resource_sample", _RESOURCE_FIELDS),
     SpanBatch: _span_batch_to_wire,
     Exchange: _exchange_to_wire,
     TestCase: _test_to_wire,
@@ -176,11 +188,12 @@ _BIN = (bytes,)
 _STR_OR_BIN = (str, bytes)
 _INT = (int,)
 _BOOL = (bool,)
+_NUMBER = (float, int)
 _MAP = (dict,)
 _TUPLE, _TWO, _BYTES = {tuple}, {2}, {bytes}
 _LIST = (tuple, list)  # the reader decodes arrays as tuples; lists from anyone else
 _NAMES = {str: "str", bytes: "bin", int: "int", bool: "bool", dict: "map", list: "array",
-          tuple: "array"}
+          tuple: "array", float: "float"}
 
 
 def _bad(where: str, key: str, expected: str, d: dict) -> CaptureError:
@@ -404,7 +417,22 @@ def _tunnel_from_wire(d: dict) -> Tunnel:
     )
 
 
+def _service_log_from_wire(d: dict) -> ServiceLog:
+    return ServiceLog(_get(d, "service", _STR), _get(d, "stream", _STR), _get(d, "line", _STR),
+                      _time(d, "timestamp"))
+
+
+def _resource_sample_from_wire(d: dict) -> ResourceSample:
+    return ResourceSample(_get(d, "service", _STR), _time(d, "timestamp"),
+                          _int(d, "pid", "", 0, _MAX_SIZE),
+                          float(_get(d, "cpu_percent", _NUMBER)),
+                          _int(d, "rss", "", 0, _MAX_SIZE), _int(d, "threads", "", 0, _MAX_SIZE),
+                          _int(d, "fds", "", 0, _MAX_SIZE, None))
+
+
 _FROM_WIRE: dict[str, Callable[[dict], Record]] = {
+    "service_log": _service_log_from_wire,
+    "resource_sample": _resource_sample_from_wire,
     "exchange": _exchange_from_wire,
     "test": _test_from_wire,
     "ws_message": _ws_message_from_wire,

@@ -19,7 +19,9 @@ __all__ = [
     "Party",
     "Record",
     "Request",
+    "ResourceSample",
     "Response",
+    "ServiceLog",
     "SessionHeader",
     "SpanBatch",
     "TestCase",
@@ -395,6 +397,29 @@ class SpanBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceLog:
+    """One line a service wrote to its stdout or stderr, stamped when it was read."""
+
+    service: str
+    stream: str  # stdout | stderr
+    line: str  # without its line ending
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSample:
+    """What a service's process tree used at one moment (psutil)."""
+
+    service: str
+    timestamp: int
+    pid: int
+    cpu_percent: float  # since the previous sample; 100 is one core busy
+    rss: int  # resident memory, bytes, summed over the process tree
+    threads: int
+    fds: int | None = None  # open file descriptors; None where the platform has none
+
+
+@dataclass(frozen=True, slots=True)
 class SessionHeader:
     """The first record of every capture."""
 
@@ -442,4 +467,5 @@ class Tunnel:
         return TUNNEL_REASONS.get(self.reason, self.reason)
 
 
-type Record = Exchange | TestCase | WebSocketMessage | WebSocketEnd | SpanBatch | Tunnel
+type Record = (Exchange | TestCase | WebSocketMessage | WebSocketEnd | SpanBatch | Tunnel
+               | ServiceLog | ResourceSample)

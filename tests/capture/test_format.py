@@ -33,7 +33,9 @@ from tapproxy.capture import (
     Headers,
     Party,
     Request,
+    ResourceSample,
     Response,
+    ServiceLog,
     SessionHeader,
     TestCase,
     Timing,
@@ -155,6 +157,10 @@ ALL_KINDS = [
     WebSocketEnd("ws1", timestamp=T0 + 30, close_code=1000, close_reason="bye"),
     WebSocketEnd("ws2", timestamp=T0 + 31, error="connection reset"),
     TUNNEL,
+    ServiceLog("payments", "stderr", "ERROR card declined: \x1b[31m", timestamp=T0 + 40),
+    ResourceSample("payments", timestamp=T0 + 41, pid=4242, cpu_percent=12.5, rss=31 << 20,
+                   threads=3, fds=11),
+    ResourceSample("payments", timestamp=T0 + 42, pid=4242, cpu_percent=0.0, rss=1, threads=1),
 ]
 
 FAST = settings(
