@@ -1,7 +1,9 @@
 """The control API: a small HTTP server for test harnesses (open/close test cases, flush).
 
     POST /tests/start  {"name": "..."}                     201, 409 if already open
-    POST /tests/end    {"name": "...", "outcome": "passed"} 200, 404 if not open
+    POST /tests/end    {"name": "...", "outcome": "passed"} 200, 404 if not open;
+                       the answer counts the test's `requests`
+    POST /services     {"name": "...", "address": "HOST:PORT"}  name a callee from now on
     GET  /tests        {"open": [...]}
     POST /flush        every record so far is in the file   {"records": N}
     GET  /stats        live aggregates                      {"exchanges": N, "errors": N, ...}
@@ -29,7 +31,8 @@ from aiohttp import web
 
 from tapproxy.analysis.metrics import Metrics
 from tapproxy.capture.model import TestCase
-from tapproxy.errors import CaptureError
+from tapproxy.errors import CaptureError, UsageError
+from tapproxy.proxy.options import ServiceSpec, parse_address
 from tapproxy.proxy.testcases import OpenTests, TestCaseError
 from tapproxy.report.stats import metrics_json
 
@@ -68,6 +71,8 @@ class Controlled(Protocol):
 
     def test_closed(self, case: TestCase) -> Awaitable[object] | None: ...
 
+    def name_service(self, service: ServiceSpec) -> None: ...
+
     def stats(self) -> dict: ...
 
 
@@ -99,6 +104,7 @@ class ControlServer:
             web.post("/tests/start", self._start),
             web.post("/tests/end", self._end),
             web.get("/tests", self._list),
+            web.post("/services", self._service),
             web.post("/flush", self._flush),
             web.get("/stats", self._stats),
             web.get("/metrics", self._metrics),
@@ -170,6 +176,7 @@ class ControlServer:
         outcome = body.get("outcome")
         if outcome is not None and not isinstance(outcome, str):
             raise web.HTTPBadRequest(text='"outcome" must be a string')
+        requests = self._target.tests.requests(body["name"])
         try:
             case = self._target.tests.close(body["name"], outcome if outcome else None)
         except TestCaseError as e:
@@ -179,7 +186,20 @@ class ControlServer:
             await pending
         if self._target.writer.failure is not None:
             return self._write_failed(closed=case.name)
-        return web.json_response({"closed": case.name, "outcome": case.outcome})
+        return web.json_response({"closed": case.name, "outcome": case.outcome,
+                                  "requests": requests})
+
+    async def _service(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        address = body.get("address")
+        try:
+            if not isinstance(address, str):
+                raise UsageError('"address" must be a "HOST:PORT" string')
+            spec = parse_address(address, "address")
+        except UsageError as e:
+            raise web.HTTPBadRequest(text=str(e)) from None
+        self._target.name_service(ServiceSpec(body["name"], spec.host, spec.port))
+        return web.json_response({"service": body["name"], "address": str(spec)}, status=201)
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response({"open": self._target.tests.names()})

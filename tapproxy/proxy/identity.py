@@ -49,6 +49,14 @@ class CalleeNamer:
         self._any_port = {s.host.lower(): s.name for s in services if s.port is None}
         self._known: dict[tuple[str, int, str | None], Party] = {}
 
+    def add(self, service: ServiceSpec) -> None:
+        """Name `service`'s address from now on (a service a test harness started)."""
+        if service.port is None:
+            self._any_port[service.host.lower()] = service.name
+        else:
+            self._exact[(service.host.lower(), service.port)] = service.name
+        self._known.clear()
+
     def name(self, host: str, port: int, reverse_name: str | None = None) -> Party:
         key = (host, port, reverse_name)
         party = self._known.get(key)

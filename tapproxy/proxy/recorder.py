@@ -55,7 +55,7 @@ from tapproxy.proxy.identity import (
     peer_party,
 )
 from tapproxy.proxy.live import LiveSpans
-from tapproxy.proxy.options import Address, RecordOptions
+from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
 from tapproxy.proxy.own_addresses import OwnAddresses
 from tapproxy.proxy.receiver import OtlpReceiver
 from tapproxy.proxy.testcases import OpenTests
@@ -272,6 +272,10 @@ class Recorder:
             if listener is not None:
                 return Party(listener, "listener", address_of(client.peername))
         return peer_party(client.peername)
+
+    def name_service(self, service: ServiceSpec) -> None:
+        """Name a callee address from now on (the control API's POST /services)."""
+        self._callees.add(service)
 
     def _callee(self, flow: http.HTTPFlow) -> Party:
         return self.callee_at(flow.client_conn, flow.request.host, flow.request.port)

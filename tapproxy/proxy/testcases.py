@@ -23,23 +23,33 @@ class OpenTests:
 
     def __init__(self) -> None:
         self._open: dict[str, int] = {}
+        self._requests: dict[str, int] = {}  # requests attributed to each open test
 
     def open(self, name: str) -> None:
         if name in self._open:
             raise TestCaseError(f"test {name!r} is already open")
         self._open[name] = time.time_ns()
+        self._requests[name] = 0
 
     def close(self, name: str, outcome: str | None) -> TestCase:
         try:
             started = self._open.pop(name)
         except KeyError:
             raise TestCaseError(f"test {name!r} is not open") from None
+        self._requests.pop(name, None)
         return TestCase(name=name, started=started, ended=time.time_ns(), outcome=outcome)
+
+    def requests(self, name: str) -> int:
+        """How many requests were attributed to the open test `name` so far (0 if none).
+
+        The pytest plugin warns about a test that sent nothing through the proxy."""
+        return self._requests.get(name, 0)
 
     def close_all(self) -> list[TestCase]:
         """Tests still open at shutdown: recorded with no end and no outcome."""
         left = [TestCase(name=n, started=s) for n, s in self._open.items()]
         self._open.clear()
+        self._requests.clear()
         return left
 
     def names(self) -> list[str]:
@@ -48,9 +58,13 @@ class OpenTests:
     def attribute(self, header_test: str | None) -> tuple[str | None, str | None]:
         """(test, how): the test named by header, else the only open one, else ambiguous."""
         if header_test:
+            if header_test in self._requests:
+                self._requests[header_test] += 1
             return header_test, "header"
         if len(self._open) == 1:
-            return next(iter(self._open)), "control"
+            only = next(iter(self._open))
+            self._requests[only] += 1
+            return only, "control"
         if len(self._open) > 1:
             return None, "ambiguous"  # several tests open and no header: never guess
         return None, None

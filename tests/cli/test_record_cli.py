@@ -163,7 +163,8 @@ def test_record_until_signal_writes_every_exchange_and_test_case(record, shop, s
     assert curl(*proxy, f"{shop.url}/broken")[0] == 503
     r = requests.post(f"{ctl}/tests/end", json={"name": "test_checkout", "outcome": "failed"},
                       timeout=10)
-    assert r.json() == {"closed": "test_checkout", "outcome": "failed"}
+    assert r.json() == {"closed": "test_checkout", "outcome": "failed",
+                        "requests": 3}
     assert curl(*proxy, f"{shop.url}/items/8")[0] == 200  # outside any test
     assert requests.post(f"{ctl}/tests/start", json={"name": "test_left_open"},
                          timeout=10).status_code == 201

@@ -42,7 +42,8 @@ def test_control_opened_test_owns_its_exchanges_and_is_recorded_when_closed(prox
     for i in range(3):
         assert s.post(f"{echo.url}/during/{i}", data=b"x", timeout=10).status_code == 201
     r = _control(proxy, "POST", "/tests/end", json={"name": "t1", "outcome": "failed"})
-    assert (r.status_code, r.json()) == (200, {"closed": "t1", "outcome": "failed"})
+    assert (r.status_code, r.json()) == (200, {"closed": "t1", "outcome": "failed",
+                                             "requests": 3})
     assert s.get(f"{echo.url}/after", timeout=10).status_code == 200
 
     records = proxy.records()
@@ -63,7 +64,7 @@ def test_control_opened_test_owns_its_exchanges_and_is_recorded_when_closed(prox
 def test_outcome_is_optional(proxy):
     assert _control(proxy, "POST", "/tests/start", json={"name": "t"}).status_code == 201
     r = _control(proxy, "POST", "/tests/end", json={"name": "t"})
-    assert (r.status_code, r.json()) == (200, {"closed": "t", "outcome": None})
+    assert (r.status_code, r.json()) == (200, {"closed": "t", "outcome": None, "requests": 0})
     [case] = proxy.records()
     assert isinstance(case, TestCase) and case.outcome is None and case.ended >= case.started
 
@@ -224,3 +225,27 @@ def test_test_left_open_is_recorded_without_end_or_outcome(proxy, echo):
     [x] = [r for r in records if isinstance(r, Exchange)]
     assert (x.test, x.test_source) == ("dangling", "control")
     assert left.started <= x.timing.request_start
+
+
+def test_a_test_that_sent_nothing_counts_zero_requests(proxy, echo):
+    _control(proxy, "POST", "/tests/start", json={"name": "quiet"})
+    r = _control(proxy, "POST", "/tests/end", json={"name": "quiet", "outcome": "passed"})
+    assert r.json()["requests"] == 0
+
+
+def test_services_names_a_callee_address_from_then_on(proxy, echo):
+    s = _through(proxy)
+    s.get(f"{echo.url}/before", timeout=10)
+    r = _control(proxy, "POST", "/services",
+                 json={"name": "echo", "address": f"127.0.0.1:{echo.port}"})
+    assert r.status_code == 201
+    s.get(f"{echo.url}/after", timeout=10)
+    callees = {x.request.path: (x.callee.name, x.callee.source) for x in proxy.exchanges()}
+    assert callees == {"/before": ("127.0.0.1", "host"), "/after": ("echo", "service-map")}
+
+
+@pytest.mark.parametrize("body", [{"name": "echo"}, {"name": "echo", "address": "nope"}])
+def test_services_with_a_bad_address_is_a_400_naming_it(proxy, body):
+    r = _control(proxy, "POST", "/services", json=body)
+    assert r.status_code == 400
+    assert "address" in r.text
