@@ -482,4 +482,5 @@ class Recorder:
             "open_tests": self.tests.names(),
             "uptime_s": round(time.time() - self.started, 3),
             "capture": str(Path(self.options.output).resolve()),
+            "listen": str(self.options.listen),
         }

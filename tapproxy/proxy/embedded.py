@@ -1,0 +1,115 @@
+"""A recording proxy for a test harness: run in a thread of its own, or reached through
+the control API of one already running (a compose sidecar). Synchronous on purpose: a
+pytest plugin calls it between tests, with no event loop of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tapproxy.errors import ProxyError
+from tapproxy.proxy.options import Address, RecordOptions, parse_address
+
+__all__ = ["BackgroundProxy", "ControlClient"]
+
+
+class ControlClient:
+    """The control API of a running proxy (`http://host:port`), over plain HTTP."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        # Never through a proxy: the harness itself may run with HTTP_PROXY pointing at
+        # this very proxy, and the control API is not traffic to record.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def _call(self, method: str, route: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.url}{route}", data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        try:
+            with self._opener.open(req, timeout=self.timeout) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            text = e.read().decode("utf-8", "replace").strip()
+            raise ProxyError(f"control API {self.url}{route}: {e.code} {text}") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ProxyError(f"control API {self.url}: cannot reach it ({reason})") from None
+
+    def start_test(self, name: str) -> None:
+        self._call("POST", "/tests/start", {"name": name})
+
+    def end_test(self, name: str, outcome: str) -> int:
+        """Close the test case; how many requests went through the proxy while it was open."""
+        return int(self._call("POST", "/tests/end", {"name": name, "outcome": outcome})
+                   .get("requests", 0))
+
+    def name_service(self, name: str, address: str) -> None:
+        self._call("POST", "/services", {"name": name, "address": address})
+
+    def flush(self) -> None:
+        self._call("POST", "/flush")
+
+    def stats(self) -> dict:
+        return self._call("GET", "/stats")
+
+    def proxy_address(self) -> Address:
+        """The forward proxy's address, as the proxy reports it (any-host → the API's host)."""
+        listen = parse_address(str(self.stats().get("listen", "")), "listen address")
+        if listen.host in ("0.0.0.0", "::", ""):
+            return Address(urlsplit(self.url).hostname or "127.0.0.1", listen.port)
+        return listen
+
+
+class BackgroundProxy:
+    """The embedded RecordingProxy on an event loop in a daemon thread.
+
+        proxy = BackgroundProxy(opts)
+        proxy.start()   # ProxyError if a listener cannot be bound
+        proxy.control   # a ControlClient for it
+        proxy.stop()    # the capture is complete on disk
+    """
+
+    def __init__(self, opts: RecordOptions) -> None:
+        from tapproxy.proxy.runner import RecordingProxy
+
+        if opts.control is None:
+            raise ProxyError("an embedded proxy needs its control API")
+        self.options = opts
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name="tapproxy-proxy", daemon=True)
+        self._proxy = RecordingProxy(opts)
+        self.control: ControlClient | None = None
+
+    @property
+    def capture(self) -> Path:
+        return self.options.output
+
+    def start(self) -> None:
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(60)
+        except BaseException:
+            self._close_loop()
+            raise
+        self.control = ControlClient(f"http://{self._proxy.control}")
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._proxy.stop(), self._loop).result(60)
+        finally:
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
