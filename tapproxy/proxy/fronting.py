@@ -1,0 +1,220 @@
+"""Fronting: start a service on a private port so tapproxy can listen on the one its
+callers already use, and no client needs any proxy setting.
+
+The service's command line and environment name the port with `{port}`; tapproxy picks
+a free private port, starts the service with it (and with the proxy environment, so its
+own outgoing calls are recorded under its name), waits until it accepts connections, and
+puts a reverse listener on the public port in front of it. Synchronous on purpose: the
+CLI runs it in a thread, a pytest fixture can call it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+from tapproxy.errors import ProxyError, UsageError
+from tapproxy.proxy.options import Address, ReverseSpec, parse_address
+
+__all__ = ["FrontSpec", "ServiceProcess", "parse_start"]
+
+PLACEHOLDER = "{port}"
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass(frozen=True, slots=True)
+class FrontSpec:
+    """The service `name`, started as `argv` (with `env`), fronted at `listen`."""
+
+    name: str
+    listen: Address
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def parse_start(spec: str) -> FrontSpec:
+    """`NAME@[HOST:]PORT=COMMAND`, e.g. `orders@5001=PORT={port} node server.js`.
+
+    COMMAND is split as a shell would split it; leading `VAR=value` words set the
+    service's environment, as in a shell.
+    """
+    form = "NAME@[HOST:]PORT=COMMAND, e.g. 'orders@5001=node server.js --port {port}'"
+    name, at, rest = spec.partition("@")
+    address, eq, command = rest.partition("=")
+    if not at or not eq or not name.strip() or not address.strip():
+        raise UsageError(f"bad --start {spec!r}: expected {form}")
+    try:
+        words = shlex.split(command)
+    except ValueError as e:
+        raise UsageError(f"bad --start {spec!r}: {e}") from None
+    env = []
+    while words and _ASSIGNMENT.match(words[0]):
+        key, _, value = words.pop(0).partition("=")
+        env.append((key, value))
+    if not words:
+        raise UsageError(f"bad --start {spec!r}: no command after '=', expected {form}")
+    if not any(PLACEHOLDER in w for w in words) and not any(PLACEHOLDER in v for _, v in env):
+        raise UsageError(f"bad --start {spec!r}: the command must say where to listen with "
+                         f"{PLACEHOLDER} (in an argument or a VAR={PLACEHOLDER})")
+    return FrontSpec(name.strip(), parse_address(address, "--start port"), tuple(words),
+                     tuple(env))
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class ServiceProcess:
+    """A service tapproxy starts on a private loopback port and stops when done.
+
+        svc = ServiceProcess("orders", ["node", "server.js", "--port", "{port}"])
+        svc.start(proxy_env)    # blocks until 127.0.0.1:svc.private_port accepts
+        spec = svc.reverse(Address("127.0.0.1", 5001))
+        ...
+        svc.stop()              # SIGTERM to its process group, then SIGKILL
+    """
+
+    def __init__(self, name: str, argv: tuple[str, ...] | list[str], *,
+                 env: Mapping[str, str] | None = None, private_port: int | None = None,
+                 start_timeout: float = 30.0, stop_timeout: float = 5.0,
+                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+        self.name = name
+        self.private_port = private_port or free_loopback_port()
+        port = str(self.private_port)
+        self.argv = [a.replace(PLACEHOLDER, port) for a in argv]
+        self.env = {k: v.replace(PLACEHOLDER, port) for k, v in (env or {}).items()}
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._out = stdout
+        self._err = stderr
+        self._proc: subprocess.Popen | None = None
+        self._pumps: list[threading.Thread] = []
+        self._stopping = False
+        self._listening = False
+
+    @classmethod
+    def from_spec(cls, spec: FrontSpec, **kwargs) -> ServiceProcess:
+        return cls(spec.name, spec.argv, env=dict(spec.env), **kwargs)
+
+    @property
+    def upstream(self) -> str:
+        return f"http://127.0.0.1:{self.private_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def reverse(self, listen: Address) -> ReverseSpec:
+        """The reverse listener on `listen` that fronts this service."""
+        return ReverseSpec(self.name, self.upstream, listen)
+
+    def start(self, proxy_env: Mapping[str, str] | None = None,
+              on_spawn: Callable[[int], None] | None = None) -> None:
+        """Start it and wait until its private port accepts; ProxyError in one line if not.
+
+        `on_spawn(pid)` is called as soon as the process exists, before it listens.
+        """
+        env = {**os.environ, **(proxy_env or {}), **self.env}
+        try:
+            # A session of its own: a terminal's Ctrl-C reaches tapproxy only, and stop()
+            # reaches the service's children too (npm → node, a shell → its command).
+            self._proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          start_new_session=True)
+        except OSError as e:
+            raise ProxyError(f"service {self.name}: cannot start {self.argv[0]!r}: "
+                             f"{e.strerror or e}") from None
+        if on_spawn is not None:
+            on_spawn(self._proc.pid)
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(self._proc.stdout, self._out, False),
+                             name=f"tapproxy-{self.name}-stdout", daemon=True),
+            threading.Thread(target=self._pump, args=(self._proc.stderr, self._err, True),
+                             name=f"tapproxy-{self.name}-stderr", daemon=True),
+        ]
+        for t in self._pumps:
+            t.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not _accepts("127.0.0.1", self.private_port):
+            code = self._proc.poll()
+            if code is not None:
+                self._join_pumps()
+                raise ProxyError(f"service {self.name} exited with code {code} before "
+                                 f"listening on 127.0.0.1:{self.private_port} (its port {{port}})")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ProxyError(f"service {self.name} did not listen on "
+                                 f"127.0.0.1:{self.private_port} within "
+                                 f"{self.start_timeout:g} s: does its command pass {{port}} "
+                                 "as the port to listen on?")
+            time.sleep(0.05)
+        self._listening = True
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until it exits of its own accord and its output is passed on; exit code."""
+        assert self._proc is not None, "not started"
+        code = self._proc.wait(timeout)
+        self._join_pumps()
+        return code
+
+    def stop(self) -> int | None:
+        """SIGTERM its process group, SIGKILL what is left after `stop_timeout`; exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        self._stopping = True
+        if proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                proc.wait()
+        self._signal(signal.SIGKILL)  # children that outlived their parent
+        self._join_pumps()
+        return proc.returncode
+
+    def _signal(self, sig: int) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    def _join_pumps(self) -> None:
+        for t in self._pumps:
+            t.join(2)
+
+    def _pump(self, pipe, sink: TextIO | None, is_err: bool) -> None:
+        """Pass the service's output through, each line prefixed with its name."""
+        prefix = f"[{self.name}] "
+        for raw in iter(pipe.readline, b""):
+            out = sink or (sys.stderr if is_err else sys.stdout)
+            out.write(prefix + raw.decode("utf-8", "replace").rstrip("\r\n") + "\n")
+            out.flush()
+        pipe.close()
+        if is_err and self._listening and not self._stopping and self._proc is not None:
+            code = self._proc.wait()
+            if not self._stopping:  # it ended while tapproxy was still recording
+                out = sink or sys.stderr
+                out.write(f"{prefix}exited with code {code}\n")
+                out.flush()
