@@ -1,0 +1,397 @@
+"""pytest plugin: record a test run through tapproxy and explain failing tests.
+
+    pytest --tapproxy                     an embedded recording proxy for the session
+    pytest --tapproxy-url http://H:8081   a running tapproxy, through its control API
+    --tapproxy-capture PATH               the capture (default .tapproxy/<timestamp>.tap)
+
+Glue only: the proxy (`tapproxy.proxy.embedded`), services and their logs and resources
+(`proxy.fronting`, `proxy.servicewatch`), merging (`capture.merge`) and the failure
+section (`report.section`) are the parts'. Under pytest-xdist each worker records its
+own capture and the controller merges them into the one named capture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tapproxy.capture import (
+    CaptureWriter,
+    Exchange,
+    merge_captures,
+    new_header,
+    open_capture,
+)
+from tapproxy.errors import TapproxyError
+from tapproxy.report.section import ServiceWindow, call_lines, failure_section
+
+__all__ = ["Tapproxy", "TapproxyService"]
+
+TEST_CALLER = "tests"  # the caller name of requests the tests themselves send
+_PLUGIN = "tapproxy-session"
+_START = pytest.StashKey[int]()
+_OUTCOME = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tapproxy", "tapproxy: record the run, explain failing tests")
+    group.addoption("--tapproxy", action="store_true",
+                    help="Record every test's HTTP exchanges through an embedded proxy.")
+    group.addoption("--tapproxy-url", metavar="URL",
+                    help="Use the running tapproxy whose control API is at URL instead.")
+    group.addoption("--tapproxy-capture", metavar="PATH",
+                    help="Capture to write (default .tapproxy/<timestamp>.tap).")
+    group.addoption("--tapproxy-confdir", metavar="DIR",
+                    help="Where the interception CA lives (default ~/.mitmproxy).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("tapproxy") or config.getoption("tapproxy_url"):
+        config.pluginmanager.register(_Session(config), _PLUGIN)
+
+
+def _capture_path(config: pytest.Config) -> Path:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "tapproxy_capture" in workerinput:
+        return Path(workerinput["tapproxy_capture"])
+    given = config.getoption("tapproxy_capture")
+    if given:
+        return Path(given).absolute()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return config.rootpath / ".tapproxy" / f"{stamp}.tap"
+
+
+class _Session:
+    """The plugin's state for one pytest process: controller, worker, or both at once."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.capture = _capture_path(config)
+        self.worker = getattr(config, "workerinput", {}).get("workerid")
+        # An xdist controller runs no tests: its workers record, it merges.
+        self.controller = self.worker is None and config.getoption("dist", "no") != "no"
+        self.parts: list[Path] = []
+        self.proxy = None  # BackgroundProxy when embedded
+        self.control = None  # ControlClient
+        self.proxy_capture: Path | None = None
+        self.journal = None
+        self._journal_writer: CaptureWriter | None = None
+        self.services: dict[str, TapproxyService] = {}
+        self.current: pytest.Item | None = None
+        self.failures: list[tuple[str, str]] = []  # (node id, first failure line)
+        self.quiet: list[str] = []  # tests that sent nothing through the proxy
+
+    # -- session -------------------------------------------------------------------------
+
+    def _part(self, what: str) -> Path:
+        return self.capture.with_name(f".{self.capture.name}.{self.worker or 'main'}.{what}")
+
+    def pytest_configure_node(self, node) -> None:  # xdist controller: one capture name
+        node.workerinput["tapproxy_capture"] = str(self.capture)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.controller:
+            return
+        from tapproxy.proxy.embedded import BackgroundProxy, ControlClient
+        from tapproxy.proxy.fronting import free_loopback_port
+        from tapproxy.proxy.options import Address, RecordOptions
+        from tapproxy.proxy.servicewatch import ServiceJournal
+
+        self.capture.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            url = self.config.getoption("tapproxy_url")
+            if url:
+                self.control = ControlClient(url)
+                self.listen = self.control.proxy_address()
+                stats_capture = Path(str(self.control.stats().get("capture", "")))
+                self.proxy_capture = stats_capture if stats_capture.is_file() else None
+            else:
+                opts = RecordOptions(output=self._part("proxy.tap"),
+                                     listen=Address("127.0.0.1", free_loopback_port()),
+                                     control=Address("127.0.0.1", 0), confdir=self.confdir)
+                self.proxy = BackgroundProxy(opts)
+                self.proxy.start()
+                self.control = self.proxy.control
+                self.listen = self.proxy.listen
+                self.proxy_capture = opts.output
+                self.parts.append(opts.output)
+        except TapproxyError as e:
+            raise pytest.UsageError(f"tapproxy: {e}") from None
+        services = self._part("services.tap")
+        self._journal_writer = CaptureWriter(services, new_header({"pytest": "services"}))
+        self.parts.append(services)
+        self.journal = ServiceJournal(self._journal_writer.write)
+
+    @property
+    def confdir(self) -> Path:
+        given = self.config.getoption("tapproxy_confdir")
+        return Path(given or "~/.mitmproxy").expanduser()
+
+    def env(self, caller: str | None) -> dict[str, str]:
+        from tapproxy.proxy.certs import env_exports
+
+        return env_exports(self.listen, self.confdir, caller)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.controller:
+            for svc in reversed(self.services.values()):
+                svc.stop()
+            if self._journal_writer is not None:
+                self._journal_writer.close()
+            if self.proxy is not None:
+                self.proxy.stop()
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput["tapproxy_parts"] = [str(p) for p in self.parts]
+            workeroutput["tapproxy_failures"] = self.failures
+            workeroutput["tapproxy_quiet"] = self.quiet
+            return
+        if self.parts:
+            merge_captures(self.parts, self.capture, {"pytest": True})
+            for p in self.parts:
+                p.unlink(missing_ok=True)
+
+    def pytest_testnodedown(self, node, error) -> None:  # xdist controller
+        out = getattr(node, "workeroutput", {})
+        self.parts.extend(Path(p) for p in out.get("tapproxy_parts", ()))
+        self.failures.extend(tuple(f) for f in out.get("tapproxy_failures", ()))
+        self.quiet.extend(out.get("tapproxy_quiet", ()))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.failures and not self.quiet:
+            return  # a run where every test passed through the proxy prints nothing
+        tr = terminalreporter
+        tr.write_sep("-", "tapproxy")
+        for nodeid, line in self.failures:
+            tr.write_line(f"{nodeid}: {line}")
+        tr.write_line(f"capture: {self.capture}")
+
+    # -- each test -----------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.current = item
+        item.stash[_START] = time.time_ns()
+        item.stash[_OUTCOME] = "passed"
+        self.control.start_test(item.nodeid)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        rep = yield
+        if _START not in item.stash:
+            return rep
+        if rep.failed and item.stash[_OUTCOME] == "passed":
+            item.stash[_OUTCOME] = "failed" if rep.when == "call" else "error"
+            self._explain(item, rep)
+        elif rep.skipped and rep.when != "teardown":
+            item.stash[_OUTCOME] = "skipped"
+        if rep.when == "teardown":
+            self._close(item)
+        return rep
+
+    def _close(self, item: pytest.Item) -> None:
+        outcome = item.stash[_OUTCOME]
+        requests = self.control.end_test(item.nodeid, outcome)
+        self.current = None
+        if requests == 0 and outcome != "skipped":
+            self.quiet.append(item.nodeid)
+            item.warn(pytest.PytestWarning(
+                "tapproxy: nothing went through the proxy during this test: it was bypassed "
+                "(NO_PROXY, a client that ignores HTTP_PROXY) or the test sent nothing"))
+
+    def exchanges(self, nodeid: str) -> list[Exchange]:
+        """The exchanges recorded so far for the test `nodeid`."""
+        if self.proxy_capture is None:
+            return []
+        self.control.flush()
+        with open_capture(self.proxy_capture) as reader:
+            return [x for x in reader.exchanges() if x.test == nodeid]
+
+    def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
+        since, now = item.stash[_START], time.time_ns()
+        exchanges = self.exchanges(item.nodeid)
+        story, first = _story(exchanges)
+        windows = [ServiceWindow(name, self.journal.logs(name, since, now),
+                                 self.journal.samples(name, since, now))
+                   for name in self.services]
+        windows = [w for w in windows if w.logs or w.samples][:3]
+        rep.sections.append(("tapproxy", failure_section(
+            story, since, windows, [("capture", str(self.capture))])))
+        item.user_properties.append(("tapproxy_capture", str(self.capture)))
+        if first:
+            item.user_properties.append(("tapproxy_first_failure", first))
+            self.failures.append((item.nodeid, first))
+
+
+def _story(exchanges: Sequence[Exchange]) -> tuple[list[str], str | None]:
+    """The call tree lines and a one-line first failure.
+
+    Until the failure analysis (`tapproxy.analysis`) is on main this lists the calls
+    unmarked and names the earliest failing call; the analysis replaces both."""
+    lines = call_lines(exchanges)
+    failing = sorted((x for x in exchanges if x.failed), key=lambda x: x.timing.request_start)
+    if not exchanges:
+        return ["no exchanges recorded for this test"], None
+    if not failing:
+        return lines, None
+    x = failing[0]
+    outcome = x.error.kind if x.error else str(x.status)
+    return lines, (f"{x.caller.name} → {x.callee.name} {x.request.method} "
+                   f"{x.route or x.request.path_only} {outcome}")
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+class Tapproxy:
+    """What a test needs from the proxy: its URL, the environment, the test's exchanges."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    def __repr__(self) -> str:
+        return f"<tapproxy at {self.url}>"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._session.listen}"
+
+    @property
+    def capture(self) -> Path:
+        return self._session.capture
+
+    @property
+    def env(self) -> dict[str, str]:
+        """HTTP_PROXY/HTTPS_PROXY (the caller named `tests`), NO_PROXY='' and the CA exports."""
+        return self._session.env(TEST_CALLER)
+
+    def env_for(self, caller: str) -> dict[str, str]:
+        """The same environment for a process whose calls should be named `caller`."""
+        return self._session.env(caller)
+
+    def exchanges(self) -> list[Exchange]:
+        """The exchanges of the test running now, in the order they started."""
+        item = self._session.current
+        if item is None:
+            return []
+        return sorted(self._session.exchanges(item.nodeid), key=lambda x: x.timing.request_start)
+
+    def calls(self, caller: str | None = None, callee: str | None = None,
+              method: str | None = None, path: str | None = None) -> list[Exchange]:
+        """This test's exchanges matching every criterion given."""
+        return [x for x in self.exchanges()
+                if (caller is None or x.caller.name == caller)
+                and (callee is None or x.callee.name == callee)
+                and (method is None or x.request.method == method)
+                and (path is None or x.request.path_only == path)]
+
+    def assert_called(self, caller: str | None = None, callee: str | None = None,
+                      method: str | None = None, path: str | None = None,
+                      status: int | None = None) -> Exchange:
+        """The first matching exchange; AssertionError listing this test's calls if none."""
+        found = [x for x in self.calls(caller, callee, method, path)
+                 if status is None or x.status == status]
+        if not found:
+            want = " ".join(f"{k}={v}" for k, v in (("caller", caller), ("callee", callee),
+                            ("method", method), ("path", path), ("status", status)) if v)
+            raise AssertionError(f"no call with {want}; this test's calls:\n"
+                                 + "\n".join(call_lines(self.exchanges())))
+        return found[0]
+
+    def assert_no_failures(self) -> None:
+        """AssertionError listing the failed calls (transport errors, 5xx) if there are any."""
+        failed = [x for x in self.exchanges() if x.failed]
+        if failed:
+            raise AssertionError(f"{len(failed)} call{'s' * (len(failed) > 1)} failed:\n"
+                                 + "\n".join(call_lines(failed)))
+
+
+class TapproxyService:
+    """A service process started for the session, calling through the proxy as `name`."""
+
+    def __init__(self, session: _Session, name: str, argv: Sequence[str],
+                 port: int | None, env: dict[str, str] | None) -> None:
+        from tapproxy.proxy.fronting import ServiceProcess
+        from tapproxy.proxy.servicewatch import LogSink, ResourceSampler
+
+        self.name = name
+        self._sampler = ResourceSampler(session.journal, name)
+        self._process = ServiceProcess(
+            name, argv, env=env, private_port=port,
+            stdout=LogSink(session.journal, name, "stdout"),
+            stderr=LogSink(session.journal, name, "stderr"))
+        self._process.start(session.env(name), on_spawn=self._sampler.start)
+        self.port = self._process.private_port
+        session.control.name_service(name, f"127.0.0.1:{self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def __repr__(self) -> str:
+        return f"<tapproxy service {self.name} at {self.url}>"
+
+    def stop(self) -> None:
+        self._sampler.stop()
+        self._process.stop()
+
+
+def _session(config: pytest.Config) -> _Session:
+    session = config.pluginmanager.get_plugin(_PLUGIN)
+    if session is None or session.control is None:
+        pytest.skip("tapproxy is off: run pytest with --tapproxy or --tapproxy-url")
+    return session
+
+
+@pytest.fixture(scope="session")
+def tapproxy(pytestconfig: pytest.Config) -> Tapproxy:
+    """The session's recording proxy: url, env, and the running test's exchanges."""
+    return Tapproxy(_session(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def tapproxy_service(pytestconfig: pytest.Config) -> Iterator:
+    """start(name, argv=… | app='module:factory', port=None, env=None) → TapproxyService.
+
+    `argv` (a list, or a string split like a shell) names where to listen with `{port}`;
+    `app` is an aiohttp application factory run with `python -m aiohttp.web`. The service
+    runs until the session ends, with the proxy environment (its calls named `name`) and
+    its address named `name`; its output lines and resources are recorded.
+    """
+    session = _session(pytestconfig)
+
+    def start(name: str, argv: Sequence[str] | str | None = None, *, app: str | None = None,
+              port: int | None = None, env: dict[str, str] | None = None) -> TapproxyService:
+        if name in session.services:
+            raise ValueError(f"service {name!r} is already started")
+        if (argv is None) == (app is None):
+            raise ValueError("give either argv or app")
+        if app is not None:
+            argv = [sys.executable, "-m", "aiohttp.web", "-H", "127.0.0.1", "-P", "{port}", app]
+        elif isinstance(argv, str):
+            argv = shlex.split(argv)
+        try:
+            svc = TapproxyService(session, name, list(argv), port, env)
+        except TapproxyError as e:
+            pytest.fail(f"tapproxy: {e}", pytrace=False)
+        session.services[name] = svc
+        return svc
+
+    yield start
+    for svc in reversed(session.services.values()):
+        with contextlib.suppress(Exception):
+            svc.stop()
+    session.services.clear()
+
