@@ -216,36 +216,39 @@ class _Session:
             return [x for x in reader.exchanges() if x.test == nodeid]
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
-        since, now = item.stash[_START], time.time_ns()
         exchanges = self.exchanges(item.nodeid)
-        story, first = _story(exchanges)
+        story, first, services = _story(exchanges)
+        # The services' lines from the test's first call on (not their start-up).
+        since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
+        now = time.time_ns()
         windows = [ServiceWindow(name, self.journal.logs(name, since, now),
                                  self.journal.samples(name, since, now))
-                   for name in self.services]
-        windows = [w for w in windows if w.logs or w.samples][:3]
+                   for name in services if name in self.services]
         rep.sections.append(("tapproxy", failure_section(
-            story, since, windows, [("capture", str(self.capture))])))
+            story, since, windows[:3], [("capture", str(self.capture))])))
         item.user_properties.append(("tapproxy_capture", str(self.capture)))
         if first:
             item.user_properties.append(("tapproxy_first_failure", first))
             self.failures.append((item.nodeid, first))
 
 
-def _story(exchanges: Sequence[Exchange]) -> tuple[list[str], str | None]:
-    """The call tree lines and a one-line first failure.
+def _story(exchanges: Sequence[Exchange]) -> tuple[list[str], str | None, list[str]]:
+    """The call tree lines, a one-line first failure, the services whose logs to show.
 
     Until the failure analysis (`tapproxy.analysis`) is on main this lists the calls
-    unmarked and names the earliest failing call; the analysis replaces both."""
-    lines = call_lines(exchanges)
-    failing = sorted((x for x in exchanges if x.failed), key=lambda x: x.timing.request_start)
+    unmarked, names the earliest failing call and shows every service in the calls; the
+    analysis replaces all three (the root, and the root service's logs)."""
     if not exchanges:
-        return ["no exchanges recorded for this test"], None
+        return ["no exchanges recorded for this test"], None, []
+    ordered = sorted(exchanges, key=lambda x: (x.timing.request_start, x.id))
+    services = list(dict.fromkeys(n for x in ordered for n in (x.callee.name, x.caller.name)))
+    failing = [x for x in ordered if x.failed]
     if not failing:
-        return lines, None
+        return call_lines(ordered), None, services
     x = failing[0]
     outcome = x.error.kind if x.error else str(x.status)
-    return lines, (f"{x.caller.name} → {x.callee.name} {x.request.method} "
-                   f"{x.route or x.request.path_only} {outcome}")
+    return call_lines(ordered), (f"{x.caller.name} → {x.callee.name} {x.request.method} "
+                                 f"{x.route or x.request.path_only} {outcome}"), services
 
 
 # -- fixtures ------------------------------------------------------------------------------

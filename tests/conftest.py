@@ -25,6 +25,9 @@ from tapproxy.capture import Exchange, Record, open_capture
 from tapproxy.proxy.options import Address, RecordOptions
 from tapproxy.proxy.runner import RecordingProxy
 
+pytest_plugins = ("pytester",)
+collect_ignore = ["plugin_suite"]  # the suite test_pytest_plugin.py runs inside pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 TAPPROXY = [sys.executable, "-m", "tapproxy.cli"]
 

@@ -41,9 +41,11 @@ class ServiceJournal:
             return [r for r in self._logs if r.service == service and start <= r.timestamp <= end]
 
     def samples(self, service: str, start: int, end: int) -> list[ResourceSample]:
+        """`service`'s samples from `start` to `end`; if none, the last one before."""
         with self._lock:
-            return [r for r in self._samples
-                    if r.service == service and start <= r.timestamp <= end]
+            mine = [r for r in self._samples if r.service == service and r.timestamp <= end]
+        inside = [r for r in mine if r.timestamp >= start]
+        return inside or mine[-1:]
 
     def services(self) -> list[str]:
         with self._lock:
@@ -102,14 +104,15 @@ class ResourceSampler:
             main.cpu_percent(None)  # the first call only starts the measurement
         except psutil.Error:
             return
+        last = False
         while True:
-            last = self._stop.wait(self.interval)  # one last sample once stop() is asked
             sample = self._sample(main, psutil)
             if sample is None:
                 return  # the service is gone
             self._journal.add(sample)
             if last:
                 return
+            last = self._stop.wait(self.interval)  # one last sample once stop() is asked
 
     def _sample(self, main, psutil) -> ResourceSample | None:
         try:

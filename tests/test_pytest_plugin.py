@@ -1,0 +1,128 @@
+"""The pytest plugin, run the way users run it: a real suite of three aiohttp services
+started as processes through tapproxy_service, run by pytest in a subprocess (pytester)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tapproxy.capture import Exchange, ResourceSample, ServiceLog, TestCase, open_capture
+
+SUITE = Path(__file__).parent / "plugin_suite"
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, confdir: Path):
+    for f in SUITE.iterdir():
+        if f.suffix == ".py":
+            shutil.copy(f, pytester.path / f.name)
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--tapproxy", f"--tapproxy-confdir={confdir}",
+            f"--tapproxy-capture={pytester.path / 'run.tap'}", *args, timeout=120)
+
+    return run
+
+
+def _section(text: str) -> str:
+    """The tapproxy section of the failure report, with times and figures made fixed."""
+    m = re.search(r"^-+ tapproxy -+\n(.*?)\n(?==+ |- generated)", text, re.S | re.M)
+    assert m, text
+    section = m.group(1)
+    section = re.sub(r" +\d+(\.\d+)? ms\b", " <ms>", section)
+    section = re.sub(r" +\+\d+ms", " +<t>", section)
+    section = re.sub(r"cpu peak \d+%, rss peak [\d.]+ MiB, \d+ threads?, \d+ fds "
+                     r"\(\d+ samples?\)", "<resources>", section)
+    return section
+
+
+def _records(path: Path) -> list:
+    with open_capture(path) as r:
+        return list(r)
+
+
+def test_a_failing_test_explains_itself_in_its_report_and_junit(suite, pytester):
+    result = suite("-k", "declined", "--junitxml=junit.xml")
+    result.assert_outcomes(failed=1)
+    capture = pytester.path / "run.tap"
+    assert _section(result.stdout.str()) == f"""\
+  1 tests → gateway  POST /checkout                                 502 <ms>
+  2 gateway → orders  POST /orders                                  502 <ms>
+  3 orders → payments  POST /charges                                500 <ms>
+
+gateway: <resources>
+  (no log lines while the test ran)
+
+orders: <resources>
+ +<t>   payment failed with 500
+
+payments: <resources>
+ +<t> ! ERROR card declined: issuer said no
+
+capture: {capture}"""
+    assert all(len(line) <= 80 for line in _section(result.stdout.str()).splitlines()[:-1])
+
+    tree = ET.parse(pytester.path / "junit.xml")
+    [case] = tree.iter("testcase")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props == {"tapproxy_capture": str(capture),
+                     "tapproxy_first_failure": "tests → gateway POST /checkout 502"}
+
+    records = _records(capture)
+    [test] = [r for r in records if isinstance(r, TestCase)]
+    assert (test.name, test.outcome) == ("test_shop.py::test_declined_card", "failed")
+    assert {x.test for x in records if isinstance(x, Exchange)} == {test.name}
+    logs = [(r.service, r.stream, r.line) for r in records if isinstance(r, ServiceLog)]
+    assert ("payments", "stderr", "ERROR card declined: issuer said no") in logs
+    assert {r.service for r in records if isinstance(r, ResourceSample)} == {
+        "gateway", "orders", "payments"}
+    assert not [p for p in pytester.path.iterdir() if p.name.startswith(".run.tap")]
+
+
+def test_a_run_where_every_test_passes_prints_nothing_of_tapproxy(suite, pytester):
+    result = suite("-k", "not declined and not nothing")
+    result.assert_outcomes(passed=3)
+    # After pytest's header: the progress lines and the summary, nothing else.
+    lines = result.outlines
+    body = [line for line in lines[lines.index("collected 5 items / 2 deselected / 3 selected")
+                                   + 1:] if line.strip()]
+    assert [re.sub(r" +\[.*|in [\d.]+s", "", line) for line in body] == [
+        "test_async.py .", "test_shop.py ..",
+        "======================= 3 passed, 2 deselected  ========================"]
+    assert result.errlines == []
+    outcomes = {r.name: r.outcome for r in _records(pytester.path / "run.tap")
+                if isinstance(r, TestCase)}
+    assert outcomes == {"test_shop.py::test_checkout": "passed",
+                        "test_shop.py::test_health_from_an_app_factory": "passed",
+                        "test_async.py::test_async_checkout": "passed"}
+
+
+def test_xdist_workers_record_one_merged_capture_with_every_test(suite, pytester):
+    result = suite("-n", "2")
+    result.assert_outcomes(passed=4, failed=1, warnings=1)
+    out = result.stdout.str()
+    assert "- tapproxy -" in out  # the failure section came back from its worker
+    # A test that sent nothing is named: the proxy was bypassed or not used.
+    result.stdout.fnmatch_lines(["test_shop.py::test_sends_nothing",
+                                 "*tapproxy: nothing went through the proxy*"])
+    records = _records(pytester.path / "run.tap")
+    outcomes = {r.name: r.outcome for r in records if isinstance(r, TestCase)}
+    assert outcomes == {"test_shop.py::test_checkout": "passed",
+                        "test_shop.py::test_declined_card": "failed",
+                        "test_shop.py::test_health_from_an_app_factory": "passed",
+                        "test_shop.py::test_sends_nothing": "passed",
+                        "test_async.py::test_async_checkout": "passed"}
+    by_test = {}
+    for x in records:
+        if isinstance(x, Exchange):
+            by_test.setdefault(x.test, []).append(x)
+    assert {t: len(xs) for t, xs in by_test.items()} == {
+        "test_shop.py::test_checkout": 3, "test_shop.py::test_declined_card": 3,
+        "test_shop.py::test_health_from_an_app_factory": 1,
+        "test_async.py::test_async_checkout": 3}
+    assert not [p for p in pytester.path.iterdir() if p.name.startswith(".run.tap")]
