@@ -1,0 +1,99 @@
+"""What `pytest --tapproxy` adds to a test run's wall time (run by hand).
+
+Generates a suite of N tests (default 200) that each send one request to a small
+aiohttp service the suite starts in a thread, then runs it with and without
+`--tapproxy`, interleaved round by round (the machine is shared and noisy), and prints
+the median wall time of each and the difference per test. Without the plugin the
+requests go straight to the service; with it they go through the embedded proxy, so
+the figure includes proxying as well as opening and closing a test case per test.
+
+    .venv/bin/python benchmarks/pytest_plugin_overhead.py [--tests 200] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFTEST = '''
+import threading, asyncio
+import pytest
+from aiohttp import web
+
+@pytest.fixture(scope="session")
+def service():
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    async def start():
+        app = web.Application()
+        app.router.add_get("/item/{n}", lambda r: web.json_response({"n": r.match_info["n"]}))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]
+    port = asyncio.run_coroutine_threadsafe(start(), loop).result()
+    return f"http://127.0.0.1:{port}"
+
+@pytest.fixture(scope="session")
+def proxies(request):
+    if request.config.getoption("tapproxy"):
+        return {"http": request.getfixturevalue("tapproxy").env["HTTP_PROXY"]}
+    return {}
+'''
+
+TEST = '''
+import pytest, requests
+
+@pytest.mark.parametrize("n", range({n}))
+def test_item(service, proxies, n):
+    r = requests.get(f"{{service}}/item/{{n}}", proxies=proxies, timeout=10)
+    assert r.json() == {{"n": str(n)}}
+'''
+
+
+def run(suite: Path, args: list[str]) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-p", "no:randomly", *args], cwd=suite, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"the suite failed ({' '.join(args) or 'plain'}):\n{r.stdout}\n{r.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tests", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = Path(tmp)
+        (suite / "conftest.py").write_text(CONFTEST)
+        (suite / "test_items.py").write_text(TEST.format(n=a.tests))
+        confdir = suite / "mitmconf"
+        plugin = ["--tapproxy", f"--tapproxy-confdir={confdir}",
+                  f"--tapproxy-capture={suite / 'run.tap'}"]
+        run(suite, plugin)  # creates the CA once, outside the measurement
+        times: dict[str, list[float]] = {"without": [], "with --tapproxy": []}
+        for i in range(a.rounds):
+            order = [("without", []), ("with --tapproxy", plugin)]
+            for name, args in order if i % 2 == 0 else order[::-1]:
+                times[name].append(run(suite, args))
+        base = statistics.median(times["without"])
+        tapped = statistics.median(times["with --tapproxy"])
+        for name, ts in times.items():
+            print(f"{name:16} median {statistics.median(ts):6.2f} s   "
+                  f"({', '.join(f'{t:.2f}' for t in ts)})")
+        print(f"added: {tapped - base:.2f} s for {a.tests} tests "
+              f"({(tapped - base) / a.tests * 1000:.1f} ms per test), "
+              f"{tapped / base:.2f}× the run without it")
+
+
+if __name__ == "__main__":
+    main()
