@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tapproxy.capture import Exchange, ResourceSample, ServiceLog, TestCase, open_capture
+from tests.cli.test_record_cli import record  # noqa: F401 - the fixture
 
 SUITE = Path(__file__).parent / "plugin_suite"
 
@@ -21,9 +22,9 @@ def suite(pytester: pytest.Pytester, confdir: Path):
         if f.suffix == ".py":
             shutil.copy(f, pytester.path / f.name)
 
-    def run(*args: str) -> pytest.RunResult:
+    def run(*args: str, proxy: str = "--tapproxy") -> pytest.RunResult:
         return pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", "--tapproxy", f"--tapproxy-confdir={confdir}",
+            "-p", "no:cacheprovider", proxy, f"--tapproxy-confdir={confdir}",
             f"--tapproxy-capture={pytester.path / 'run.tap'}", *args, timeout=120)
 
     return run
@@ -125,3 +126,22 @@ def test_xdist_workers_record_one_merged_capture_with_every_test(suite, pytester
         "test_shop.py::test_health_from_an_app_factory": 1,
         "test_async.py::test_async_checkout": 3}
     assert not [p for p in pytester.path.iterdir() if p.name.startswith(".run.tap")]
+
+
+def test_a_running_tapproxy_is_used_through_its_control_api(suite, pytester, record):  # noqa: F811
+    rec = record()
+    result = suite("-k", "checkout or declined", proxy=f"--tapproxy-url={rec.control_url}")
+    result.assert_outcomes(passed=2, failed=1)
+    section = _section(result.stdout.str())
+    assert section.splitlines()[:3] == [
+        "  1 tests → gateway  POST /checkout                                 502 <ms>",
+        "  2 gateway → orders  POST /orders                                  502 <ms>",
+        "  3 orders → payments  POST /charges                                500 <ms>"]
+    code, _, _ = rec.stop()
+    assert code == 0
+    outcomes = {r.name: r.outcome for r in _records(rec.output) if isinstance(r, TestCase)}
+    assert outcomes == {"test_shop.py::test_checkout": "passed",
+                        "test_shop.py::test_declined_card": "failed",
+                        "test_async.py::test_async_checkout": "passed"}
+    # The plugin's own capture holds what it recorded itself: the services' output.
+    assert any(isinstance(r, ServiceLog) for r in _records(pytester.path / "run.tap"))
