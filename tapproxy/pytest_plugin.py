@@ -145,6 +145,7 @@ class _Session:
             for svc in reversed(self.services.values()):
                 svc.stop()
             if self._journal_writer is not None:
+                self.journal.close()
                 self._journal_writer.close()
             if self.proxy is not None:
                 self.proxy.stop()
@@ -331,9 +332,13 @@ class TapproxyService:
             name, argv, env=env, private_port=port,
             stdout=LogSink(session.journal, name, "stdout"),
             stderr=LogSink(session.journal, name, "stderr"))
-        self._process.start(session.env(name), on_spawn=self._sampler.start)
-        self.port = self._process.private_port
-        session.control.name_service(name, f"127.0.0.1:{self.port}")
+        try:
+            self._process.start(session.env(name), on_spawn=self._sampler.start)
+            self.port = self._process.private_port
+            session.control.name_service(name, f"127.0.0.1:{self.port}")
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:

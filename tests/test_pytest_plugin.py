@@ -145,3 +145,21 @@ def test_a_running_tapproxy_is_used_through_its_control_api(suite, pytester, rec
                         "test_async.py::test_async_checkout": "passed"}
     # The plugin's own capture holds what it recorded itself: the services' output.
     assert any(isinstance(r, ServiceLog) for r in _records(pytester.path / "run.tap"))
+
+
+def test_a_service_that_never_listens_fails_its_test_in_one_line(pytester, confdir):
+    pytester.makepyfile(test_broken="""
+        import sys
+
+        def test_broken(tapproxy_service):
+            tapproxy_service("broken", [sys.executable, "-c", "print('{port}', 'no'); exit(3)"])
+    """)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--tapproxy", f"--tapproxy-confdir={confdir}",
+        f"--tapproxy-capture={pytester.path / 'run.tap'}", timeout=120)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tapproxy: service broken exited with code 3 before "
+                                 "listening on 127.0.0.1:* (its port {port})"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    logs = [r.line for r in _records(pytester.path / "run.tap") if isinstance(r, ServiceLog)]
+    assert logs[0].endswith(" no")

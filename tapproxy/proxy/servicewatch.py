@@ -47,6 +47,12 @@ class ServiceJournal:
         inside = [r for r in mine if r.timestamp >= start]
         return inside or mine[-1:]
 
+    def close(self) -> None:
+        """Stop writing: a sampler or a service's output that outlives the capture is
+        only kept in memory."""
+        with self._lock:
+            self._write = None
+
     def services(self) -> list[str]:
         with self._lock:
             return list(dict.fromkeys(r.service for r in (*self._logs, *self._samples)))

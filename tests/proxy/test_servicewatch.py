@@ -61,3 +61,12 @@ def test_a_process_tree_is_sampled_until_stopped_with_a_last_sample():
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_a_closed_journal_keeps_records_in_memory_only():
+    written = []
+    journal = ServiceJournal(written.append)
+    journal.close()
+    journal.add(ServiceLog("web", "stdout", "late", 5))
+    assert written == []
+    assert [r.line for r in journal.logs("web", 0, 10)] == ["late"]
