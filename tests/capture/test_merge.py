@@ -13,6 +13,9 @@ from tapproxy.capture import (
     new_header,
     open_capture,
 )
+from tapproxy.capture.codec import header_to_wire
+from tapproxy.capture.format import MAGIC
+from tests.capture.test_format import frame
 
 T0 = 1_767_225_600_000_000_000
 
@@ -52,3 +55,16 @@ def test_a_missing_input_is_named_and_the_output_left_alone(tmp_path):
         merge_captures([tmp_path / "gw9.tap"], tmp_path / "run.tap")
     assert (tmp_path / "run.tap").read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["run.tap"]
+
+
+def test_a_malformed_resource_sample_is_named_with_its_field(tmp_path):
+    good = {"kind": "resource_sample", "service": "web", "timestamp": T0, "pid": 7,
+            "cpu_percent": 1, "rss": 10, "threads": 2, "fds": None}
+    bad = {**good, "rss": "10"}
+    path = tmp_path / "bad.tap"
+    path.write_bytes(MAGIC + frame(header_to_wire(new_header())) + frame(good) + frame(bad))
+    with open_capture(path) as r, pytest.raises(CaptureError, match="rss is str '10', not int"):
+        records = []
+        for rec in r:
+            records.append(rec)
+    assert records[0].cpu_percent == 1.0 and records[0].fds is None
