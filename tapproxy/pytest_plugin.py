@@ -16,6 +16,7 @@ import contextlib
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -99,10 +100,14 @@ class _Session:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.controller:
             return
-        from tapproxy.proxy.embedded import BackgroundProxy, ControlClient
-        from tapproxy.proxy.fronting import free_loopback_port
-        from tapproxy.proxy.options import Address, RecordOptions
-        from tapproxy.proxy.servicewatch import ServiceJournal
+        with warnings.catch_warnings():
+            # The proxy package imports mitmproxy, and it ldap3, which warns on import: a
+            # test run's output is the user's, not a dependency's.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from tapproxy.proxy.embedded import BackgroundProxy, ControlClient
+            from tapproxy.proxy.fronting import free_loopback_port
+            from tapproxy.proxy.options import Address, RecordOptions
+            from tapproxy.proxy.servicewatch import ServiceJournal
 
         self.capture.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -10,7 +10,6 @@ import json
 import threading
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -99,11 +98,6 @@ class BackgroundProxy:
         return self.options.output
 
     def start(self) -> None:
-        with warnings.catch_warnings():
-            # mitmproxy imports ldap3, which warns on import; a test run's output is the
-            # user's, not a dependency's.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import mitmproxy.addons.proxyserver  # noqa: F401
         self._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(60)
