@@ -30,6 +30,7 @@ from tapproxy.capture import (
     open_capture,
 )
 from tapproxy.errors import TapproxyError
+from tapproxy.report.printable import printable
 from tapproxy.report.section import ServiceWindow, call_lines, failure_section
 
 __all__ = ["Tapproxy", "TapproxyService"]
@@ -226,7 +227,7 @@ class _Session:
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
         exchanges = self.exchanges(item.nodeid)
-        story, first, services = _story(exchanges)
+        story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
         now = time.time_ns()
@@ -241,23 +242,23 @@ class _Session:
             self.failures.append((item.nodeid, first))
 
 
-def _story(exchanges: Sequence[Exchange]) -> tuple[list[str], str | None, list[str]]:
-    """The call tree lines, a one-line first failure, the services whose logs to show.
+def _story(exchanges: Sequence[Exchange], nodeid: str,
+           outcome: str) -> tuple[list[str], str | None, list[str]]:
+    """The failure story's lines (the call tree, the root marked, its consequences), the
+    root in one line, and the service whose log lines to show: the root's callee."""
+    from tapproxy.analysis import first_failure
+    from tapproxy.report.story import story_lines
 
-    Until the failure analysis (`tapproxy.analysis`) is on main this lists the calls
-    unmarked, names the earliest failing call and shows every service in the calls; the
-    analysis replaces all three (the root, and the root service's logs)."""
     if not exchanges:
         return ["no exchanges recorded for this test"], None, []
-    ordered = sorted(exchanges, key=lambda x: (x.timing.request_start, x.id))
-    services = list(dict.fromkeys(n for x in ordered for n in (x.callee.name, x.caller.name)))
-    failing = [x for x in ordered if x.failed]
-    if not failing:
-        return call_lines(ordered), None, services
-    x = failing[0]
-    outcome = x.error.kind if x.error else str(x.status)
-    return call_lines(ordered), (f"{x.caller.name} → {x.callee.name} {x.request.method} "
-                                 f"{x.route or x.request.path_only} {outcome}"), services
+    story = first_failure(exchanges, test=nodeid, outcome=outcome)
+    lines = story_lines(story)[1:]  # its first line names the test: pytest did already
+    if story.root is None:
+        return lines, None, []
+    x = story.tree.node(story.root.number).exchange
+    first = (f"{x.caller.name} → {x.callee.name} {x.request.method} "
+             f"{x.route or x.request.path_only} {story.root.failure.label}: {story.root.why}")
+    return lines, printable(first), [x.callee.name]
 
 
 # -- fixtures ------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def _section(text: str) -> str:
     section = m.group(1)
     section = re.sub(r" +\d+(\.\d+)? ms\b", " <ms>", section)
     section = re.sub(r" +\+\d+ms", " +<t>", section)
+    section = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", section)
     section = re.sub(r"cpu peak \d+%, rss peak [\d.]+ MiB, \d+ threads?, \d+ fds "
                      r"\(\d+ samples?\)", "<resources>", section)
     return section
@@ -52,15 +53,19 @@ def test_a_failing_test_explains_itself_in_its_report_and_junit(suite, pytester)
     result.assert_outcomes(failed=1)
     capture = pytester.path / "run.tap"
     assert _section(result.stdout.str()) == f"""\
-  1 tests → gateway  POST /checkout                                 502 <ms>
-  2 gateway → orders  POST /orders                                  502 <ms>
-  3 orders → payments  POST /charges                                500 <ms>
-
-gateway: <resources>
-  (no log lines while the test ran)
-
-orders: <resources>
- +<t>   payment failed with 500
+  1 tests → gateway  POST /checkout                     502 <ms>  propagated
+  2   gateway → orders  POST /orders                    502 <ms>  propagated
+  3     orders → payments  POST /charges                500 <ms>  ◀ root
+root #3 orders → payments  POST /charges  500
+  why: status 500; it made no calls
+  request:  POST http://127.0.0.1:<port>/charges
+            {{"card": "bad", "amount": 5}}
+  response: 500 Internal Server Error
+            {{"error": "declined"}}
+consequences:
+  #1 tests → gateway 502: propagated from #3
+  #2 gateway → orders 502: propagated from #3
+  propagated: gateway 502, orders 502
 
 payments: <resources>
  +<t> ! ERROR card declined: issuer said no
@@ -72,7 +77,8 @@ capture: {capture}"""
     [case] = tree.iter("testcase")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert props == {"tapproxy_capture": str(capture),
-                     "tapproxy_first_failure": "tests → gateway POST /checkout 502"}
+                     "tapproxy_first_failure": "orders → payments POST /charges 500: "
+                                               "status 500; it made no calls"}
 
     records = _records(capture)
     [test] = [r for r in records if isinstance(r, TestCase)]
@@ -133,10 +139,11 @@ def test_a_running_tapproxy_is_used_through_its_control_api(suite, pytester, rec
     result = suite("-k", "checkout or declined", proxy=f"--tapproxy-url={rec.control_url}")
     result.assert_outcomes(passed=2, failed=1)
     section = _section(result.stdout.str())
-    assert section.splitlines()[:3] == [
-        "  1 tests → gateway  POST /checkout                                 502 <ms>",
-        "  2 gateway → orders  POST /orders                                  502 <ms>",
-        "  3 orders → payments  POST /charges                                500 <ms>"]
+    assert section.splitlines()[:4] == [
+        "  1 tests → gateway  POST /checkout                     502 <ms>  propagated",
+        "  2   gateway → orders  POST /orders                    502 <ms>  propagated",
+        "  3     orders → payments  POST /charges                500 <ms>  ◀ root",
+        "root #3 orders → payments  POST /charges  500"]
     code, _, _ = rec.stop()
     assert code == 0
     outcomes = {r.name: r.outcome for r in _records(rec.output) if isinstance(r, TestCase)}
