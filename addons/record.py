@@ -87,6 +87,9 @@ class TapproxyRecord:
             ignore_hosts=tuple(o.ignore_hosts),
         ), trim_tcp_messages=False)  # mitmproxy's own tools may show a tunnel's messages
 
+    def client_connected(self, client):
+        return self.recorder.client_connected(client)  # names local callers by process
+
     def http_connect(self, flow):
         return self.recorder.http_connect(flow)
 

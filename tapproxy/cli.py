@@ -70,6 +70,18 @@ def record(
              "(mitmproxy's ignore_hosts).")] = None,
     reverse: Annotated[list[str] | None, typer.Option(
         help="NAME=URL@[HOST:]PORT: a reverse-proxy listener in front of one service.")] = None,
+    start: Annotated[list[str] | None, typer.Option(
+        help="NAME@[HOST:]PORT=COMMAND: start a service on a private port (the {port} in "
+             "COMMAND) and listen on PORT in front of it; its callers change nothing.")]
+    = None,
+    start_timeout: Annotated[float, typer.Option(
+        help="Seconds a --start service may take to listen on its {port}.")] = 30.0,
+    caller_process: Annotated[list[str] | None, typer.Option(
+        help="PATTERN=NAME: a local caller whose command line matches the glob PATTERN "
+             "is NAME, e.g. '*orders.jar*=orders'.")] = None,
+    process_callers: Annotated[bool, typer.Option(
+        help="Name a caller on this machine after the process that owns its connection "
+             "(Linux).")] = True,
     service: Annotated[list[str] | None, typer.Option(
         help="NAME=HOST[:PORT]: name the service at that address.")] = None,
     control: Annotated[str, typer.Option(
@@ -112,10 +124,12 @@ def record(
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
     from tapproxy.capture.routes import RouteTable
     from tapproxy.proxy.certs import check_ca_bundle, env_exports
+    from tapproxy.proxy.fronting import ServiceProcess, parse_start
     from tapproxy.proxy.options import (
         RecordOptions,
         check_listeners,
         parse_address,
+        parse_caller_process,
         parse_host_patterns,
         parse_listen,
         parse_reverse,
@@ -126,13 +140,16 @@ def record(
     from tapproxy.spans.export import traces_url
 
     unnamed, listeners = parse_listen(listen or ())
+    fronts = [parse_start(s) for s in start or ()]
+    fronted = [ServiceProcess.from_spec(f, start_timeout=start_timeout) for f in fronts]
     opts = RecordOptions(
         output=output,
         listen=unnamed,
         listeners=listeners,
         allow_hosts=parse_host_patterns(allow_hosts or (), "--allow-hosts"),
         ignore_hosts=parse_host_patterns(ignore_hosts or (), "--ignore-hosts"),
-        reverse=tuple(parse_reverse(r) for r in reverse or ()),
+        reverse=(*(parse_reverse(r) for r in reverse or ()),
+                 *(svc.reverse(f.listen) for svc, f in zip(fronted, fronts, strict=True))),
         services=tuple(parse_service(s) for s in service or ()),
         control=None if control == "off" else parse_address(control, "--control"),
         redact=not no_redact,
@@ -148,6 +165,8 @@ def record(
         inject_traceparent=inject_traceparent,
         otlp_receive=parse_address(otlp_receive, "--otlp-receive") if otlp_receive else None,
         max_body=parse_size(max_body, "--max-body"),
+        process_callers=process_callers,
+        caller_processes=tuple(parse_caller_process(c) for c in caller_process or ()),
     )
     if opts.redact:
         from tapproxy.capture.redact import parse_json_path
@@ -159,18 +178,51 @@ def record(
     if upstream_ca is not None:
         check_ca_bundle(upstream_ca)
 
+    async def stop_services() -> None:
+        for svc in reversed(fronted):
+            await asyncio.to_thread(svc.stop)
+
     async def run() -> int:
-        proxy = RecordingProxy(opts, verbose=verbose)
+        proxy = RecordingProxy(opts, verbose=verbose, publish=not fronted)
         await proxy.start()
+        try:
+            assert proxy.recorder is not None
+            processes = proxy.recorder.processes
+            for svc in fronted:  # after the proxy: their own calls go through it at once
+                await asyncio.to_thread(
+                    svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
+                    lambda pid, name=svc.name: processes and processes.add_service(pid, name))
+        except BaseException:
+            await stop_services()
+            await proxy.stop()
+            raise
+        if fronted:
+            proxy.publish()
         loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task] = []
+
+        async def shutdown() -> None:
+            await stop_services()  # first, so that their last calls are still recorded
+            proxy.request_stop()
+
+        def on_signal() -> None:
+            if not stopping:
+                stopping.append(loop.create_task(shutdown()))
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, proxy.request_stop)
+            loop.add_signal_handler(sig, on_signal)
         print(f"# tapproxy {__version__} recording to {output}", flush=True)
         print(f"# forward proxy at {opts.listen}", flush=True)
         for n in opts.listeners:
             print(f"# forward proxy for {n.name} at {n.listen}", flush=True)
+        started = {svc.name: svc for svc in fronted}
         for r in opts.reverse:
-            print(f"# reverse proxy for {r.name} ({r.upstream}) at {r.listen}", flush=True)
+            svc = started.get(r.name)
+            if svc is not None and r.upstream == svc.upstream:
+                print(f"# {r.name} started (pid {svc.pid}) on private port {svc.private_port}, "
+                      f"fronted at {r.listen}", flush=True)
+            else:
+                print(f"# reverse proxy for {r.name} ({r.upstream}) at {r.listen}", flush=True)
         if proxy.control is not None:
             print(f"# control API at http://{proxy.control}", flush=True)
         if opts.otlp_receive is not None:
@@ -179,7 +231,10 @@ def record(
             print(f"# exporting spans to {opts.otlp}", flush=True)
         _print_env(env_exports(opts.listen, opts.confdir))
         sys.stdout.flush()
-        await proxy.wait()
+        try:
+            await proxy.wait()
+        finally:
+            await stop_services()
         assert proxy.recorder is not None
         writer = proxy.recorder.writer
         tunnels = proxy.recorder.tunnels.count

@@ -230,7 +230,7 @@ class Timing:
 class Party:
     """One side of an exchange and how it was named.
 
-    source: for callers `proxy-auth`, `header` or `peer`; for callees `reverse`,
+    source: for callers `proxy-auth`, `header`, `process` or `peer`; for callees `reverse`,
     `service-map` or `host`. A `peer` name is only an address: unknown stays visible.
     """
 

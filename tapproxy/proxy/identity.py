@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import urlsplit
 
 from tapproxy.capture.model import Party
-from tapproxy.proxy.options import ServiceSpec
+from tapproxy.proxy.options import ReverseSpec, ServiceSpec
+from tapproxy.proxy.own_addresses import OwnAddresses
 
-__all__ = ["CalleeNamer", "address_of", "caller_from_proxy_auth", "peer_party"]
+__all__ = ["CalleeNamer", "OwnListeners", "address_of", "caller_from_proxy_auth", "peer_party"]
 
 
 def caller_from_proxy_auth(value: str | None) -> str | None:
@@ -75,3 +77,29 @@ class CalleeNamer:
         if name is not None:
             return Party(name, "service-map", address)
         return Party(host, "host", address)
+
+
+class OwnListeners:
+    """tapproxy's own reverse listeners, seen as the target of a forwarded request.
+
+    mitmproxy refuses to connect to its own listeners (502 "Request destination
+    unknown"): a client that honours HTTP_PROXY and calls a fronted service would fail.
+    Such a request goes straight to that listener's upstream instead, recorded once. A
+    target names a listener as OwnAddresses decides for the control API's refusal.
+    """
+
+    def __init__(self, reverse: tuple[ReverseSpec, ...]) -> None:
+        self._addresses = OwnAddresses()
+        self._upstreams: dict[str, tuple[str, str, str, int]] = {}
+        for i, r in enumerate(reverse):
+            u = urlsplit(r.upstream)
+            self._addresses.add(str(i), r.listen)
+            self._upstreams[str(i)] = (r.name, u.scheme, u.hostname or "", u.port or 0)
+
+    def __bool__(self) -> bool:
+        return bool(self._upstreams)
+
+    def upstream(self, host: str, port: int) -> tuple[str, str, str, int] | None:
+        """(service name, scheme, host, port) if `host:port` is one of our reverse listeners."""
+        found = self._addresses.named_by(host, port)
+        return self._upstreams[found[0]] if found is not None else None

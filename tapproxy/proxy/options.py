@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 
 from tapproxy.errors import UsageError
 
-__all__ = ["Address", "ListenerSpec", "RecordOptions", "ReverseSpec", "ServiceSpec",
-           "check_listeners", "parse_address", "parse_host_patterns", "parse_listen",
-           "parse_reverse", "parse_service", "parse_size"]
+__all__ = ["Address", "ListenerSpec", "ProcessRule", "RecordOptions", "ReverseSpec",
+           "ServiceSpec", "check_listeners", "parse_address", "parse_caller_process",
+           "parse_host_patterns", "parse_listen", "parse_reverse", "parse_service",
+           "parse_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,23 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessRule:
+    """Callers whose command line (or executable name) matches the glob `pattern` are `name`."""
+
+    pattern: str
+    name: str
+
+
+def parse_caller_process(spec: str) -> ProcessRule:
+    """`PATTERN=NAME`, e.g. `*orders.jar*=orders` (the last `=` separates them)."""
+    pattern, sep, name = spec.rpartition("=")
+    if not sep or not pattern.strip() or not name.strip():
+        raise UsageError(f"bad --caller-process {spec!r}: expected PATTERN=NAME, "
+                         "e.g. '*orders.jar*=orders'")
+    return ProcessRule(pattern.strip(), name.strip())
+
+
+@dataclass(frozen=True, slots=True)
 class RecordOptions:
     output: Path
     listen: Address = Address("127.0.0.1", 8080)
@@ -75,6 +93,8 @@ class RecordOptions:
     # mitmproxy's own options: matching hosts are relayed unparsed (recorded as tunnels).
     allow_hosts: tuple[str, ...] = ()
     ignore_hosts: tuple[str, ...] = ()
+    process_callers: bool = True  # name a local caller by the process owning its socket
+    caller_processes: tuple[ProcessRule, ...] = ()  # command-line glob → caller name
 
 
 def parse_address(spec: str, what: str = "address", default_host: str = "127.0.0.1") -> Address:

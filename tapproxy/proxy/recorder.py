@@ -7,6 +7,7 @@ per exchange once it is queued; live figures are running counts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.flow import Error
+from mitmproxy.proxy.layers.tls import ServerTLSLayer
 
 from tapproxy.analysis.metrics import Metrics
 from tapproxy.capture.format import new_header
@@ -50,6 +52,7 @@ from tapproxy.proxy.convert import (
 )
 from tapproxy.proxy.identity import (
     CalleeNamer,
+    OwnListeners,
     address_of,
     caller_from_proxy_auth,
     peer_party,
@@ -57,6 +60,8 @@ from tapproxy.proxy.identity import (
 from tapproxy.proxy.live import LiveSpans
 from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
 from tapproxy.proxy.own_addresses import OwnAddresses
+from tapproxy.proxy.processes import SUPPORTED as PROCESS_LOOKUP_SUPPORTED
+from tapproxy.proxy.processes import CallerLookups
 from tapproxy.proxy.receiver import OtlpReceiver
 from tapproxy.proxy.testcases import OpenTests
 from tapproxy.proxy.tunnels import TunnelLog, host_ignored
@@ -70,6 +75,7 @@ TEST_HEADER = "x-tapproxy-test"
 _META = "tapproxy"  # flow.metadata key: (caller, test, test_source)
 _WRITTEN = "tapproxy.written"
 _LIVE = "tapproxy.live"
+_VIA = "tapproxy.via"  # name of our own reverse listener a forwarded request was meant for
 _REFUSED = "tapproxy.refused"
 _LEFT_OUT = "tapproxy.left_out"  # (caller, test, test_source) of a request to an ignored host
 # First 11 bytes, lower-cased, of the request headers meant for tapproxy.
@@ -156,6 +162,15 @@ class Recorder:
         self._callers: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
+        # Forwarded requests and tunnels to our own reverse listeners go to their upstreams.
+        self._reverse_targets = OwnListeners(opts.reverse)
+        self._tunnels: weakref.WeakKeyDictionary[connection.Client, tuple[str, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+        # The process behind each local client connection, looked up once, off the loop.
+        self._lookups: CallerLookups | None = None
+        if opts.process_callers and PROCESS_LOOKUP_SUPPORTED:
+            self._lookups = CallerLookups(opts.caller_processes)
         meta = {
             "listen": str(opts.listen),
             "listeners": {n.name: str(n.listen) for n in opts.listeners},
@@ -188,6 +203,9 @@ class Recorder:
         self.metrics = Metrics()  # live per-edge/route/test figures, bounded (GET /metrics)
         self.started = time.time()
         self._done = False
+        # False while services tapproxy starts itself are still coming up: a run whose
+        # service never listens must not replace the previous capture either.
+        self.publish_when_running = True
         self._own = OwnAddresses()
         self._own.add("forward proxy listener", opts.listen)
         for n in opts.listeners:
@@ -211,6 +229,30 @@ class Recorder:
                     flow.request.port, reason)
         return True
 
+    @property
+    def processes(self):
+        """The ProcessNamer, to tell it about services tapproxy started (None if off)."""
+        return self._lookups.namer if self._lookups is not None else None
+
+    def client_connected(self, client: connection.Client) -> None:
+        # Started as the connection opens, so it runs while the request is read.
+        if self._lookups is not None:
+            self._lookups.start(client)
+
+    def _after_lookup(self, client: connection.Client, hook, *args):
+        """Run `hook(*args)` now, or once the client's process lookup is done (awaitable)."""
+        lookup = self._lookups.pending(client) if self._lookups is not None else None
+        if lookup is None:
+            return hook(*args)
+
+        async def later():
+            await asyncio.wait([lookup])
+            pending = hook(*args)
+            if pending is not None:
+                await pending
+
+        return later()
+
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if self._refuse_own_address(flow):
             return
@@ -219,8 +261,35 @@ class Recorder:
         name = caller_from_proxy_auth(flow.request.headers.get("proxy-authorization"))
         if name:
             self._callers[flow.client_conn] = name
+        if self._reverse_targets:
+            target = self._reverse_targets.upstream(flow.request.host, flow.request.port)
+            if target is not None:  # a tunnel to one of our reverse listeners: to its upstream
+                service, scheme, flow.request.host, flow.request.port = target
+                self._tunnels[flow.client_conn] = (service, scheme)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def next_layer(self, nextlayer) -> None:
+        # TLS inside a tunnel to our reverse listener for a plain-HTTP upstream: end it
+        # here, as that listener would, instead of also speaking TLS to the upstream.
+        # mitmproxy's NextLayer addon has already stacked ServerTLS(ClientTLS) on the same
+        # context: unstack the server side (mitmproxy 12's layer internals, tested).
+        tunnel = self._tunnels.get(nextlayer.context.client) if self._tunnels else None
+        server_tls = nextlayer.layer
+        if tunnel is not None and tunnel[1] == "http" and isinstance(server_tls,
+                                                                     ServerTLSLayer):
+            client_tls = server_tls.child_layer
+            nextlayer.context.layers.remove(server_tls)
+            nextlayer.context.server.tls = False
+            client_tls.server_tls_available = False
+            nextlayer.layer = client_tls
+
+    def requestheaders(self, flow: http.HTTPFlow):
+        # The first request of a connection waits for its process lookup if that has not
+        # finished yet (it started when the connection opened); later ones find it done.
+        return self._after_lookup(flow.client_conn, self._requestheaders, flow)
+
+    def _requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self._reverse_targets and flow.client_conn.proxy_mode.type_name == "regular":
+            self._to_own_listener(flow)
         h = flow.request.headers
         auth_name = header_caller = header_test = None
         # One pass over the raw fields; the headers are only changed when one of ours is
@@ -271,18 +340,38 @@ class Recorder:
                         if mode.type_name == "regular" else None)
             if listener is not None:
                 return Party(listener, "listener", address_of(client.peername))
+        if self._lookups is not None:  # the local process, if its lookup has finished
+            process = self._lookups.get(client)
+            if isinstance(process, Party):
+                return process
         return peer_party(client.peername)
 
     def name_service(self, service: ServiceSpec) -> None:
         """Name a callee address from now on (the control API's POST /services)."""
         self._callees.add(service)
 
-    def _callee(self, flow: http.HTTPFlow) -> Party:
-        return self.callee_at(flow.client_conn, flow.request.host, flow.request.port)
+    def _to_own_listener(self, flow: http.HTTPFlow) -> None:
+        """A forwarded request to one of our reverse listeners goes to its upstream."""
+        if self._tunnels and flow.client_conn in self._tunnels:
+            return  # already sent there by http_connect
+        target = self._reverse_targets.upstream(flow.request.host, flow.request.port)
+        if target is not None:
+            name, scheme, host, port = target
+            r = flow.request
+            r.scheme, r.host, r.port = scheme, host, port  # Host follows, as in reverse mode
+            flow.metadata[_VIA] = name
 
-    def callee_at(self, client: connection.Client, host: str, port: int) -> Party:
+    def _callee(self, flow: http.HTTPFlow) -> Party:
+        return self.callee_at(flow.client_conn, flow.request.host, flow.request.port,
+                              flow.metadata.get(_VIA))
+
+    def callee_at(self, client: connection.Client, host: str, port: int,
+                  via: str | None = None) -> Party:
         mode = client.proxy_mode
-        reverse = self._reverse.get(mode.full_spec) if mode.type_name == "reverse" else None
+        reverse = self._reverse.get(mode.full_spec) if mode.type_name == "reverse" else via
+        if reverse is None and self._tunnels:
+            tunnel = self._tunnels.get(client)  # a tunnel to one of our reverse listeners
+            reverse = tunnel[0] if tunnel is not None else None
         return self._callees.name(host, port, reverse)
 
     # -- recording --------------------------------------------------------------------
@@ -377,10 +466,12 @@ class Recorder:
         conn, ctx_ = data.conn, data.context
         address = ctx_.server.address
         host, port = (address[0], address[1]) if address else (conn.sni or "", 443)
-        mode = conn.proxy_mode
-        reverse = self._reverse.get(mode.full_spec) if mode.type_name == "reverse" else None
+        # Which client refused (curl, java…) is worth its process lookup's wait.
+        return self._after_lookup(conn, self._record_tls_failure, conn, host, port)
+
+    def _record_tls_failure(self, conn: connection.Client, host: str, port: int):
         x = exchange_from_tls_failure(conn, host, port, self.caller_of(conn),
-                                      self._callees.name(host, port, reverse),
+                                      self.callee_at(conn, host, port),
                                       *self.tests.attribute(None))
         self.exchanges += 1
         self.errors += 1
@@ -446,13 +537,16 @@ class Recorder:
         await self.start_control()
         await self.start_receiver()
         servers = ctx.master.addons.get("proxyserver").servers
-        if not any(s.last_exception is not None for s in servers):
+        if self.publish_when_running and not any(s.last_exception is not None
+                                                 for s in servers):
             self.writer.publish()
 
     async def done(self) -> None:
         if self._done:
             return
         self._done = True
+        if self._lookups is not None:
+            self._lookups.close()
         if self.control is not None:
             await self.control.stop()
         if self.receiver is not None:

@@ -102,9 +102,12 @@ class RecordingProxy:
             ...  # send traffic through proxy.listen
     """
 
-    def __init__(self, opts: RecordOptions, verbose: bool = False) -> None:
+    def __init__(self, opts: RecordOptions, verbose: bool = False,
+                 publish: bool = True) -> None:
+        """`publish=False`: the capture replaces a previous one only on `publish()`."""
         self.options = opts
         self._verbose = verbose
+        self._publish = publish
         self.recorder: Recorder | None = None
         self._master = None
         self._task: asyncio.Task | None = None
@@ -129,6 +132,7 @@ class RecordingProxy:
                             else logging.ERROR)
             logger.addHandler(self._log)
         self.recorder = Recorder(self.options)
+        self.recorder.publish_when_running = self._publish
         try:
             await self.recorder.start_control()
             await self.recorder.start_receiver()
@@ -173,6 +177,11 @@ class RecordingProxy:
         except BaseException:
             await self.stop()
             raise
+
+    def publish(self) -> None:
+        """Put the capture in place (after a start with `publish=False`)."""
+        assert self.recorder is not None
+        self.recorder.writer.publish()
 
     def request_stop(self) -> None:
         """Ask mitmproxy to shut down (thread- and signal-safe)."""

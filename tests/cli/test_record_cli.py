@@ -324,8 +324,9 @@ def test_reverse_listener_names_the_service_for_a_client_that_ignores_proxies(re
     for x in exchanges:
         assert (x.callee.name, x.callee.source) == ("shop", "reverse")
         assert x.callee.address == f"127.0.0.1:{shop.port}"
-        # Nobody named the caller: it stays visibly an address.
-        assert (x.caller.name, x.caller.source) == ("127.0.0.1", "peer")
+    # Nobody named the caller: the process that owns its connection does.
+    assert [(x.caller.name, x.caller.source) for x in exchanges] == [
+        (os.path.basename(os.path.realpath(sys.executable)), "process"), ("curl", "process")]
 
 
 def test_named_listeners_name_callers_that_send_no_credentials(record, shop, tcp_server):

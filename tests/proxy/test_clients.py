@@ -88,7 +88,8 @@ def test_requests_httpx_aiohttp_all_recorded(proxy, echo):
     assert (xs["/aiohttp"].caller.name, xs["/aiohttp"].caller.source) == ("worker", "header")
 
 
-def test_unnamed_caller_stays_visibly_unknown(proxy, echo):
+def test_unnamed_caller_stays_visibly_unknown(start_proxy, echo):
+    proxy = start_proxy(process_callers=False)  # else its process names it (test_processes)
     requests.get(f"{echo.url}/anon", proxies={"http": proxy.url}, timeout=10)
     [x] = proxy.exchanges()
     assert x.caller.source == "peer" and x.caller.name == "127.0.0.1"

@@ -1,0 +1,317 @@
+"""Naming a caller by the local process that owns its end of the connection (Linux).
+
+When the client is on this machine, the kernel knows which socket is the other end of a
+connection tapproxy accepted, and /proc knows which process holds that socket. Measured
+here (benchmarks/caller_lookup.py): the socket's inode over netlink sock_diag, the way
+`ss` asks, costs ~10 µs, where reading /proc/net/tcp costs ~2 ms of CPU once a few
+thousand sockets are in TIME_WAIT; the owner is then found by reading fd links, first
+of the processes that owned the last connections (through the fd each used last), then
+of every process, newest first. psutil's `net_connections()` reads every socket and
+every fd of every process on each call (~33 ms of CPU here), so it is not used.
+
+Everything here blocks on /proc and netlink: the recorder runs `lookup` on a thread
+(CallerLookups), never on mitmproxy's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from fnmatch import fnmatchcase
+
+from tapproxy.capture.model import Party
+from tapproxy.proxy.identity import address_of
+from tapproxy.proxy.options import ProcessRule
+
+__all__ = ["SUPPORTED", "CallerLookups", "ProcessNamer", "socket_owner"]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+
+_NETLINK_INET_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_NOCOOKIE = 0xFFFFFFFF
+_RECENT = 8  # owners remembered: a client opening connection after connection is found first
+
+_netlink = threading.local()  # one sock_diag socket per lookup thread, kept open
+
+
+def _diag_inode(family: int, local: tuple, remote: tuple) -> int | None:
+    """Inode of the TCP socket whose own end is `local` and peer `remote`, via sock_diag."""
+    src = socket.inet_pton(family, local[0]).ljust(16, b"\0")
+    dst = socket.inet_pton(family, remote[0]).ljust(16, b"\0")
+    # struct inet_diag_req_v2 with its inet_diag_sockid (linux/inet_diag.h): one socket,
+    # found by its four-tuple, not a dump of them all.
+    req = (struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF)
+           + struct.pack("!HH", local[1], remote[1]) + src + dst
+           + struct.pack("=III", 0, _NOCOOKIE, _NOCOOKIE))
+    msg = struct.pack("=LHHLL", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0) + req
+    s = getattr(_netlink, "socket", None)
+    if s is None:
+        s = _netlink.socket = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
+                                            _NETLINK_INET_DIAG)
+        s.settimeout(1)
+    try:
+        s.send(msg)
+        data = s.recv(4096)
+    except OSError:
+        s.close()
+        _netlink.socket = None
+        raise
+    if len(data) < 16 + 72 or struct.unpack_from("=H", data, 4)[0] == _NLMSG_ERROR:
+        return None  # ENOENT: not a socket of this network namespace
+    # struct inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
+    # wqueue, uid, inode.
+    return struct.unpack_from("=I", data, 16 + 68)[0] or None
+
+
+def _socket_inode(peer: tuple, sockname: tuple) -> int | None:
+    """Inode of the client's socket for a connection from `peer` to our `sockname`."""
+    try:
+        a, b = ipaddress.ip_address(peer[0].split("%")[0]), ipaddress.ip_address(sockname[0])
+    except ValueError:
+        return None
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped:  # a dual-stack listener
+        a, b = a.ipv4_mapped, b.ipv4_mapped or b
+    family = socket.AF_INET if a.version == 4 else socket.AF_INET6
+    try:
+        return _diag_inode(family, (str(a), peer[1]), (str(b), sockname[1]))
+    except OSError:
+        return None
+
+
+def _fd_of(pid: int, link: str, hint: str | None = None) -> str | None:
+    """The fd through which `pid` holds `link` (`socket:[inode]`), or None."""
+    fd_dir = f"/proc/{pid}/fd"
+    if hint is not None:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"{fd_dir}/{hint}") == link:
+                return hint
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return None
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if fd != hint and os.readlink(f"{fd_dir}/{fd}") == link:
+                return fd
+    return None
+
+
+def socket_owner(inode: int, likely: dict[int, str | None] | None = None
+                 ) -> tuple[int, str] | None:
+    """(PID, fd) of a process holding socket `inode`.
+
+    `likely` (PID → the fd it last held a connection through) is tried first: a client
+    that closes a connection and opens the next gets the same, lowest free, fd again, so
+    one readlink usually settles it. Then every process, newest first: a client that has
+    just started (curl) is found after few reads.
+    """
+    link = f"socket:[{inode}]"
+    likely = likely or {}
+    for pid, hint in likely.items():
+        fd = _fd_of(pid, link, hint)
+        if fd is not None:
+            return pid, fd
+    for pid in sorted((int(p) for p in os.listdir("/proc") if p.isdigit()), reverse=True):
+        if pid not in likely:
+            fd = _fd_of(pid, link)
+            if fd is not None:
+                return pid, fd
+    return None
+
+
+def _stat(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state first), [] if gone."""
+    try:  # os.open/read/close: three syscalls, where open() makes six
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError:
+        return []
+    # The name in (…) may itself hold spaces and parentheses: fields follow the last ")".
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def _started(pid: int) -> bytes | None:
+    """When the process started (clock ticks since boot): tells a reused PID apart."""
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else None
+
+
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _executable(pid: int) -> str | None:
+    """`node`, `java`, `curl`, `python3.12`: the executable's file name."""
+    with contextlib.suppress(OSError):
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).removesuffix(" (deleted)")
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
+        return f.read().strip() or None
+    return None
+
+
+class ProcessNamer:
+    """Names a local client by the process owning its socket.
+
+    In order: a service tapproxy started (that process or any of its descendants), the
+    first matching `--caller-process` rule, else the executable's name.
+    """
+
+    def __init__(self, rules: tuple[ProcessRule, ...] = ()) -> None:
+        self._rules = rules
+        self._services: dict[int, str] = {}
+        self._recent: dict[int, str | None] = {}  # PID → last fd, most recent first
+        # PID → (its start time, its name, when that was last checked)
+        self._names: dict[int, tuple[bytes | None, str | None, float]] = {}
+        self._lock = threading.Lock()
+        self.lookups = 0  # how many connections were looked up (once each)
+
+    def add_service(self, pid: int, name: str) -> None:
+        """A service tapproxy started: its processes and their children are `name`."""
+        with self._lock:
+            self._services[pid] = name
+            self._names.clear()  # names found before may now belong to this service
+
+    def lookup(self, peer: tuple | None, sockname: tuple | None) -> Party | None:
+        """The caller at `peer` as a `process` party, or None if it is not found here."""
+        if not SUPPORTED or not peer or not sockname:
+            return None
+        with self._lock:
+            self.lookups += 1
+        inode = _socket_inode(peer, sockname)
+        if inode is None:
+            return None
+        with self._lock:
+            likely = dict(self._recent)
+        owner = socket_owner(inode, likely)
+        if owner is None:
+            return None
+        pid, fd = owner
+        with self._lock:
+            self._recent.pop(pid, None)
+            self._recent = {pid: fd, **dict(list(self._recent.items())[:_RECENT - 1])}
+        name = self._cached_name(pid)
+        if name is None:
+            return None
+        return Party(name, "process", address_of(peer))
+
+    def _cached_name(self, pid: int) -> str | None:
+        # A client opening connection after connection is one process: name it once (the
+        # ancestor walk is most of a lookup's cost), and within a second trust that its
+        # PID has not been reused, which needs the PIDs of the whole system to wrap.
+        now = time.monotonic()
+        with self._lock:
+            known = self._names.get(pid)
+        if known is not None and now - known[2] < 1.0:
+            return known[1]
+        started = _started(pid)
+        name = known[1] if known is not None and known[0] == started else self.name_of(pid)
+        with self._lock:
+            if len(self._names) >= 1024:
+                self._names.clear()
+            self._names[pid] = (started, name, now)
+        return name
+
+    def name_of(self, pid: int) -> str | None:
+        """The caller name of process `pid` (None if it has gone)."""
+        ancestor: int | None = pid
+        for _ in range(64):  # a started service, or a process it started
+            if ancestor is None or ancestor <= 1:
+                break
+            if ancestor in self._services:
+                return self._services[ancestor]
+            ancestor = _parent(ancestor)
+        exe = _executable(pid)
+        if self._rules:
+            command = _command_line(pid)
+            for rule in self._rules:
+                if fnmatchcase(command, rule.pattern) or (exe and fnmatchcase(exe, rule.pattern)):
+                    return rule.name
+        return exe
+
+
+def _is_local(peer: tuple | None, sockname: tuple | None) -> bool:
+    """Whether the client may be a process of this machine (loopback, or our own address)."""
+    if not peer or not sockname:
+        return False
+    host = peer[0].split("%")[0]
+    if host == sockname[0]:
+        return True
+    try:
+        a = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(a, "ipv4_mapped", None)
+    return a.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+class CallerLookups:
+    """One process lookup per client connection, on a thread, kept while the connection lives.
+
+    Keyed by mitmproxy's client connection objects (anything with `peername`, `sockname`
+    and weakly referable); `start` and `get` are called on the event loop.
+    """
+
+    def __init__(self, rules: tuple[ProcessRule, ...] = ()) -> None:
+        self.namer = ProcessNamer(rules)
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tapproxy-caller")
+        self._pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def start(self, client) -> None:
+        """Look up the process behind `client` if it is local (as the connection opens)."""
+        if _is_local(client.peername, client.sockname):
+            self._pending[client] = asyncio.get_running_loop().run_in_executor(
+                self._pool, self.namer.lookup, client.peername, client.sockname)
+
+    def pending(self, client) -> asyncio.Future | None:
+        """The lookup for `client` if it is still running, else None."""
+        lookup = self._pending.get(client)
+        return lookup if lookup is not None and not lookup.done() else None
+
+    def get(self, client) -> Party | asyncio.Future | None:
+        """The caller if looked up (None: not local or not found), else the pending lookup."""
+        lookup = self._pending.get(client)
+        if lookup is None or not lookup.done():
+            return lookup
+        return self.result(lookup, client)
+
+    def result(self, lookup: asyncio.Future, client) -> Party | None:
+        """The finished `lookup`'s party; a failed lookup is logged, not hidden."""
+        if lookup.cancelled():
+            return None
+        e = lookup.exception()
+        if e is not None:  # a bug, not an unknown caller: say so, and keep recording
+            log.warning("tapproxy: looking up the process behind %s failed: %r",
+                        client.peername, e)
+            self._pending.pop(client, None)
+            return None
+        return lookup.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,74 @@
+"""ServiceProcess, the part under `record --start` (and a pytest fixture to come)."""
+
+from __future__ import annotations
+
+import io
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tapproxy.errors import ProxyError
+from tapproxy.proxy.fronting import ServiceProcess
+from tapproxy.proxy.options import Address
+from tests.cli.test_fronting_cli import alive
+from tests.conftest import wait_for
+
+# Listens on argv[1], ignores SIGTERM, and starts a child that does the same (its pid
+# written to argv[2]), as a stubborn service with a worker would.
+STUBBORN = """
+import os, signal, socket, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+open(sys.argv[2], "w").write(str(child.pid))
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+print("up", flush=True)
+print("warning", file=sys.stderr, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_service_that_ignores_sigterm_is_killed_with_its_children(tmp_path: Path):
+    pidfile = tmp_path / "child.pid"
+    out, err = io.StringIO(), io.StringIO()
+    svc = ServiceProcess("stubborn", [sys.executable, "-c", STUBBORN, "{port}", str(pidfile)],
+                         stop_timeout=0.5, stdout=out, stderr=err)
+    svc.start()
+    assert svc.reverse(Address("127.0.0.1", 5001)).upstream == f"http://127.0.0.1:{svc.private_port}"
+    child = int(pidfile.read_text())
+    assert alive(svc.pid) and alive(child)
+    assert svc.stop() == -signal.SIGKILL
+    wait_for(lambda: not alive(child), what="the child's SIGKILL")  # delivered async
+    assert out.getvalue() == "[stubborn] up\n"
+    assert err.getvalue() == "[stubborn] warning\n"  # no "exited" line: it was stopped
+
+
+def test_the_port_placeholder_is_filled_in_arguments_and_environment():
+    svc = ServiceProcess("s", ["srv", "--port={port}", "{port}"], env={"PORT": "{port}"},
+                         private_port=4321)
+    assert svc.argv == ["srv", "--port=4321", "4321"]
+    assert svc.env == {"PORT": "4321"}
+
+
+def test_a_service_that_dies_after_it_listened_says_so_on_stderr(tmp_path: Path):
+    # Listens, then exits on its own while tapproxy would still be recording.
+    code = ("import os, socket, sys, time; s = socket.socket(); "
+            "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+            "while not os.path.exists(sys.argv[2]): time.sleep(0.05)\n"
+            "sys.exit(4)")
+    go = tmp_path / "go"
+    err = io.StringIO()
+    svc = ServiceProcess("brief", [sys.executable, "-c", code, "{port}", str(go)],
+                         stderr=err, stdout=io.StringIO())
+    svc.start()
+    go.touch()
+    assert svc.wait(30) == 4
+    assert err.getvalue() == "[brief] exited with code 4\n"
+    assert svc.stop() == 4
+
+
+def test_an_unknown_command_is_a_proxy_error():
+    with pytest.raises(ProxyError, match=r"^service x: cannot start '/no/such/cmd': "):
+        ServiceProcess("x", ["/no/such/cmd", "{port}"]).start()
