@@ -116,8 +116,7 @@ def test_turned_off_the_caller_stays_an_address(fronted):
 
 
 def test_live_spans_see_the_process_name_too(fronted):
-    # With live spans on, the name is needed when the request starts, not only when it
-    # is written: the request waits for the lookup if it has not finished yet.
+    # Live spans need the name when the request starts: it is known by then.
     proxy, url = fronted(inject_traceparent=True)
     out = subprocess.run(["curl", "-q", "-sS", "--fail", f"{url}/traced"], env=NO_PROXY_ENV,
                          capture_output=True, text=True, check=True, timeout=30)
@@ -128,12 +127,12 @@ def test_live_spans_see_the_process_name_too(fronted):
 
 
 @pytest.mark.parametrize("live", [False, True], ids=["recording", "live-spans"])
-def test_a_lookup_still_running_at_the_response_is_waited_for(fronted, monkeypatch, live):
+def test_a_lookup_still_running_at_the_first_request_is_waited_for(fronted, monkeypatch, live):
     from tapproxy.proxy.processes import ProcessNamer
 
     real = ProcessNamer.lookup
 
-    def slow(self, peer, sockname):  # the real lookup, finishing after the response is in
+    def slow(self, peer, sockname):  # the real lookup, still running when the request is in
         time.sleep(0.3)
         return real(self, peer, sockname)
 
