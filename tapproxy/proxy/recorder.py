@@ -239,7 +239,7 @@ class Recorder:
         if self._lookups is not None:
             self._lookups.start(client)
 
-    def _after_lookup(self, client: connection.Client, hook, *args):
+    def after_lookup(self, client: connection.Client, hook, *args):
         """Run `hook(*args)` now, or once the client's process lookup is done (awaitable)."""
         lookup = self._lookups.pending(client) if self._lookups is not None else None
         if lookup is None:
@@ -285,7 +285,7 @@ class Recorder:
     def requestheaders(self, flow: http.HTTPFlow):
         # The first request of a connection waits for its process lookup if that has not
         # finished yet (it started when the connection opened); later ones find it done.
-        return self._after_lookup(flow.client_conn, self._requestheaders, flow)
+        return self.after_lookup(flow.client_conn, self._requestheaders, flow)
 
     def _requestheaders(self, flow: http.HTTPFlow) -> None:
         if self._reverse_targets and flow.client_conn.proxy_mode.type_name == "regular":
@@ -467,7 +467,7 @@ class Recorder:
         address = ctx_.server.address
         host, port = (address[0], address[1]) if address else (conn.sni or "", 443)
         # Which client refused (curl, java…) is worth its process lookup's wait.
-        return self._after_lookup(conn, self._record_tls_failure, conn, host, port)
+        return self.after_lookup(conn, self._record_tls_failure, conn, host, port)
 
     def _record_tls_failure(self, conn: connection.Client, host: str, port: int):
         x = exchange_from_tls_failure(conn, host, port, self.caller_of(conn),

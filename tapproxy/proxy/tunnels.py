@@ -124,7 +124,11 @@ class TunnelLog:
             chosen.flow.metadata[_REASON] = unparsed_reason(
                 nextlayer.data_client(), nextlayer.data_server(), _ignored(nextlayer))
 
-    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+    def tcp_start(self, flow: tcp.TCPFlow):
+        # Named once the client's process lookup is done (the raw layer waits for us).
+        return self._recorder.after_lookup(flow.client_conn, self._tcp_start, flow)
+
+    def _tcp_start(self, flow: tcp.TCPFlow) -> None:
         r = self._recorder
         address = flow.server_conn.address
         callee = (r.callee_at(flow.client_conn, address[0], address[1]) if address

@@ -355,7 +355,7 @@ def test_named_listeners_name_callers_that_send_no_credentials(record, shop, tcp
     assert lines[-1] == f"# 3 exchanges and 1 tunnel (not HTTP) recorded to {rec.output}"
     exchanges, _, _ = read_capture(rec.output)
     assert [(x.caller.name, x.caller.source) for x in exchanges] == [
-        ("browser", "listener"), ("crawler", "listener"), ("127.0.0.1", "peer")]
+        ("browser", "listener"), ("crawler", "listener"), ("curl", "process")]
     with open_capture(rec.output) as reader:
         [tunnel] = [r for r in reader if isinstance(r, Tunnel)]
     assert (tunnel.caller.name, tunnel.caller.source) == ("crawler", "listener")

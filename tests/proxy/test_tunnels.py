@@ -7,9 +7,11 @@ Upstreams are raw loopback TCP servers; clients are real sockets speaking CONNEC
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import ssl
 import subprocess
+import sys
 
 import pytest
 import requests
@@ -112,7 +114,10 @@ def test_a_client_speaking_another_protocol_leaves_a_tunnel_record(proxy, tcp_se
         assert recv_exactly(s, 7) == b"+PONG\r\n"
     [t] = wait_for(lambda: tunnels(proxy), timeout=10, what="the tunnel record")
     assert t.reason == "not_http"
-    assert t.caller.source == "peer"  # no credentials: known by address only
+    # No credentials: known by its process (this one), the lookup awaited before the
+    # tunnel is named.
+    assert (t.caller.name, t.caller.source) == (
+        os.path.basename(os.path.realpath(sys.executable)), "process")
     assert (t.first_from_client, t.first_from_server) == (ping, b"+PONG\r\n")
     assert (t.bytes_from_client, t.bytes_from_server) == (len(ping), 7)
     assert len(warnings_in(capfd.readouterr().err)) == 1
@@ -265,9 +270,12 @@ def test_named_listeners_name_their_callers(start_proxy, services):
         assert requests.get(f"{svc.url}/hi", proxies={"http": via}, timeout=10).text == "hi"
     exchanges = wait_for(lambda: len(x := proxy.exchanges()) == 4 and x, timeout=10,
                          what="four exchanges")
+    # A named listener says more than the client's process, which names the unnamed
+    # listener's caller (this very process); credentials still say more than either.
+    python = os.path.basename(os.path.realpath(sys.executable))
     assert [(x.caller.name, x.caller.source) for x in exchanges] == [
-        ("browser", "listener"), ("crawler", "listener"), ("127.0.0.1", "peer"),
-        ("ops", "proxy-auth")]  # credentials still say more than the listener
+        ("browser", "listener"), ("crawler", "listener"), (python, "process"),
+        ("ops", "proxy-auth")]
     assert exchanges[0].caller.address.startswith("127.0.0.1:")
 
 
