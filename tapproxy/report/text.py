@@ -185,7 +185,9 @@ def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestC
     console.print(head)
     if x.test:
         outcome = tests.get(x.test).outcome if x.test in tests else None
-        console.print(f"test: {escape(printable(x.test))} ({escape(printable(x.test_source))})"
+        # test_source may be nil in a capture (the format allows it): say so, not crash.
+        source = printable(x.test_source) if x.test_source is not None else "source unknown"
+        console.print(f"test: {escape(printable(x.test))} ({escape(source)})"
                       + (f", {escape(printable(outcome))}" if outcome else ""))
     elif x.test_source == "ambiguous":
         console.print("test: unknown (several tests were open and no x-tapproxy-test header)")
