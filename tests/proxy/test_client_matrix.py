@@ -56,8 +56,8 @@ ROWS = [
     Row("node 24 fetch", "node24", (str(PROBES / "probe.mjs"), "fetch")),
     Row("node 24 http", "node24", (str(PROBES / "probe.mjs"), "http")),
     # JAVA_TOOL_OPTIONS carries the proxy and the truststore; the JDK's HttpClient sends no
-    # proxy credentials (it answers a 407 only), so the caller is the peer address.
-    Row("java HttpClient", "java", (str(PROBES / "Probe.java"),), caller_source="peer"),
+    # proxy credentials (it answers a 407 only), so the caller is named by its process.
+    Row("java HttpClient", "java", (str(PROBES / "Probe.java"),), caller_source="process"),
     # http.ProxyFromEnvironment never proxies localhost or a loopback address.
     Row("go net/http", "go", (), BYPASSED),
 ]
@@ -215,7 +215,7 @@ def test_client_of_a_fronted_service_with_no_settings_at_all(row: Row, matrix: M
     [x] = [x for x in matrix.proxy.exchanges() if x.request.path == path]
     assert x.status == 200
     assert (x.callee.name, x.callee.source) == (FRONTED, "reverse")
-    assert x.caller.source == "peer"
+    assert x.caller.source == "process"  # no settings at all: named by its process
 
 
 def test_java_options_survive_a_confdir_with_a_space(matrix: Matrix, toolchains, tmp_path):
