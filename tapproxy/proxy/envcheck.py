@@ -36,8 +36,9 @@ __all__ = ["TOOLS", "Client", "EchoService", "Outcome", "Seen", "classify", "fin
 PROBES = Path(__file__).with_name("probes")
 TOOLS = ("curl", "wget", "python", "node", "java", "go")
 RECORDED, BYPASSED, FAILED = "recorded", "bypassed", "failed"
-FRONT = ("or put a listener in front of the service (tapproxy record --reverse "
-         "NAME=URL@PORT), which needs nothing from any client")
+FRONT = ("or front the service (tapproxy record --start 'NAME@PORT=COMMAND {port}', "
+         "or --reverse NAME=URL@PORT for one started elsewhere), which needs nothing "
+         "from any client")
 _RUN_TIMEOUT = 120  # a JDK compiling the single-file probe on a busy machine
 _PARALLEL = 3
 

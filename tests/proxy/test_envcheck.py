@@ -42,7 +42,7 @@ def test_recorded_bypassed_and_untrusted_are_told_apart():
     bypassed = classify(JAVA, URLS, [f"{URLS['http']} 200"], {}, failure="exit code 1")
     assert [(o.result, o.detail) for o in bypassed] == [
         (BYPASSED, "status 200, the proxy saw nothing"), (FAILED, "exit code 1")]
-    assert bypassed[0].hint.startswith("JVM hint; or put a listener in front of the service")
+    assert bypassed[0].hint.startswith("JVM hint; or front the service (tapproxy record --start")
 
 
 def test_a_refused_connection_is_a_failure_without_a_trust_hint():
