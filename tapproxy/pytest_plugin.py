@@ -29,7 +29,7 @@ from tapproxy.capture import (
     new_header,
     open_capture,
 )
-from tapproxy.errors import TapproxyError
+from tapproxy.errors import ProxyError, TapproxyError
 from tapproxy.report.printable import printable
 from tapproxy.report.section import ServiceWindow, call_lines, failure_section
 
@@ -333,24 +333,40 @@ class TapproxyService:
     def __init__(self, session: _Session, name: str, argv: Sequence[str],
                  port: int | None, env: dict[str, str] | None) -> None:
         from tapproxy.proxy.fronting import ServiceProcess
+        from tapproxy.proxy.options import Address
         from tapproxy.proxy.servicewatch import LogSink, ResourceSampler
 
         self.name = name
+        if port is not None and session.proxy is None:
+            raise ProxyError(f"service {name}: port= fronts it with a listener of the "
+                             "embedded proxy; with --tapproxy-url start it without port=")
         self._sampler = ResourceSampler(session.journal, name)
+        # With port=P it is fronted, as `record --start`: it listens on a private {port},
+        # tapproxy on P, so its callers are recorded with no proxy setting of their own.
         self._process = ServiceProcess(
-            name, argv, env=env, private_port=port,
+            name, argv, env=env,
             stdout=LogSink(session.journal, name, "stdout"),
             stderr=LogSink(session.journal, name, "stderr"))
         try:
-            self._process.start(session.env(name), on_spawn=self._sampler.start)
-            self.port = self._process.private_port
-            session.control.name_service(name, f"127.0.0.1:{self.port}")
+            self._process.start(session.env(name), on_spawn=lambda pid: self._spawned(
+                session, pid))
+            private = self._process.private_port
+            session.control.name_service(name, f"127.0.0.1:{private}")
+            if port is not None:
+                session.proxy.add_reverse(self._process.reverse(Address("127.0.0.1", port)))
+            self.port = private if port is None else port
         except BaseException:
             self.stop()
             raise
 
+    def _spawned(self, session: _Session, pid: int) -> None:
+        self._sampler.start(pid)
+        if session.proxy is not None:  # its calls are `name` even without the proxy env
+            session.proxy.add_service_process(pid, self.name)
+
     @property
     def url(self) -> str:
+        """Where its callers reach it: the fronting listener with port=, else itself."""
         return f"http://127.0.0.1:{self.port}"
 
     @property

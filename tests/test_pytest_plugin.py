@@ -170,3 +170,32 @@ def test_a_service_that_never_listens_fails_its_test_in_one_line(pytester, confd
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     logs = [r.line for r in _records(pytester.path / "run.tap") if isinstance(r, ServiceLog)]
     assert logs[0].endswith(" no")
+
+
+def test_a_service_started_with_port_is_fronted_and_its_bare_callers_named(suite, pytester):
+    """port=P: the service listens privately, tapproxy on P. A caller with no proxy
+    setting at all (orders, its proxy env emptied) is recorded, named by its process."""
+    pytester.makepyfile(test_fronted="""
+        import json, sys, urllib.request
+        from tapproxy.proxy.fronting import free_loopback_port
+
+        def test_fronted(tapproxy_service, tapproxy):
+            port = free_loopback_port()
+            payments = tapproxy_service(
+                "payments", [sys.executable, "shop_services.py", "payments", "{port}"],
+                port=port)
+            assert payments.url == f"http://127.0.0.1:{port}"
+            bare = {"HTTP_PROXY": "", "http_proxy": "", "HTTPS_PROXY": "", "https_proxy": ""}
+            orders = tapproxy_service(
+                "orders", [sys.executable, "shop_services.py", "orders", "{port}"],
+                env={**bare, "PAYMENTS_URL": payments.url})
+            req = urllib.request.Request(f"{orders.url}/orders", method="POST",
+                                         data=json.dumps({"card": "ok"}).encode(),
+                                         headers={"content-type": "application/json"})
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            opener.open(req, timeout=30).read()
+            x = tapproxy.assert_called(callee="payments", path="/charges")
+            assert x.caller.name == "orders"
+    """)
+    result = suite("-k", "fronted")
+    result.assert_outcomes(passed=1)
