@@ -13,6 +13,8 @@ own capture and the controller merges them into the one named capture.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import ipaddress
 import shlex
 import sys
 import time
@@ -226,7 +228,7 @@ class _Session:
             return [x for x in reader.exchanges() if x.test == nodeid]
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
-        exchanges = self.exchanges(item.nodeid)
+        exchanges = [_callee_with_port(x) for x in self.exchanges(item.nodeid)]
         story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
@@ -240,6 +242,19 @@ class _Session:
         if first:
             item.user_properties.append(("tapproxy_first_failure", first))
             self.failures.append((item.nodeid, first))
+
+
+def _callee_with_port(x: Exchange) -> Exchange:
+    """An unnamed callee at an IP address shows as `IP:PORT`: on loopback every service
+    has the same IP, so the bare address would merge them all into one."""
+    callee = x.callee
+    if callee.source != "host" or not callee.address:
+        return x
+    try:
+        ipaddress.ip_address(callee.name.strip("[]"))
+    except ValueError:
+        return x  # a host name says more than its address
+    return dataclasses.replace(x, callee=dataclasses.replace(callee, name=callee.address))
 
 
 def _story(exchanges: Sequence[Exchange], nodeid: str,

@@ -199,3 +199,46 @@ def test_a_service_started_with_port_is_fronted_and_its_bare_callers_named(suite
     """)
     result = suite("-k", "fronted")
     result.assert_outcomes(passed=1)
+
+
+OUTSIDE = """
+    import json, os, socket, subprocess, sys, time, urllib.error, urllib.request
+    from tapproxy.proxy.fronting import free_loopback_port
+
+    def test_outside(tapproxy_service, tapproxy):
+        payments = tapproxy_service(
+            "payments", [sys.executable, "shop_services.py", "payments", "{port}"])
+        port = free_loopback_port()  # orders, started by the test itself, calling as orders
+        env = {**os.environ, **tapproxy.env_for("orders"), "PAYMENTS_URL": payments.url}
+        orders = subprocess.Popen([sys.executable, "shop_services.py", "orders", str(port)],
+                                  env=env)
+        try:
+            while socket.socket().connect_ex(("127.0.0.1", port)):
+                time.sleep(0.05)
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler(
+                {"http": tapproxy.env["HTTP_PROXY"]}))
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/orders", method="POST",
+                data=json.dumps({"card": "bad"}).encode(),
+                headers={"content-type": "application/json"})
+            try:
+                opener.open(req, timeout=30)
+            except urllib.error.HTTPError as e:
+                assert e.code == 201, f"orders at port {port}"
+        finally:
+            orders.terminate()
+            orders.wait()
+"""
+
+
+def test_a_callee_started_outside_the_fixture_shows_with_its_port(suite, pytester):
+    pytester.makepyfile(test_outside=OUTSIDE)
+    result = suite("-k", "outside")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    port = re.search(r"orders at port (\d+)", out).group(1)
+    section = _section(out.replace(f"127.0.0.1:{port}", "<orders>"))
+    # Not linked to orders' own calls: nothing says 127.0.0.1:PORT is orders.
+    assert [" ".join(line.split()) for line in section.splitlines()[:2]] == [
+        "1 tests → <orders> POST /orders 502 <ms> ◀ root",
+        "2 orders → payments POST /charges 500 <ms> independent"]
