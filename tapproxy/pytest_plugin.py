@@ -32,6 +32,7 @@ from tapproxy.capture import (
     open_capture,
 )
 from tapproxy.errors import ProxyError, TapproxyError
+from tapproxy.report.hints import unnamed_callee_hints
 from tapproxy.report.printable import printable
 from tapproxy.report.section import ServiceWindow, call_lines, failure_section
 
@@ -230,6 +231,7 @@ class _Session:
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
         exchanges = [_callee_with_port(x) for x in self.exchanges(item.nodeid)]
         story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
+        story += unnamed_callee_hints(exchanges)
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
         now = time.time_ns()

@@ -242,3 +242,6 @@ def test_a_callee_started_outside_the_fixture_shows_with_its_port(suite, pyteste
     assert [" ".join(line.split()) for line in section.splitlines()[:2]] == [
         "1 tests → <orders> POST /orders 502 <ms> ◀ root",
         "2 orders → payments POST /charges 500 <ms> independent"]
+    # orders (its proxy user) calls only while a request to that address is open.
+    assert ("<orders> may be orders (orders's calls happen only inside requests to it); "
+            "name it with tapproxy_service or --service") in section.splitlines()
