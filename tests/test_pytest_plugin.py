@@ -245,3 +245,20 @@ def test_a_callee_started_outside_the_fixture_shows_with_its_port(suite, pyteste
     # orders (its proxy user) calls only while a request to that address is open.
     assert ("<orders> may be orders (orders's calls happen only inside requests to it); "
             "name it with tapproxy_service or --service") in section.splitlines()
+
+
+def test_port_with_a_running_tapproxy_fails_in_one_line(suite, pytester, record):  # noqa: F811
+    pytester.makepyfile(test_port_url="""
+        import sys
+
+        def test_port_url(tapproxy_service):
+            tapproxy_service("payments", [sys.executable, "shop_services.py", "payments",
+                                          "{port}"], port=1)
+    """)
+    rec = record()
+    result = suite("-k", "port_url", proxy=f"--tapproxy-url={rec.control_url}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tapproxy: service payments: port= fronts it with a "
+                                 "listener of the embedded proxy*"])
+    assert "Traceback" not in result.stdout.str()
+    rec.stop()
