@@ -13,6 +13,8 @@ own capture and the controller merges them into the one named capture.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import ipaddress
 import shlex
 import sys
 import time
@@ -29,7 +31,8 @@ from tapproxy.capture import (
     new_header,
     open_capture,
 )
-from tapproxy.errors import TapproxyError
+from tapproxy.errors import ProxyError, TapproxyError
+from tapproxy.report.hints import unnamed_callee_hints
 from tapproxy.report.printable import printable
 from tapproxy.report.section import ServiceWindow, call_lines, failure_section
 
@@ -226,8 +229,9 @@ class _Session:
             return [x for x in reader.exchanges() if x.test == nodeid]
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
-        exchanges = self.exchanges(item.nodeid)
+        exchanges = [_callee_with_port(x) for x in self.exchanges(item.nodeid)]
         story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
+        story += unnamed_callee_hints(exchanges)
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
         now = time.time_ns()
@@ -240,6 +244,19 @@ class _Session:
         if first:
             item.user_properties.append(("tapproxy_first_failure", first))
             self.failures.append((item.nodeid, first))
+
+
+def _callee_with_port(x: Exchange) -> Exchange:
+    """An unnamed callee at an IP address shows as `IP:PORT`: on loopback every service
+    has the same IP, so the bare address would merge them all into one."""
+    callee = x.callee
+    if callee.source != "host" or not callee.address:
+        return x
+    try:
+        ipaddress.ip_address(callee.name.strip("[]"))
+    except ValueError:
+        return x  # a host name says more than its address
+    return dataclasses.replace(x, callee=dataclasses.replace(callee, name=callee.address))
 
 
 def _story(exchanges: Sequence[Exchange], nodeid: str,
@@ -333,24 +350,40 @@ class TapproxyService:
     def __init__(self, session: _Session, name: str, argv: Sequence[str],
                  port: int | None, env: dict[str, str] | None) -> None:
         from tapproxy.proxy.fronting import ServiceProcess
+        from tapproxy.proxy.options import Address
         from tapproxy.proxy.servicewatch import LogSink, ResourceSampler
 
         self.name = name
+        if port is not None and session.proxy is None:
+            raise ProxyError(f"service {name}: port= fronts it with a listener of the "
+                             "embedded proxy; with --tapproxy-url start it without port=")
         self._sampler = ResourceSampler(session.journal, name)
+        # With port=P it is fronted, as `record --start`: it listens on a private {port},
+        # tapproxy on P, so its callers are recorded with no proxy setting of their own.
         self._process = ServiceProcess(
-            name, argv, env=env, private_port=port,
+            name, argv, env=env,
             stdout=LogSink(session.journal, name, "stdout"),
             stderr=LogSink(session.journal, name, "stderr"))
         try:
-            self._process.start(session.env(name), on_spawn=self._sampler.start)
-            self.port = self._process.private_port
-            session.control.name_service(name, f"127.0.0.1:{self.port}")
+            self._process.start(session.env(name), on_spawn=lambda pid: self._spawned(
+                session, pid))
+            private = self._process.private_port
+            session.control.name_service(name, f"127.0.0.1:{private}")
+            if port is not None:
+                session.proxy.add_reverse(self._process.reverse(Address("127.0.0.1", port)))
+            self.port = private if port is None else port
         except BaseException:
             self.stop()
             raise
 
+    def _spawned(self, session: _Session, pid: int) -> None:
+        self._sampler.start(pid)
+        if session.proxy is not None:  # its calls are `name` even without the proxy env
+            session.proxy.add_service_process(pid, self.name)
+
     @property
     def url(self) -> str:
+        """Where its callers reach it: the fronting listener with port=, else itself."""
         return f"http://127.0.0.1:{self.port}"
 
     @property

@@ -170,3 +170,95 @@ def test_a_service_that_never_listens_fails_its_test_in_one_line(pytester, confd
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     logs = [r.line for r in _records(pytester.path / "run.tap") if isinstance(r, ServiceLog)]
     assert logs[0].endswith(" no")
+
+
+def test_a_service_started_with_port_is_fronted_and_its_bare_callers_named(suite, pytester):
+    """port=P: the service listens privately, tapproxy on P. A caller with no proxy
+    setting at all (orders, its proxy env emptied) is recorded, named by its process."""
+    pytester.makepyfile(test_fronted="""
+        import json, sys, urllib.request
+        from tapproxy.proxy.fronting import free_loopback_port
+
+        def test_fronted(tapproxy_service, tapproxy):
+            port = free_loopback_port()
+            payments = tapproxy_service(
+                "payments", [sys.executable, "shop_services.py", "payments", "{port}"],
+                port=port)
+            assert payments.url == f"http://127.0.0.1:{port}"
+            bare = {"HTTP_PROXY": "", "http_proxy": "", "HTTPS_PROXY": "", "https_proxy": ""}
+            orders = tapproxy_service(
+                "orders", [sys.executable, "shop_services.py", "orders", "{port}"],
+                env={**bare, "PAYMENTS_URL": payments.url})
+            req = urllib.request.Request(f"{orders.url}/orders", method="POST",
+                                         data=json.dumps({"card": "ok"}).encode(),
+                                         headers={"content-type": "application/json"})
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            opener.open(req, timeout=30).read()
+            x = tapproxy.assert_called(callee="payments", path="/charges")
+            assert x.caller.name == "orders"
+    """)
+    result = suite("-k", "fronted")
+    result.assert_outcomes(passed=1)
+
+
+OUTSIDE = """
+    import json, os, socket, subprocess, sys, time, urllib.error, urllib.request
+    from tapproxy.proxy.fronting import free_loopback_port
+
+    def test_outside(tapproxy_service, tapproxy):
+        payments = tapproxy_service(
+            "payments", [sys.executable, "shop_services.py", "payments", "{port}"])
+        port = free_loopback_port()  # orders, started by the test itself, calling as orders
+        env = {**os.environ, **tapproxy.env_for("orders"), "PAYMENTS_URL": payments.url}
+        orders = subprocess.Popen([sys.executable, "shop_services.py", "orders", str(port)],
+                                  env=env)
+        try:
+            while socket.socket().connect_ex(("127.0.0.1", port)):
+                time.sleep(0.05)
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler(
+                {"http": tapproxy.env["HTTP_PROXY"]}))
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/orders", method="POST",
+                data=json.dumps({"card": "bad"}).encode(),
+                headers={"content-type": "application/json"})
+            try:
+                opener.open(req, timeout=30)
+            except urllib.error.HTTPError as e:
+                assert e.code == 201, f"orders at port {port}"
+        finally:
+            orders.terminate()
+            orders.wait()
+"""
+
+
+def test_a_callee_started_outside_the_fixture_shows_with_its_port(suite, pytester):
+    pytester.makepyfile(test_outside=OUTSIDE)
+    result = suite("-k", "outside")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    port = re.search(r"orders at port (\d+)", out).group(1)
+    section = _section(out.replace(f"127.0.0.1:{port}", "<orders>"))
+    # Not linked to orders' own calls: nothing says 127.0.0.1:PORT is orders.
+    assert [" ".join(line.split()) for line in section.splitlines()[:2]] == [
+        "1 tests → <orders> POST /orders 502 <ms> ◀ root",
+        "2 orders → payments POST /charges 500 <ms> independent"]
+    # orders (its proxy user) calls only while a request to that address is open.
+    assert ("<orders> may be orders (orders's calls happen only inside requests to it); "
+            "name it with tapproxy_service or --service") in section.splitlines()
+
+
+def test_port_with_a_running_tapproxy_fails_in_one_line(suite, pytester, record):  # noqa: F811
+    pytester.makepyfile(test_port_url="""
+        import sys
+
+        def test_port_url(tapproxy_service):
+            tapproxy_service("payments", [sys.executable, "shop_services.py", "payments",
+                                          "{port}"], port=1)
+    """)
+    rec = record()
+    result = suite("-k", "port_url", proxy=f"--tapproxy-url={rec.control_url}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tapproxy: service payments: port= fronts it with a "
+                                 "listener of the embedded proxy*"])
+    assert "Traceback" not in result.stdout.str()
+    rec.stop()

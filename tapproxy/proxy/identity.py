@@ -91,10 +91,14 @@ class OwnListeners:
     def __init__(self, reverse: tuple[ReverseSpec, ...]) -> None:
         self._addresses = OwnAddresses()
         self._upstreams: dict[str, tuple[str, str, str, int]] = {}
-        for i, r in enumerate(reverse):
-            u = urlsplit(r.upstream)
-            self._addresses.add(str(i), r.listen)
-            self._upstreams[str(i)] = (r.name, u.scheme, u.hostname or "", u.port or 0)
+        for r in reverse:
+            self.add(r)
+
+    def add(self, r: ReverseSpec) -> None:
+        key = str(len(self._upstreams))
+        u = urlsplit(r.upstream)
+        self._addresses.add(key, r.listen)
+        self._upstreams[key] = (r.name, u.scheme, u.hostname or "", u.port or 0)
 
     def __bool__(self) -> bool:
         return bool(self._upstreams)

@@ -84,17 +84,17 @@ _OURS = {b"x-tapproxy-", b"proxy-autho"}  # the candidates a call may be nested 
 
 def _reverse_names(opts: RecordOptions) -> dict[str, str]:
     """Reverse mode spec (as mitmproxy echoes it back) → service name."""
-    return {_reverse_mode(r): r.name for r in opts.reverse}
+    return {reverse_mode(r): r.name for r in opts.reverse}
 
 
-def _reverse_mode(r) -> str:
+def reverse_mode(r) -> str:
     return f"reverse:{r.upstream}@{r.listen}"
 
 
 def mitmproxy_modes(opts: RecordOptions) -> list[str]:
     """The mitmproxy `mode` option for these options: forward listeners, then reverses."""
     return [f"regular@{opts.listen}", *(f"regular@{n.listen}" for n in opts.listeners),
-            *(_reverse_mode(r) for r in opts.reverse)]
+            *(reverse_mode(r) for r in opts.reverse)]
 
 
 def _warn(line: str) -> None:
@@ -345,6 +345,11 @@ class Recorder:
             if isinstance(process, Party):
                 return process
         return peer_party(client.peername)
+
+    def add_reverse(self, r) -> None:
+        """A reverse listener added while running: name its requests and its address."""
+        self._reverse[reverse_mode(r)] = r.name
+        self._reverse_targets.add(r)
 
     def name_service(self, service: ServiceSpec) -> None:
         """Name a callee address from now on (the control API's POST /services)."""

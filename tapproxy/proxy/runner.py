@@ -10,7 +10,7 @@ import sys
 from tapproxy.errors import ProxyError
 from tapproxy.proxy.h2c import H2cPriorKnowledge
 from tapproxy.proxy.options import Address, RecordOptions
-from tapproxy.proxy.recorder import Recorder, mitmproxy_modes
+from tapproxy.proxy.recorder import Recorder, mitmproxy_modes, reverse_mode
 
 __all__ = ["RecordingProxy"]
 
@@ -177,6 +177,21 @@ class RecordingProxy:
         except BaseException:
             await self.stop()
             raise
+
+    async def add_reverse(self, r) -> None:
+        """Put a reverse listener in front of `r.upstream` while running; ProxyError if
+        it cannot bind. mitmproxy rebinds its servers when its `mode` option changes."""
+        assert self._master is not None and self.recorder is not None
+        mode = reverse_mode(r)
+        self.recorder.add_reverse(r)  # before the listener exists: no request goes unnamed
+        opts = self._master.options
+        opts.update(mode=[*opts.mode, mode])
+        proxyserver = self._master.addons.get("proxyserver")
+        await proxyserver.setup_servers()  # the update's own setup may still be running
+        for s in proxyserver.servers:
+            if s.mode.full_spec == mode and s.last_exception is not None:
+                raise ProxyError(f"cannot listen for {s.mode.description.lower()} "
+                                 f"({mode}): {_reason(s.last_exception)}")
 
     def publish(self) -> None:
         """Put the capture in place (after a start with `publish=False`)."""
