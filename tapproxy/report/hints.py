@@ -22,7 +22,7 @@ def _inside(x: Exchange, outer: Sequence[Exchange]) -> bool:
 
 
 def unnamed_callee_hints(exchanges: Sequence[Exchange]) -> list[str]:
-    """One line for each unnamed callee address whose requests hold, every time, the
+    """Two lines for each unnamed callee address whose requests hold, every time, the
     calls of exactly one proxy-credential caller that is never itself seen as a callee."""
     by_address: dict[str, list[Exchange]] = {}
     for x in exchanges:
@@ -40,6 +40,7 @@ def unnamed_callee_hints(exchanges: Sequence[Exchange]) -> list[str]:
                 and not any(s.caller.name == name for s in served)]
         if len(fits) == 1:
             x = fits[0]
-            hints.append(f"{address} may be {x} ({x}'s calls happen only inside requests "
-                         f"to it); name it with tapproxy_service or --service")
+            # Two lines, so the section stays within 80 columns.
+            hints += [f"{address} may be {x}: {x}'s calls happen only inside requests to it",
+                      "  (name it with tapproxy_service or --service)"]
     return hints

@@ -21,8 +21,8 @@ def test_the_one_caller_calling_only_inside_requests_to_the_address_is_hinted():
           exchange("2", "orders", "payments", 10, 20),
           exchange("3", "orders", "stock", 30, 40)]
     assert unnamed_callee_hints(xs) == [
-        f"{A} may be orders (orders's calls happen only inside requests to it); "
-        "name it with tapproxy_service or --service"]
+        f"{A} may be orders: orders's calls happen only inside requests to it",
+        "  (name it with tapproxy_service or --service)"]
 
 
 def test_no_hint_when_two_callers_fit_or_the_caller_is_named_or_calls_outside():
