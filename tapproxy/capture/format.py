@@ -71,6 +71,7 @@ class CaptureReader:
         self.problem: str | None = None
         self._offset = 0
         self._index = 0
+        self._last = (0, 0)  # index and offset of the record last yielded
         self._size = 0  # the file's size when last asked
         try:
             self.header = self._read_header()
@@ -80,6 +81,12 @@ class CaptureReader:
 
     def _fail(self, what: str) -> CaptureError:
         return CaptureError(f"{self.path}: {what}")
+
+    def malformed(self, what: str) -> CaptureError:
+        """An error naming this file and the record last yielded, for what a reader finds
+        wrong inside a well-typed record later (e.g. the OTLP payload of a span batch)."""
+        index, start = self._last
+        return self._fail(f"record {index} at byte {start} is malformed: {what}")
 
     def _read_header(self) -> SessionHeader:
         magic = self._file.read(len(MAGIC))
@@ -214,6 +221,7 @@ class CaptureReader:
                     f"{f' ({kind})' if type(kind) is str else ''} is malformed: {e}"
                 ) from None
             if record is not None:
+                self._last = (self._index - 1, start)
                 yield record
 
     def exchanges(self) -> Iterator[Exchange]:

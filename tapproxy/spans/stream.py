@@ -16,6 +16,7 @@ from pathlib import Path
 from tapproxy.capture.format import open_capture
 from tapproxy.capture.model import Exchange, SpanBatch, TestCase
 from tapproxy.capture.routes import RouteTable
+from tapproxy.errors import SpansError
 from tapproxy.spans.infer import Synthesizer
 from tapproxy.spans.model import Finding, Span
 from tapproxy.spans.otlp import decode_batch
@@ -64,7 +65,11 @@ def _received_by_trace(path: Path) -> dict[int, list[Span]]:
     with open_capture(path) as reader:
         for r in reader:
             if isinstance(r, SpanBatch):
-                for s in decode_batch(r):
+                try:
+                    spans = list(decode_batch(r))
+                except SpansError as e:  # a damaged payload is the capture's problem
+                    raise reader.malformed(str(e)) from None
+                for s in spans:
                     by_trace.setdefault(s.trace_id, []).append(s)
     return by_trace
 

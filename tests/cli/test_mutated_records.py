@@ -245,3 +245,20 @@ def test_a_well_typed_but_ill_formed_url_is_read_by_every_command(tmp_path, reco
                  ["spans", path, "--tree"], ["spans", path, "--out", tmp_path / "o.json"]):
         code, stderr = run_in_process(*map(str, args))
         assert code == 0, (args, stderr)
+
+
+@pytest.mark.parametrize("command", [["spans", "--tree"], ["spans", "--out", "{tmp}/o.json"]])
+def test_a_damaged_span_payload_is_one_line_naming_file_and_record(tmp_path, recorded, command):
+    # Found by the fuzz test above: a well-typed otlp_spans record whose payload does not
+    # parse as its content type said nothing of the capture.
+    path = tmp_path / "bad.tap"
+    maps = _set(recorded, "otlp_spans", "content_type", "")
+    write_frames(path, maps)
+    index = next(i for i, m in enumerate(maps) if m["kind"] == "otlp_spans")
+    cmd, *rest = command
+    out = run_cli(cmd, path, *(a.format(tmp=tmp_path) for a in rest))
+    assert out.returncode == 2, out
+    assert "Traceback" not in out.stderr
+    [line] = out.stderr.splitlines()
+    assert line.startswith(f"tapproxy: error: {path}: record {index} at byte "), line
+    assert "is malformed: not an OTLP traces request" in line
