@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,14 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from proxy_overhead import free_port, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(port: int, path: str) -> None:
@@ -56,18 +51,6 @@ def status(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) * 1024
     return out
-
-
-def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"{what} did not listen on {port}")
 
 
 def tapproxy_command(source: str | None) -> list[str]:

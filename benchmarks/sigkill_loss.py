@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,15 +25,10 @@ import time
 from pathlib import Path
 
 import requests
+from proxy_overhead import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(port: int) -> None:
@@ -46,18 +40,6 @@ def serve(port: int) -> None:
     app = web.Application()
     app.router.add_get("/n/{i}", numbered)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"{what} did not listen on {port}")
 
 
 def one_round(tmp: Path, up_port: int, args) -> dict:

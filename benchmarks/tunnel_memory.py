@@ -22,14 +22,10 @@ import threading
 import time
 from pathlib import Path
 
+from proxy_overhead import free_port
+
 BIN = Path(sys.executable).parent
 CHUNK = b"\xa5" * 65536
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stream_server(total: int) -> int:
