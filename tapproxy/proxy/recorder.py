@@ -235,9 +235,16 @@ class Recorder:
         return self._lookups.namer if self._lookups is not None else None
 
     def client_connected(self, client: connection.Client) -> None:
-        # Started as the connection opens, so it runs while the request is read.
-        if self._lookups is not None:
+        # Started as the connection opens, so it runs while the request is read. A named
+        # listener's callers are named by the listener, which wins: no lookup for them.
+        if self._lookups is not None and not self._named_listener(client):
             self._lookups.start(client)
+
+    def _named_listener(self, client: connection.Client) -> str | None:
+        mode = client.proxy_mode
+        if not self._listeners or mode.type_name != "regular":
+            return None
+        return self._listeners.get(mode.custom_listen_port)  # type: ignore[arg-type]
 
     def after_lookup(self, client: connection.Client, hook, *args):
         """Run `hook(*args)` now, or once the client's process lookup is done (awaitable)."""
@@ -334,12 +341,9 @@ class Recorder:
             return Party(name, "proxy-auth", address_of(client.peername))
         if header_caller:
             return Party(header_caller, "header", address_of(client.peername))
-        if self._listeners:
-            mode = client.proxy_mode
-            listener = (self._listeners.get(mode.custom_listen_port)  # type: ignore[arg-type]
-                        if mode.type_name == "regular" else None)
-            if listener is not None:
-                return Party(listener, "listener", address_of(client.peername))
+        listener = self._named_listener(client)
+        if listener is not None:
+            return Party(listener, "listener", address_of(client.peername))
         if self._lookups is not None:  # the local process, if its lookup has finished
             process = self._lookups.get(client)
             if isinstance(process, Party):
