@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -183,22 +184,11 @@ def record(
             await asyncio.to_thread(svc.stop)
 
     async def run() -> int:
-        proxy = RecordingProxy(opts, verbose=verbose, publish=not fronted)
-        await proxy.start()
-        try:
-            assert proxy.recorder is not None
-            processes = proxy.recorder.processes
-            for svc in fronted:  # after the proxy: their own calls go through it at once
-                await asyncio.to_thread(
-                    svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
-                    lambda pid, name=svc.name: processes and processes.add_service(pid, name))
-        except BaseException:
-            await stop_services()
-            await proxy.stop()
-            raise
-        if fronted:
-            proxy.publish()
+        # Ctrl-C and SIGTERM are ours from the start: during start-up they stop a service
+        # still coming up and end the run once all is started; no KeyboardInterrupt
+        # cancels a start half done (leaving a service running) or prints a traceback.
         loop = asyncio.get_running_loop()
+        interrupted = threading.Event()
         stopping: list[asyncio.Task] = []
 
         async def shutdown() -> None:
@@ -206,11 +196,38 @@ def record(
             proxy.request_stop()
 
         def on_signal() -> None:
-            if not stopping:
+            interrupted.set()
+            if started and not stopping:
                 stopping.append(loop.create_task(shutdown()))
 
+        started = False
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        proxy = RecordingProxy(opts, verbose=verbose, publish=not fronted)
+        await proxy.start()
+        try:
+            assert proxy.recorder is not None
+            processes = proxy.recorder.processes
+            for svc in fronted:  # after the proxy: their own calls go through it at once
+                if interrupted.is_set():
+                    break
+                await asyncio.to_thread(
+                    svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
+                    lambda pid, name=svc.name: processes and processes.add_service(pid, name),
+                    abort=interrupted)
+        except BaseException:
+            await stop_services()
+            await proxy.stop()
+            if interrupted.is_set():
+                return _interrupted_start(output)
+            raise
+        if interrupted.is_set():
+            await stop_services()
+            await proxy.stop()
+            return _interrupted_start(output)
+        started = True
+        if fronted:
+            proxy.publish()
         print(f"# tapproxy {__version__} recording to {output}", flush=True)
         print(f"# forward proxy at {opts.listen}", flush=True)
         for n in opts.listeners:
@@ -250,6 +267,12 @@ def record(
         return 1
 
     raise typer.Exit(asyncio.run(run()))
+
+
+def _interrupted_start(output: Path) -> int:
+    print(f"tapproxy: interrupted while starting; {output} was not written", file=sys.stderr,
+          flush=True)
+    return 130
 
 
 @app.command()

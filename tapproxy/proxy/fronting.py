@@ -130,10 +130,12 @@ class ServiceProcess:
         return ReverseSpec(self.name, self.upstream, listen)
 
     def start(self, proxy_env: Mapping[str, str] | None = None,
-              on_spawn: Callable[[int], None] | None = None) -> None:
+              on_spawn: Callable[[int], None] | None = None,
+              abort: threading.Event | None = None) -> None:
         """Start it and wait until its private port accepts; ProxyError in one line if not.
 
-        `on_spawn(pid)` is called as soon as the process exists, before it listens.
+        `on_spawn(pid)` is called as soon as the process exists, before it listens. Once
+        `abort` is set (Ctrl-C) the wait ends: the service is stopped, ProxyError raised.
         """
         env = {**os.environ, **(proxy_env or {}), **self.env}
         try:
@@ -157,6 +159,9 @@ class ServiceProcess:
             t.start()
         deadline = time.monotonic() + self.start_timeout
         while not _accepts("127.0.0.1", self.private_port):
+            if abort is not None and abort.is_set():
+                self.stop()
+                raise ProxyError(f"service {self.name}: start interrupted")
             code = self._proc.poll()
             if code is not None:
                 self._join_pumps()

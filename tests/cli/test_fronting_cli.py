@@ -238,3 +238,28 @@ def test_a_busy_public_port_is_one_line_and_the_service_is_not_started(tmp_path,
     [line] = out.stderr.splitlines()
     assert f"127.0.0.1:{port}" in line and "address already in use" in line, line
     assert not pidfile.exists()  # tapproxy binds its listeners before it starts services
+
+
+def test_ctrl_c_while_a_service_starts_stops_it_and_keeps_the_old_capture(tmp_path, confdir):
+    pidfile, output = tmp_path / "pid", tmp_path / "x.tap"
+    output.write_bytes(b"the previous run's capture")
+    err = tmp_path / "stderr"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([*TAPPROXY, "record", "-o", str(output), "--control", "off",
+                                 "--listen", f"127.0.0.1:{free_port()}", "--confdir",
+                                 str(confdir), "--start", start_spec("slow", free_port(), [
+                                     sys.executable, "-c", f'"{PIDFILE_SLEEPER}"', "{port}",
+                                     str(pidfile)])],
+                                stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
+    try:
+        wait_for(pidfile.exists, timeout=30, what="the service to be started")
+        wait_for(pidfile.read_text, timeout=10, what="the service's pid")
+        proc.send_signal(signal.SIGINT)  # its start waits up to 30 s: Ctrl-C ends it now
+        assert proc.wait(timeout=20) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    [line] = err.read_text().splitlines()
+    assert line == f"tapproxy: interrupted while starting; {output} was not written"
+    wait_for(lambda: not alive(int(pidfile.read_text())), what="the service to end")
+    assert output.read_bytes() == b"the previous run's capture"
