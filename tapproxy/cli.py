@@ -197,10 +197,10 @@ def record(
 
         def on_signal() -> None:
             interrupted.set()
-            if started and not stopping:
+            if up and not stopping:
                 stopping.append(loop.create_task(shutdown()))
 
-        started = False
+        up = False  # everything started: a signal now stops the run
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
         proxy = RecordingProxy(opts, verbose=verbose, publish=not fronted)
@@ -225,7 +225,7 @@ def record(
             await stop_services()
             await proxy.stop()
             return _interrupted_start(output)
-        started = True
+        up = True
         if fronted:
             proxy.publish()
         print(f"# tapproxy {__version__} recording to {output}", flush=True)

@@ -105,9 +105,10 @@ class _Session:
         if self.controller:
             return
         with warnings.catch_warnings():
-            # The proxy package imports mitmproxy, and it ldap3, which warns on import: a
-            # test run's output is the user's, not a dependency's.
+            # The runner imports mitmproxy, and it ldap3, which warns on import: a test
+            # run's output is the user's, not a dependency's. So import it here, quietly.
             warnings.simplefilter("ignore", DeprecationWarning)
+            import tapproxy.proxy.runner  # noqa: F401
             from tapproxy.proxy.embedded import BackgroundProxy, ControlClient
             from tapproxy.proxy.fronting import free_loopback_port
             from tapproxy.proxy.options import Address, RecordOptions

@@ -9,33 +9,30 @@ of the processes that owned the last connections (through the fd each used last)
 of every process, newest first. psutil's `net_connections()` reads every socket and
 every fd of every process on each call (~33 ms of CPU here), so it is not used.
 
-Everything here blocks on /proc and netlink: the recorder runs `lookup` on a thread
-(CallerLookups), never on mitmproxy's event loop.
+Everything here blocks on /proc and netlink, and each of those system calls would hand
+Python's GIL back and forth with mitmproxy's event loop if run on a thread of its process
+(measured: ~11 context switches and +460 µs of the loop's CPU per connection). So it runs
+in a helper process, `python -m tapproxy.proxy.processes RULES`, which answers lookups
+read from stdin (`serve`); `caller_lookups.CallerLookups` is the event loop's side.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
-import logging
+import json
 import os
+import signal
 import socket
 import struct
 import sys
-import threading
 import time
-import weakref
-from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatchcase
+from typing import BinaryIO
 
-from tapproxy.capture.model import Party
-from tapproxy.proxy.identity import address_of
 from tapproxy.proxy.options import ProcessRule
 
-__all__ = ["SUPPORTED", "CallerLookups", "ProcessNamer", "socket_owner"]
-
-log = logging.getLogger(__name__)
+__all__ = ["SUPPORTED", "ProcessNamer", "is_local", "serve", "socket_owner"]
 
 SUPPORTED = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
 
@@ -46,7 +43,12 @@ _NLMSG_ERROR = 2
 _NOCOOKIE = 0xFFFFFFFF
 _RECENT = 8  # owners remembered: a client opening connection after connection is found first
 
-_netlink = threading.local()  # one sock_diag socket per lookup thread, kept open
+
+class _Netlink:
+    socket: socket.socket | None = None  # the helper's sock_diag socket, kept open
+
+
+_netlink = _Netlink()
 
 
 def _diag_inode(family: int, local: tuple, remote: tuple) -> int | None:
@@ -59,7 +61,7 @@ def _diag_inode(family: int, local: tuple, remote: tuple) -> int | None:
            + struct.pack("!HH", local[1], remote[1]) + src + dst
            + struct.pack("=III", 0, _NOCOOKIE, _NOCOOKIE))
     msg = struct.pack("=LHHLL", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0) + req
-    s = getattr(_netlink, "socket", None)
+    s = _netlink.socket
     if s is None:
         s = _netlink.socket = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
                                             _NETLINK_INET_DIAG)
@@ -189,53 +191,40 @@ class ProcessNamer:
         self._recent: dict[int, str | None] = {}  # PID → last fd, most recent first
         # PID → (its start time, its name, when that was last checked)
         self._names: dict[int, tuple[bytes | None, str | None, float]] = {}
-        self._lock = threading.Lock()
-        self.lookups = 0  # how many connections were looked up (once each)
 
     def add_service(self, pid: int, name: str) -> None:
         """A service tapproxy started: its processes and their children are `name`."""
-        with self._lock:
-            self._services[pid] = name
-            self._names.clear()  # names found before may now belong to this service
+        self._services[pid] = name
+        self._names.clear()  # names found before may now belong to this service
 
-    def lookup(self, peer: tuple | None, sockname: tuple | None) -> Party | None:
-        """The caller at `peer` as a `process` party, or None if it is not found here."""
+    def lookup(self, peer: tuple | None, sockname: tuple | None) -> str | None:
+        """The name of the process calling from `peer`, or None if it is not found here."""
         if not SUPPORTED or not peer or not sockname:
             return None
-        with self._lock:
-            self.lookups += 1
         inode = _socket_inode(peer, sockname)
         if inode is None:
             return None
-        with self._lock:
-            likely = dict(self._recent)
-        owner = socket_owner(inode, likely)
+        owner = socket_owner(inode, self._recent)
         if owner is None:
             return None
         pid, fd = owner
-        with self._lock:
-            self._recent.pop(pid, None)
-            self._recent = {pid: fd, **dict(list(self._recent.items())[:_RECENT - 1])}
-        name = self._cached_name(pid)
-        if name is None:
-            return None
-        return Party(name, "process", address_of(peer))
+        self._recent.pop(pid, None)
+        self._recent = {pid: fd, **dict(list(self._recent.items())[:_RECENT - 1])}
+        return self._cached_name(pid)
 
     def _cached_name(self, pid: int) -> str | None:
         # A client opening connection after connection is one process: name it once (the
         # ancestor walk is most of a lookup's cost), and within a second trust that its
         # PID has not been reused, which needs the PIDs of the whole system to wrap.
         now = time.monotonic()
-        with self._lock:
-            known = self._names.get(pid)
+        known = self._names.get(pid)
         if known is not None and now - known[2] < 1.0:
             return known[1]
         started = _started(pid)
         name = known[1] if known is not None and known[0] == started else self.name_of(pid)
-        with self._lock:
-            if len(self._names) >= 1024:
-                self._names.clear()
-            self._names[pid] = (started, name, now)
+        if len(self._names) >= 1024:
+            self._names.clear()
+        self._names[pid] = (started, name, now)
         return name
 
     def name_of(self, pid: int) -> str | None:
@@ -256,7 +245,7 @@ class ProcessNamer:
         return exe
 
 
-def _is_local(peer: tuple | None, sockname: tuple | None) -> bool:
+def is_local(peer: tuple | None, sockname: tuple | None) -> bool:
     """Whether the client may be a process of this machine (loopback, or our own address)."""
     if not peer or not sockname:
         return False
@@ -271,47 +260,39 @@ def _is_local(peer: tuple | None, sockname: tuple | None) -> bool:
     return a.is_loopback or bool(mapped and mapped.is_loopback)
 
 
-class CallerLookups:
-    """One process lookup per client connection, on a thread, kept while the connection lives.
+def serve(rules: tuple[ProcessRule, ...], requests: BinaryIO, answers: BinaryIO) -> None:
+    """The helper's loop: one JSON array per line in, one per line out, until EOF.
 
-    Keyed by mitmproxy's client connection objects (anything with `peername`, `sockname`
-    and weakly referable); `start` and `get` are called on the event loop.
+    In: `["lookup", ID, PEER_HOST, PEER_PORT, OUR_HOST, OUR_PORT]` or
+    `["service", PID, NAME]`. Out, for each lookup in turn: `[ID, NAME or null]`, or
+    `[ID, null, ERROR]` if the lookup itself failed (a bug to report, not an unknown).
     """
+    namer = ProcessNamer(rules)
+    for line in requests:
+        msg = json.loads(line)
+        if msg[0] == "service":
+            namer.add_service(msg[1], msg[2])
+            continue
+        _, ident, peer_host, peer_port, host, port = msg
+        try:
+            answer = [ident, namer.lookup((peer_host, peer_port), (host, port))]
+        except Exception as e:
+            answer = [ident, None, repr(e)]
+        answers.write(json.dumps(answer).encode() + b"\n")
+        answers.flush()
 
-    def __init__(self, rules: tuple[ProcessRule, ...] = ()) -> None:
-        self.namer = ProcessNamer(rules)
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tapproxy-caller")
-        self._pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def start(self, client) -> None:
-        """Look up the process behind `client` if it is local (as the connection opens)."""
-        if _is_local(client.peername, client.sockname):
-            self._pending[client] = asyncio.get_running_loop().run_in_executor(
-                self._pool, self.namer.lookup, client.peername, client.sockname)
+def main(argv: list[str]) -> int:
+    # Ctrl-C reaches the whole process group: tapproxy itself decides when this ends, by
+    # closing our stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    rules = tuple(ProcessRule(pattern, name) for pattern, name in json.loads(argv[0]))
+    try:
+        serve(rules, sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:  # tapproxy has gone; nothing is left to flush to (Python docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
-    def pending(self, client) -> asyncio.Future | None:
-        """The lookup for `client` if it is still running, else None."""
-        lookup = self._pending.get(client)
-        return lookup if lookup is not None and not lookup.done() else None
 
-    def get(self, client) -> Party | asyncio.Future | None:
-        """The caller if looked up (None: not local or not found), else the pending lookup."""
-        lookup = self._pending.get(client)
-        if lookup is None or not lookup.done():
-            return lookup
-        return self.result(lookup, client)
-
-    def result(self, lookup: asyncio.Future, client) -> Party | None:
-        """The finished `lookup`'s party; a failed lookup is logged, not hidden."""
-        if lookup.cancelled():
-            return None
-        e = lookup.exception()
-        if e is not None:  # a bug, not an unknown caller: say so, and keep recording
-            log.warning("tapproxy: looking up the process behind %s failed: %r",
-                        client.peername, e)
-            self._pending.pop(client, None)
-            return None
-        return lookup.result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

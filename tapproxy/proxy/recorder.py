@@ -43,6 +43,7 @@ from tapproxy.proxy.bodies import (
     request_streams,
     response_streams,
 )
+from tapproxy.proxy.caller_lookups import CallerLookups
 from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import (
     classify_error,
@@ -61,7 +62,6 @@ from tapproxy.proxy.live import LiveSpans
 from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
 from tapproxy.proxy.own_addresses import OwnAddresses
 from tapproxy.proxy.processes import SUPPORTED as PROCESS_LOOKUP_SUPPORTED
-from tapproxy.proxy.processes import CallerLookups
 from tapproxy.proxy.receiver import OtlpReceiver
 from tapproxy.proxy.testcases import OpenTests
 from tapproxy.proxy.tunnels import TunnelLog, host_ignored
@@ -77,6 +77,7 @@ _WRITTEN = "tapproxy.written"
 _LIVE = "tapproxy.live"
 _VIA = "tapproxy.via"  # name of our own reverse listener a forwarded request was meant for
 _REFUSED = "tapproxy.refused"
+_LOOKUP_WAIT = 2.0  # seconds a connection's first request waits at most for its caller lookup
 _LEFT_OUT = "tapproxy.left_out"  # (caller, test, test_source) of a request to an ignored host
 # First 11 bytes, lower-cased, of the request headers meant for tapproxy.
 _OURS = {b"x-tapproxy-", b"proxy-autho"}  # the candidates a call may be nested in, for live spans
@@ -167,7 +168,8 @@ class Recorder:
         self._tunnels: weakref.WeakKeyDictionary[connection.Client, tuple[str, str]] = (
             weakref.WeakKeyDictionary()
         )
-        # The process behind each local client connection, looked up once, off the loop.
+        # The process behind each local client connection, looked up once, by a helper
+        # process (caller_lookups.py).
         self._lookups: CallerLookups | None = None
         if opts.process_callers and PROCESS_LOOKUP_SUPPORTED:
             self._lookups = CallerLookups(opts.caller_processes)
@@ -230,9 +232,9 @@ class Recorder:
         return True
 
     @property
-    def processes(self):
-        """The ProcessNamer, to tell it about services tapproxy started (None if off)."""
-        return self._lookups.namer if self._lookups is not None else None
+    def processes(self) -> CallerLookups | None:
+        """The process lookups, to tell them about services tapproxy started (None if off)."""
+        return self._lookups
 
     def client_connected(self, client: connection.Client) -> None:
         # Started as the connection opens, so it runs while the request is read. A named
@@ -253,7 +255,9 @@ class Recorder:
             return hook(*args)
 
         async def later():
-            await asyncio.wait([lookup])
+            # A lookup takes well under a millisecond; one that does not come back (the
+            # helper stopped, the machine thrashing) must not hold the request for long.
+            await asyncio.wait([lookup], timeout=_LOOKUP_WAIT)
             pending = hook(*args)
             if pending is not None:
                 await pending
@@ -542,6 +546,8 @@ class Recorder:
         return self.writer.submit(case)
 
     async def running(self) -> None:
+        if self._lookups is not None:  # the helper, ready before the first caller connects
+            self._lookups.open()
         # Already done when embedded; needed under mitmdump -s.
         await self.start_control()
         await self.start_receiver()

@@ -9,36 +9,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from tapproxy.proxy.options import Address, ProcessRule, ReverseSpec
+from tapproxy.proxy.options import ProcessRule
 from tapproxy.proxy.processes import SUPPORTED
-from tests.conftest import free_port, wait_for
-from tests.proxy.test_clients import echo_app
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="process lookup needs Linux /proc")
 
 PYTHON = os.path.basename(os.path.realpath(sys.executable))  # e.g. python3.12
 NO_PROXY_ENV = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
-
-
-@pytest.fixture
-def echo(services):
-    return services.start("echo", echo_app())
-
-
-@pytest.fixture
-def fronted(start_proxy, echo):
-    """A proxy with a reverse listener in front of `echo`: (proxy, its URL)."""
-    def start(**overrides):
-        port = free_port()
-        proxy = start_proxy(reverse=(ReverseSpec("echo", echo.url,
-                                                 Address("127.0.0.1", port)),), **overrides)
-        return proxy, f"http://127.0.0.1:{port}"
-    return start
 
 
 def curl(*args: str) -> None:
@@ -124,22 +106,6 @@ def test_live_spans_see_the_process_name_too(fronted):
     assert "traceparent" in seen
     [x] = proxy.exchanges()
     assert (x.caller.name, x.caller.source) == ("curl", "process")
-
-
-@pytest.mark.parametrize("live", [False, True], ids=["recording", "live-spans"])
-def test_a_lookup_still_running_at_the_first_request_is_waited_for(fronted, monkeypatch, live):
-    from tapproxy.proxy.processes import ProcessNamer
-
-    real = ProcessNamer.lookup
-
-    def slow(self, peer, sockname):  # the real lookup, still running when the request is in
-        time.sleep(0.3)
-        return real(self, peer, sockname)
-
-    monkeypatch.setattr(ProcessNamer, "lookup", slow)
-    proxy, url = fronted(inject_traceparent=live)
-    curl(f"{url}/slow-lookup")
-    assert callers(proxy) == {"/slow-lookup": ("curl", "process")}
 
 
 REFUSING_CLIENT = """
