@@ -157,7 +157,10 @@ class CallerLookups:
         if self._gone:
             return
         self._gone = True
-        code = self._helper.poll() if self._helper is not None else None
+        code = None
+        if self._helper is not None:  # its pipe closed as it died: its exit follows at once
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self._helper.wait(timeout=1)
         log.warning("tapproxy: the caller lookup helper exited (%s): callers are named by "
                     "address from now on", f"exit code {code}" if code is not None else
                     "its pipe closed")

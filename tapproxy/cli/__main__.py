@@ -1,0 +1,3 @@
+from tapproxy.cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""`tapproxy why`, `stats` and `demo`: what went wrong, the figures, the built-in demo."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tapproxy.cli.app import _DEFAULT_CONFDIR, Confdir, _check_tail, _fail, _out, app
+
+
+@app.command()
+def why(
+    capture: Path,
+    test: Annotated[str | None, typer.Option(
+        help="The test (node id or glob); default: every test with a failure.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per test.")]
+    = False,
+    baseline: Annotated[Path | None, typer.Option(
+        help="A passing capture of the same test: name where this run first differs.")]
+    = None,
+    budget: Annotated[list[str] | None, typer.Option(
+        help="DURATION or [SERVICE:]/route/{param}=DURATION: a slower call is a failure.")]
+    = None,
+    route: Annotated[list[str] | None, typer.Option(
+        help="[SERVICE:]/path/{param}: group calls by this route.")] = None,
+) -> None:
+    """Explain a failing test: its call tree, the first point of failure and what followed."""
+    from tapproxy.analysis.budget import parse_budget
+    from tapproxy.analysis.failure import first_failure
+    from tapproxy.analysis.grouping import runs_by_test
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.routes import RouteTable
+    from tapproxy.report.printable import json_line
+    from tapproxy.report.story import story_json, story_lines
+
+    limits = parse_budget(budget or ())
+    routes = RouteTable(tuple(route or ()))
+    if baseline is not None:
+        open_capture(baseline).close()  # a bad baseline is an error before any output
+
+    def baseline_of(name: str | None):
+        with open_capture(baseline) as reader:  # type: ignore[arg-type]
+            for run in runs_by_test(map(routes, reader) if routes else reader, only=name):
+                if run.name == name:
+                    return run.exchanges
+        return ()
+
+    told = total = 0
+    with open_capture(capture) as reader:
+        records = map(routes, reader) if routes else reader
+        for run in runs_by_test(records, only=test):
+            if run.name is None and test is None:
+                continue  # exchanges of no test have no story to tell
+            total += 1
+            story = first_failure(run.exchanges, test=run.name, outcome=run.outcome,
+                                  budget=limits or None,
+                                  baseline=baseline_of(run.name) if baseline else None)
+            if test is None and story.root is None:
+                continue
+            told += 1
+            if as_json:
+                print(json_line(story_json(story)))
+            else:
+                if told > 1:
+                    print()
+                print("\n".join(story_lines(story)))
+        _check_tail(reader)
+    if test is not None and total == 0:
+        raise _fail(f"{capture}: no test {test!r}")
+    if test is None and not as_json:
+        print(f"{told} of {total} tests with a failure to explain", file=sys.stderr)
+
+
+@app.command()
+def stats(
+    capture: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    by: Annotated[list[str] | None, typer.Option(
+        help="test, edge or route (repeatable); default: all three.")] = None,
+    route: Annotated[list[str] | None, typer.Option(
+        help="[SERVICE:]/path/{param}: group calls by this route.")] = None,
+) -> None:
+    """Count, error rate, throughput, latency percentiles and bytes per edge, route, test."""
+    from tapproxy.analysis.metrics import Metrics
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.model import Exchange
+    from tapproxy.capture.routes import RouteTable
+    from tapproxy.report.printable import json_line
+    from tapproxy.report.stats import metrics_json, stats_lines
+
+    dims = tuple(by or ("edge", "route", "test"))
+    for d in dims:
+        if d not in ("test", "edge", "route"):
+            raise _fail(f"bad --by {d!r}: expected test, edge or route")
+    routes = RouteTable(tuple(route or ()))
+    metrics = Metrics()
+    with open_capture(capture) as reader:
+        for r in reader:
+            if isinstance(r, Exchange):
+                metrics.add(routes(r) if routes else r)
+        _check_tail(reader)
+    if as_json:
+        print(json_line(metrics_json(metrics, dims)))
+    else:
+        print("\n".join(stats_lines(metrics, dims)))
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")]
+    = Path("demo.tap"),
+    confdir: Confdir = _DEFAULT_CONFDIR,
+) -> None:
+    """Run three services behind the proxy through a short scenario, then show the capture."""
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.select import numbered_exchanges
+    from tapproxy.demo import run_demo
+    from tapproxy.report.text import print_table
+    from tapproxy.report.tree import print_span_tree
+    from tapproxy.spans.stream import spans_of_capture
+
+    console = _out()
+    console.print("[bold]tapproxy demo[/]: shop → inventory, shop → payments, all through "
+                  "the recording proxy\n")
+    result = asyncio.run(run_demo(output, confdir.expanduser()))
+    for test, outcome in result.outcomes.items():
+        style = "green" if outcome == "passed" else "bold red"
+        console.print(f"  {test:<24} [{style}]{outcome}[/]")
+    console.print()
+    first_failed = None
+
+    def rows(reader):
+        nonlocal first_failed
+        for n, x in numbered_exchanges(reader):
+            if first_failed is None and x.failed:
+                first_failed = n
+            yield n, x
+
+    with open_capture(output) as reader:
+        print_table(rows(reader), console)
+    for group in spans_of_capture(output):
+        if group.outcome == "failed":
+            console.print(f"\n[bold]call tree of {group.test}[/] (spans tapproxy synthesized; "
+                          "no service here is instrumented):")
+            print_span_tree(group.spans, group.findings, console)
+    console.print(f"\ncapture written to {output}; look closer with:\n"
+                  f"  tapproxy show {output} --errors\n"
+                  f"  tapproxy show {output} --exchange {first_failed or 1}\n"
+                  f"  tapproxy spans {output} --tree   (or --otlp http://localhost:4318)")

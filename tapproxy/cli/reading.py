@@ -1,0 +1,211 @@
+"""`tapproxy show`, `export`, `import` and `spans`: reading and converting captures."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tapproxy import __version__
+from tapproxy.atomic import atomic_output
+from tapproxy.cli.app import _check_tail, _fail, _out, app
+
+
+@app.command()
+def show(
+    capture: Path,
+    test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
+    service: Annotated[str | None, typer.Option(help="Only calls from/to this service.")]
+    = None,
+    errors: Annotated[bool, typer.Option(
+        help="Only failed exchanges (errors, 4xx, 5xx, gRPC status not OK) and failed "
+             "tunnels.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per exchange or tunnel (its `kind` says which).")]
+    = False,
+    exchange: Annotated[str | None, typer.Option(
+        help="Show exchange N (its # in the table), tunnel tN, or the one whose id starts "
+             "so (4+ characters).")] = None,
+    proto_descriptor: Annotated[Path | None, typer.Option(
+        help="Decode gRPC messages by name with this `protoc --include_imports "
+             "--descriptor_set_out` file (else by field number).")] = None,
+) -> None:
+    """List the exchanges of a capture, and the connections not parsed as HTTP (tunnels,
+    rows t1, t2, …), or show one in full."""
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.model import TestCase, Tunnel
+    from tapproxy.capture.protobuf import ProtoSchema
+    from tapproxy.capture.select import numbered_rows, select
+    from tapproxy.report.jsonl import exchange_json, tunnel_json
+    from tapproxy.report.printable import json_line
+    from tapproxy.report.text import print_exchange, print_table, print_tunnel
+
+    schema = None if proto_descriptor is None else ProtoSchema(proto_descriptor)
+    console = _out()
+    with open_capture(capture) as reader:
+        tests: dict[str, TestCase] = {}
+
+        def records():
+            for r in reader:
+                if isinstance(r, TestCase):
+                    tests[r.name] = r
+                yield r
+
+        rows = select(numbered_rows(records()), test, service, errors)
+        if exchange is not None:
+            found = _find_exchange(rows, exchange)
+            for _ in records():  # test outcomes are written after their exchanges
+                pass
+            _check_tail(reader)
+            if found is None:
+                raise _fail(f"{capture}: no exchange {exchange!r}")
+            n, x = found
+            if isinstance(x, Tunnel):
+                print_tunnel(str(n), x, console)
+            else:
+                print_exchange(n, x, console, tests, schema)
+        elif as_json:
+            for n, x in rows:
+                row = tunnel_json(n, x) if isinstance(x, Tunnel) else exchange_json(n, x)
+                print(json_line(row))
+        else:
+            count = print_table(rows, console)
+            if count == 0:
+                console.print("(no exchanges)", style="dim")
+        _check_tail(reader)
+
+
+def _find_exchange(rows, key: str):
+    """Row `key` by its number in the table, else the first whose id starts with `key`
+    (at least 4 characters: a shorter prefix names nothing in particular)."""
+    by_prefix = None
+    for n, x in rows:
+        if str(n) == key:
+            return n, x
+        if by_prefix is None and len(key) >= 4 and x.id.startswith(key):
+            by_prefix = (n, x)
+    return by_prefix
+
+
+
+@app.command("export")
+def export_(
+    capture: Path,
+    har: Annotated[Path, typer.Option("--har", help="Write a HAR 1.2 file here.")],
+) -> None:
+    """Write a capture's exchanges as HAR 1.2 (for browsers' and HAR tools)."""
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.har import export_har
+
+    with open_capture(capture) as reader:
+        try:
+            with atomic_output(har) as out:  # a failed export leaves the old file
+                n = export_har(reader, out, __version__)
+        except OSError as e:
+            raise _fail(f"{har}: cannot write: {e.strerror}") from e
+        print(f"{n} exchanges written to {har}")
+        _check_tail(reader)  # a capture cut short: its complete exchanges, then the problem
+
+
+@app.command("import")
+def import_(
+    source: Path,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
+    no_redact: Annotated[bool, typer.Option(
+        "--no-redact", help="Keep credentials as in the source (masked by default, as "
+                            "`record` does).")] = False,
+) -> None:
+    """Turn a HAR file or a mitmproxy flow file into a capture."""
+    from tapproxy.capture.format import new_header
+    from tapproxy.capture.har import import_har
+    from tapproxy.capture.redact import Redactor
+    from tapproxy.capture.writer import CaptureWriter
+    from tapproxy.errors import CaptureError
+
+    try:
+        with open(source, "rb") as f:
+            head = f.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()
+    except OSError as e:
+        raise CaptureError(f"{source}: cannot read: {e.strerror}") from e
+    if not head:
+        raise CaptureError(f"{source}: empty file, not a HAR or mitmproxy flow file")
+    if head.startswith(b"{"):
+        records, kind = import_har(source), "har"
+    else:
+        from tapproxy.proxy.mitmfile import import_flows
+
+        records, kind = import_flows(source), "mitmproxy"
+    meta = {"imported_from": str(source), "format": kind, "redaction": not no_redact}
+    writer = CaptureWriter(output, new_header(meta), None if no_redact else Redactor(),
+                           provisional=True)
+    n = 0
+    try:
+        for rec in records:
+            writer.write(rec)
+            n += 1
+    except BaseException:
+        writer.discard()  # a failed import leaves no capture, and the old one as it was
+        raise
+    writer.close()
+    writer.publish()
+    print(f"{n} exchanges imported from {source} into {output}")
+
+
+@app.command()
+def spans(
+    capture: Path,
+    otlp: Annotated[str | None, typer.Option(
+        help="Send the spans to this OTLP/HTTP endpoint (http://host:4318).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write OTLP/JSON here, one export request per line per test.")] = None,
+    tree: Annotated[bool, typer.Option(help="Print each test's call tree.")] = False,
+    bodies: Annotated[bool, typer.Option(help="Add bodies as span attributes.")] = False,
+    test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
+    route: Annotated[list[str] | None, typer.Option(
+        help="[SERVICE:]/path/{param}: name spans after this route (http.route).")] = None,
+) -> None:
+    """Synthesize OpenTelemetry spans for a capture: a trace per test, as if every
+    service were instrumented."""
+    from fnmatch import fnmatchcase
+
+    from tapproxy.capture.routes import RouteTable
+    from tapproxy.report.tree import print_span_tree
+    from tapproxy.spans.export import OtlpHttpExporter, write_otlp_json
+    from tapproxy.spans.stream import spans_of_capture
+
+    console = _out()
+    exporter = OtlpHttpExporter(otlp) if otlp else None
+    tree = tree or (exporter is None and out is None)
+    problems: list[str] = []
+    totals = {"spans": 0, "findings": 0, "tests": 0}
+    try:
+        with contextlib.ExitStack() as stack:
+            if exporter is not None:
+                stack.callback(exporter.close)
+            # A failed run leaves an existing --out file as it was.
+            sink = stack.enter_context(atomic_output(out)) if out else None
+            routes = RouteTable(tuple(route or ()))
+            for group in spans_of_capture(capture, bodies, on_tail=problems.append, routes=routes):
+                if test is not None and not (group.test and fnmatchcase(group.test, test)):
+                    continue
+                totals["spans"] += len(group.spans)
+                totals["findings"] += len(group.findings)
+                totals["tests"] += group.test is not None
+                if tree:
+                    print_span_tree(group.spans, group.findings, console)
+                if sink is not None:
+                    write_otlp_json(group.spans, sink)
+                if exporter is not None:
+                    exporter.export(group.spans)
+    except OSError as e:  # only the --out file is written here
+        raise _fail(f"{out}: cannot write: {e.strerror}") from e
+    where = ", ".join(w for w in (out and f"written to {out}",
+                                  exporter and f"sent to {exporter.url}") if w)
+    print(f"{totals['spans']} spans for {totals['tests']} tests"
+          + (f", {totals['findings']} findings" if totals["findings"] else "")
+          + (f"; {where}" if where else ""), file=sys.stderr)
+    if problems:
+        raise _fail(problems[0])

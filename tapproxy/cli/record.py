@@ -1,0 +1,271 @@
+"""`tapproxy record` and `tapproxy env`: the recording proxy, its services, its environment."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tapproxy import __version__
+from tapproxy.cli.app import _DEFAULT_CONFDIR, Confdir, Listen, _print_env, app
+from tapproxy.errors import UsageError
+
+
+@app.command()
+def record(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
+    listen: Annotated[list[str] | None, typer.Option(
+        help="Forward proxy [HOST:]PORT (default 127.0.0.1:8080); NAME=[HOST:]PORT adds a "
+             "listener whose callers are all named NAME (for clients that cannot send proxy "
+             "credentials). Repeatable.")] = None,
+    allow_hosts: Annotated[list[str] | None, typer.Option(
+        help="Only parse connections to hosts matching this regex (mitmproxy's allow_hosts); "
+             "others are relayed and recorded as tunnels.")] = None,
+    ignore_hosts: Annotated[list[str] | None, typer.Option(
+        help="Relay connections to hosts matching this regex unparsed, recorded as tunnels "
+             "(mitmproxy's ignore_hosts).")] = None,
+    reverse: Annotated[list[str] | None, typer.Option(
+        help="NAME=URL@[HOST:]PORT: a reverse-proxy listener in front of one service.")] = None,
+    start: Annotated[list[str] | None, typer.Option(
+        help="NAME@[HOST:]PORT=COMMAND: start a service on a private port (the {port} in "
+             "COMMAND) and listen on PORT in front of it; its callers change nothing.")]
+    = None,
+    start_timeout: Annotated[float, typer.Option(
+        help="Seconds a --start service may take to listen on its {port}.")] = 30.0,
+    caller_process: Annotated[list[str] | None, typer.Option(
+        help="PATTERN=NAME: a local caller whose command line matches the glob PATTERN "
+             "is NAME, e.g. '*orders.jar*=orders'.")] = None,
+    process_callers: Annotated[bool, typer.Option(
+        help="Name a caller on this machine after the process that owns its connection "
+             "(Linux).")] = True,
+    service: Annotated[list[str] | None, typer.Option(
+        help="NAME=HOST[:PORT]: name the service at that address.")] = None,
+    control: Annotated[str, typer.Option(
+        help="Control API address HOST:PORT, or 'off'.")] = "127.0.0.1:8081",
+    redact: Annotated[list[str] | None, typer.Option(
+        "--redact", metavar="NAME",
+        help="Also mask NAME wherever it occurs: header, query or form field, JSON key "
+             "(credential-like names are masked by default). A NAME starting with $ is a "
+             "JSON path, as for --redact-json.")] = None,
+    redact_header: Annotated[list[str] | None, typer.Option(
+        help="Also mask this header (credentials are masked by default).")] = None,
+    redact_json: Annotated[list[str] | None, typer.Option(
+        help="Mask this JSON path in bodies, e.g. '$.password' or '$..token'.")] = None,
+    no_redact: Annotated[bool, typer.Option("--no-redact", help="Record credentials as sent.")]
+    = False,
+    route: Annotated[list[str] | None, typer.Option(
+        help="[SERVICE:]/path/{param}: record which route a request belongs to.")] = None,
+    confdir: Confdir = _DEFAULT_CONFDIR,
+    upstream_ca: Annotated[Path | None, typer.Option(
+        help="PEM bundle of CAs to trust for upstream TLS.")] = None,
+    insecure: Annotated[bool, typer.Option(help="Do not verify upstream certificates.")] = False,
+    idle_timeout: Annotated[int, typer.Option(
+        min=1,  # mitmproxy closes every connection at once with 0, and never with -1
+        help="Seconds of silence before a connection is closed; an exchange left without "
+             "a response by it is recorded as a timeout.")] = 600,
+    otlp: Annotated[str | None, typer.Option(
+        help="Export synthesized spans live to this OTLP/HTTP endpoint.")] = None,
+    inject_traceparent: Annotated[bool, typer.Option(
+        help="Give requests without trace context a traceparent, so instrumented services "
+             "downstream join the trace.")] = False,
+    otlp_receive: Annotated[str | None, typer.Option(
+        help="HOST:PORT to accept OTLP/HTTP spans from instrumented services.")] = None,
+    max_body: Annotated[str, typer.Option(
+        help="Bodies longer than this (or of unknown length) stream through as they arrive; "
+             "the record keeps this many bytes of one, plus its length and SHA-256.")]
+    = "1m",
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show mitmproxy's log.")]
+    = False,
+) -> None:
+    """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
+    from tapproxy.capture.routes import RouteTable
+    from tapproxy.proxy.certs import check_ca_bundle, env_exports
+    from tapproxy.proxy.fronting import ServiceProcess, parse_start
+    from tapproxy.proxy.options import (
+        RecordOptions,
+        check_listeners,
+        parse_address,
+        parse_caller_process,
+        parse_host_patterns,
+        parse_listen,
+        parse_reverse,
+        parse_service,
+        parse_size,
+    )
+    from tapproxy.proxy.runner import RecordingProxy
+    from tapproxy.spans.export import traces_url
+
+    unnamed, listeners = parse_listen(listen or ())
+    fronts = [parse_start(s) for s in start or ()]
+    fronted = [ServiceProcess.from_spec(f, start_timeout=start_timeout) for f in fronts]
+    opts = RecordOptions(
+        output=output,
+        listen=unnamed,
+        listeners=listeners,
+        allow_hosts=parse_host_patterns(allow_hosts or (), "--allow-hosts"),
+        ignore_hosts=parse_host_patterns(ignore_hosts or (), "--ignore-hosts"),
+        reverse=(*(parse_reverse(r) for r in reverse or ()),
+                 *(svc.reverse(f.listen) for svc, f in zip(fronted, fronts, strict=True))),
+        services=tuple(parse_service(s) for s in service or ()),
+        control=None if control == "off" else parse_address(control, "--control"),
+        redact=not no_redact,
+        redact_names=tuple(n for n in redact or () if not n.startswith("$")),
+        redact_headers=tuple(redact_header or ()),
+        redact_json=(*(n for n in redact or () if n.startswith("$")), *(redact_json or ())),
+        routes=tuple(route or ()),
+        confdir=confdir.expanduser(),
+        upstream_ca=upstream_ca,
+        insecure=insecure,
+        idle_timeout=idle_timeout,
+        otlp=traces_url(otlp) if otlp else None,
+        inject_traceparent=inject_traceparent,
+        otlp_receive=parse_address(otlp_receive, "--otlp-receive") if otlp_receive else None,
+        max_body=parse_size(max_body, "--max-body"),
+        process_callers=process_callers,
+        caller_processes=tuple(parse_caller_process(c) for c in caller_process or ()),
+    )
+    if opts.redact:
+        from tapproxy.capture.redact import parse_json_path
+
+        for p in opts.redact_json:
+            parse_json_path(p)  # a bad path is a usage error now, not on the writer thread
+    RouteTable(opts.routes)  # a bad template is a usage error now
+    check_listeners(opts)
+    if upstream_ca is not None:
+        check_ca_bundle(upstream_ca)
+
+    async def stop_services() -> None:
+        for svc in reversed(fronted):
+            await asyncio.to_thread(svc.stop)
+
+    async def run() -> int:
+        # Ctrl-C and SIGTERM are ours from the start: during start-up they stop a service
+        # still coming up and end the run once all is started; no KeyboardInterrupt
+        # cancels a start half done (leaving a service running) or prints a traceback.
+        loop = asyncio.get_running_loop()
+        interrupted = threading.Event()
+        stopping: list[asyncio.Task] = []
+
+        async def shutdown() -> None:
+            await stop_services()  # first, so that their last calls are still recorded
+            proxy.request_stop()
+
+        def on_signal() -> None:
+            interrupted.set()
+            if up and not stopping:
+                stopping.append(loop.create_task(shutdown()))
+
+        up = False  # everything started: a signal now stops the run
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        proxy = RecordingProxy(opts, verbose=verbose, publish=not fronted)
+        await proxy.start()
+        try:
+            assert proxy.recorder is not None
+            processes = proxy.recorder.processes
+            for svc in fronted:  # after the proxy: their own calls go through it at once
+                if interrupted.is_set():
+                    break
+                await asyncio.to_thread(
+                    svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
+                    lambda pid, name=svc.name: processes and processes.add_service(pid, name),
+                    abort=interrupted)
+        except BaseException:
+            await stop_services()
+            await proxy.stop()
+            if interrupted.is_set():
+                return _interrupted_start(output)
+            raise
+        if interrupted.is_set():
+            await stop_services()
+            await proxy.stop()
+            return _interrupted_start(output)
+        up = True
+        if fronted:
+            proxy.publish()
+        print(f"# tapproxy {__version__} recording to {output}", flush=True)
+        print(f"# forward proxy at {opts.listen}", flush=True)
+        for n in opts.listeners:
+            print(f"# forward proxy for {n.name} at {n.listen}", flush=True)
+        started = {svc.name: svc for svc in fronted}
+        for r in opts.reverse:
+            svc = started.get(r.name)
+            if svc is not None and r.upstream == svc.upstream:
+                print(f"# {r.name} started (pid {svc.pid}) on private port {svc.private_port}, "
+                      f"fronted at {r.listen}", flush=True)
+            else:
+                print(f"# reverse proxy for {r.name} ({r.upstream}) at {r.listen}", flush=True)
+        if proxy.control is not None:
+            print(f"# control API at http://{proxy.control}", flush=True)
+        if opts.otlp_receive is not None:
+            print(f"# OTLP receiver at http://{opts.otlp_receive}/v1/traces", flush=True)
+        if opts.otlp is not None:
+            print(f"# exporting spans to {opts.otlp}", flush=True)
+        _print_env(env_exports(opts.listen, opts.confdir))
+        sys.stdout.flush()
+        try:
+            await proxy.wait()
+        finally:
+            await stop_services()
+        assert proxy.recorder is not None
+        writer = proxy.recorder.writer
+        tunnels = proxy.recorder.tunnels.count
+        seen = (f"# {proxy.recorder.exchanges} exchanges"
+                + (f" and {tunnels} tunnel{'s' * (tunnels != 1)} (not HTTP)" if tunnels else ""))
+        if writer.failure is None:
+            print(f"{seen} recorded to {output}", flush=True)
+            return 0
+        print(f"{seen} seen; {writer.records_written} records "
+              f"written to {output}, {writer.records_lost} lost", flush=True)
+        print(f"tapproxy: error: {writer.records_lost} records lost: {writer.failure}",
+              file=sys.stderr, flush=True)
+        return 1
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+def _interrupted_start(output: Path) -> int:
+    print(f"tapproxy: interrupted while starting; {output} was not written", file=sys.stderr,
+          flush=True)
+    return 130
+
+
+@app.command()
+def env(
+    listen: Listen = "127.0.0.1:8080",
+    caller: Annotated[str | None, typer.Option(
+        help="Name the calling service in the proxy URL (http://NAME@host:port).")] = None,
+    confdir: Confdir = _DEFAULT_CONFDIR,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Run each HTTP client found here (curl, wget, python, node, java, "
+                        "go) with these exports through a proxy of the check's own, and say "
+                        "which ones it saw. Exit 1 if any went around it or failed.")] = False,
+    clients: Annotated[list[str] | None, typer.Argument(metavar="CLIENT",
+        help="With --check: only these (curl, wget, python, node, java, go).",
+        show_default=False)] = None,
+) -> None:
+    """Print the shell exports that route a process through the proxy and trust its CA."""
+    from tapproxy.proxy.certs import env_exports
+    from tapproxy.proxy.options import parse_address
+
+    if check:
+        raise typer.Exit(_check_clients(confdir.expanduser(), caller, clients))
+    if clients:
+        raise UsageError(f"unexpected argument {clients[0]!r} (client names go with --check)")
+    _print_env(env_exports(parse_address(listen, "--listen"), confdir.expanduser(), caller))
+
+
+def _check_clients(confdir: Path, caller: str | None, tools: list[str] | None) -> int:
+    from tapproxy.proxy.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
+
+    found, notes = find_clients(tools or TOOLS)
+    print(f"# each client with the exports of `tapproxy env`, through a proxy of the check's "
+          f"own (CA in {confdir}), calling a loopback service over http and https", flush=True)
+    outcomes = asyncio.run(run_check(confdir, found, caller or "check"))
+    print_report(outcomes, notes)
+    return 0 if all(o.result == RECORDED for o in outcomes) else 1
