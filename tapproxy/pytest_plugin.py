@@ -13,8 +13,6 @@ own capture and the controller merges them into the one named capture.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import ipaddress
 import shlex
 import sys
 import time
@@ -32,7 +30,7 @@ from tapproxy.capture import (
     open_capture,
 )
 from tapproxy.errors import ProxyError, TapproxyError
-from tapproxy.report.hints import unnamed_callee_hints
+from tapproxy.report.hints import callee_with_port, unnamed_callee_hints
 from tapproxy.report.printable import printable
 from tapproxy.report.section import ServiceWindow, call_lines, failure_section
 
@@ -230,7 +228,7 @@ class _Session:
             return [x for x in reader.exchanges() if x.test == nodeid]
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
-        exchanges = [_callee_with_port(x) for x in self.exchanges(item.nodeid)]
+        exchanges = [callee_with_port(x) for x in self.exchanges(item.nodeid)]
         story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
         story += unnamed_callee_hints(exchanges)
         # The services' lines from the test's first call on (not their start-up).
@@ -245,19 +243,6 @@ class _Session:
         if first:
             item.user_properties.append(("tapproxy_first_failure", first))
             self.failures.append((item.nodeid, first))
-
-
-def _callee_with_port(x: Exchange) -> Exchange:
-    """An unnamed callee at an IP address shows as `IP:PORT`: on loopback every service
-    has the same IP, so the bare address would merge them all into one."""
-    callee = x.callee
-    if callee.source != "host" or not callee.address:
-        return x
-    try:
-        ipaddress.ip_address(callee.name.strip("[]"))
-    except ValueError:
-        return x  # a host name says more than its address
-    return dataclasses.replace(x, callee=dataclasses.replace(callee, name=callee.address))
 
 
 def _story(exchanges: Sequence[Exchange], nodeid: str,

@@ -34,6 +34,7 @@ def why(
     from tapproxy.analysis.grouping import runs_by_test
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.routes import RouteTable
+    from tapproxy.report.hints import callee_with_port, unnamed_callee_hints
     from tapproxy.report.printable import json_line
     from tapproxy.report.story import story_json, story_lines
 
@@ -45,8 +46,8 @@ def why(
     def baseline_of(name: str | None):
         with open_capture(baseline) as reader:  # type: ignore[arg-type]
             for run in runs_by_test(map(routes, reader) if routes else reader, only=name):
-                if run.name == name:
-                    return run.exchanges
+                if run.name == name:  # callees named as in this run's story (below)
+                    return [callee_with_port(x) for x in run.exchanges]
         return ()
 
     told = total = 0
@@ -56,18 +57,21 @@ def why(
             if run.name is None and test is None:
                 continue  # exchanges of no test have no story to tell
             total += 1
-            story = first_failure(run.exchanges, test=run.name, outcome=run.outcome,
+            # Unnamed services on loopback share an IP: tell them apart by IP:PORT.
+            exchanges = [callee_with_port(x) for x in run.exchanges]
+            story = first_failure(exchanges, test=run.name, outcome=run.outcome,
                                   budget=limits or None,
                                   baseline=baseline_of(run.name) if baseline else None)
             if test is None and story.root is None:
                 continue
             told += 1
+            hints = unnamed_callee_hints(exchanges)
             if as_json:
-                print(json_line(story_json(story)))
+                print(json_line({**story_json(story), "hints": hints}))
             else:
                 if told > 1:
                     print()
-                print("\n".join(story_lines(story)))
+                print("\n".join(story_lines(story) + hints))
         _check_tail(reader)
     if test is not None and total == 0:
         raise _fail(f"{capture}: no test {test!r}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from tapproxy.capture import ErrorInfo, TestCase
+from tapproxy.capture import ErrorInfo, Party, TestCase
 from tests.conftest import run_cli
 from tests.spans.build import MS, T0, exchange, write_capture
 
@@ -118,3 +119,29 @@ def test_why_with_a_baseline_names_the_first_divergence(tmp_path) -> None:
     story = json.loads(run_cli("why", bad, "--test", "t", "--baseline", good,
                                "--json").stdout)
     assert story["divergence"]["exchange_id"] == "a"
+
+
+def test_why_tells_unnamed_loopback_services_apart_by_port_and_hints_at_a_name(tmp_path):
+    # Two services started outside tapproxy, both seen only at 127.0.0.1: the story must
+    # not merge them into one "127.0.0.1", and the timing points at who one of them is.
+    def at(x, port):
+        return dataclasses.replace(x, callee=Party("127.0.0.1", "host", f"127.0.0.1:{port}"))
+
+    path = write_capture(tmp_path / "run.tap", [
+        at(exchange("a", "pytest", "-", 0, 200, status=500, path="/checkout", test=TEST),
+           5001),
+        exchange("b", "orders", "payments", 10, 150, status=503, path="/pay", test=TEST),
+        at(exchange("c", "pytest", "-", 300, 310, path="/health", test=TEST), 5002),
+        TestCase(TEST, T0, T0 + 400 * MS, "failed"),
+    ])
+    r = run_cli("why", path, "--test", TEST)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert any("pytest → 127.0.0.1:5001" in line for line in out), out
+    assert any("pytest → 127.0.0.1:5002" in line for line in out), out
+    assert out[-2:] == [
+        "127.0.0.1:5001 may be orders: orders's calls happen only inside requests to it",
+        "  (name it with tapproxy_service or --service)"]
+    j = run_cli("why", path, "--json")
+    (story,) = [json.loads(line) for line in j.stdout.splitlines()]
+    assert story["hints"][0].startswith("127.0.0.1:5001 may be orders")
