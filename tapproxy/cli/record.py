@@ -13,7 +13,7 @@ import typer
 
 from tapproxy import __version__
 from tapproxy.cli.app import _DEFAULT_CONFDIR, Confdir, Listen, _print_env, app
-from tapproxy.errors import UsageError
+from tapproxy.errors import ProxyError, UsageError
 
 
 @app.command()
@@ -175,16 +175,16 @@ def record(
                     svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
                     lambda pid, name=svc.name: processes and processes.add_service(pid, name),
                     abort=interrupted)
+            if interrupted.is_set():  # between two starts, or after the last one
+                raise ProxyError("start interrupted")
         except BaseException:
             await stop_services()
             await proxy.stop()
             if interrupted.is_set():
-                return _interrupted_start(output)
+                print(f"tapproxy: interrupted while starting; {output} was not written",
+                      file=sys.stderr, flush=True)
+                return 130
             raise
-        if interrupted.is_set():
-            await stop_services()
-            await proxy.stop()
-            return _interrupted_start(output)
         up = True
         if fronted:
             proxy.publish()
@@ -227,12 +227,6 @@ def record(
         return 1
 
     raise typer.Exit(asyncio.run(run()))
-
-
-def _interrupted_start(output: Path) -> int:
-    print(f"tapproxy: interrupted while starting; {output} was not written", file=sys.stderr,
-          flush=True)
-    return 130
 
 
 @app.command()

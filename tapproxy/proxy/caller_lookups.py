@@ -60,6 +60,7 @@ class CallerLookups:
         self._helper: subprocess.Popen | None = None
         self._gone = False  # the helper could not start, or has exited
         self._unsent = bytearray()  # what the pipe did not take at once
+        self._writer_waits = False  # _flush is registered for when the pipe has room
         self._partial = b""  # the start of an answer line not yet complete
         self._waiting: dict[int, asyncio.Future] = {}
         self._next_id = 0
@@ -103,33 +104,27 @@ class CallerLookups:
     def _send(self, line: bytes) -> None:
         if self._gone or self._helper is None:
             return
-        if self._unsent:
-            self._unsent += line
-            return
+        queued = bool(self._unsent)  # then the writer callback is already waiting
+        self._unsent += line
+        if not queued:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what the pipe takes; the rest when it has room (the helper is behind)."""
         fd = self._helper.stdin.fileno()  # type: ignore[union-attr]
         try:
-            n = os.write(fd, line)
+            n = os.write(fd, self._unsent)
         except BlockingIOError:
             n = 0
         except OSError:
             self._lost()
             return
-        if n < len(line):  # the helper is behind: the rest goes when the pipe has room
-            self._unsent += line[n:]
-            self._loop.add_writer(fd, self._writable)  # type: ignore[union-attr]
-
-    def _writable(self) -> None:
-        fd = self._helper.stdin.fileno()  # type: ignore[union-attr]
-        try:
-            n = os.write(fd, self._unsent)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._lost()
-            return
         del self._unsent[:n]
-        if not self._unsent:
+        if self._unsent:
+            self._loop.add_writer(fd, self._flush)  # type: ignore[union-attr]
+        elif n and self._writer_waits:
             self._loop.remove_writer(fd)  # type: ignore[union-attr]
+        self._writer_waits = bool(self._unsent)
 
     def _readable(self) -> None:
         try:

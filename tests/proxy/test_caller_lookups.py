@@ -6,6 +6,7 @@ SIGKILL), curl as the client; and the helper's loop itself fed real connections.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -107,3 +108,32 @@ def test_the_helper_ends_with_the_proxy(start_proxy):
     assert lookups.helper_pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped, not a zombie
+
+
+def test_lookups_queued_behind_a_full_pipe_are_all_answered():
+    # More lookups than the pipe holds (64 KiB) while the helper is frozen: the rest waits
+    # in our buffer, and every one is answered once it runs again.
+    from tapproxy.proxy.caller_lookups import CallerLookups
+
+    class Client:  # what CallerLookups reads of a mitmproxy client connection
+        def __init__(self, port: int) -> None:
+            self.peername, self.sockname = ("127.0.0.1", port), ("127.0.0.1", 9)
+
+    async def run() -> list:
+        lookups = CallerLookups()
+        lookups.open()
+        os.kill(lookups.helper_pid, signal.SIGSTOP)
+        try:
+            clients = [Client(1024 + i) for i in range(3000)]  # ~200 KiB of requests
+            for c in clients:
+                lookups.start(c)
+            assert lookups._unsent, "the pipe took everything: the test proves nothing"
+        finally:
+            os.kill(lookups.helper_pid, signal.SIGCONT)
+        await asyncio.wait_for(asyncio.gather(*(lookups.pending(c) for c in clients
+                                                if lookups.pending(c))), timeout=60)
+        answers = [lookups.get(c) for c in clients]
+        lookups.close()
+        return answers
+
+    assert asyncio.run(run()) == [None] * 3000  # no process holds those made-up sockets
