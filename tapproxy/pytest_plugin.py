@@ -52,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Capture to write (default .tapproxy/<timestamp>.tap).")
     group.addoption("--tapproxy-confdir", metavar="DIR",
                     help="Where the interception CA lives (default ~/.mitmproxy).")
+    group.addoption("--tapproxy-no-process-names", action="store_true",
+                    help="Do not name local services by the process behind a socket "
+                         "(callers and callees are then named by proxy user or address).")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,7 +126,9 @@ class _Session:
             else:
                 opts = RecordOptions(output=self._part("proxy.tap"),
                                      listen=Address("127.0.0.1", free_loopback_port()),
-                                     control=Address("127.0.0.1", 0), confdir=self.confdir)
+                                     control=Address("127.0.0.1", 0), confdir=self.confdir,
+                                     process_callers=not self.config.getoption(
+                                         "tapproxy_no_process_names"))
                 self.proxy = BackgroundProxy(opts)
                 self.proxy.start()
                 self.control = self.proxy.control
