@@ -13,6 +13,7 @@ own capture and the controller merges them into the one named capture.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 import time
@@ -131,6 +132,9 @@ class _Session:
                                          "tapproxy_no_process_names"))
                 self.proxy = BackgroundProxy(opts)
                 self.proxy.start()
+                # The tests' own calls are `tests`, however they are sent; only this
+                # process: the services its tests start are named on their own.
+                self.proxy.add_service_process(os.getpid(), TEST_CALLER, descendants=False)
                 self.control = self.proxy.control
                 self.listen = self.proxy.listen
                 self.proxy_capture = opts.output

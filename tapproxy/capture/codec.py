@@ -56,7 +56,11 @@ def _str_or_bin(s: str) -> str | bytes:
 
 
 def _party(p: Party) -> dict:
-    return {"name": p.name, "source": p.source, "address": p.address}
+    d = {"name": p.name, "source": p.source, "address": p.address}
+    if p.pid is not None:  # a local process's (minor 6): other parties' records as before
+        d["pid"] = p.pid
+        d["command"] = p.command or ""
+    return d
 
 
 def _truncation(m: Request | Response) -> dict:
@@ -309,7 +313,9 @@ def _party_from_wire(d: dict, key: str) -> Party:
     p = _map(d, key)
     where = key + "."
     return Party(_get(p, "name", _STR, where), _get(p, "source", _STR, where),
-                 _get(p, "address", _STR, where, None))
+                 _get(p, "address", _STR, where, None),
+                 _int(p, "pid", where, 0, 1 << 32, None),
+                 _get(p, "command", _STR, where, None))
 
 
 def _timing_from_wire(d: dict) -> Timing:

@@ -37,7 +37,7 @@ FORMAT_VERSION = 1  # bumped only for changes an older reader would misread
 # 3 added tunnel records (connections not parsed as HTTP).
 # 4 added request/response trailers and grpc_messages.
 # 5 added service_log and resource_sample records (services the pytest plugin starts).
-FORMAT_MINOR = 5
+FORMAT_MINOR = 6
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
 _MAX_FRAME = 1 << 31
 _MAX_CHECK = 64 << 20  # above this, a frame past the end is taken as cut off unexamined

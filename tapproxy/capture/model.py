@@ -230,13 +230,17 @@ class Timing:
 class Party:
     """One side of an exchange and how it was named.
 
-    source: for callers `proxy-auth`, `header`, `process` or `peer`; for callees `reverse`,
-    `service-map` or `host`. A `peer` name is only an address: unknown stays visible.
+    source: for callers `proxy-auth`, `header`, `listener`, or a local process's
+    (`service`, `proxy-user`, `rule`, `process`), else `peer`; for callees `reverse`,
+    `service-map`, a local process's, else `host`. A `peer` name is only an address:
+    unknown stays visible. A local process's name keeps its PID and command line.
     """
 
     name: str
     source: str
     address: str | None = None  # "host:port" as seen on the wire
+    pid: int | None = None  # the local process it was named by (format minor 6)
+    command: str | None = None  # that process's command line, cut to 200 characters
 
 
 @dataclass(frozen=True, slots=True)

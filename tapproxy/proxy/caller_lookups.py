@@ -1,4 +1,8 @@
-"""The event loop's side of naming callers by their process: one lookup per connection.
+"""The event loop's side of naming local processes: one lookup per connection.
+
+A client connection is looked up as it opens (who calls), a connection to a local server
+as it is made (who answers, settled when the exchange is written); `ProcessNames` turns
+what the helper found into one name per process, used both ways.
 
 The lookups themselves (netlink and /proc, see processes.py) run in a helper process that
 tapproxy starts beside itself and talks to over a pipe, one JSON line each way per
@@ -23,6 +27,7 @@ import tapproxy
 from tapproxy.capture.model import Party
 from tapproxy.proxy.identity import address_of
 from tapproxy.proxy.options import ProcessRule
+from tapproxy.proxy.process_names import ProcessName, ProcessNames
 from tapproxy.proxy.processes import is_local
 
 __all__ = ["CallerLookups"]
@@ -44,11 +49,12 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 class CallerLookups:
-    """One process lookup per local client connection, kept while the connection lives.
+    """One process lookup per local connection, kept while the connection lives.
 
-    Keyed by mitmproxy's client connection objects (anything with `peername`, `sockname`
-    and weakly referable). `start`, `pending`, `get` and `close` are called on the event
-    loop; `add_service` from any thread. The helper starts with the first of them.
+    Keyed by mitmproxy's client and server connection objects (anything with `peername`,
+    `sockname` and weakly referable). `start`, `pending`, `get`, `callee`, `called_as` and
+    `close` are called on the event loop; `add_service` from any thread. The helper
+    starts with the first of them.
     """
 
     def __init__(self, rules: tuple[ProcessRule, ...] = ()) -> None:
@@ -65,7 +71,8 @@ class CallerLookups:
         self._waiting: dict[int, asyncio.Future] = {}
         self._next_id = 0
         self._lookup_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._party_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._facts_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.names = ProcessNames(own_pid=os.getpid())
 
     @property
     def helper_pid(self) -> int | None:
@@ -189,9 +196,9 @@ class CallerLookups:
 
     # -- per connection -----------------------------------------------------------------
 
-    def add_service(self, pid: int, name: str) -> None:
-        """A service tapproxy started: its processes and their children are `name`."""
-        line = json.dumps(["service", pid, name]).encode() + b"\n"
+    def add_service(self, pid: int, name: str, descendants: bool = True) -> None:
+        """A service tapproxy started: its process (and its children) are `name`."""
+        line = json.dumps(["service", pid, name, descendants]).encode() + b"\n"
         with self._lock:
             loop = self._loop
             if loop is None:
@@ -202,9 +209,10 @@ class CallerLookups:
         else:
             loop.call_soon_threadsafe(self._send, line)
 
-    def start(self, client) -> None:
-        """Look up the process behind `client` if it is local (as the connection opens)."""
-        if not is_local(client.peername, client.sockname):
+    def start(self, conn, server: bool = False) -> None:
+        """Look up the process at the far end of `conn` if it is local: a client as its
+        connection opens, or a `server` once we are connected to it."""
+        if not is_local(conn.peername, conn.sockname):
             return
         self.open()
         if self._gone:
@@ -213,37 +221,60 @@ class CallerLookups:
         self._next_id += 1
         lookup = self._loop.create_future()  # type: ignore[union-attr]
         self._waiting[self._next_id] = lookup
-        self._lookup_of[client] = lookup
-        peer_host, peer_port = client.peername[:2]
-        host, port = client.sockname[:2]
+        self._lookup_of[conn] = lookup
+        peer_host, peer_port = conn.peername[:2]
+        host, port = conn.sockname[:2]
         self._send(json.dumps(["lookup", self._next_id, peer_host, peer_port,
-                               host, port]).encode() + b"\n")
+                               host, port, server]).encode() + b"\n")
 
-    def pending(self, client) -> asyncio.Future | None:
-        """The lookup for `client` if it is still running, else None."""
-        lookup = self._lookup_of.get(client)
+    def pending(self, conn) -> asyncio.Future | None:
+        """The lookup for `conn` if it is still running, else None."""
+        lookup = self._lookup_of.get(conn)
         return lookup if lookup is not None and not lookup.done() else None
+
+    def _facts(self, conn) -> dict | asyncio.Future | None:
+        facts = self._facts_of.get(conn, _NOT_LOOKED_UP)
+        if facts is not _NOT_LOOKED_UP:
+            return facts  # type: ignore[return-value]
+        lookup = self._lookup_of.get(conn)
+        if lookup is None or not lookup.done():
+            return lookup
+        facts = self._facts_of[conn] = self.result(lookup, conn)
+        del self._lookup_of[conn]
+        return facts
 
     def get(self, client) -> Party | asyncio.Future | None:
         """The caller if looked up (None: not local or not found), else the pending lookup."""
-        party = self._party_of.get(client, _NOT_LOOKED_UP)
-        if party is not _NOT_LOOKED_UP:
-            return party  # type: ignore[return-value]
-        lookup = self._lookup_of.get(client)
-        if lookup is None or not lookup.done():
-            return lookup
-        party = self._party_of[client] = self.result(lookup, client)
-        del self._lookup_of[client]
-        return party
+        facts = self._facts(client)
+        if not isinstance(facts, dict):
+            return facts
+        return _party(self.names.caller(facts), client.peername)
 
-    def result(self, lookup: asyncio.Future, client) -> Party | None:
-        """The finished `lookup`'s party; a failed lookup is logged, not hidden."""
+    def callee(self, server) -> Party | asyncio.Future | None:
+        """The server's process as a callee if looked up, else as `get`."""
+        facts = self._facts(server)
+        if not isinstance(facts, dict):
+            return facts
+        name = self.names.callee(facts)
+        return None if name is None else _party(name, server.peername)
+
+    def called_as(self, client, user: str) -> None:
+        """`client`'s process calls as proxy user `user`: that is its name both ways."""
+        facts = self._facts(client)
+        if isinstance(facts, dict):
+            self.names.called_as(facts, user)
+
+    def result(self, lookup: asyncio.Future, conn) -> dict | None:
+        """The finished `lookup`'s facts; a failed lookup is logged, not hidden."""
         if lookup.cancelled():
             return None
         e = lookup.exception()
-        if e is not None:  # a bug, not an unknown caller: say so, and keep recording
+        if e is not None:  # a bug, not an unknown process: say so, and keep recording
             log.warning("tapproxy: looking up the process behind %s failed: %s",
-                        client.peername, e)
+                        conn.peername, e)
             return None
-        name = lookup.result()
-        return Party(name, "process", address_of(client.peername)) if name else None
+        return lookup.result()
+
+
+def _party(p: ProcessName, peer) -> Party:
+    return Party(p.name, p.source, address_of(peer), p.pid, p.command)

@@ -110,11 +110,12 @@ class BackgroundProxy:
         """A reverse listener (a ReverseSpec) in front of a service, while running."""
         asyncio.run_coroutine_threadsafe(self._proxy.add_reverse(spec), self._loop).result(60)
 
-    def add_service_process(self, pid: int, name: str) -> None:
-        """Name the calls of process `pid` and its children `name` (no proxy env needed)."""
+    def add_service_process(self, pid: int, name: str, descendants: bool = True) -> None:
+        """Name process `pid` (and with `descendants` its children) `name`, as caller
+        and as callee (no proxy env needed)."""
         namer = self._proxy.recorder.processes if self._proxy.recorder else None
         if namer is not None:
-            namer.add_service(pid, name)
+            namer.add_service(pid, name, descendants)
 
     def stop(self) -> None:
         if not self._thread.is_alive():

@@ -1,7 +1,10 @@
-"""Naming a caller by the local process that owns its end of the connection (Linux).
+"""Finding the local process at the other end of a connection (Linux): who calls, who
+answers.
 
 When the client is on this machine, the kernel knows which socket is the other end of a
-connection tapproxy accepted, and /proc knows which process holds that socket. Measured
+connection tapproxy accepted, and /proc knows which process holds that socket; the same
+holds for a server on this machine that tapproxy connected to (the socket it accepted
+our connection on). Measured
 here (benchmarks/caller_lookup.py): the socket's inode over netlink sock_diag, the way
 `ss` asks, costs ~10 µs, where reading /proc/net/tcp costs ~2 ms of CPU once a few
 thousand sockets are in TIME_WAIT; the owner is then found by reading fd links, first
@@ -42,6 +45,7 @@ _NLM_F_REQUEST = 1
 _NLMSG_ERROR = 2
 _NOCOOKIE = 0xFFFFFFFF
 _RECENT = 8  # owners remembered: a client opening connection after connection is found first
+_COMMAND_KEPT = 200  # characters of a command line kept in a record
 
 
 class _Netlink:
@@ -80,8 +84,13 @@ def _diag_inode(family: int, local: tuple, remote: tuple) -> int | None:
     return struct.unpack_from("=I", data, 16 + 68)[0] or None
 
 
-def _socket_inode(peer: tuple, sockname: tuple) -> int | None:
-    """Inode of the client's socket for a connection from `peer` to our `sockname`."""
+def _socket_inode(peer: tuple, sockname: tuple, server: bool = False) -> int | None:
+    """Inode of the far end's socket of our connection between `peer` and `sockname`.
+
+    For a `server`, whose process may not have accepted the connection yet (its socket
+    has no inode until then), the socket it listens on instead: the kernel's lookup of a
+    four-tuple that is not established falls back to the listener (inet_lookup).
+    """
     try:
         a, b = ipaddress.ip_address(peer[0].split("%")[0]), ipaddress.ip_address(sockname[0])
     except ValueError:
@@ -90,7 +99,10 @@ def _socket_inode(peer: tuple, sockname: tuple) -> int | None:
         a, b = a.ipv4_mapped, b.ipv4_mapped or b
     family = socket.AF_INET if a.version == 4 else socket.AF_INET6
     try:
-        return _diag_inode(family, (str(a), peer[1]), (str(b), sockname[1]))
+        inode = _diag_inode(family, (str(a), peer[1]), (str(b), sockname[1]))
+        if inode is None and server:
+            inode = _diag_inode(family, (str(a), peer[1]), (str(b), 0))
+        return inode
     except OSError:
         return None
 
@@ -178,71 +190,95 @@ def _executable(pid: int) -> str | None:
     return None
 
 
-class ProcessNamer:
-    """Names a local client by the process owning its socket.
+def _process_group(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[2]) if len(fields) > 2 else None
 
-    In order: a service tapproxy started (that process or any of its descendants), the
-    first matching `--caller-process` rule, else the executable's name.
+
+class ProcessNamer:
+    """Tells who a local socket's process is: the facts its name is chosen from.
+
+    `lookup` answers a dict: `pid`, `started` (with the PID, one process over time),
+    `exe` (`node`, `python3.12`), `command` (its command line, cut), `service` (a service
+    tapproxy started: that process, or for `descendants` ones any process below it) and
+    `rule` (the first matching `--caller-process` rule). `process_names.ProcessNames`
+    turns those facts into one name per process, on the event loop's side.
     """
 
     def __init__(self, rules: tuple[ProcessRule, ...] = ()) -> None:
         self._rules = rules
-        self._services: dict[int, str] = {}
+        self._services: dict[int, str] = {}  # the process and everything below it
+        self._exact: dict[int, str] = {}  # that process only (a test runner's own)
         self._recent: dict[int, str | None] = {}  # PID → last fd, most recent first
-        # PID → (its start time, its name, when that was last checked)
-        self._names: dict[int, tuple[bytes | None, str | None, float]] = {}
+        # PID → (its start time, what it is, when that was last checked)
+        self._facts: dict[int, tuple[bytes | None, dict | None, float]] = {}
 
-    def add_service(self, pid: int, name: str) -> None:
-        """A service tapproxy started: its processes and their children are `name`."""
-        self._services[pid] = name
-        self._names.clear()  # names found before may now belong to this service
+    def add_service(self, pid: int, name: str, descendants: bool = True) -> None:
+        """A service tapproxy started: `pid` (and with `descendants`, its children) is `name`."""
+        (self._services if descendants else self._exact)[pid] = name
+        self._facts.clear()  # facts found before may now belong to this service
 
-    def lookup(self, peer: tuple | None, sockname: tuple | None) -> str | None:
-        """The name of the process calling from `peer`, or None if it is not found here."""
+    def lookup(self, peer: tuple | None, sockname: tuple | None,
+               server: bool = False) -> dict | None:
+        """The facts of the process at the far end of the connection between `peer` and
+        `sockname` (a client calling us, or a `server` we called), None if not found."""
         if not SUPPORTED or not peer or not sockname:
             return None
-        inode = _socket_inode(peer, sockname)
-        if inode is None:
-            return None
-        owner = socket_owner(inode, self._recent)
+        inode = _socket_inode(peer, sockname, server)
+        owner = socket_owner(inode, self._recent) if inode is not None else None
+        if owner is None and server and inode is not None:
+            # The server closed that connection meanwhile (one request per connection):
+            # whoever listens on its address is the process that answered.
+            inode = _socket_inode(peer, (sockname[0], 0))
+            owner = socket_owner(inode, self._recent) if inode is not None else None
         if owner is None:
             return None
         pid, fd = owner
         self._recent.pop(pid, None)
         self._recent = {pid: fd, **dict(list(self._recent.items())[:_RECENT - 1])}
-        return self._cached_name(pid)
+        return self._cached_facts(pid)
 
-    def _cached_name(self, pid: int) -> str | None:
-        # A client opening connection after connection is one process: name it once (the
-        # ancestor walk is most of a lookup's cost), and within a second trust that its
-        # PID has not been reused, which needs the PIDs of the whole system to wrap.
+    def _cached_facts(self, pid: int) -> dict | None:
+        # A client opening connection after connection is one process: look it up once
+        # (the ancestor walk is most of a lookup's cost), and within a second trust that
+        # its PID has not been reused, which needs the PIDs of the whole system to wrap.
         now = time.monotonic()
-        known = self._names.get(pid)
+        known = self._facts.get(pid)
         if known is not None and now - known[2] < 1.0:
             return known[1]
         started = _started(pid)
-        name = known[1] if known is not None and known[0] == started else self.name_of(pid)
-        if len(self._names) >= 1024:
-            self._names.clear()
-        self._names[pid] = (started, name, now)
-        return name
+        facts = known[1] if known is not None and known[0] == started else self.facts_of(pid)
+        if len(self._facts) >= 1024:
+            self._facts.clear()
+        self._facts[pid] = (started, facts, now)
+        return facts
 
-    def name_of(self, pid: int) -> str | None:
-        """The caller name of process `pid` (None if it has gone)."""
+    def facts_of(self, pid: int) -> dict | None:
+        """What names process `pid` (None if it has gone)."""
+        started = _started(pid)
+        if started is None:
+            return None
+        service = self._exact.get(pid)
         ancestor: int | None = pid
         for _ in range(64):  # a started service, or a process it started
-            if ancestor is None or ancestor <= 1:
+            if service is not None or ancestor is None or ancestor <= 1:
                 break
-            if ancestor in self._services:
-                return self._services[ancestor]
+            service = self._services.get(ancestor)
             ancestor = _parent(ancestor)
         exe = _executable(pid)
-        if self._rules:
-            command = _command_line(pid)
-            for rule in self._rules:
-                if fnmatchcase(command, rule.pattern) or (exe and fnmatchcase(exe, rule.pattern)):
-                    return rule.name
-        return exe
+        command = _command_line(pid)
+        rule = None
+        for r in self._rules:
+            if fnmatchcase(command, r.pattern) or (exe and fnmatchcase(exe, r.pattern)):
+                rule = r.name
+                break
+        return {"pid": pid, "started": started.decode(), "exe": exe or f"pid{pid}",
+                "command": command[:_COMMAND_KEPT], "service": service, "rule": rule}
+
+    def name_of(self, pid: int) -> str | None:
+        """The name a process gets from its own facts alone (service, rule, executable)."""
+        facts = self.facts_of(pid)
+        return None if facts is None else facts["service"] or facts["rule"] or facts["exe"]
 
 
 def is_local(peer: tuple | None, sockname: tuple | None) -> bool:
@@ -263,19 +299,21 @@ def is_local(peer: tuple | None, sockname: tuple | None) -> bool:
 def serve(rules: tuple[ProcessRule, ...], requests: BinaryIO, answers: BinaryIO) -> None:
     """The helper's loop: one JSON array per line in, one per line out, until EOF.
 
-    In: `["lookup", ID, PEER_HOST, PEER_PORT, OUR_HOST, OUR_PORT]` or
-    `["service", PID, NAME]`. Out, for each lookup in turn: `[ID, NAME or null]`, or
-    `[ID, null, ERROR]` if the lookup itself failed (a bug to report, not an unknown).
+    In: `["lookup", ID, PEER_HOST, PEER_PORT, OUR_HOST, OUR_PORT, SERVER]` (the far end
+    of our connection is the process looked up: a client, or a SERVER we connected to) or
+    `["service", PID, NAME, DESCENDANTS]`. Out, for each lookup in turn: `[ID, FACTS or
+    null]` (`ProcessNamer.lookup`), or `[ID, null, ERROR]` if the lookup itself failed (a
+    bug to report, not an unknown).
     """
     namer = ProcessNamer(rules)
     for line in requests:
         msg = json.loads(line)
         if msg[0] == "service":
-            namer.add_service(msg[1], msg[2])
+            namer.add_service(msg[1], msg[2], *msg[3:4])
             continue
-        _, ident, peer_host, peer_port, host, port = msg
+        _, ident, peer_host, peer_port, host, port, *server = msg
         try:
-            answer = [ident, namer.lookup((peer_host, peer_port), (host, port))]
+            answer = [ident, namer.lookup((peer_host, peer_port), (host, port), *server)]
         except Exception as e:
             answer = [ident, None, repr(e)]
         answers.write(json.dumps(answer).encode() + b"\n")

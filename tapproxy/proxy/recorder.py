@@ -248,9 +248,16 @@ class Recorder:
             return None
         return self._listeners.get(mode.custom_listen_port)  # type: ignore[arg-type]
 
-    def after_lookup(self, client: connection.Client, hook, *args):
-        """Run `hook(*args)` now, or once the client's process lookup is done (awaitable)."""
-        lookup = self._lookups.pending(client) if self._lookups is not None else None
+    def server_connected(self, data) -> None:
+        # Who answers on a local address: looked up now, named when the exchange is
+        # written (by then a service that calls others has done so, as its proxy user).
+        if self._lookups is not None and data.client.proxy_mode.type_name != "reverse":
+            self._lookups.start(data.server, server=True)
+
+    def after_lookup(self, conn: connection.Connection, hook, *args):
+        """Run `hook(*args)` now, or once the process lookup of `conn` (a client or a
+        server connection) is done (awaitable)."""
+        lookup = self._lookups.pending(conn) if self._lookups is not None else None
         if lookup is None:
             return hook(*args)
 
@@ -315,6 +322,8 @@ class Recorder:
             h.pop("proxy-authorization", None)
 
         caller = self.caller_of(flow.client_conn, auth_name, header_caller)
+        if caller.source == "proxy-auth" and self._lookups is not None:
+            self._lookups.called_as(flow.client_conn, caller.name)  # its name both ways
         test, source = self.tests.attribute(header_test)
         # A refused request gets our answer; mitmproxy cannot also stream its body on.
         refused = flow.request.method != "CONNECT" and self._refuse_own_address(flow)
@@ -378,6 +387,15 @@ class Recorder:
         return self.callee_at(flow.client_conn, flow.request.host, flow.request.port,
                               flow.metadata.get(_VIA))
 
+    def _settled_callee(self, flow: http.HTTPFlow) -> Party:
+        """The callee as written: a local server by its process, if it was looked up."""
+        party = self._callee(flow)
+        if party.source == "host" and self._lookups is not None:
+            process = self._lookups.callee(flow.server_conn)
+            if isinstance(process, Party):
+                return process
+        return party
+
     def callee_at(self, client: connection.Client, host: str, port: int,
                   via: str | None = None) -> Party:
         mode = client.proxy_mode
@@ -402,7 +420,7 @@ class Recorder:
         if meta is None:  # failed before its headers were complete, or a CONNECT
             meta = (self.caller_of(flow.client_conn), *self.tests.attribute(None))
         caller, test, source = meta
-        x = exchange_from_flow(flow, caller, self._callee(flow), test, source)
+        x = exchange_from_flow(flow, caller, self._settled_callee(flow), test, source)
         if connect_error is not None:
             # The 502 is mitmproxy's own answer, not the server's: record the failure.
             timing = dataclasses.replace(x.timing, response_start=None, response_end=None,
@@ -434,7 +452,7 @@ class Recorder:
     def response(self, flow: http.HTTPFlow):
         if _LEFT_OUT in flow.metadata:
             return self._submit_left_out(flow)
-        return self._submit_exchange(flow)
+        return self.after_lookup(flow.server_conn, self._submit_exchange, flow)
 
     def http_connect_error(self, flow: http.HTTPFlow):
         # mitmproxy answers a failed CONNECT itself and then calls no response hook: one
@@ -466,7 +484,7 @@ class Recorder:
         _name_idle_timeout(flow)
         if _LEFT_OUT in flow.metadata:
             return self._submit_left_out(flow)
-        return self._submit_exchange(flow)
+        return self.after_lookup(flow.server_conn, self._submit_exchange, flow)
 
     def tls_failed_client(self, data: tls.TlsData):
         """The client refused the handshake (it does not trust our CA, or spoke no TLS).

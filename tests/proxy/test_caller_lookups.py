@@ -45,7 +45,11 @@ def test_the_helper_answers_each_lookup_in_turn_and_reports_a_failed_one():
                 answers = io.BytesIO()
                 serve((ProcessRule("nothing-matches", "x"),), requests, answers)
     lines = [json.loads(line) for line in answers.getvalue().splitlines()]
-    assert lines[:2] == [[1, PYTHON], [2, "this-test"]]
+    assert [line[0] for line in lines[:2]] == [1, 2]
+    me = (os.getpid(), PYTHON, None)
+    assert [(f["pid"], f["exe"], f["service"]) for _, f in lines[:1]] == [me]
+    assert (lines[1][1]["pid"], lines[1][1]["service"]) == (os.getpid(), "this-test")
+    assert "pytest" in lines[1][1]["command"]  # this very process's command line
     assert lines[2][:2] == [3, None] and "error" in lines[2][2]
     assert lines[3] == [4, None]
 

@@ -7,6 +7,7 @@ subprocesses, and requests inside this very process (which also runs the proxy).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ import requests
 
 from tapproxy.proxy.options import ProcessRule
 from tapproxy.proxy.processes import SUPPORTED
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="process lookup needs Linux /proc")
 
@@ -65,9 +66,9 @@ def test_a_caller_process_map_names_by_command_line_or_executable(fronted):
     python_get(f"{url}/mapped", "--as-billing")
     python_get(f"{url}/unmapped")
     curl(f"{url}/by-executable")
-    assert callers(proxy) == {"/mapped": ("billing", "process"),
+    assert callers(proxy) == {"/mapped": ("billing", "rule"),
                               "/unmapped": (PYTHON, "process"),
-                              "/by-executable": ("edge", "process")}
+                              "/by-executable": ("edge", "rule")}
 
 
 def test_a_started_service_and_the_processes_it_starts_carry_its_name(fronted):
@@ -79,7 +80,7 @@ def test_a_started_service_and_the_processes_it_starts_carry_its_name(fronted):
     shell.communicate(b"go\n", timeout=30)
     assert shell.returncode == 0
     # The started service comes before the --caller-process map.
-    assert callers(proxy) == {"/child": ("orders", "process")}
+    assert callers(proxy) == {"/child": ("orders", "service")}
 
 
 def test_one_lookup_per_connection_however_many_requests(fronted):
@@ -133,3 +134,104 @@ def test_a_client_refusing_the_ca_is_named_by_its_process(fronted):
     [x] = proxy.exchanges()
     assert x.error.kind == "tls"
     assert (x.caller.name, x.caller.source, x.callee.name) == (PYTHON, "process", "echo")
+
+
+# A service of its own process: answers on the port it is given; with a next hop it
+# calls it first (urllib honours HTTP_PROXY: its proxy user is its own name).
+CHAIN_SERVICE = """
+import http.server, sys, urllib.request
+port, next_hop = int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status = 200
+        if next_hop:
+            try:
+                urllib.request.urlopen(next_hop + self.path, timeout=20).read()
+            except urllib.error.HTTPError as e:
+                status = 502
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+def start_chain_service(port: int, env: dict, next_hop: str | None = None
+                        ) -> subprocess.Popen:
+    argv = [sys.executable, "-c", CHAIN_SERVICE, str(port), *([next_hop] if next_hop else [])]
+    proc = subprocess.Popen(argv, env=env)
+
+    def up() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    wait_for(up, timeout=20, what=f"the service on port {port}")
+    return proc
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        p.kill()
+        p.wait(timeout=10)
+
+
+def test_callees_are_named_by_their_process_both_ways(proxy):
+    leaf_port, orders_port = free_port(), free_port()
+    leaf = start_chain_service(leaf_port, NO_PROXY_ENV)
+    orders = start_chain_service(orders_port, {**NO_PROXY_ENV, **proxy.env("orders")},
+                                 f"http://127.0.0.1:{leaf_port}")
+    try:
+        r = requests.get(f"http://127.0.0.1:{orders_port}/buy",
+                         proxies={"http": proxy.url_as("tests")}, timeout=20)
+        assert r.status_code == 200
+    finally:
+        stop(orders, leaf)
+    calls = {(x.caller.name, x.callee.name): x for x in proxy.exchanges()}
+    assert set(calls) == {("tests", "orders"), ("orders", PYTHON)}
+    to_orders, to_leaf = calls["tests", "orders"], calls["orders", PYTHON]
+    # orders is named as the callee by the proxy user its own process calls with.
+    assert (to_orders.callee.source, to_orders.callee.pid) == ("proxy-user", orders.pid)
+    assert to_orders.callee.address == f"127.0.0.1:{orders_port}"
+    # The leaf never calls: its executable's name, with its PID and command line.
+    assert (to_leaf.callee.source, to_leaf.callee.pid) == ("process", leaf.pid)
+    assert "http.server" in to_leaf.callee.command
+
+
+def test_two_services_of_one_executable_and_a_reused_port_are_told_apart(proxy):
+    ports = [free_port(), free_port()]
+    first = [start_chain_service(p, NO_PROXY_ENV) for p in ports]
+    via = {"http": proxy.url_as("tests")}
+    try:
+        for p in ports:
+            requests.get(f"http://127.0.0.1:{p}/a", proxies=via, timeout=20)
+    finally:
+        stop(*first)
+    again = start_chain_service(ports[0], NO_PROXY_ENV)  # another process, the same port
+    try:
+        requests.get(f"http://127.0.0.1:{ports[0]}/b", proxies=via, timeout=20)
+    finally:
+        stop(again)
+    names = [(x.request.path, x.callee.name, x.callee.pid) for x in proxy.exchanges()]
+    assert sorted(names) == sorted([("/a", PYTHON, first[0].pid),
+                                    ("/a", f"{PYTHON}#2", first[1].pid),
+                                    ("/b", f"{PYTHON}#3", again.pid)])
+
+
+def test_a_service_in_the_proxys_own_process_stays_an_address(proxy, echo):
+    requests.get(f"{echo.url}/in-process", proxies={"http": proxy.url}, timeout=20)
+    [x] = proxy.exchanges()
+    assert (x.callee.name, x.callee.source, x.callee.pid) == ("127.0.0.1", "host", None)
+
+
+def test_turned_off_callees_stay_addresses(start_proxy):
+    proxy = start_proxy(process_callers=False)
+    port = free_port()
+    leaf = start_chain_service(port, NO_PROXY_ENV)
+    try:
+        requests.get(f"http://127.0.0.1:{port}/x", proxies={"http": proxy.url}, timeout=20)
+    finally:
+        stop(leaf)
+    [x] = proxy.exchanges()
+    assert (x.callee.name, x.callee.source) == ("127.0.0.1", "host")
