@@ -167,7 +167,7 @@ def _sections(output: str) -> dict[str, str]:
     """Each failing test's `tapproxy` section, up to its `capture:` line."""
     parts = re.split(r"^_{3,} (test_\w+) _{3,}$", output, flags=re.M)
     found = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         m = re.search(r"^-+ tapproxy -+\n(.*?^capture: .*?)$", body, re.S | re.M)
         found[name] = m.group(1) if m else "(no tapproxy section)"
     return found

@@ -4,12 +4,14 @@ The outer tests (tests/scenarios/test_failure_stories.py) know each one's true r
 and read what tapproxy made of it; these tests only do what a user's tests do.
 """
 
+import itertools
+
 REUSED = {}  # the port one test's service had, for the next test's other service
 
 
 def _chain(hops, names_paths):
     """gateway → … : each service calls the next; the last one is configured apart."""
-    for (name, path), (callee, callee_path) in zip(names_paths, names_paths[1:]):
+    for (name, path), (callee, callee_path) in itertools.pairwise(names_paths):
         hops.py(name, {f"POST {path}": {"calls": [hops.call(callee, callee_path)]}})
 
 
