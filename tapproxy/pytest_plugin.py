@@ -239,7 +239,7 @@ class _Session:
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
         exchanges = [callee_with_port(x) for x in self.exchanges(item.nodeid)]
         story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
-        story += unnamed_callee_hints(exchanges)
+        story += unnamed_callee_hints(exchanges, "--tapproxy-service")
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
         now = time.time_ns()
@@ -264,7 +264,8 @@ def _story(exchanges: Sequence[Exchange], nodeid: str,
     if not exchanges:
         return ["no exchanges recorded for this test"], None, []
     story = first_failure(exchanges, test=nodeid, outcome=outcome)
-    lines = story_lines(story)[1:]  # its first line names the test: pytest did already
+    # Its first line names the test: pytest did already.
+    lines = story_lines(story, flag="--tapproxy-service")[1:]
     if story.root is None:
         return lines, None, []
     x = story.tree.node(story.root.number).exchange

@@ -2,17 +2,27 @@
 
 Parentage is the one inference spans use (`tapproxy.spans.infer.ParentIndex`): a call
 hangs under the request its caller was handling when it started.
+
+A callee known only by its address (a service nobody named, process names off) hides
+which caller it is. When the timing leaves one answer, the address stands for that
+caller and its calls nest under the requests to it (`inferred`): every call of the
+caller started while a request to that address was open, and no other caller needs
+the address. A caller with several such addresses is left unplaced: its calls hang
+nowhere (`unplaced`), and the failure story says so instead of guessing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tapproxy.capture.model import Exchange
-from tapproxy.spans.infer import ParentIndex
+from tapproxy.capture.model import Exchange, Party
+from tapproxy.spans.infer import TEST_SERVICE, ParentIndex
+from tapproxy.spans.semconv import server_saw_request
 
-__all__ = ["CallNode", "CallTree", "build_call_tree"]
+__all__ = ["CallNode", "CallTree", "build_call_tree", "unnamed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +33,9 @@ class CallNode:
     exchange: Exchange
     parent: int | None  # the parent's number; None: a top-level call
     depth: int
-    inference: str  # how the parent was found: timing | ambiguous | root
+    # how the parent was found: timing | ambiguous | inferred (through an unnamed
+    # callee's address) | root | unplaced (its caller may be an unnamed callee)
+    inference: str
 
     # What parent inference reads (the Enclosing protocol).
     @property
@@ -46,6 +58,9 @@ class CallTree:
     nodes: tuple[CallNode, ...]
     children: dict[int, tuple[int, ...]] = field(default_factory=dict)
     services: frozenset[str] = frozenset()  # every callee name: callers that are services
+    aliases: dict[str, str] = field(default_factory=dict)  # unnamed address → caller
+    # caller → the unnamed addresses it may be (several, or none left to it)
+    unplaced: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def node(self, number: int) -> CallNode:
         return self.nodes[number - 1]
@@ -65,17 +80,113 @@ class CallTree:
     def by_test_client(self, number: int) -> bool:
         """A top-level call made by the test itself, not a service's background call."""
         n = self.node(number)
-        return n.parent is None and n.exchange.caller.name not in self.services
+        return (n.parent is None and n.inference != "unplaced"
+                and n.exchange.caller.name not in self.services)
+
+    def could_be_under(self, number: int) -> list[int]:
+        """Unplaced calls that started while `number` was open and may have been made
+        for it: their caller may be its unnamed callee."""
+        x = self.node(number).exchange
+        address = x.callee.name
+        if address in self.aliases or not unnamed(x.callee):
+            return []
+        return [n.number for n in self.nodes if n.inference == "unplaced"
+                and address in self.unplaced.get(n.exchange.caller.name, ())
+                and x.timing.request_start <= n.exchange.timing.request_start
+                <= x.timing.end]
+
+
+def unnamed(p: Party) -> bool:
+    """A callee known only by its IP address (`127.0.0.1`, `127.0.0.1:5002`)."""
+    if p.source != "host":
+        return False
+    host = p.name
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class _Spans:
+    """The time covered by the requests to one address, as merged intervals."""
+
+    def __init__(self, requests: Sequence[Exchange]) -> None:
+        merged: list[list[int]] = []
+        for start, end in sorted((r.timing.request_start, r.timing.end) for r in requests):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self._starts = [m[0] for m in merged]
+        self._ends = [m[1] for m in merged]
+
+    def cover(self, t: int) -> bool:
+        i = bisect.bisect_right(self._starts, t) - 1
+        return i >= 0 and t <= self._ends[i]
+
+
+def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
+                                                    dict[str, tuple[str, ...]]]:
+    """(address → the caller it must be, caller → the addresses it may be, unsettled)."""
+    requests: dict[str, list[Exchange]] = {}
+    for x in ordered:
+        if unnamed(x.callee) and server_saw_request(x):
+            requests.setdefault(x.callee.name, []).append(x)
+    if not requests:
+        return {}, {}
+    spans = {a: _Spans(rs) for a, rs in requests.items()}
+    callees = {x.callee.name for x in ordered}
+    calls_by: dict[str, list[Exchange]] = {}
+    for x in ordered:
+        k = x.caller
+        if k.source != "peer" and k.name not in callees and k.name != TEST_SERVICE:
+            calls_by.setdefault(k.name, []).append(x)
+    fits: dict[str, set[str]] = {}
+    for k, calls in sorted(calls_by.items()):
+        inside: set[str] | None = None
+        for c in calls:
+            t = c.timing.request_start
+            here = {a for a, span in spans.items() if span.cover(t)}
+            inside = here if inside is None else inside & here
+            if not here:
+                break
+        else:  # every call of k started while requests to some address were open
+            fits[k] = (inside or set()) - {c.callee.name for c in calls}
+    aliases: dict[str, str] = {}
+    settled = True
+    while settled:  # one caller left with one address takes it, then again
+        settled = False
+        left = {k: fit - aliases.keys() for k, fit in fits.items()
+                if k not in aliases.values()}
+        only = [(k, next(iter(fit))) for k, fit in left.items() if len(fit) == 1]
+        wanted = [a for _, a in only]
+        for k, a in only:
+            if wanted.count(a) == 1:  # two callers needing one address: neither is it
+                aliases[a] = k
+                settled = True
+    unplaced = {k: tuple(sorted(fits[k] - aliases.keys()) or sorted(requests))
+                for k in fits if k not in aliases.values()}
+    return aliases, unplaced
 
 
 def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
     """The tree of exchanges (of one test), ordered by start then id."""
     ordered = sorted(exchanges, key=lambda x: (x.timing.request_start, x.id))
-    index: ParentIndex[CallNode] = ParentIndex()
+    aliases, unplaced = _stand_ins(ordered)
+    index: ParentIndex[CallNode] = ParentIndex(aliases)
     nodes: list[CallNode] = []
     children: dict[int, list[int]] = {}
     for number, x in enumerate(ordered, 1):
         parent, _, how = index.parent_of(x)
+        if parent is not None and parent.exchange.callee.name in aliases:
+            how = "inferred"
+        elif parent is None and x.caller.name in unplaced:
+            how = "unplaced"
         node = CallNode(number, x, parent.number if parent else None,
                         parent.depth + 1 if parent else 0, how)
         nodes.append(node)
@@ -83,4 +194,5 @@ def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
             children.setdefault(parent.number, []).append(number)
         index.add(x, node)
     return CallTree(tuple(nodes), {k: tuple(v) for k, v in children.items()},
-                    frozenset(x.callee.name for x in ordered))
+                    frozenset(x.callee.name for x in ordered) | frozenset(aliases.values()),
+                    aliases, unplaced)

@@ -9,6 +9,11 @@ budget) with no failing call under it descends to the slowest call still open wh
 gave up. The root is the earliest unexplained failure whose chain of failing callers
 reaches the test (none reaches it: no root); everything else is a consequence with its
 reason, or another failure.
+
+Never a confident wrong root: when a failing call that could not be placed in the tree
+(its caller may be an unnamed callee, see calltree) may sit below the chosen root or
+one of its failing callers, the root is uncertain: the story lists the candidates and
+the `--service NAME=HOST:PORT` options that would settle it, and names no root.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from tapproxy.analysis.budget import Budget
 from tapproxy.analysis.calltree import CallTree, build_call_tree
 from tapproxy.capture.model import Exchange
 
-__all__ = ["Consequence", "Failure", "FailureStory", "Root", "first_failure", "ms"]
+__all__ = ["Consequence", "Failure", "FailureStory", "Root", "Uncertain", "first_failure",
+           "ms"]
 
 #: Test outcomes under which a 4xx the test itself got counts as a failure.
 FAILED_OUTCOMES = ("failed", "error")
@@ -59,13 +65,23 @@ class Root:
 @dataclass(frozen=True, slots=True)
 class Consequence:
     """A failing call other than the root. role: propagated | retry | same (failed the same
-    way as the root) | independent | handled (recovered by a retry) | unrelated."""
+    way as the root) | independent | handled (recovered by a retry) | unrelated |
+    unplaced (its caller may be an unnamed callee: where it belongs is unknown)."""
 
     number: int
     role: str
     failure: Failure
     reason: str
     cause: int | None = None  # the failing call this one follows from
+
+
+@dataclass(frozen=True, slots=True)
+class Uncertain:
+    """Why no root is named: the calls that may be it, and what would tell them apart."""
+
+    candidates: tuple[int, ...]
+    reason: str
+    settle: tuple[str, ...]  # `--service NAME=HOST:PORT` options, one of which is true
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +95,7 @@ class FailureStory:
     others: tuple[Consequence, ...]  # independent, handled, unrelated failures
     propagation: str  # "propagated: gateway 502, web 500" (top down), or ""
     divergence: Divergence | None = None
+    uncertain: Uncertain | None = None
 
 
 def _own_failure(x: Exchange, budget: Budget | None, contract: Mapping[str, str]) -> Failure | None:
@@ -204,6 +221,9 @@ def first_failure(
     # Only a failure the test saw can be its root: naming a background call's failure
     # instead would blame a red herring (it is listed among the other failures).
     root_n = reaching[0] if reaching else None
+    uncertain = _uncertainty(a, root_n, candidates) if root_n is not None else None
+    if uncertain is not None:
+        root_n = None
 
     roles: dict[int, Consequence] = {}
 
@@ -242,6 +262,11 @@ def first_failure(
     for c in candidates:
         if c in roles or c == root_n:
             pass
+        elif tree.node(c).inference == "unplaced":
+            x = tree.node(c).exchange
+            assign(c, "unplaced", f"unplaced: {x.caller.name} may be "
+                   + " or ".join(tree.unplaced[x.caller.name])
+                   + ", so which request it was made for is unknown")
         elif a.reaches_test(c):
             assign(c, "independent", "independent failure: " + _root_why(a, c))
         else:
@@ -266,7 +291,35 @@ def first_failure(
     others = tuple(c for c in ordered if c not in consequences)
     divergence = first_divergence(tree, baseline) if baseline is not None else None
     return FailureStory(test, outcome, tree, dict(f), root, consequences, others, propagation,
-                        divergence)
+                        divergence, uncertain)
+
+
+def _uncertainty(a: _Analysis, root_n: int, candidates: list[int]) -> Uncertain | None:
+    """Uncertain if an unplaced failure may sit below the root or a failing caller of it
+    (and so be the root itself, or come before it)."""
+    tree = a.tree
+    hidden: dict[int, list[int]] = {}  # member of the chain → failures that may be below
+    for member in [root_n, *a.chain(root_n)]:
+        below = [m for m in tree.could_be_under(member) if m in a.failures
+                 and (member == root_n or m < root_n)]
+        if below:
+            hidden[member] = below
+    if not hidden:
+        return None
+    maybe = {m for below in hidden.values() for m in below}
+    deepest = [c for c in candidates
+               if c in maybe or any(up in maybe for up in tree.ancestors(c))]
+    settle = []
+    why = []
+    for member in hidden:
+        x = tree.node(member).exchange
+        address = x.callee.name
+        callers = [k for k, addresses in tree.unplaced.items() if address in addresses]
+        settle += [f"--service {k}={address}" for k in callers]
+        why.append(f"#{member} {x.caller.name} → {address}: " + " or ".join(callers)
+                   + " may be that address")
+    reason = ("calls made while " + "; ".join(why) + ", and their failures may be below it")
+    return Uncertain(tuple(sorted({root_n, *deepest})), reason, tuple(dict.fromkeys(settle)))
 
 
 def _leads_to(n: int, root_n: int | None, roles: Mapping[int, Consequence]) -> bool:
@@ -298,6 +351,10 @@ def _root_why(a: _Analysis, n: int) -> str:
             "contract": f"contract mismatch: {f.detail}",
             "budget": f"over its latency budget: {f.detail}"}.get(f.kind, f.label)
     kids = a.tree.kids(n)
+    unplaced = a.tree.could_be_under(n)
+    if unplaced:
+        return (f"{what}; {len(unplaced)} call{'s' * (len(unplaced) > 1)} made meanwhile "
+                f"could not be placed ({node.exchange.callee.name} is unnamed)")
     if not kids:
         return f"{what}; it made no calls"
     failed_kids = [k for k in kids if k in a.failures]

@@ -25,6 +25,19 @@ app = typer.Typer(
 _DEFAULT_CONFDIR = Path("~/.mitmproxy")
 Confdir = Annotated[Path, typer.Option(help="Where the interception CA lives (mitmproxy's).")]
 Listen = Annotated[str, typer.Option(help="Forward proxy address HOST:PORT.")]
+Services = Annotated[list[str] | None, typer.Option(
+    "--service", help="NAME=HOST[:PORT]: name the callee at that address, as `record "
+    "--service` would have (repeatable).")]
+
+
+def _callee_names(specs: list[str] | None, then=None):
+    """The record transform for `--service` options, then `then` (routes); None if none."""
+    from tapproxy.capture.naming import CalleeNames
+    from tapproxy.proxy.options import parse_service
+
+    names = CalleeNames([(s.name, s.host, s.port) for s in map(parse_service, specs or ())],
+                        then)
+    return names if names else None
 
 
 def _out() -> Console:

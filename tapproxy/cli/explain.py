@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from tapproxy.cli.app import _DEFAULT_CONFDIR, Confdir, _check_tail, _fail, _out, app
+from tapproxy.cli.app import (
+    _DEFAULT_CONFDIR,
+    Confdir,
+    Services,
+    _callee_names,
+    _check_tail,
+    _fail,
+    _out,
+    app,
+)
 
 
 @app.command()
@@ -27,6 +36,7 @@ def why(
     = None,
     route: Annotated[list[str] | None, typer.Option(
         help="[SERVICE:]/path/{param}: group calls by this route.")] = None,
+    service: Services = None,
 ) -> None:
     """Explain a failing test: its call tree, the first point of failure and what followed."""
     from tapproxy.analysis.budget import parse_budget
@@ -39,7 +49,7 @@ def why(
     from tapproxy.report.story import story_json, story_lines
 
     limits = parse_budget(budget or ())
-    routes = RouteTable(tuple(route or ()))
+    routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
     if baseline is not None:
         open_capture(baseline).close()  # a bad baseline is an error before any output
 
@@ -87,6 +97,7 @@ def stats(
         help="test, edge or route (repeatable); default: all three.")] = None,
     route: Annotated[list[str] | None, typer.Option(
         help="[SERVICE:]/path/{param}: group calls by this route.")] = None,
+    service: Services = None,
 ) -> None:
     """Count, error rate, throughput, latency percentiles and bytes per edge, route, test."""
     from tapproxy.analysis.metrics import Metrics
@@ -100,7 +111,7 @@ def stats(
     for d in dims:
         if d not in ("test", "edge", "route"):
             raise _fail(f"bad --by {d!r}: expected test, edge or route")
-    routes = RouteTable(tuple(route or ()))
+    routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
     metrics = Metrics()
     with open_capture(capture) as reader:
         for r in reader:

@@ -11,15 +11,16 @@ import typer
 
 from tapproxy import __version__
 from tapproxy.atomic import atomic_output
-from tapproxy.cli.app import _check_tail, _fail, _out, app
+from tapproxy.cli.app import Services, _callee_names, _check_tail, _fail, _out, app
 
 
 @app.command()
 def show(
     capture: Path,
     test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
-    service: Annotated[str | None, typer.Option(help="Only calls from/to this service.")]
-    = None,
+    service: Annotated[list[str] | None, typer.Option(
+        help="NAME: only calls from/to this service; NAME=HOST[:PORT]: name the callee at "
+             "that address, as `record --service` would have (repeatable).")] = None,
     errors: Annotated[bool, typer.Option(
         help="Only failed exchanges (errors, 4xx, 5xx, gRPC status not OK) and failed "
              "tunnels.")] = False,
@@ -44,6 +45,11 @@ def show(
     from tapproxy.report.text import print_exchange, print_table, print_tunnel
 
     schema = None if proto_descriptor is None else ProtoSchema(proto_descriptor)
+    filters = [s for s in service or () if "=" not in s]
+    if len(filters) > 1:
+        raise _fail(f"--service: one service to show at a time, not {', '.join(filters)}")
+    only = filters[0] if filters else None
+    names = _callee_names([s for s in service or () if "=" in s])
     console = _out()
     with open_capture(capture) as reader:
         tests: dict[str, TestCase] = {}
@@ -52,9 +58,9 @@ def show(
             for r in reader:
                 if isinstance(r, TestCase):
                     tests[r.name] = r
-                yield r
+                yield names(r) if names else r
 
-        rows = select(numbered_rows(records()), test, service, errors)
+        rows = select(numbered_rows(records()), test, only, errors)
         if exchange is not None:
             found = _find_exchange(rows, exchange)
             for _ in records():  # test outcomes are written after their exchanges
@@ -166,6 +172,7 @@ def spans(
     test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
     route: Annotated[list[str] | None, typer.Option(
         help="[SERVICE:]/path/{param}: name spans after this route (http.route).")] = None,
+    service: Services = None,
 ) -> None:
     """Synthesize OpenTelemetry spans for a capture: a trace per test, as if every
     service were instrumented."""
@@ -187,7 +194,7 @@ def spans(
                 stack.callback(exporter.close)
             # A failed run leaves an existing --out file as it was.
             sink = stack.enter_context(atomic_output(out)) if out else None
-            routes = RouteTable(tuple(route or ()))
+            routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
             for group in spans_of_capture(capture, bodies, on_tail=problems.append, routes=routes):
                 if test is not None and not (group.test and fnmatchcase(group.test, test)):
                     continue

@@ -36,9 +36,10 @@ def _inside(x: Exchange, outer: Sequence[Exchange]) -> bool:
     return any(o.timing.request_start <= start <= o.timing.end for o in outer)
 
 
-def unnamed_callee_hints(exchanges: Sequence[Exchange]) -> list[str]:
+def unnamed_callee_hints(exchanges: Sequence[Exchange], flag: str = "--service") -> list[str]:
     """Two lines for each unnamed callee address whose requests hold, every time, the
-    calls of exactly one proxy-credential caller that is never itself seen as a callee."""
+    calls of exactly one proxy-credential caller that is never itself seen as a callee:
+    the second is the option (`flag NAME=ADDRESS`) that names it."""
     by_address: dict[str, list[Exchange]] = {}
     for x in exchanges:
         if x.callee.source == "host":
@@ -57,5 +58,5 @@ def unnamed_callee_hints(exchanges: Sequence[Exchange]) -> list[str]:
             x = fits[0]
             # Two lines, so the section stays within 80 columns.
             hints += [f"{address} may be {x}: {x}'s calls happen only inside requests to it",
-                      "  (name it with tapproxy_service or --service)"]
+                      f"  to name it: {flag} {x}={address}"]
     return hints

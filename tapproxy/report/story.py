@@ -17,7 +17,8 @@ __all__ = ["story_json", "story_lines"]
 
 WIDTH = 80
 _TAGS = {"propagated": "propagated", "retry": "retry", "same": "same", "independent":
-         "independent", "handled": "handled", "unrelated": "unrelated"}
+         "independent", "handled": "handled", "unrelated": "unrelated",
+         "unplaced": "unplaced"}
 
 
 def _fit(text: str, width: int) -> str:
@@ -66,8 +67,10 @@ def _shown(story: FailureStory, limit: int) -> set[int]:
     return keep
 
 
-def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30) -> list[str]:
-    """The call tree in time order with the root marked, why, and what followed."""
+def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
+                flag: str = "--service") -> list[str]:
+    """The call tree in time order with the root marked, why, and what followed; `flag`
+    is the option that names an address where the root is uncertain."""
     tags = {c.number: _TAGS[c.role] for c in (*story.consequences, *story.others)}
     if story.root is not None:
         tags[story.root.number] = "◀ root"
@@ -85,7 +88,9 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30) -> lis
     if skipped:
         lines.append(f"    … {skipped} more call{'s' * (skipped > 1)}, none failed")
     root = story.root
-    if root is None:
+    if story.uncertain is not None:
+        lines.extend(_uncertain_lines(story, width, flag))
+    elif root is None:
         lines.append("no failure to explain" if not story.failures else
                      "no root: every failure was handled or caused nothing")
     else:
@@ -119,6 +124,23 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30) -> lis
         lines.extend(_wrap(printable(f"baseline: first differs at #{d.number} "
                                      f"{dx.caller.name} → {dx.callee.name} {_target(dx)}: "
                                      f"{d.what}"), width, ""))
+    return lines
+
+
+def _uncertain_lines(story: FailureStory, width: int, flag: str) -> list[str]:
+    """Which calls may be the root, why it cannot be told, and what would tell."""
+    u = story.uncertain
+    assert u is not None
+    lines = ["root uncertain: one of"]
+    for n in u.candidates:
+        x = story.tree.node(n).exchange
+        lines.append(_fit(f"  #{n} {x.caller.name} → {x.callee.name}  {_target(x)}  "
+                          f"{_outcome(x)}", width))
+    lines.extend(_wrap(f"why: {u.reason}", width, "  "))
+    if u.settle:
+        lines.append("  to settle it, name the address (one of):")
+        lines.extend(_fit(f"    {flag} {option.removeprefix('--service ')}", width)
+                     for option in u.settle)
     return lines
 
 
@@ -181,4 +203,7 @@ def story_json(story: FailureStory) -> dict:
             "number": d.number, "exchange_id": story.tree.node(d.number).exchange.id,
             "baseline_exchange_id": d.baseline_id, "what": d.what},
         "calls": [_call_json(n, story) for n in story.tree.nodes],
+        "uncertain": None if story.uncertain is None else {
+            "candidates": list(story.uncertain.candidates),
+            "reason": story.uncertain.reason, "settle": list(story.uncertain.settle)},
     }

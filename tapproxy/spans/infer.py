@@ -77,8 +77,11 @@ class ParentIndex[C: Enclosing]:
     the order they started: `parent_of` each, then `add` it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, aliases: dict[str, str] | None = None) -> None:
         self._by_service: dict[str, list[C]] = {}
+        # Unnamed callee (its address) → the caller it was inferred to be: its requests
+        # are the possible parents of that caller's calls.
+        self._aliases = aliases or {}
 
     def parent_of(self, x: Exchange) -> tuple[C | None, list[C], str]:
         """(parent, other candidates, how): how is `timing`, `ambiguous` or `root`."""
@@ -89,7 +92,8 @@ class ParentIndex[C: Enclosing]:
     def add(self, x: Exchange, item: C) -> None:
         """Make `item` (standing for `x`) a possible parent of its callee's later calls."""
         if server_saw_request(x):  # a request the callee never got is nobody's parent
-            self._by_service.setdefault(x.callee.name, []).append(item)
+            name = self._aliases.get(x.callee.name, x.callee.name)
+            self._by_service.setdefault(name, []).append(item)
 
 
 class Synthesizer:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tapproxy.capture.format import open_capture
-from tapproxy.capture.model import Exchange, SpanBatch, TestCase
+from tapproxy.capture.model import Exchange, Record, SpanBatch, TestCase
 from tapproxy.capture.routes import RouteTable
 from tapproxy.errors import SpansError
 from tapproxy.spans.infer import Synthesizer
@@ -79,11 +79,12 @@ def spans_of_capture(
     bodies: bool = False,
     window: int = 10_000,
     on_tail: Callable[[str], None] | None = None,
-    routes: RouteTable | None = None,
+    routes: RouteTable | Callable[[Record], Record] | None = None,
 ) -> Iterator[SpanGroup]:
     """Yield the spans of each test case as soon as the capture has all of it.
 
-    `routes` names the route of exchanges the capture does not know one for."""
+    `routes` names the route of exchanges the capture does not know one for (or any
+    record transform: `--service` names too)."""
     with open_capture(path) as reader:
         salt = str(reader.header.created)
         received = _received_by_trace(path) if reader.header.meta.get("otlp_receive") else {}
