@@ -91,3 +91,27 @@ def mask_url(url: str, is_credential: NameTest) -> tuple[str, list[str]]:
         masked.extend(names)
         rest = f"{query}{frag_sep}{fragment}"
     return (f"{head}{q}{rest}", masked) if masked else (url, [])
+
+
+def mask_command(command: str, is_credential: NameTest) -> tuple[str, bool]:
+    """A command line (arguments joined by spaces) with credential values masked:
+    `password=x`, `--token=x`, `--api-key x`, URLs' userinfo and query. (command, masked?)"""
+    words = command.split(" ")
+    masked = False
+    secret_next = False
+    for i, word in enumerate(words):
+        if secret_next and word:
+            words[i], masked, secret_next = MASK, True, False
+            continue
+        if "://" in word:
+            url, names = mask_url(word, is_credential)
+            if names:
+                words[i], masked = url, True
+                continue
+        flag = word.lstrip("-")
+        name, eq, value = flag.partition("=")
+        if eq and value and name and is_credential(name):
+            words[i], masked = word[: len(word) - len(value)] + MASK, True
+        elif word.startswith("-") and not eq and name and is_credential(name):
+            secret_next = True
+    return (" ".join(words), True) if masked else (command, False)

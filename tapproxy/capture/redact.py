@@ -16,9 +16,16 @@ import dataclasses
 import json
 import re
 
-from tapproxy.capture.credentials import MASK, NameTest, mask_query, mask_url, name_test
+from tapproxy.capture.credentials import (
+    MASK,
+    NameTest,
+    mask_command,
+    mask_query,
+    mask_url,
+    name_test,
+)
 from tapproxy.capture.encoding import decode_body, encode_body
-from tapproxy.capture.model import Exchange, Headers, Record
+from tapproxy.capture.model import Exchange, Headers, Party, Record
 from tapproxy.errors import CaptureError, UsageError
 
 __all__ = ["MASK", "Redactor", "parse_json_path"]
@@ -255,6 +262,16 @@ class Redactor:
         """The request target with credential query values masked (for live spans)."""
         return mask_url(path, self._is_credential)[0]
 
+    def _party(self, p: Party, side: str, log: list[str]) -> Party:
+        # A process's command line may carry a secret (`curl -d password=…`).
+        if not p.command:
+            return p
+        command, masked = mask_command(p.command, self._is_credential)
+        if not masked:
+            return p
+        log.append(f"{side}.command")
+        return dataclasses.replace(p, command=command)
+
     def __call__(self, record: Record) -> Record:
         if not isinstance(record, Exchange):
             return record
@@ -263,8 +280,10 @@ class Redactor:
         r = record.response
         if r is not None:
             r = self._message(r, "response", log)
+        caller = self._party(record.caller, "caller", log)
+        callee = self._party(record.callee, "callee", log)
         if not log:
             return record
         # dict.fromkeys: a record masked before (an imported capture) lists each mask once.
-        return dataclasses.replace(record, request=q, response=r,
+        return dataclasses.replace(record, request=q, response=r, caller=caller, callee=callee,
                                    redacted=tuple(dict.fromkeys((*record.redacted, *log))))

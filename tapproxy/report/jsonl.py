@@ -12,6 +12,11 @@ from tapproxy.errors import CaptureError
 __all__ = ["exchange_json", "tunnel_json"]
 
 
+
+def _party(p) -> dict:
+    """A party's fields; a local process's PID and command line only when it has them."""
+    return {k: v for k, v in asdict(p).items() if v is not None or k not in ("pid", "command")}
+
 def _body(msg) -> dict:
     """The decoded body as text when it is UTF-8, else base64 of the raw bytes; for a
     body kept in part, also its whole length and SHA-256 (hex)."""
@@ -32,8 +37,8 @@ def exchange_json(n: int, x: Exchange) -> dict:
         "id": x.id,
         "test": x.test,
         "test_source": x.test_source,
-        "caller": asdict(x.caller),
-        "callee": asdict(x.callee),
+        "caller": _party(x.caller),
+        "callee": _party(x.callee),
         "method": q.method,
         "url": q.url,
         "status": x.status,
@@ -69,8 +74,8 @@ def tunnel_json(label: str, t: Tunnel) -> dict:
         "id": t.id,
         "test": t.test,
         "test_source": t.test_source,
-        "caller": asdict(t.caller),
-        "callee": asdict(t.callee),
+        "caller": _party(t.caller),
+        "callee": _party(t.callee),
         "reason": t.reason,
         "why": t.why,
         "error": None if t.error is None else {"kind": t.error.kind, "message": t.error.message},

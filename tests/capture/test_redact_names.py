@@ -152,3 +152,18 @@ def test_headers_authentication_and_x_auth_are_masked():
                                               ("X-Auth-Key", "k"), ("Accept", "*/*"))))
     assert x.request.headers.fields == (("Authentication", MASK), ("X-Auth-User", MASK),
                                         ("X-Auth-Key", MASK), ("Accept", "*/*"))
+
+
+def test_a_process_command_line_keeps_no_credential_value():
+    from tapproxy.capture.credentials import mask_command, name_test
+
+    is_credential = name_test()
+    assert mask_command("curl --data-urlencode password=pw-1 http://x/", is_credential) == (
+        "curl --data-urlencode password=<redacted> http://x/", True)
+    assert mask_command("app --api-key k-2 --port 5", is_credential) == (
+        "app --api-key <redacted> --port 5", True)
+    masked, _ = mask_command("x --token=t-3 http://u:pw-4@h/?access_token=t-5&a=2",
+                             is_credential)
+    assert not any(s in masked for s in ("t-3", "pw-4", "t-5")) and "a=2" in masked
+    assert mask_command("python payments.py --port 5003", is_credential) == (
+        "python payments.py --port 5003", False)
