@@ -266,6 +266,12 @@ def _story(exchanges: Sequence[Exchange], nodeid: str,
     story = first_failure(exchanges, test=nodeid, outcome=outcome)
     # Its first line names the test: pytest did already.
     lines = story_lines(story, flag="--tapproxy-service")[1:]
+    if story.uncertain is not None:
+        u = story.uncertain
+        first = (f"root uncertain: {' or '.join(f'#{n}' for n in u.candidates)}"
+                 + (f"; to settle: {u.settle[0].replace('--service', '--tapproxy-service')}"
+                    if u.settle else ""))
+        return lines, printable(first), []
     if story.root is None:
         return lines, None, []
     x = story.tree.node(story.root.number).exchange

@@ -231,21 +231,35 @@ OUTSIDE = """
 """
 
 
-def test_a_callee_started_outside_the_fixture_shows_with_its_port(suite, pytester):
+def test_a_callee_started_by_the_test_itself_is_named_by_its_process(suite, pytester):
     pytester.makepyfile(test_outside=OUTSIDE)
     result = suite("-k", "outside")
+    result.assert_outcomes(failed=1)
+    section = _section(result.stdout.str())
+    # orders calls as proxy user orders: that names it as a callee too, so its call to
+    # payments nests under the test's request and is the root.
+    assert [" ".join(line.split()) for line in section.splitlines()[:3]] == [
+        "1 tests → orders POST /orders 502 <ms> propagated",
+        "2 orders → payments POST /charges 500 <ms> ◀ root",
+        "root #2 orders → payments POST /charges 500"]
+
+
+def test_without_process_names_the_address_shows_with_its_port_and_is_inferred(
+        suite, pytester):
+    pytester.makepyfile(test_outside=OUTSIDE)
+    result = suite("-k", "outside", "--tapproxy-no-process-names")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     port = re.search(r"orders at port (\d+)", out).group(1)
     section = _section(out.replace(f"127.0.0.1:{port}", "<orders>"))
-    # Not linked to orders' own calls: nothing says 127.0.0.1:PORT is orders.
+    # Nothing names the address, but orders calls only inside requests to it: its call
+    # nests there (inferred), and the hint gives the option that names it.
     assert [" ".join(line.split()) for line in section.splitlines()[:2]] == [
-        "1 tests → <orders> POST /orders 502 <ms> ◀ root",
-        "2 orders → payments POST /charges 500 <ms> independent"]
-    # orders (its proxy user) calls only while a request to that address is open.
+        "1 tests → <orders> POST /orders 502 <ms> propagated",
+        "2 orders → payments POST /charges 500 <ms> ◀ root"]
     lines = section.splitlines()
     i = lines.index("<orders> may be orders: orders's calls happen only inside requests to it")
-    assert lines[i + 1] == "  (name it with tapproxy_service or --service)"
+    assert lines[i + 1] == "  to name it: --tapproxy-service orders=<orders>"
 
 
 def test_port_with_a_running_tapproxy_fails_in_one_line(suite, pytester, record):  # noqa: F811

@@ -139,7 +139,12 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
             requests.setdefault(x.callee.name, []).append(x)
     if not requests:
         return {}, {}
-    spans = {a: _Spans(rs) for a, rs in requests.items()}
+    spans: dict[str, dict[str, _Spans]] = {}  # address → caller → its requests' time
+    for a, rs in requests.items():
+        by_caller: dict[str, list[Exchange]] = {}
+        for r in rs:
+            by_caller.setdefault(r.caller.name, []).append(r)
+        spans[a] = {k: _Spans(v) for k, v in by_caller.items()}
     callees = {x.callee.name for x in ordered}
     calls_by: dict[str, list[Exchange]] = {}
     for x in ordered:
@@ -151,7 +156,9 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
         inside: set[str] | None = None
         for c in calls:
             t = c.timing.request_start
-            here = {a for a, span in spans.items() if span.cover(t)}
+            # Requests to the address by others: k's own calls to it hold nothing of k's.
+            here = {a for a, by in spans.items()
+                    if any(span.cover(t) for caller, span in by.items() if caller != k)}
             inside = here if inside is None else inside & here
             if not here:
                 break

@@ -66,7 +66,8 @@ class Root:
 class Consequence:
     """A failing call other than the root. role: propagated | retry | same (failed the same
     way as the root) | independent | handled (recovered by a retry) | unrelated |
-    unplaced (its caller may be an unnamed callee: where it belongs is unknown)."""
+    unplaced (its caller may be an unnamed callee: where it belongs is unknown) |
+    candidate (the root is uncertain: this may be it)."""
 
     number: int
     role: str
@@ -222,6 +223,7 @@ def first_failure(
     # instead would blame a red herring (it is listed among the other failures).
     root_n = reaching[0] if reaching else None
     uncertain = _uncertainty(a, root_n, candidates) if root_n is not None else None
+    chosen = root_n
     if uncertain is not None:
         root_n = None
 
@@ -230,6 +232,15 @@ def first_failure(
     def assign(n: int, role: str, reason: str, cause: int | None = None) -> None:
         if n not in roles and n != root_n:
             roles[n] = Consequence(n, role, f[n], reason, cause)
+
+    if uncertain is not None and chosen is not None:
+        for c in uncertain.candidates:
+            assign(c, "candidate", "may be the root: " + (
+                "it may have been made under #" + str(chosen)
+                if tree.node(c).inference == "unplaced"
+                else "a failure made meanwhile may be below it"))
+        for c in a.chain(chosen):
+            assign(c, "propagated", f"propagated from #{chosen}", chosen)
 
     root = None
     propagation = ""
@@ -316,9 +327,9 @@ def _uncertainty(a: _Analysis, root_n: int, candidates: list[int]) -> Uncertain 
         address = x.callee.name
         callers = [k for k, addresses in tree.unplaced.items() if address in addresses]
         settle += [f"--service {k}={address}" for k in callers]
-        why.append(f"#{member} {x.caller.name} → {address}: " + " or ".join(callers)
-                   + " may be that address")
-    reason = ("calls made while " + "; ".join(why) + ", and their failures may be below it")
+        why.append(" or ".join(callers) + f" may be {address}, the callee of #{member}")
+    reason = ("; ".join(why) + ": calls made meanwhile could not be placed, and a failure "
+              "among them may be the root")
     return Uncertain(tuple(sorted({root_n, *deepest})), reason, tuple(dict.fromkeys(settle)))
 
 

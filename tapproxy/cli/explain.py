@@ -72,7 +72,7 @@ def why(
             story = first_failure(exchanges, test=run.name, outcome=run.outcome,
                                   budget=limits or None,
                                   baseline=baseline_of(run.name) if baseline else None)
-            if test is None and story.root is None:
+            if test is None and story.root is None and story.uncertain is None:
                 continue
             told += 1
             hints = unnamed_callee_hints(exchanges)

@@ -18,7 +18,7 @@ __all__ = ["story_json", "story_lines"]
 WIDTH = 80
 _TAGS = {"propagated": "propagated", "retry": "retry", "same": "same", "independent":
          "independent", "handled": "handled", "unrelated": "unrelated",
-         "unplaced": "unplaced"}
+         "unplaced": "unplaced", "candidate": "root?"}
 
 
 def _fit(text: str, width: int) -> str:

@@ -162,7 +162,7 @@ def test_the_port_can_come_through_the_environment_and_callers_through_a_map(rec
     assert code == 0, err
     assert [(x.caller.name, x.caller.source, x.callee.name, x.request.path)
             for x in rec.exchanges()] == [("curl", "process", "hello", "/env"),
-                                          ("rulebook", "process", "hello", "/by-rule")]
+                                          ("rulebook", "rule", "hello", "/by-rule")]
 
 
 def test_process_names_can_be_turned_off(record):
