@@ -38,11 +38,14 @@ def record(
     start_timeout: Annotated[float, typer.Option(
         help="Seconds a --start service may take to listen on its {port}.")] = 30.0,
     caller_process: Annotated[list[str] | None, typer.Option(
-        help="PATTERN=NAME: a local caller whose command line matches the glob PATTERN "
-             "is NAME, e.g. '*orders.jar*=orders'.")] = None,
+        "--process-name", "--caller-process",
+        help="PATTERN=NAME: a local process (caller or callee) whose command line or "
+             "executable matches the glob PATTERN is NAME, e.g. '*orders.jar*=orders'.")]
+    = None,
     process_callers: Annotated[bool, typer.Option(
-        help="Name a caller on this machine after the process that owns its connection "
-             "(Linux).")] = True,
+        "--process-names/--no-process-names", "--process-callers/--no-process-callers",
+        help="Name callers and callees on this machine after the process at the other "
+             "end of the connection (Linux).")] = True,
     service: Annotated[list[str] | None, typer.Option(
         help="NAME=HOST[:PORT]: name the service at that address.")] = None,
     control: Annotated[str, typer.Option(

@@ -63,7 +63,7 @@ def parse_caller_process(spec: str) -> ProcessRule:
     """`PATTERN=NAME`, e.g. `*orders.jar*=orders` (the last `=` separates them)."""
     pattern, sep, name = spec.rpartition("=")
     if not sep or not pattern.strip() or not name.strip():
-        raise UsageError(f"bad --caller-process {spec!r}: expected PATTERN=NAME, "
+        raise UsageError(f"bad --process-name {spec!r}: expected PATTERN=NAME, "
                          "e.g. '*orders.jar*=orders'")
     return ProcessRule(pattern.strip(), name.strip())
 
