@@ -61,6 +61,7 @@ class CallTree:
     aliases: dict[str, str] = field(default_factory=dict)  # unnamed address → caller
     # caller → the unnamed addresses it may be (several, or none left to it)
     unplaced: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    unplaced_calls: tuple[int, ...] = ()  # the calls of those callers, in time order
 
     def node(self, number: int) -> CallNode:
         return self.nodes[number - 1]
@@ -86,14 +87,20 @@ class CallTree:
     def could_be_under(self, number: int) -> list[int]:
         """Unplaced calls that started while `number` was open and may have been made
         for it: their caller may be its unnamed callee."""
+        if not self.unplaced_calls:
+            return []
         x = self.node(number).exchange
         address = x.callee.name
         if address in self.aliases or not unnamed(x.callee):
             return []
-        return [n.number for n in self.nodes if n.inference == "unplaced"
-                and address in self.unplaced.get(n.exchange.caller.name, ())
-                and x.timing.request_start <= n.exchange.timing.request_start
-                <= x.timing.end]
+        found = []
+        for n in self.unplaced_calls[bisect.bisect_left(self.unplaced_calls, number):]:
+            u = self.node(n).exchange  # numbers follow start times: none before `number`
+            if u.timing.request_start > x.timing.end:
+                break
+            if address in self.unplaced[u.caller.name]:
+                found.append(n)
+        return found
 
 
 def unnamed(p: Party) -> bool:
@@ -202,4 +209,5 @@ def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
         index.add(x, node)
     return CallTree(tuple(nodes), {k: tuple(v) for k, v in children.items()},
                     frozenset(x.callee.name for x in ordered) | frozenset(aliases.values()),
-                    aliases, unplaced)
+                    aliases, unplaced,
+                    tuple(n.number for n in nodes if n.inference == "unplaced"))
