@@ -702,3 +702,17 @@ def test_services_named_up_front_with_a_running_tapproxy(pytester, record):  # n
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*CALLEE inventory service-map*"])
     rec.stop()
+
+
+def test_one_port_for_every_xdist_worker_fails_saying_what_to_give(suite, pytester,
+                                                                   monkeypatch):
+    monkeypatch.setenv("BASE_PORT", str(free_port()))
+    pytester.makepyfile(test_xdist_ports=XDIST_PORTS.replace(
+        "port=tapproxy_service.worker_port(int(os.environ[\"BASE_PORT\"]))",
+        "port=int(os.environ[\"BASE_PORT\"])"))
+    result = suite("-n", "2", "-k", "test_charge")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", 0) >= 1, outcomes  # the worker that came second
+    result.stdout.fnmatch_lines(["*address already in use (each pytest-xdist worker starts "
+                                 "its own services: give "
+                                 "port=tapproxy_service.worker_port(P))*"])
