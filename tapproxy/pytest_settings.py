@@ -33,8 +33,9 @@ class Settings:
     services: tuple[ServiceSpec, ...]
 
 
-
 def read_settings(config: pytest.Config) -> Settings:
+    """The checked options (UsageError naming the option); a default capture's name is
+    taken here, once, by the process that merges (an xdist controller hands it on)."""
     url = config.getoption("tapproxy_url")
     if url:
         _check_url(url)
