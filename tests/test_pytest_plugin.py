@@ -701,6 +701,8 @@ def test_services_named_up_front_with_a_running_tapproxy(pytester, record):  # n
                   "--tapproxy-service", f"inventory=127.0.0.1:{port}")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*CALLEE inventory service-map*"])
+    # The running proxy recorded it all: no empty capture of the plugin's own is left.
+    assert not list(pytester.path.glob(".tapproxy/*"))
     rec.stop()
 
 
