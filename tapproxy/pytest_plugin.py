@@ -3,6 +3,11 @@
     pytest --tapproxy                     an embedded recording proxy for the session
     pytest --tapproxy-url http://H:8081   a running tapproxy, through its control API
     --tapproxy-capture PATH               the capture (default .tapproxy/<timestamp>.tap)
+    --tapproxy-keep N                     keep the last N captures in .tapproxy/ (0: all)
+    --tapproxy-service NAME=HOST[:PORT]   name a service started outside the fixtures
+
+Without --tapproxy, `tapproxy_service` still starts the services, plainly, so a suite
+runs and fails as it would without tapproxy; the `tapproxy` fixture is then an error.
 
 Glue only: the proxy (`tapproxy.proxy.embedded`), services and their logs and resources
 (`proxy.fronting`, `proxy.servicewatch`), merging (`capture.merge`) and the failure
@@ -16,6 +21,7 @@ import contextlib
 import os
 import shlex
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,7 +36,9 @@ from tapproxy.capture import (
     new_header,
     open_capture,
 )
+from tapproxy.capture.runs import prune_runs
 from tapproxy.errors import ProxyError, TapproxyError
+from tapproxy.pytest_settings import KEEP, Settings, read_settings
 from tapproxy.report.hints import callee_with_port, unnamed_callee_hints
 from tapproxy.report.printable import printable
 from tapproxy.report.section import ServiceWindow, call_lines, failure_section
@@ -56,40 +64,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tapproxy-no-process-names", action="store_true",
                     help="Do not name local services by the process behind a socket "
                          "(callers and callees are then named by proxy user or address).")
+    group.addoption("--tapproxy-keep", metavar="N", type=int,
+                    help=f"Keep the last N captures in .tapproxy/ (default {KEEP}; 0: all).")
+    group.addoption("--tapproxy-service", metavar="NAME=HOST[:PORT]", action="append",
+                    default=[], help="Name a service started outside the fixtures, as "
+                                     "`tapproxy record --service` does (repeatable).")
+    parser.addini("tapproxy_keep", f"Captures kept in .tapproxy/ (default {KEEP}; 0: all).",
+                  default=str(KEEP))
+    parser.addini("tapproxy_services", "NAME=HOST[:PORT] lines naming services started "
+                  "outside the fixtures.", type="linelist", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("tapproxy") or config.getoption("tapproxy_url"):
-        config.pluginmanager.register(_Session(config), _PLUGIN)
+    if not (config.getoption("tapproxy") or config.getoption("tapproxy_url")):
+        return  # fixtures run without a proxy: see tapproxy_service
+    if config.getoption("collectonly"):
+        return  # nothing runs: no proxy, no capture
+    try:
+        settings = read_settings(config)
+    except TapproxyError as e:
+        raise pytest.UsageError(f"tapproxy: {e}") from None
+    config.pluginmanager.register(_Session(config, settings), _PLUGIN)
 
 
-def _capture_path(config: pytest.Config) -> Path:
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None and "tapproxy_capture" in workerinput:
-        return Path(workerinput["tapproxy_capture"])
-    given = config.getoption("tapproxy_capture")
-    if given:
-        return Path(given).absolute()
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return config.rootpath / ".tapproxy" / f"{stamp}.tap"
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.pluginmanager.get_plugin(_PLUGIN)
+    if session is not None and session.settings.reserved:
+        with contextlib.suppress(OSError):  # the name held for a run that wrote nothing
+            if session.capture.stat().st_size == 0:
+                session.capture.unlink()
 
 
 class _Session:
     """The plugin's state for one pytest process: controller, worker, or both at once."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
-        self.capture = _capture_path(config)
+        self.settings = settings
+        self.capture = settings.capture
         self.worker = getattr(config, "workerinput", {}).get("workerid")
         # An xdist controller runs no tests: its workers record, it merges.
         self.controller = self.worker is None and config.getoption("dist", "no") != "no"
         self.parts: list[Path] = []
         self.proxy = None  # BackgroundProxy when embedded
         self.control = None  # ControlClient
-        self.proxy_capture: Path | None = None
+        self.proxy_capture: Path | None = None  # the proxy's, read here (embedded)
+        self.shown_capture: Path = self.capture  # what the footer names
+        self._envs: dict[str | None, dict[str, str]] = {}
         self.journal = None
         self._journal_writer: CaptureWriter | None = None
         self.services: dict[str, TapproxyService] = {}
+        self.services_started = False  # by any worker: the plugin's capture has their output
         self.current: pytest.Item | None = None
         self.failures: list[tuple[str, str]] = []  # (node id, first failure line)
         self.quiet: list[str] = []  # tests that sent nothing through the proxy
@@ -116,14 +141,14 @@ class _Session:
             from tapproxy.proxy.options import Address, RecordOptions
             from tapproxy.proxy.servicewatch import ServiceJournal
 
-        self.capture.parent.mkdir(parents=True, exist_ok=True)
         try:
             url = self.config.getoption("tapproxy_url")
             if url:
+                # Its capture may live where this machine cannot read it (a compose
+                # sidecar, another host): a test's records come through the control API.
                 self.control = ControlClient(url)
                 self.listen = self.control.proxy_address()
-                stats_capture = Path(str(self.control.stats().get("capture", "")))
-                self.proxy_capture = stats_capture if stats_capture.is_file() else None
+                self.shown_capture = Path(str(self.control.stats().get("capture", "")))
             else:
                 opts = RecordOptions(output=self._part("proxy.tap"),
                                      listen=Address("127.0.0.1", free_loopback_port()),
@@ -139,6 +164,11 @@ class _Session:
                 self.listen = self.proxy.listen
                 self.proxy_capture = opts.output
                 self.parts.append(opts.output)
+            for spec in self.settings.services:
+                if spec.port is None:
+                    self.control.name_host(spec.name, spec.host)
+                else:
+                    self.control.name_service(spec.name, str(Address(spec.host, spec.port)))
         except TapproxyError as e:
             raise pytest.UsageError(f"tapproxy: {e}") from None
         services = self._part("services.tap")
@@ -154,7 +184,18 @@ class _Session:
     def env(self, caller: str | None) -> dict[str, str]:
         from tapproxy.proxy.certs import env_exports
 
-        return env_exports(self.listen, self.confdir, caller)
+        # Once per caller: the exports load the CA (its private key too), ~30 ms a time.
+        if caller not in self._envs:
+            self._envs[caller] = env_exports(self.listen, self.confdir, caller)
+        return dict(self._envs[caller])
+
+    def footer(self) -> list[tuple[str, str]]:
+        """The captures to name: the proxy's, and the plugin's own when that is another
+        (with --tapproxy-url: the output of the services the fixtures started)."""
+        paths = [("capture", str(self.shown_capture))]
+        if self.shown_capture != self.capture and self.services_started:
+            paths.append(("services' output", str(self.capture)))
+        return paths
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -166,22 +207,33 @@ class _Session:
                 self._journal_writer.close()
             if self.proxy is not None:
                 self.proxy.stop()
+            if self.proxy is None and not self.services_started:
+                for p in self.parts:  # a running proxy records; the plugin had nothing
+                    p.unlink(missing_ok=True)
+                self.parts.clear()
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:
             workeroutput["tapproxy_parts"] = [str(p) for p in self.parts]
             workeroutput["tapproxy_failures"] = self.failures
             workeroutput["tapproxy_quiet"] = self.quiet
+            workeroutput["tapproxy_shown_capture"] = str(self.shown_capture)
+            workeroutput["tapproxy_services_started"] = self.services_started
             return
         if self.parts:
             merge_captures(self.parts, self.capture, {"pytest": True})
             for p in self.parts:
                 p.unlink(missing_ok=True)
+        if self.settings.reserved:
+            prune_runs(self.capture.parent, self.settings.keep, self.capture)
 
     def pytest_testnodedown(self, node, error) -> None:  # xdist controller
         out = getattr(node, "workeroutput", {})
         self.parts.extend(Path(p) for p in out.get("tapproxy_parts", ()))
         self.failures.extend(tuple(f) for f in out.get("tapproxy_failures", ()))
         self.quiet.extend(out.get("tapproxy_quiet", ()))
+        if "tapproxy_shown_capture" in out:
+            self.shown_capture = Path(out["tapproxy_shown_capture"])
+        self.services_started |= bool(out.get("tapproxy_services_started"))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.failures and not self.quiet:
@@ -190,7 +242,8 @@ class _Session:
         tr.write_sep("-", "tapproxy")
         for nodeid, line in self.failures:
             tr.write_line(f"{nodeid}: {line}")
-        tr.write_line(f"capture: {self.capture}")
+        for label, path in self.footer():
+            tr.write_line(f"{label}: {path}")
 
     # -- each test -----------------------------------------------------------------------
 
@@ -229,12 +282,23 @@ class _Session:
                 "(NO_PROXY, a client that ignores HTTP_PROXY) or the test sent nothing"))
 
     def exchanges(self, nodeid: str) -> list[Exchange]:
-        """The exchanges recorded so far for the test `nodeid`."""
-        if self.proxy_capture is None:
-            return []
-        self.control.flush()
-        with open_capture(self.proxy_capture) as reader:
-            return [x for x in reader.exchanges() if x.test == nodeid]
+        """The exchanges recorded so far for the test `nodeid` (ProxyError if unknowable)."""
+        if self.proxy_capture is not None:
+            self.control.flush()
+            with open_capture(self.proxy_capture) as reader:
+                return [x for x in reader.exchanges() if x.test == nodeid]
+        # A running proxy: its capture may not be readable here, so ask it for the test's.
+        data = self.control.test_records(nodeid)
+        fd, name = tempfile.mkstemp(prefix=".tapproxy-test-", suffix=".tap")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            with open_capture(name) as reader:
+                return [x for x in reader.exchanges() if x.test == nodeid]
+        except TapproxyError as e:
+            raise ProxyError(f"the records of {nodeid} from {self.control.url}: {e}") from None
+        finally:
+            os.unlink(name)
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
         exchanges = [callee_with_port(x) for x in self.exchanges(item.nodeid)]
@@ -246,9 +310,9 @@ class _Session:
         windows = [ServiceWindow(name, self.journal.logs(name, since, now),
                                  self.journal.samples(name, since, now))
                    for name in services if name in self.services]
-        rep.sections.append(("tapproxy", failure_section(
-            story, since, windows[:3], [("capture", str(self.capture))])))
-        item.user_properties.append(("tapproxy_capture", str(self.capture)))
+        rep.sections.append(("tapproxy", failure_section(story, since, windows[:3],
+                                                         self.footer())))
+        item.user_properties.append(("tapproxy_capture", str(self.shown_capture)))
         if first:
             item.user_properties.append(("tapproxy_first_failure", first))
             self.failures.append((item.nodeid, first))
@@ -298,7 +362,8 @@ class Tapproxy:
 
     @property
     def capture(self) -> Path:
-        return self._session.capture
+        """The capture the exchanges go to (a running proxy's, with --tapproxy-url)."""
+        return self._session.shown_capture
 
     @property
     def env(self) -> dict[str, str]:
@@ -314,7 +379,11 @@ class Tapproxy:
         item = self._session.current
         if item is None:
             return []
-        return sorted(self._session.exchanges(item.nodeid), key=lambda x: x.timing.request_start)
+        try:
+            found = self._session.exchanges(item.nodeid)
+        except TapproxyError as e:  # a check that cannot see the calls must not pass
+            raise AssertionError(f"tapproxy: cannot get this test's exchanges: {e}") from None
+        return sorted(found, key=lambda x: x.timing.request_start)
 
     def calls(self, caller: str | None = None, callee: str | None = None,
               method: str | None = None, path: str | None = None) -> list[Exchange]:
@@ -347,18 +416,29 @@ class Tapproxy:
 
 
 class TapproxyService:
-    """A service process started for the session, calling through the proxy as `name`."""
+    """A service process started for the session, calling through the proxy as `name`.
 
-    def __init__(self, session: _Session, name: str, argv: Sequence[str],
+    Without a session (no --tapproxy) it runs as it would without tapproxy: on `port`
+    itself when given, with no proxy environment, its output passed through.
+    """
+
+    def __init__(self, session: _Session | None, name: str, argv: Sequence[str],
                  port: int | None, env: dict[str, str] | None) -> None:
         from tapproxy.proxy.fronting import ServiceProcess
         from tapproxy.proxy.options import Address
         from tapproxy.proxy.servicewatch import LogSink, ResourceSampler
 
         self.name = name
+        self._sampler = None
+        if session is None:
+            self._process = ServiceProcess(name, argv, env=env, private_port=port)
+            self._process.start()
+            self.port = self._process.private_port
+            return
         if port is not None and session.proxy is None:
             raise ProxyError(f"service {name}: port= fronts it with a listener of the "
                              "embedded proxy; with --tapproxy-url start it without port=")
+        session.services_started = True
         self._sampler = ResourceSampler(session.journal, name)
         # With port=P it is fronted, as `record --start`: it listens on a private {port},
         # tapproxy on P, so its callers are recorded with no proxy setting of their own.
@@ -374,6 +454,12 @@ class TapproxyService:
             if port is not None:
                 session.proxy.add_reverse(self._process.reverse(Address("127.0.0.1", port)))
             self.port = private if port is None else port
+        except ProxyError as e:
+            self.stop()
+            if port is not None and session.worker is not None and "in use" in str(e):
+                raise ProxyError(f"{e} (each pytest-xdist worker starts its own services: "
+                                 "give port=tapproxy_service.worker_port(P))") from None
+            raise
         except BaseException:
             self.stop()
             raise
@@ -396,37 +482,49 @@ class TapproxyService:
         return f"<tapproxy service {self.name} at {self.url}>"
 
     def stop(self) -> None:
-        self._sampler.stop()
+        if self._sampler is not None:
+            self._sampler.stop()
         self._process.stop()
 
 
-def _session(config: pytest.Config) -> _Session:
+def _session(config: pytest.Config) -> _Session | None:
     session = config.pluginmanager.get_plugin(_PLUGIN)
-    if session is None or session.control is None:
-        pytest.skip("tapproxy is off: run pytest with --tapproxy or --tapproxy-url")
-    return session
+    return session if session is not None and session.control is not None else None
+
+
+def _worker_index(config: pytest.Config) -> int:
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
 
 
 @pytest.fixture(scope="session")
 def tapproxy(pytestconfig: pytest.Config) -> Tapproxy:
     """The session's recording proxy: url, env, and the running test's exchanges."""
-    return Tapproxy(_session(pytestconfig))
-
-
-@pytest.fixture(scope="session")
-def tapproxy_service(pytestconfig: pytest.Config) -> Iterator:
-    """start(name, argv=… | app='module:factory', port=None, env=None) → TapproxyService.
-
-    `argv` (a list, or a string split like a shell) names where to listen with `{port}`;
-    `app` is an aiohttp application factory run with `python -m aiohttp.web`. The service
-    runs until the session ends, with the proxy environment (its calls named `name`) and
-    its address named `name`; its output lines and resources are recorded.
-    """
     session = _session(pytestconfig)
+    if session is None:  # an error, not a skip: a run without the flag must not pass
+        pytest.fail("the tapproxy fixture needs a proxy: run pytest with --tapproxy "
+                    "(or --tapproxy-url URL)", pytrace=False)
+    return Tapproxy(session)
 
-    def start(name: str, argv: Sequence[str] | str | None = None, *, app: str | None = None,
-              port: int | None = None, env: dict[str, str] | None = None) -> TapproxyService:
-        if name in session.services:
+
+class _ServiceStarter:
+    """tapproxy_service(name, argv=… | app='module:factory', port=None, env=None)."""
+
+    def __init__(self, config: pytest.Config, session: _Session | None) -> None:
+        self._config = config
+        self._session = session
+        self.services: dict[str, TapproxyService] = (
+            session.services if session is not None else {})
+
+    def worker_port(self, base: int) -> int:
+        """`base` plus the pytest-xdist worker's number (gw0 → base, gw1 → base + 1; no
+        xdist → base): a port= that each worker can listen on, as its own services do."""
+        return base + _worker_index(self._config)
+
+    def __call__(self, name: str, argv: Sequence[str] | str | None = None, *,
+                 app: str | None = None, port: int | None = None,
+                 env: dict[str, str] | None = None) -> TapproxyService:
+        if name in self.services:
             raise ValueError(f"service {name!r} is already started")
         if (argv is None) == (app is None):
             raise ValueError("give either argv or app")
@@ -435,15 +533,30 @@ def tapproxy_service(pytestconfig: pytest.Config) -> Iterator:
         elif isinstance(argv, str):
             argv = shlex.split(argv)
         try:
-            svc = TapproxyService(session, name, list(argv), port, env)
+            svc = TapproxyService(self._session, name, list(argv), port, env)
         except TapproxyError as e:
             pytest.fail(f"tapproxy: {e}", pytrace=False)
-        session.services[name] = svc
+        self.services[name] = svc
         return svc
 
-    yield start
-    for svc in reversed(session.services.values()):
-        with contextlib.suppress(Exception):
-            svc.stop()
-    session.services.clear()
+    def stop(self) -> None:
+        for svc in reversed(self.services.values()):
+            with contextlib.suppress(Exception):
+                svc.stop()
+        self.services.clear()
 
+
+@pytest.fixture(scope="session")
+def tapproxy_service(pytestconfig: pytest.Config) -> Iterator[_ServiceStarter]:
+    """start(name, argv=… | app='module:factory', port=None, env=None) → TapproxyService.
+
+    `argv` (a list, or a string split like a shell) names where to listen with `{port}`;
+    `app` is an aiohttp application factory run with `python -m aiohttp.web`. The service
+    runs until the session ends, with the proxy environment (its calls named `name`) and
+    its address named `name`; its output lines and resources are recorded. Without
+    --tapproxy it runs plainly (on port= itself when given). `worker_port(P)` gives each
+    pytest-xdist worker a port= of its own.
+    """
+    starter = _ServiceStarter(pytestconfig, _session(pytestconfig))
+    yield starter
+    starter.stop()

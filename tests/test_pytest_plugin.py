@@ -3,8 +3,14 @@ started as processes through tapproxy_service, run by pytest in a subprocess (py
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,6 +18,7 @@ import pytest
 
 from tapproxy.capture import Exchange, ResourceSample, ServiceLog, TestCase, open_capture
 from tests.cli.test_record_cli import record  # noqa: F401 - the fixture
+from tests.conftest import TAPPROXY, free_port
 
 SUITE = Path(__file__).parent / "plugin_suite"
 
@@ -277,3 +284,451 @@ def test_port_with_a_running_tapproxy_fails_in_one_line(suite, pytester, record)
                                  "listener of the embedded proxy*"])
     assert "Traceback" not in result.stdout.str()
     rec.stop()
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+
+
+def _copy_suite(pytester: pytest.Pytester) -> None:
+    for f in SUITE.iterdir():
+        if f.suffix == ".py":
+            shutil.copy(f, pytester.path / f.name)
+
+
+PLAIN = """
+    import json, sys, urllib.error, urllib.request
+    import pytest
+
+    PORT = {port}
+
+    @pytest.fixture(scope="session")
+    def payments(tapproxy_service):
+        return tapproxy_service(
+            "payments", [sys.executable, "shop_services.py", "payments", "{{port}}"],
+            port=PORT)
+
+    def send(url, data=None):
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
+        req = urllib.request.Request(url, data=data and json.dumps(data).encode(),
+                                     headers={{"content-type": "application/json"}})
+        try:
+            with opener.open(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, None
+
+    def test_good_card(payments):
+        assert payments.url == f"http://127.0.0.1:{{PORT}}"
+        assert send(f"{{payments.url}}/env") == (200, {{"HTTP_PROXY": None,
+                                                       "http_proxy": None}})
+        assert send(f"{{payments.url}}/charges", {{"card": "ok", "amount": 5}})[0] == 201
+
+    def test_bad_card(payments):
+        assert send(f"{{payments.url}}/charges", {{"card": "bad", "amount": 5}})[0] == 201
+"""
+
+
+def test_without_the_flag_services_run_plainly_and_a_failure_fails(pytester, monkeypatch):
+    """A CI job that forgets --tapproxy still runs the suite, and goes red where it fails."""
+    for var in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    _copy_suite(pytester)
+    port = free_port()
+    pytester.makepyfile(test_plain=PLAIN.format(port=port))
+    result = _run(pytester, "test_plain.py")
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == 1
+    assert "card declined" in result.stdout.str()  # its stderr, passed through
+    assert not (pytester.path / ".tapproxy").exists()
+
+
+def test_the_tapproxy_fixture_without_the_flag_is_an_error_naming_it(pytester):
+    pytester.makepyfile(test_needs="""
+        def test_needs_the_proxy(tapproxy):
+            pass
+    """)
+    result = _run(pytester)
+    result.assert_outcomes(errors=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["the tapproxy fixture needs a proxy: run pytest with "
+                                 "--tapproxy (or --tapproxy-url URL)"])
+    assert "skipped" not in result.stdout.str()
+
+
+DIES = """
+    import sys
+
+    SCRIPT = '''
+    import os, sys
+    for i in range(15):
+        print(f"line {i} " + "x" * 100, file=sys.stderr)
+    os.environ["PAYMENTS_URL"]
+    '''
+
+    def test_dies(tapproxy_service):
+        tapproxy_service("orders", [sys.executable, "-c", SCRIPT, "{port}"])
+"""
+
+
+def test_a_service_that_dies_at_start_shows_its_last_stderr_lines(pytester, confdir):
+    pytester.makepyfile(test_dies=DIES)
+    result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}")
+    result.assert_outcomes(failed=1)
+    lines = result.outlines
+    head = next(i for i, line in enumerate(lines)
+                if "tapproxy: service orders exited with code 1" in line)
+    assert lines[head].endswith("; its last stderr lines:")
+    shown = lines[head + 1:head + 11]
+    assert shown[-1] == "  KeyError: 'PAYMENTS_URL'"
+    assert "  Traceback (most recent call last):" in shown
+    numbered = [line for line in shown if line.startswith("  line ")]
+    assert numbered == [f"  line {i} " + "x" * (77 - len(f"line {i} ")) + "…"
+                        for i in range(15 - len(numbered), 15)]
+    assert all(len(line) <= 80 for line in shown)
+    assert not lines[head + 11].startswith("  ")  # ten lines, no more
+
+
+def test_a_running_tapproxys_capture_is_named_in_the_footer(suite, pytester,
+                                                           record):  # noqa: F811
+    rec = record()
+    result = suite("-k", "declined", proxy=f"--tapproxy-url={rec.control_url}")
+    result.assert_outcomes(failed=1)
+    own = pytester.path / "run.tap"
+    assert _section(result.stdout.str()).splitlines()[-2:] == [
+        f"capture: {rec.output.resolve()}", f"services' output: {own}"]
+    result.stdout.fnmatch_lines(["*- tapproxy -*", "test_shop.py::test_declined_card: *",
+                                 f"capture: {rec.output.resolve()}",
+                                 f"services' output: {own}"])
+    rec.stop()
+
+
+URL_CHECKS = """
+    import requests
+
+    def test_checks_its_calls(shop, tapproxy):
+        r = requests.post(f"{shop.url}/checkout", json={"card": "bad"}, timeout=10,
+                          proxies={"http": tapproxy.env["HTTP_PROXY"]})
+        assert r.status_code == 502
+        tapproxy.assert_no_failures()
+"""
+
+
+def test_a_running_proxy_whose_capture_is_gone_fails_the_check_saying_why(
+        suite, pytester, record):  # noqa: F811
+    """Never a silent pass: the capture cannot be read (here not even by the proxy)."""
+    pytester.makepyfile(test_url_checks=URL_CHECKS)
+    rec = record()
+    rec.output.rename(rec.output.with_name("elsewhere.tap"))
+    result = suite("-k", "checks_its_calls", proxy=f"--tapproxy-url={rec.control_url}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E * AssertionError: tapproxy: cannot get this test's exchanges: control API "
+        f"{rec.control_url}/tests/exchanges: 500 the proxy cannot read its own "
+        f"capture: {rec.output.resolve()}: no such file"])
+    rec.stop()
+
+
+def _private_capture_recorder(tmp_path: Path, confdir: Path):
+    """`tapproxy record` writing into a directory only it sees: a tmpfs mounted in a
+    mount namespace of its own, as a compose sidecar's capture is to the tests."""
+    hidden = tmp_path / "sidecar"
+    hidden.mkdir()
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "mount", "-t",
+                            "tmpfs", "none", str(hidden)], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("needs `unshare -m` and mount (root) to hide the capture")
+    listen, control = free_port(), free_port()
+    args = [*TAPPROXY, "record", "-o", str(hidden / "rec.tap"), "--listen",
+            f"127.0.0.1:{listen}", "--control", f"127.0.0.1:{control}", "--confdir",
+            str(confdir)]
+    script = 'mount -t tmpfs none "$0" && exec "$@"'
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                             str(hidden), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("export HTTPS_PROXY="):
+            return proc, hidden / "rec.tap", f"http://127.0.0.1:{control}"
+    raise AssertionError(f"tapproxy record exited with {proc.wait()}")
+
+
+def test_a_running_proxy_whose_capture_is_out_of_reach_answers_through_its_api(
+        suite, pytester, tmp_path, confdir):
+    proc, capture, control = _private_capture_recorder(tmp_path, confdir)
+    try:
+        assert not capture.exists()  # from here: the sidecar's file is not ours to read
+        result = suite("-k", "checkout or declined", proxy=f"--tapproxy-url={control}")
+        # test_checkout asserts on its calls: it passes only if it saw them.
+        result.assert_outcomes(passed=2, failed=1)
+        section = _section(result.stdout.str())
+        assert section.splitlines()[2] == (
+            "  3     orders → payments  POST /charges                500 <ms>  ◀ root")
+        assert f"capture: {capture}" in section.splitlines()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        proc.stdout.close()
+
+
+XDIST_PORTS = """
+    import json, os, sys, urllib.request
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def payments(tapproxy_service):
+        return tapproxy_service(
+            "payments", [sys.executable, "shop_services.py", "payments", "{port}"],
+            port=tapproxy_service.worker_port(int(os.environ["BASE_PORT"])))
+
+    @pytest.mark.parametrize("n", range(4))
+    def test_charge(payments, n):  # no proxy setting: the fronting listener records it
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        req = urllib.request.Request(f"{payments.url}/charges", method="POST",
+                                     data=json.dumps({"card": "ok", "amount": n}).encode(),
+                                     headers={"content-type": "application/json"})
+        assert opener.open(req, timeout=30).status == 201
+"""
+
+
+def _free_port_pair() -> int:
+    while True:
+        base = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+
+
+def test_port_under_xdist_gives_each_worker_a_port_of_its_own(suite, pytester, monkeypatch):
+    base = _free_port_pair()
+    monkeypatch.setenv("BASE_PORT", str(base))
+    pytester.makepyfile(test_xdist_ports=XDIST_PORTS)
+    result = suite("-n", "2", "-k", "test_charge")
+    result.assert_outcomes(passed=4)  # no warnings: nothing bypassed
+    assert "in use" not in result.stdout.str()
+    charges = [x for x in _records(pytester.path / "run.tap") if isinstance(x, Exchange)]
+    assert sorted(x.callee.name for x in charges) == ["payments"] * 4
+
+
+ONE_REQUEST = """
+    import os, requests
+
+    def test_one(shop, tapproxy):
+        r = requests.post(f"{shop.url}/checkout", json={"card": "good"}, timeout=10,
+                          headers={"x-run": os.environ.get("RUN", "")},
+                          proxies={"http": tapproxy.env["HTTP_PROXY"]})
+        assert r.status_code == 201
+"""
+
+
+def test_collect_only_starts_no_proxy_and_writes_no_capture(pytester, confdir):
+    _copy_suite(pytester)
+    result = _run(pytester, "--collect-only", "--tapproxy", f"--tapproxy-confdir={confdir}")
+    assert result.ret == 0
+    assert "5 tests collected" in result.stdout.str()
+    assert not (pytester.path / ".tapproxy").exists()
+
+
+def _old_capture(directory: Path, name: str, age_s: int) -> Path:
+    path = directory / name
+    path.write_bytes(b"an earlier run")
+    then = time.time_ns() - age_s * 10**9
+    os.utime(path, ns=(then, then))
+    return path
+
+
+def test_the_last_captures_are_kept_and_older_ones_removed(pytester, confdir):
+    _copy_suite(pytester)
+    pytester.makepyfile(test_one=ONE_REQUEST)
+    runs = pytester.path / ".tapproxy"
+    runs.mkdir()
+    old = [_old_capture(runs, f"20260101-00000{i}.tap", 100 - i) for i in range(4)]
+    mine = runs / "notes.tap"  # not a run capture: never touched
+    mine.write_bytes(b"mine")
+    result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "-k", "test_one",
+                  "--tapproxy-keep=3")
+    result.assert_outcomes(passed=1)
+    new = sorted(set(runs.iterdir()) - {*old, mine})
+    assert len(new) == 1
+    assert sorted(runs.iterdir()) == sorted([*old[-2:], mine, *new])
+    pytester.makeini("[pytest]\ntapproxy_keep = 1\n")
+    result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "-k", "test_one")
+    result.assert_outcomes(passed=1)
+    [last] = set(runs.iterdir()) - {mine}
+    assert last not in new
+    assert any(isinstance(r, TestCase) for r in _records(last))
+
+
+def test_two_runs_at_once_get_captures_of_their_own(pytester, confdir):
+    """Names are taken exclusively: the clock, even set back, cannot make runs share one."""
+    _copy_suite(pytester)
+    pytester.makepyfile(test_one=ONE_REQUEST)
+    runs = pytester.path / ".tapproxy"
+    runs.mkdir()
+    now = time.time()
+    # Earlier runs holding the names of the seconds around now (as after a clock change).
+    held = [runs / (time.strftime("%Y%m%d-%H%M%S", time.gmtime(now + s)) + ".tap")
+            for s in range(-2, 60)]
+    for p in held:
+        p.write_bytes(b"an earlier run")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", "test_one",
+         "--tapproxy", f"--tapproxy-confdir={confdir}", "--tapproxy-keep=0"],
+        cwd=pytester.path, env={**os.environ, "RUN": run}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True) for run in ("a", "b")]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    assert all(p.read_bytes() == b"an earlier run" for p in held)
+    new = sorted(set(runs.iterdir()) - set(held))
+    assert len(new) == 2
+    runs_seen = []
+    for path in new:
+        xs = [r for r in _records(path) if isinstance(r, Exchange)]
+        assert len(xs) == 3
+        runs_seen.append({x.request.headers.get("x-run") for x in xs
+                          if x.caller.name == "tests"})
+    assert sorted(runs_seen, key=sorted) == [{"a"}, {"b"}]
+
+
+CA_OPENS = """
+    import sys
+    import pytest
+
+    opened, per_test = [], []
+
+    def pytest_configure(config):
+        sys.addaudithook(lambda event, args: event == "open" and
+                         str(args[0]).endswith("mitmproxy-ca.pem") and opened.append(1))
+
+    @pytest.fixture(autouse=True)
+    def count_ca_loads():
+        before = len(opened)
+        yield
+        per_test.append(len(opened) - before)
+
+    def pytest_terminal_summary(terminalreporter):
+        terminalreporter.write_line(f"ca loads per test: {per_test}")
+"""
+
+
+def test_the_ca_is_loaded_once_a_session_not_once_a_test(pytester, confdir):
+    _copy_suite(pytester)
+    (pytester.path / "conftest.py").write_text(
+        (SUITE / "conftest.py").read_text() + textwrap.dedent(CA_OPENS))
+    pytester.makepyfile(test_many="""
+        import pytest, requests
+
+        @pytest.mark.parametrize("n", range(5))
+        def test_one(shop, tapproxy, n):
+            r = requests.post(f"{shop.url}/checkout", json={"card": "good"}, timeout=10,
+                              proxies={"http": tapproxy.env["HTTP_PROXY"]})
+            assert r.status_code == 201
+            assert tapproxy.env_for("other")["HTTP_PROXY"].startswith("http://other:")
+    """)
+    result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "test_many.py")
+    result.assert_outcomes(passed=5)
+    # The first test starts the services (the CA for each caller once); none after it.
+    result.stdout.re_match_lines([r"ca loads per test: \[\d+, 0, 0, 0, 0\]$"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tapproxy-url", "garbage"],
+     "bad --tapproxy-url 'garbage': expected http://HOST:PORT (a control API)"),
+    (["--tapproxy", "--tapproxy-capture", "afile/x.tap"],
+     "--tapproxy-capture afile/x.tap: {path}/afile is not a directory"),
+    (["--tapproxy", "--tapproxy-capture", "adir"],
+     "--tapproxy-capture adir: is a directory, not a file"),
+    (["--tapproxy", "--tapproxy-keep", "-1"],
+     "bad --tapproxy-keep -1: expected a count (0: all)"),
+    (["--tapproxy", "--tapproxy-service", "nameless"],
+     "bad --tapproxy-service 'nameless': expected NAME=HOST[:PORT], e.g. "
+     "inventory=127.0.0.1:5002"),
+    (["--tapproxy", "--tapproxy-service", "x=[::1"],
+     "bad --tapproxy-service address '[::1': expected [IPv6]:PORT"),
+    (["--tapproxy", "-o", "tapproxy_services=ok=127.0.0.1:1\nbad"],
+     "bad ini tapproxy_services 'bad': expected NAME=HOST[:PORT], e.g. "
+     "inventory=127.0.0.1:5002"),
+    (["--tapproxy", "-o", "tapproxy_keep=many"],
+     "bad ini tapproxy_keep 'many': expected a count (0: all)"),
+])
+def test_bad_plugin_options_are_one_line_and_a_usage_error(pytester, confdir, args, message):
+    pytester.makepyfile(test_ran="def test_ran():\n    print('RAN')\n")
+    (pytester.path / "afile").write_text("")
+    (pytester.path / "adir").mkdir()
+    result = _run(pytester, "-s", f"--tapproxy-confdir={confdir}", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.errlines == [f"ERROR: tapproxy: {message.format(path=pytester.path)}", ""]
+    assert "RAN" not in result.stdout.str()
+    assert not list(pytester.path.glob(".tapproxy/*"))
+
+
+NAMED_OUTSIDE = """
+    import asyncio, threading, requests
+    import pytest
+    from aiohttp import web
+
+    @pytest.fixture(scope="session")
+    def inventory():  # started by the suite itself, not through tapproxy_service
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        async def start():
+            app = web.Application()
+            app.router.add_get("/stock", lambda r: web.json_response({{"n": 1}}))
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", {port})
+            await site.start()
+        asyncio.run_coroutine_threadsafe(start(), loop).result()
+        return "http://127.0.0.1:{port}"
+
+    def test_stock(inventory, tapproxy):
+        requests.get(f"{{inventory}}/stock", proxies={{"http": tapproxy.env["HTTP_PROXY"]}},
+                     timeout=10)
+        [x] = tapproxy.exchanges()
+        print("CALLEE", x.callee.name, x.callee.source)
+"""
+
+
+@pytest.mark.parametrize("naming", ["option", "ini host only"])
+def test_services_started_outside_the_fixtures_are_named_up_front(pytester, confdir, naming):
+    port = free_port()
+    pytester.makepyfile(test_named=NAMED_OUTSIDE.format(port=port))
+    if naming == "option":
+        args = ["--tapproxy-service", f"inventory=127.0.0.1:{port}",
+                "--tapproxy-service", "other=127.0.0.1:1"]
+    else:
+        pytester.makeini("[pytest]\ntapproxy_services =\n    inventory=127.0.0.1\n")
+        args = []
+    result = _run(pytester, "-s", "--tapproxy", f"--tapproxy-confdir={confdir}", *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*CALLEE inventory service-map*"])
+
+
+def test_services_named_up_front_with_a_running_tapproxy(pytester, record):  # noqa: F811
+    port = free_port()
+    pytester.makepyfile(test_named=NAMED_OUTSIDE.format(port=port))
+    rec = record()
+    result = _run(pytester, "-s", f"--tapproxy-url={rec.control_url}",
+                  "--tapproxy-service", f"inventory=127.0.0.1:{port}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*CALLEE inventory service-map*"])
+    # The running proxy recorded it all: no empty capture of the plugin's own is left.
+    assert not list(pytester.path.glob(".tapproxy/*"))
+    rec.stop()
+
+
+def test_one_port_for_every_xdist_worker_fails_saying_what_to_give(suite, pytester,
+                                                                   monkeypatch):
+    monkeypatch.setenv("BASE_PORT", str(free_port()))
+    pytester.makepyfile(test_xdist_ports=XDIST_PORTS.replace(
+        "port=tapproxy_service.worker_port(int(os.environ[\"BASE_PORT\"]))",
+        "port=int(os.environ[\"BASE_PORT\"])"))
+    result = suite("-n", "2", "-k", "test_charge")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", 0) >= 1, outcomes  # the worker that came second
+    result.stdout.fnmatch_lines(["*address already in use (each pytest-xdist worker starts "
+                                 "its own services: give "
+                                 "port=tapproxy_service.worker_port(P))*"])

@@ -4,7 +4,11 @@
     POST /tests/end    {"name": "...", "outcome": "passed"} 200, 404 if not open;
                        the answer counts the test's `requests`
     POST /services     {"name": "...", "address": "HOST:PORT"}  name a callee from now on
+                       (or {"name": "...", "host": "HOST"}: at any port)
     GET  /tests        {"open": [...]}
+    GET  /tests/exchanges?test=NAME  the test's records so far, as a capture of their own
+                       (application/vnd.tapproxy.capture: the .tap framing), for a
+                       harness that cannot read the capture file (another host)
     POST /flush        every record so far is in the file   {"records": N}
     GET  /stats        live aggregates                      {"exchanges": N, "errors": N, ...}
     GET  /metrics      per edge, route and test: count, errors, latency percentiles, bytes
@@ -24,19 +28,23 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from tapproxy.analysis.metrics import Metrics
+from tapproxy.capture.excerpt import records_of_test
 from tapproxy.capture.model import TestCase
 from tapproxy.errors import CaptureError, UsageError
 from tapproxy.proxy.options import ServiceSpec, parse_address
 from tapproxy.proxy.testcases import OpenTests, TestCaseError
 from tapproxy.report.stats import metrics_json
 
-__all__ = ["MAX_BODY", "MAX_NAME", "ControlServer", "Controlled"]
+__all__ = ["CAPTURE_TYPE", "MAX_BODY", "MAX_NAME", "ControlServer", "Controlled"]
+
+CAPTURE_TYPE = "application/vnd.tapproxy.capture"
 
 MAX_BODY = 64 * 1024  # a start/end body is a name and an outcome: 64 KiB is plenty
 MAX_NAME = 1024  # bytes of UTF-8, for test names and outcomes
@@ -104,6 +112,7 @@ class ControlServer:
             web.post("/tests/start", self._start),
             web.post("/tests/end", self._end),
             web.get("/tests", self._list),
+            web.get("/tests/exchanges", self._test_records),
             web.post("/services", self._service),
             web.post("/flush", self._flush),
             web.get("/stats", self._stats),
@@ -192,9 +201,15 @@ class ControlServer:
     async def _service(self, request: web.Request) -> web.Response:
         body = await self._json_body(request)
         address = body.get("address")
+        host = body.get("host")
+        if address is None and isinstance(host, str) and host.strip():  # any port
+            self._target.name_service(ServiceSpec(body["name"], host.strip(), None))
+            return web.json_response({"service": body["name"], "host": host.strip()},
+                                     status=201)
         try:
             if not isinstance(address, str):
-                raise UsageError('"address" must be a "HOST:PORT" string')
+                raise UsageError('"address" must be a "HOST:PORT" string '
+                                 '(or "host" a HOST string, for any port)')
             spec = parse_address(address, "address")
         except UsageError as e:
             raise web.HTTPBadRequest(text=str(e)) from None
@@ -203,6 +218,21 @@ class ControlServer:
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response({"open": self._target.tests.names()})
+
+    async def _test_records(self, request: web.Request) -> web.Response:
+        test = request.query.get("test")
+        if not test:
+            raise web.HTTPBadRequest(text="name the test: /tests/exchanges?test=NAME")
+        try:
+            await asyncio.to_thread(self._target.writer.flush)
+        except CaptureError:
+            return self._write_failed()
+        capture = Path(str(self._target.stats().get("capture", "")))
+        try:
+            body = await asyncio.to_thread(records_of_test, capture, test)
+        except CaptureError as e:
+            return _error(500, f"the proxy cannot read its own capture: {e}")
+        return web.Response(body=body, content_type=CAPTURE_TYPE)
 
     async def _flush(self, request: web.Request) -> web.Response:
         try:

@@ -6,12 +6,13 @@ pytest plugin calls it between tests, with no event loop of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from tapproxy.errors import ProxyError
 from tapproxy.proxy.options import Address, RecordOptions, parse_address
@@ -30,15 +31,21 @@ class ControlClient:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _call(self, method: str, route: str, body: dict | None = None) -> dict:
+        return json.loads(self._fetch(method, route, body) or b"{}")
+
+    def _fetch(self, method: str, route: str, body: dict | None = None) -> bytes:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"{self.url}{route}", data=data, method=method,
                                      headers={"content-type": "application/json"})
         try:
             with self._opener.open(req, timeout=self.timeout) as r:
-                return json.loads(r.read() or b"{}")
+                return r.read()
         except urllib.error.HTTPError as e:
             text = e.read().decode("utf-8", "replace").strip()
-            raise ProxyError(f"control API {self.url}{route}: {e.code} {text}") from None
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                text = json.loads(text)["error"]  # its answer is {"error": "..."}
+            path = route.partition("?")[0]
+            raise ProxyError(f"control API {self.url}{path}: {e.code} {text}") from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise ProxyError(f"control API {self.url}: cannot reach it ({reason})") from None
@@ -53,6 +60,14 @@ class ControlClient:
 
     def name_service(self, name: str, address: str) -> None:
         self._call("POST", "/services", {"name": name, "address": address})
+
+    def name_host(self, name: str, host: str) -> None:
+        """Name `host` at any port `name` (`record --service NAME=HOST`)."""
+        self._call("POST", "/services", {"name": name, "host": host})
+
+    def test_records(self, name: str) -> bytes:
+        """The test's records so far, as a capture of their own (read with open_capture)."""
+        return self._fetch("GET", f"/tests/exchanges?test={quote(name, safe='')}")
 
     def flush(self) -> None:
         self._call("POST", "/flush")

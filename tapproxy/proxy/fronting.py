@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
@@ -30,6 +31,8 @@ from tapproxy.proxy.options import Address, ReverseSpec, parse_address
 __all__ = ["FrontSpec", "ServiceProcess", "parse_start"]
 
 PLACEHOLDER = "{port}"
+TAIL_LINES = 10  # stderr lines a start-up error shows
+_TAIL_WIDTH = 80
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
@@ -69,6 +72,15 @@ def parse_start(spec: str) -> FrontSpec:
                          f"{PLACEHOLDER} (in an argument or a VAR={PLACEHOLDER})")
     return FrontSpec(name.strip(), parse_address(address, "--start port"), tuple(words),
                      tuple(env))
+
+
+def _shorten(line: str, width: int) -> str:
+    # Control characters escaped: a service's output must not repaint the terminal.
+    line = line.expandtabs(4).translate(_CONTROLS)
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f]}
 
 
 def free_loopback_port() -> int:
@@ -112,6 +124,7 @@ class ServiceProcess:
         self._pumps: list[threading.Thread] = []
         self._stopping = False
         self._listening = False
+        self._stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     @classmethod
     def from_spec(cls, spec: FrontSpec, **kwargs) -> ServiceProcess:
@@ -166,15 +179,24 @@ class ServiceProcess:
             if code is not None:
                 self._join_pumps()
                 raise ProxyError(f"service {self.name} exited with code {code} before "
-                                 f"listening on 127.0.0.1:{self.private_port} (its port {{port}})")
+                                 f"listening on 127.0.0.1:{self.private_port} (its port "
+                                 f"{{port}}){self._tail()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise ProxyError(f"service {self.name} did not listen on "
                                  f"127.0.0.1:{self.private_port} within "
                                  f"{self.start_timeout:g} s: does its command pass {{port}} "
-                                 "as the port to listen on?")
+                                 f"as the port to listen on?{self._tail()}")
             time.sleep(0.05)
         self._listening = True
+
+    def _tail(self) -> str:
+        """Its last stderr lines for a start-up error, each within 80 columns, when they
+        went to a sink (the pytest plugin's capture); passed through, they are just above."""
+        if self._err is None or not self._stderr_tail:
+            return ""
+        lines = [_shorten(line, _TAIL_WIDTH - 2) for line in self._stderr_tail]
+        return "; its last stderr lines:\n" + "\n".join(f"  {line}" for line in lines)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait until it exits of its own accord and its output is passed on; exit code."""
@@ -214,7 +236,10 @@ class ServiceProcess:
         prefix = f"[{self.name}] "
         for raw in iter(pipe.readline, b""):
             out = sink or (sys.stderr if is_err else sys.stdout)
-            out.write(prefix + raw.decode("utf-8", "replace").rstrip("\r\n") + "\n")
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if is_err and not self._listening:
+                self._stderr_tail.append(line)
+            out.write(prefix + line + "\n")
             out.flush()
         pipe.close()
         if is_err and self._listening and not self._stopping and self._proc is not None:

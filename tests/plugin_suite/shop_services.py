@@ -45,6 +45,11 @@ async def health(request):
     return web.json_response({"ok": True})
 
 
+async def proxy_env(request):
+    """The proxy settings the service was started with (none, without --tapproxy)."""
+    return web.json_response({k: os.environ.get(k) for k in ("HTTP_PROXY", "http_proxy")})
+
+
 ROUTES = {"payments": ("/charges", charge), "orders": ("/orders", create_order),
           "gateway": ("/checkout", checkout)}
 
@@ -61,4 +66,5 @@ if __name__ == "__main__":
     path, handler = ROUTES[name]
     app = web.Application()
     app.router.add_post(path, handler)
+    app.router.add_get("/env", proxy_env)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)

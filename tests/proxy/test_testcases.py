@@ -249,3 +249,48 @@ def test_services_with_a_bad_address_is_a_400_naming_it(proxy, body):
     r = _control(proxy, "POST", "/services", json=body)
     assert r.status_code == 400
     assert "address" in r.text
+
+
+def test_services_with_a_host_names_it_at_any_port(proxy, echo):
+    r = _control(proxy, "POST", "/services", json={"name": "echo", "host": "127.0.0.1"})
+    assert (r.status_code, r.json()) == (201, {"service": "echo", "host": "127.0.0.1"})
+    _through(proxy).get(f"{echo.url}/named", timeout=10)
+    [x] = proxy.exchanges()
+    assert (x.callee.name, x.callee.source) == ("echo", "service-map")
+
+
+def test_a_tests_records_come_as_a_capture_of_their_own(proxy, echo, tmp_path):
+    """For a harness that cannot read the proxy's capture file (a sidecar, another host)."""
+    s = _through(proxy)
+    for name in ("t1", "t2"):
+        _control(proxy, "POST", "/tests/start", json={"name": name})
+        s.get(f"{echo.url}/{name}/a", timeout=10)
+        s.get(f"{echo.url}/{name}/b", timeout=10)
+        if name == "t1":
+            _control(proxy, "POST", "/tests/end", json={"name": name, "outcome": "passed"})
+    r = _control(proxy, "GET", "/tests/exchanges", params={"test": "t1"})  # closed
+    assert r.headers["content-type"] == "application/vnd.tapproxy.capture"
+    (tmp_path / "t1.tap").write_bytes(r.content)
+    with open_capture(tmp_path / "t1.tap") as reader:
+        records = list(reader)
+    assert [x.request.path for x in records if isinstance(x, Exchange)] == ["/t1/a", "/t1/b"]
+    assert [(t.name, t.outcome) for t in records if isinstance(t, TestCase)] == [
+        ("t1", "passed")]
+    r = _control(proxy, "GET", "/tests/exchanges", params={"test": "t2"})  # still open
+    (tmp_path / "t2.tap").write_bytes(r.content)
+    with open_capture(tmp_path / "t2.tap") as reader:
+        assert [x.request.path for x in reader.exchanges()] == ["/t2/a", "/t2/b"]
+
+
+def test_a_tests_records_without_a_test_name_is_a_400(proxy):
+    r = _control(proxy, "GET", "/tests/exchanges")
+    assert r.status_code == 400
+    assert "test=NAME" in r.json()["error"]
+
+
+def test_a_tests_records_from_a_capture_gone_is_an_error_saying_so(proxy, echo):
+    proxy.capture.rename(proxy.capture.with_name("moved.tap"))
+    r = _control(proxy, "GET", "/tests/exchanges", params={"test": "t1"})
+    assert r.status_code == 500
+    assert r.json()["error"] == (f"the proxy cannot read its own capture: "
+                                 f"{proxy.capture.resolve()}: no such file")
