@@ -60,7 +60,7 @@ from tapproxy.proxy.identity import (
 )
 from tapproxy.proxy.live import LiveSpans
 from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
-from tapproxy.proxy.own_addresses import OwnAddresses
+from tapproxy.proxy.own_addresses import OwnAddresses, OwnConnections
 from tapproxy.proxy.processes import SUPPORTED as PROCESS_LOOKUP_SUPPORTED
 from tapproxy.proxy.receiver import OtlpReceiver
 from tapproxy.proxy.testcases import OpenTests
@@ -77,6 +77,7 @@ _WRITTEN = "tapproxy.written"
 _LIVE = "tapproxy.live"
 _VIA = "tapproxy.via"  # name of our own reverse listener a forwarded request was meant for
 _REFUSED = "tapproxy.refused"
+_SELF = "tapproxy.self"  # a request the proxy sent to itself: answered, never recorded
 _LOOKUP_WAIT = 2.0  # seconds a connection's first request waits at most for its caller lookup
 _LEFT_OUT = "tapproxy.left_out"  # (caller, test, test_source) of a request to an ignored host
 # First 11 bytes, lower-cased, of the request headers meant for tapproxy.
@@ -214,12 +215,28 @@ class Recorder:
             self._own.add(f"forward proxy listener for {n.name}", n.listen)
         if opts.otlp_receive is not None:
             self._own.add("OTLP receiver", opts.otlp_receive)
+        # Requests arriving from the proxy's own upstream connections: itself, looping.
+        self._own_connections = OwnConnections()
+        self.addons.append(self._own_connections)
 
     # -- identity ---------------------------------------------------------------------
 
     def _refuse_own_address(self, flow: http.HTTPFlow) -> bool:
-        """Answer 403 to a request for one of the proxy's own listeners (True if so)."""
-        own = self._own.named_by(flow.request.host, flow.request.port)
+        """Answer 403 to a request for one of the proxy's own listeners (True if so),
+        508 to one the proxy sent to itself by a name the 403 did not recognise."""
+        q = flow.request
+        if self._own_connections.came_from_us(flow.client_conn.peername):
+            # The hop before this one is the exchange the caller made: it gets this 508
+            # as its answer and is recorded once; this hop, tapproxy to itself, is not.
+            reason = (f"loop detected: {q.host}:{q.port} is tapproxy itself; "
+                      "it does not forward requests to itself")
+            flow.response = http.Response.make(508, reason + "\n",
+                                               {"Content-Type": "text/plain"})
+            flow.metadata[_REFUSED] = reason
+            flow.metadata[_SELF] = True
+            log.warning("refused %s %s:%s: %s", q.method, q.host, q.port, reason)
+            return True
+        own = self._own.named_by(q.host, q.port)
         if own is None:
             return False
         what, address = own
@@ -432,6 +449,8 @@ class Recorder:
         return x
 
     def response(self, flow: http.HTTPFlow):
+        if _SELF in flow.metadata:
+            return None
         if _LEFT_OUT in flow.metadata:
             return self._submit_left_out(flow)
         return self._submit_exchange(flow)
@@ -461,7 +480,7 @@ class Recorder:
             source, _body_size(q), _body_size(r) if r else 0))
 
     def error(self, flow: http.HTTPFlow):
-        if flow.metadata.get(_WRITTEN):
+        if flow.metadata.get(_WRITTEN) or _SELF in flow.metadata:
             return None  # a WebSocket that failed after its handshake: see websocket_end
         _name_idle_timeout(flow)
         if _LEFT_OUT in flow.metadata:
@@ -517,7 +536,7 @@ class Recorder:
         c = self.options.control
         if c is None or self.control is not None:
             return
-        server = ControlServer(self, c.host, c.port)
+        server = ControlServer(self, c.host, c.port, self._own_connections.came_from_us)
         try:
             await server.start()
         except OSError as e:
