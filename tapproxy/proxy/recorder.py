@@ -46,6 +46,8 @@ from tapproxy.proxy.bodies import (
 from tapproxy.proxy.caller_lookups import CallerLookups
 from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import (
+    CALLER_TARGET,
+    addressed_by_host,
     classify_error,
     connect_failure,
     exchange_from_flow,
@@ -383,12 +385,16 @@ class Recorder:
     def _to_own_listener(self, flow: http.HTTPFlow) -> None:
         """A forwarded request to one of our reverse listeners goes to its upstream."""
         if self._tunnels and flow.client_conn in self._tunnels:
-            return  # already sent there by http_connect
+            # Already sent there by http_connect; the record shows what the caller asked.
+            flow.metadata[CALLER_TARGET] = addressed_by_host(flow)
+            return
         target = self._reverse_targets.upstream(flow.request.host, flow.request.port)
         if target is not None:
             name, scheme, host, port = target
             r = flow.request
-            r.scheme, r.host, r.port = scheme, host, port  # Host follows, as in reverse mode
+            flow.metadata[CALLER_TARGET] = (r.scheme, r.host, r.port)
+            # Through `data`: the Host header stays the caller's, as on a reverse listener.
+            r.data.scheme, r.data.host, r.data.port = scheme.encode(), host, port
             flow.metadata[_VIA] = name
 
     def _callee(self, flow: http.HTTPFlow) -> Party:

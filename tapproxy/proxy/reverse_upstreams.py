@@ -27,7 +27,12 @@ class _ConnectOnRequest(modes.ReverseProxy):
     """mitmproxy's ReverseProxy with the lazy strategy for HTTP(S) upstreams."""
 
     def finish_start(self) -> layer.CommandGenerator[str | None]:
-        if self.context.client.proxy_mode.scheme not in ("http", "https"):  # type: ignore
+        spec = self.context.client.proxy_mode
+        if spec.scheme in ("https", "tls", "http3", "quic", "dtls"):  # type: ignore
+            # The upstream's own name for TLS, as mitmproxy does unless keep_host_header
+            # (which the embedded proxy sets so that the service sees its caller's Host).
+            self.context.server.sni = spec.address[0]  # type: ignore[attr-defined]
+        if spec.scheme not in ("http", "https"):  # type: ignore[attr-defined]
             return (yield from super().finish_start())
         # What DestinationKnown.finish_start does with connection_strategy=lazy; the
         # HTTP layer opens the connection for the first request (mitmproxy 12, tested in

@@ -156,6 +156,10 @@ class RecordingProxy:
                 # A streamed body is kept by the recorder's BodyTap, bounded; mitmproxy's
                 # own copy would hold it whole in memory.
                 "store_streamed_bodies": False,
+                # A fronted service sees the Host its caller sent, as without tapproxy:
+                # its absolute redirects and links then name the public port, not the
+                # private one (which would bypass the tap). Only reverse mode rewrites it.
+                "keep_host_header": True,
                 "ssl_insecure": self.options.insecure,
                 "tcp_timeout": self.options.idle_timeout,
                 "allow_hosts": list(self.options.allow_hosts),
