@@ -16,6 +16,7 @@ from tapproxy.proxy.reverse_upstreams import (
     StartingServices,
     connect_reverse_upstreams_on_request,
 )
+from tapproxy.proxy.upstream_tls import UpstreamHandshakeWatch, handshake_limit
 
 __all__ = ["RecordingProxy"]
 
@@ -148,7 +149,9 @@ class RecordingProxy:
             # H2cPriorKnowledge amends the layer NextLayer chose (and the recorder's tunnel
             # log noted), so it has the last word: a decision it defers stays deferred.
             connect_reverse_upstreams_on_request()  # a service down: a 502, recorded
-            master.addons.add(*mitmproxy_addons(), self._starting, self.recorder,
+            silence = handshake_limit(self.options.idle_timeout)
+            master.addons.add(*mitmproxy_addons(), self._starting,
+                              UpstreamHandshakeWatch(silence), self.recorder,
                               H2cPriorKnowledge(), ready)
             update = {
                 "mode": mitmproxy_modes(self.options),
