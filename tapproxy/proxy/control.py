@@ -93,8 +93,9 @@ class ControlServer:
     """Serves the control API for one recorder on the proxy's own event loop."""
 
     def __init__(self, target: Controlled, host: str, port: int,
-                 from_proxy: Callable[[tuple | None], bool] | None = None) -> None:
-        """`from_proxy(peer)`: the connection was opened by the proxy, forwarding."""
+                 from_proxy: Callable[[tuple | None, tuple | None], bool] | None = None,
+                 ) -> None:
+        """`from_proxy(peer, sockname)`: the connection was opened by the proxy."""
         self._target = target
         self._from_proxy = from_proxy
         self._host, self._port = host, port
@@ -136,8 +137,9 @@ class ControlServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
-        if self._from_proxy is not None and request.transport is not None and \
-                self._from_proxy(request.transport.get_extra_info("peername")):
+        transport = request.transport
+        if self._from_proxy is not None and transport is not None and self._from_proxy(
+                transport.get_extra_info("peername"), transport.get_extra_info("sockname")):
             # Forwarded by the proxy under a name its own check did not recognise (a
             # DNS alias of loopback): anything that can use the proxy would drive this.
             return _error(403, "refused: this request came through the proxy; the "

@@ -128,27 +128,34 @@ def _key(address: tuple | None) -> tuple[IP, int] | None:
 
 
 class OwnConnections:
-    """The local ends of the proxy's open upstream connections (mitmproxy addon).
+    """Both ends of the proxy's open upstream connections (mitmproxy addon).
 
+    Both, not only the local one: Linux gives one local port to several connections to
+    different destinations, so a client of ours may share one with an upstream socket.
     Bounded by the connections open at once; each is forgotten as it closes.
     """
 
     def __init__(self) -> None:
-        self._ends: set[tuple[IP, int]] = set()
+        self._ends: set[tuple[tuple[IP, int], tuple[IP, int]]] = set()
+
+    @staticmethod
+    def _pair(local: tuple | None, remote: tuple | None):
+        a, b = _key(local), _key(remote)
+        return (a, b) if a is not None and b is not None else None
 
     def server_connected(self, data) -> None:
-        end = _key(data.server.sockname)
-        if end is not None:
-            self._ends.add(end)
+        pair = self._pair(data.server.sockname, data.server.peername)
+        if pair is not None:
+            self._ends.add(pair)
 
     def server_disconnected(self, data) -> None:
-        end = _key(data.server.sockname)
-        if end is not None:
-            self._ends.discard(end)
+        pair = self._pair(data.server.sockname, data.server.peername)
+        if pair is not None:
+            self._ends.discard(pair)
 
-    def came_from_us(self, peer: tuple | None) -> bool:
-        """The connection whose far end is `peer` was opened by this proxy."""
+    def came_from_us(self, peer: tuple | None, sockname: tuple | None) -> bool:
+        """The connection from `peer` to our `sockname` is one this proxy opened."""
         if not self._ends:
             return False
-        end = _key(peer)
-        return end is not None and end in self._ends
+        pair = self._pair(peer, sockname)
+        return pair is not None and pair in self._ends

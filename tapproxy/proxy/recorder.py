@@ -227,7 +227,8 @@ class Recorder:
         """Answer 403 to a request for one of the proxy's own listeners (True if so),
         508 to one the proxy sent to itself by a name the 403 did not recognise."""
         q = flow.request
-        if self._own_connections.came_from_us(flow.client_conn.peername):
+        client = flow.client_conn
+        if self._own_connections.came_from_us(client.peername, client.sockname):
             # The hop before this one is the exchange the caller made: it gets this 508
             # as its answer and is recorded once; this hop, tapproxy to itself, is not.
             reason = (f"loop detected: {q.host}:{q.port} is tapproxy itself; "
