@@ -237,7 +237,7 @@ class Recorder:
                                                {"Content-Type": "text/plain"})
             flow.metadata[_REFUSED] = reason
             flow.metadata[_SELF] = True
-            log.warning("refused %s %s:%s: %s", q.method, q.host, q.port, reason)
+            log.warning("refused %s: a loop back into tapproxy itself", q.method)
             return True
         own = self._own.named_by(q.host, q.port)
         if own is None:
@@ -247,8 +247,8 @@ class Recorder:
                   f"send requests for it directly, not through the proxy")
         flow.response = http.Response.make(403, reason + "\n", {"Content-Type": "text/plain"})
         flow.metadata[_REFUSED] = reason
-        log.warning("refused %s %s:%s: %s", flow.request.method, flow.request.host,
-                    flow.request.port, reason)
+        # One short line on stderr; the 403 and the record say to where and what to do.
+        log.warning("refused %s to its own %s", q.method, what)
         return True
 
     @property

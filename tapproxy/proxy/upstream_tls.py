@@ -76,7 +76,7 @@ class UpstreamHandshakeWatch:
         address = f"{server.address[0]}:{server.address[1]}" if server.address else "?"
         why = (f"TLS handshake failed: {address} did not answer it within {self.limit:g} s "
                "(does it speak plain HTTP?)")
-        log.warning("%s", why)
+        log.warning("%s: no answer to the TLS handshake in %g s", address, self.limit)
         self._silenced[data.context.client.id] = why
         io.handler.cancel(why)
 

@@ -94,7 +94,10 @@ def test_a_request_to_the_proxy_itself_is_refused_by_every_spelling(recording):
         for s in kept_open:
             s.close()
     proc.send_signal(2)
-    assert proc.wait(30) == 0, proc.stderr.read()
+    assert proc.wait(30) == 0
+    err = proc.stderr.read().splitlines()
+    assert "tapproxy: warning: refused GET to its own forward proxy listener" in err
+    assert all(len(line) <= 80 for line in err), err
     with open_capture(output) as reader:
         xs = [r for r in reader if isinstance(r, Exchange)]
     assert [(x.request.path, x.status) for x in xs] == [("/loop", 403)] * len(SPELLINGS)
