@@ -165,9 +165,19 @@ def test_the_control_api_refuses_what_the_proxy_forwards_under_an_alias(proxy):
     r = httpx.post(f"http://{alias}:{proxy.handle.control.port}/tests/start",
                    json={"name": "evil"}, proxy=proxy.url, timeout=10)
     assert r.status_code == 403 and "came through the proxy" in r.json()["error"]
+    # Through a CONNECT tunnel too: the tunnel opens, what goes through it is refused.
+    body = json.dumps({"name": "evil"}).encode()
+    target = f"{alias}:{proxy.handle.control.port}"
+    with socket.create_connection(("127.0.0.1", proxy.options.listen.port)) as s:
+        opened = _exchange(s, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        assert _status(opened) == 200, opened
+        answer = _exchange(s, (f"POST /tests/start HTTP/1.1\r\nHost: {target}\r\n"
+                               "Content-Type: application/json\r\n"
+                               f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    assert _status(answer) == 403 and b"came through the proxy" in answer
     assert _open_tests(proxy) == []
-    [x] = proxy.exchanges()
-    assert (x.request.path, x.status) == ("/tests/start", 403)
+    assert [(x.request.path, x.status) for x in proxy.exchanges()] == [
+        ("/tests/start", 403), ("/tests/start", 403)]
 
 
 # -- the comparison itself ----------------------------------------------------------
