@@ -279,7 +279,9 @@ class _Session:
             self.quiet.append(item.nodeid)
             item.warn(pytest.PytestWarning(
                 "tapproxy: nothing went through the proxy during this test: it was bypassed "
-                "(NO_PROXY, a client that ignores HTTP_PROXY) or the test sent nothing"))
+                "(NO_PROXY, a client that ignores HTTP_PROXY) or the test sent nothing; "
+                "start its services with tapproxy_service(..., port=P) so that tapproxy "
+                "listens on P and their callers need no proxy setting"))
 
     def exchanges(self, nodeid: str) -> list[Exchange]:
         """The exchanges recorded so far for the test `nodeid` (ProxyError if unknowable)."""

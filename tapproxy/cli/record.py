@@ -168,19 +168,31 @@ def record(
             loop.add_signal_handler(sig, on_signal)
         proxy = RecordingProxy(opts, verbose=verbose, publish=not fronted)
         await proxy.start()
+        holds = []
         try:
             assert proxy.recorder is not None
             processes = proxy.recorder.processes
-            for svc in fronted:  # after the proxy: their own calls go through it at once
+            # Their public ports accept already: a caller that connects now waits until
+            # the service listens (or gets a 502 if it never does).
+            holds = [proxy.hold(svc.upstream, svc.name) for svc in fronted]
+            for svc, held in zip(fronted, holds, strict=True):
                 if interrupted.is_set():
                     break
-                await asyncio.to_thread(
-                    svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
-                    lambda pid, name=svc.name: processes and processes.add_service(pid, name),
-                    abort=interrupted)
+                try:
+                    await asyncio.to_thread(
+                        svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
+                        lambda pid, name=svc.name: processes and processes.add_service(pid,
+                                                                                        name),
+                        abort=interrupted)
+                except ProxyError as e:
+                    held.release(str(e))
+                    raise
+                held.release()
             if interrupted.is_set():  # between two starts, or after the last one
                 raise ProxyError("start interrupted")
         except BaseException:
+            for held in holds:  # no-ops for those started; the others will not be
+                held.release("start interrupted")
             await stop_services()
             await proxy.stop()
             if interrupted.is_set():

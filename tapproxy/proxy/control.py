@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -100,8 +100,12 @@ def _is_loopback(host: str) -> bool:
 class ControlServer:
     """Serves the control API for one recorder on the proxy's own event loop."""
 
-    def __init__(self, target: Controlled, host: str, port: int) -> None:
+    def __init__(self, target: Controlled, host: str, port: int,
+                 from_proxy: Callable[[tuple | None, tuple | None], bool] | None = None,
+                 ) -> None:
+        """`from_proxy(peer, sockname)`: the connection was opened by the proxy."""
         self._target = target
+        self._from_proxy = from_proxy
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -142,6 +146,13 @@ class ControlServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
+        transport = request.transport
+        if self._from_proxy is not None and transport is not None and self._from_proxy(
+                transport.get_extra_info("peername"), transport.get_extra_info("sockname")):
+            # Forwarded by the proxy under a name its own check did not recognise (a
+            # DNS alias of loopback): anything that can use the proxy would drive this.
+            return _error(403, "refused: this request came through the proxy; the "
+                               "control API takes requests sent to it directly only")
         origin = request.headers.get("Origin")
         if origin is not None and not self._own_origin(origin):
             return _error(403, f"refused: a request from the web page at {origin!r}; the "

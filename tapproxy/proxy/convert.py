@@ -6,6 +6,7 @@ import dataclasses
 import time
 
 from mitmproxy import connection, http
+from mitmproxy.net.http import url
 
 from tapproxy.capture.grpc import merge_messages, split_messages
 from tapproxy.capture.model import (
@@ -19,7 +20,12 @@ from tapproxy.capture.model import (
 )
 from tapproxy.proxy.bodies import body_of, grpc_frames
 
-__all__ = ["classify_error", "connect_failure", "exchange_from_flow", "exchange_from_tls_failure"]
+__all__ = ["CALLER_TARGET", "addressed_by_host", "classify_error", "connect_failure",
+           "exchange_from_flow", "exchange_from_tls_failure"]
+
+# flow.metadata key: (scheme, host, port) as the caller addressed a request that the
+# recorder sent elsewhere (to the upstream of one of tapproxy's own reverse listeners).
+CALLER_TARGET = "tapproxy.caller_target"
 
 def _ns(t: float | None) -> int | None:
     return None if t is None else int(t * 1_000_000_000)
@@ -93,6 +99,40 @@ def connect_failure(flow: http.HTTPFlow) -> ErrorInfo | None:
     return ErrorInfo(classify_error(message), message)
 
 
+def addressed_by_host(flow: http.HTTPFlow) -> tuple[str, str, int]:
+    """(scheme, host, port) the caller addressed, read from its Host (or :authority).
+
+    For a request mitmproxy sent to an address other than the one the caller used (a
+    reverse listener's upstream): without a Host, the listener's own address.
+    """
+    q, client = flow.request, flow.client_conn
+    scheme = "https" if client.tls else "http"
+    default = 443 if client.tls else 80
+    authority = q.host_header
+    if authority:
+        try:
+            host, port = url.parse_authority(authority, check=True)
+        except ValueError:
+            host, port = None, None
+        if host:
+            return scheme, host, port or default
+    if client.sockname:
+        return scheme, client.sockname[0], client.sockname[1]
+    return q.scheme, q.host, q.port
+
+
+def _as_addressed(flow: http.HTTPFlow) -> tuple[str, str, int]:
+    """The request's target as its caller wrote it; the callee's address says where
+    it went. A reverse listener's caller addressed the listener, not the service."""
+    target = flow.metadata.get(CALLER_TARGET)
+    if target is not None:
+        return target
+    q = flow.request
+    if flow.client_conn.proxy_mode.type_name == "reverse":
+        return addressed_by_host(flow)
+    return q.scheme, q.host, q.port
+
+
 def exchange_from_flow(
     flow: http.HTTPFlow,
     caller: Party,
@@ -122,15 +162,16 @@ def exchange_from_flow(
     if flow.error is not None:
         error = ErrorInfo(classify_error(flow.error.msg, q.timestamp_end is not None),
                           flow.error.msg)
+    scheme, host, port = _as_addressed(flow)
     x = Exchange(
         id=flow.id,
         caller=caller,
         callee=callee,
         request=Request(
             method=q.method,
-            scheme=q.scheme,
-            host=q.host,
-            port=q.port,
+            scheme=scheme,
+            host=host,
+            port=port,
             path=q.path,
             http_version=q.http_version,
             headers=_headers(q.headers),

@@ -46,6 +46,8 @@ from tapproxy.proxy.bodies import (
 from tapproxy.proxy.caller_lookups import CallerLookups
 from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import (
+    CALLER_TARGET,
+    addressed_by_host,
     classify_error,
     connect_failure,
     exchange_from_flow,
@@ -60,7 +62,7 @@ from tapproxy.proxy.identity import (
 )
 from tapproxy.proxy.live import LiveSpans
 from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
-from tapproxy.proxy.own_addresses import OwnAddresses
+from tapproxy.proxy.own_addresses import OwnAddresses, OwnConnections
 from tapproxy.proxy.processes import SUPPORTED as PROCESS_LOOKUP_SUPPORTED
 from tapproxy.proxy.receiver import OtlpReceiver
 from tapproxy.proxy.testcases import OpenTests
@@ -77,6 +79,7 @@ _WRITTEN = "tapproxy.written"
 _LIVE = "tapproxy.live"
 _VIA = "tapproxy.via"  # name of our own reverse listener a forwarded request was meant for
 _REFUSED = "tapproxy.refused"
+_SELF = "tapproxy.self"  # a request the proxy sent to itself: answered, never recorded
 _LOOKUP_WAIT = 2.0  # seconds a connection's first request waits at most for its caller lookup
 _LEFT_OUT = "tapproxy.left_out"  # (caller, test, test_source) of a request to an ignored host
 # First 11 bytes, lower-cased, of the request headers meant for tapproxy.
@@ -214,12 +217,29 @@ class Recorder:
             self._own.add(f"forward proxy listener for {n.name}", n.listen)
         if opts.otlp_receive is not None:
             self._own.add("OTLP receiver", opts.otlp_receive)
+        # Requests arriving from the proxy's own upstream connections: itself, looping.
+        self._own_connections = OwnConnections()
+        self.addons.append(self._own_connections)
 
     # -- identity ---------------------------------------------------------------------
 
     def _refuse_own_address(self, flow: http.HTTPFlow) -> bool:
-        """Answer 403 to a request for one of the proxy's own listeners (True if so)."""
-        own = self._own.named_by(flow.request.host, flow.request.port)
+        """Answer 403 to a request for one of the proxy's own listeners (True if so),
+        508 to one the proxy sent to itself by a name the 403 did not recognise."""
+        q = flow.request
+        client = flow.client_conn
+        if self._own_connections.came_from_us(client.peername, client.sockname):
+            # The hop before this one is the exchange the caller made: it gets this 508
+            # as its answer and is recorded once; this hop, tapproxy to itself, is not.
+            reason = (f"loop detected: {q.host}:{q.port} is tapproxy itself; "
+                      "it does not forward requests to itself")
+            flow.response = http.Response.make(508, reason + "\n",
+                                               {"Content-Type": "text/plain"})
+            flow.metadata[_REFUSED] = reason
+            flow.metadata[_SELF] = True
+            log.warning("refused %s: a loop back into tapproxy itself", q.method)
+            return True
+        own = self._own.named_by(q.host, q.port)
         if own is None:
             return False
         what, address = own
@@ -227,8 +247,8 @@ class Recorder:
                   f"send requests for it directly, not through the proxy")
         flow.response = http.Response.make(403, reason + "\n", {"Content-Type": "text/plain"})
         flow.metadata[_REFUSED] = reason
-        log.warning("refused %s %s:%s: %s", flow.request.method, flow.request.host,
-                    flow.request.port, reason)
+        # One short line on stderr; the 403 and the record say to where and what to do.
+        log.warning("refused %s to its own %s", q.method, what)
         return True
 
     @property
@@ -375,12 +395,16 @@ class Recorder:
     def _to_own_listener(self, flow: http.HTTPFlow) -> None:
         """A forwarded request to one of our reverse listeners goes to its upstream."""
         if self._tunnels and flow.client_conn in self._tunnels:
-            return  # already sent there by http_connect
+            # Already sent there by http_connect; the record shows what the caller asked.
+            flow.metadata[CALLER_TARGET] = addressed_by_host(flow)
+            return
         target = self._reverse_targets.upstream(flow.request.host, flow.request.port)
         if target is not None:
             name, scheme, host, port = target
             r = flow.request
-            r.scheme, r.host, r.port = scheme, host, port  # Host follows, as in reverse mode
+            flow.metadata[CALLER_TARGET] = (r.scheme, r.host, r.port)
+            # Through `data`: the Host header stays the caller's, as on a reverse listener.
+            r.data.scheme, r.data.host, r.data.port = scheme.encode(), host, port
             flow.metadata[_VIA] = name
 
     def _callee(self, flow: http.HTTPFlow) -> Party:
@@ -450,6 +474,8 @@ class Recorder:
         return x
 
     def response(self, flow: http.HTTPFlow):
+        if _SELF in flow.metadata:
+            return None
         if _LEFT_OUT in flow.metadata:
             return self._submit_left_out(flow)
         return self.after_lookup(flow.server_conn, self._submit_exchange, flow)
@@ -479,7 +505,7 @@ class Recorder:
             source, _body_size(q), _body_size(r) if r else 0))
 
     def error(self, flow: http.HTTPFlow):
-        if flow.metadata.get(_WRITTEN):
+        if flow.metadata.get(_WRITTEN) or _SELF in flow.metadata:
             return None  # a WebSocket that failed after its handshake: see websocket_end
         _name_idle_timeout(flow)
         if _LEFT_OUT in flow.metadata:
@@ -535,7 +561,7 @@ class Recorder:
         c = self.options.control
         if c is None or self.control is not None:
             return
-        server = ControlServer(self, c.host, c.port)
+        server = ControlServer(self, c.host, c.port, self._own_connections.came_from_us)
         try:
             await server.start()
         except OSError as e:

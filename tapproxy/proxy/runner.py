@@ -11,6 +11,12 @@ from tapproxy.errors import ProxyError
 from tapproxy.proxy.h2c import H2cPriorKnowledge
 from tapproxy.proxy.options import Address, RecordOptions
 from tapproxy.proxy.recorder import Recorder, mitmproxy_modes, reverse_mode
+from tapproxy.proxy.reverse_upstreams import (
+    Held,
+    StartingServices,
+    connect_reverse_upstreams_on_request,
+)
+from tapproxy.proxy.upstream_tls import UpstreamHandshakeWatch, handshake_limit
 
 __all__ = ["RecordingProxy"]
 
@@ -112,6 +118,7 @@ class RecordingProxy:
         self._master = None
         self._task: asyncio.Task | None = None
         self._log: logging.Handler | None = None
+        self._starting = StartingServices()
 
     @property
     def control(self) -> Address | None:
@@ -141,13 +148,21 @@ class RecordingProxy:
             ready = _Ready()
             # H2cPriorKnowledge amends the layer NextLayer chose (and the recorder's tunnel
             # log noted), so it has the last word: a decision it defers stays deferred.
-            master.addons.add(*mitmproxy_addons(), self.recorder, H2cPriorKnowledge(), ready)
+            connect_reverse_upstreams_on_request()  # a service down: a 502, recorded
+            silence = handshake_limit(self.options.idle_timeout)
+            master.addons.add(*mitmproxy_addons(), self._starting,
+                              UpstreamHandshakeWatch(silence), self.recorder,
+                              H2cPriorKnowledge(), ready)
             update = {
                 "mode": mitmproxy_modes(self.options),
                 "confdir": str(self.options.confdir),
                 # A streamed body is kept by the recorder's BodyTap, bounded; mitmproxy's
                 # own copy would hold it whole in memory.
                 "store_streamed_bodies": False,
+                # A fronted service sees the Host its caller sent, as without tapproxy:
+                # its absolute redirects and links then name the public port, not the
+                # private one (which would bypass the tap). Only reverse mode rewrites it.
+                "keep_host_header": True,
                 "ssl_insecure": self.options.insecure,
                 "tcp_timeout": self.options.idle_timeout,
                 "allow_hosts": list(self.options.allow_hosts),
@@ -192,6 +207,12 @@ class RecordingProxy:
             if s.mode.full_spec == mode and s.last_exception is not None:
                 raise ProxyError(f"cannot listen for {s.mode.description.lower()} "
                                  f"({mode}): {_reason(s.last_exception)}")
+
+    def hold(self, upstream: str, name: str) -> Held:
+        """Hold connections to `upstream` (http://host:port) until `release()`d: the
+        service behind a reverse listener is still starting."""
+        host, _, port = upstream.rpartition("//")[2].rpartition(":")
+        return self._starting.hold((host, int(port)), name)
 
     def publish(self) -> None:
         """Put the capture in place (after a start with `publish=False`)."""

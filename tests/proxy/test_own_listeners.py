@@ -34,14 +34,15 @@ def test_a_forwarded_request_to_our_own_reverse_listener_is_recorded_once(start_
     assert r.status_code == 201, r.text
     seen = r.json()
     assert (seen["method"], seen["path"]) == ("POST", "/orders?x=1")
-    # As through the reverse listener itself: Host names the service's own address.
-    assert dict((k.lower(), v) for k, v in seen["headers"])["host"] == f"127.0.0.1:{echo.port}"
+    # As through the reverse listener itself: the service sees the Host its caller sent.
+    assert dict((k.lower(), v) for k, v in seen["headers"])["host"] == f"{host}:{port}"
 
     [x] = proxy.exchanges()  # once: not again as a request from tapproxy to itself
     assert (x.caller.name, x.caller.source) == ("checkout", "proxy-auth")
     assert (x.callee.name, x.callee.source) == ("orders", "reverse")
     assert x.callee.address == f"127.0.0.1:{echo.port}"
     assert (x.request.path, x.status, body_json(x.request)) == ("/orders?x=1", 201, {"qty": 2})
+    assert x.request.url == f"http://{host}:{port}/orders?x=1"  # as the caller wrote it
 
 
 def test_without_credentials_the_forwarding_process_names_the_caller(start_proxy, echo):
@@ -98,5 +99,7 @@ def test_an_https_upstream_behind_our_reverse_listener_over_http_and_https(start
                          proxies={scheme: via}, timeout=10)
         assert r.status_code == 200, r.text
     xs = proxy.exchanges()
+    # The request as the caller sent it; the callee's address is where it went.
     assert [(x.caller.name, x.callee.name, x.request.scheme, x.request.path) for x in xs] == [
-        ("checkout", "vault", "https", "/http"), ("checkout", "vault", "https", "/https")]
+        ("checkout", "vault", "http", "/http"), ("checkout", "vault", "https", "/https")]
+    assert {x.callee.address for x in xs} == {f"127.0.0.1:{secure.port}"}
