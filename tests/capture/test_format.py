@@ -410,7 +410,7 @@ def test_unknown_record_kinds_and_fields_from_another_tool_are_skipped(tmp_path)
     newer_header = {**HEADER_WIRE, "minor": FORMAT_MINOR + 7, "compression": "none"}
     exchange = {
         "kind": "exchange", "id": "e1", "priority": 3,
-        "caller": {"name": "web", "source": "header", "pid": 12},
+        "caller": {"name": "web", "source": "header", "uid": 12},
         "callee": {"name": "api", "source": "reverse"},
         "request": {"method": "GET", "scheme": "http", "host": "api", "port": 8000,
                     "path": "/v1", "http_version": "HTTP/1.1", "priority": [3, 1],
