@@ -31,7 +31,8 @@ from tapproxy.capture import (
     open_capture,
 )
 from tapproxy.errors import ProxyError, TapproxyError
-from tapproxy.report.hints import callee_with_port, unnamed_callee_hints
+from tapproxy.report.hints import unnamed_callee_hints
+from tapproxy.report.parties import as_shown
 from tapproxy.report.printable import printable
 from tapproxy.report.section import ServiceWindow, call_lines, failure_section
 
@@ -237,7 +238,7 @@ class _Session:
             return [x for x in reader.exchanges() if x.test == nodeid]
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
-        exchanges = [callee_with_port(x) for x in self.exchanges(item.nodeid)]
+        exchanges = [as_shown(x) for x in self.exchanges(item.nodeid)]
         story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
         story += unnamed_callee_hints(exchanges, "--tapproxy-service")
         # The services' lines from the test's first call on (not their start-up).

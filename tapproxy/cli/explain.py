@@ -44,7 +44,8 @@ def why(
     from tapproxy.analysis.grouping import runs_by_test
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.routes import RouteTable
-    from tapproxy.report.hints import callee_with_port, unnamed_callee_hints
+    from tapproxy.report.hints import unnamed_callee_hints
+    from tapproxy.report.parties import as_shown
     from tapproxy.report.printable import json_line
     from tapproxy.report.story import story_json, story_lines
 
@@ -57,7 +58,7 @@ def why(
         with open_capture(baseline) as reader:  # type: ignore[arg-type]
             for run in runs_by_test(map(routes, reader) if routes else reader, only=name):
                 if run.name == name:  # callees named as in this run's story (below)
-                    return [callee_with_port(x) for x in run.exchanges]
+                    return [as_shown(x) for x in run.exchanges]
         return ()
 
     told = total = 0
@@ -67,8 +68,8 @@ def why(
             if run.name is None and test is None:
                 continue  # exchanges of no test have no story to tell
             total += 1
-            # Unnamed services on loopback share an IP: tell them apart by IP:PORT.
-            exchanges = [callee_with_port(x) for x in run.exchanges]
+            # Parties named as printed (IP:PORT, ?IP), also in what the story says of them.
+            exchanges = [as_shown(x) for x in run.exchanges]
             story = first_failure(exchanges, test=run.name, outcome=run.outcome,
                                   budget=limits or None,
                                   baseline=baseline_of(run.name) if baseline else None)

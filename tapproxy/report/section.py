@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tapproxy.capture.model import Exchange, ResourceSample, ServiceLog
+from tapproxy.report.parties import party_name
 from tapproxy.report.printable import printable
 
 __all__ = ["ServiceWindow", "call_lines", "failure_section", "resource_summary"]
@@ -25,6 +26,10 @@ class ServiceWindow:
     service: str
     logs: Sequence[ServiceLog]
     samples: Sequence[ResourceSample]
+
+
+def _edge(x: Exchange) -> str:
+    return f"{party_name(x.caller)} → {party_name(x.callee)}"
 
 
 def _fit(text: str, width: int) -> str:
@@ -42,7 +47,7 @@ def call_lines(exchanges: Sequence[Exchange], width: int = WIDTH, limit: int = 3
     for n, x in enumerate(ordered[:limit], 1):
         outcome = x.error.kind if x.error else (str(x.status) if x.status else "-")
         right = f" {outcome:>6} {_ms(x.timing.duration_ns):>8}"
-        left = printable(f"{n:>3} {x.caller.name} → {x.callee.name}  {x.request.method} "
+        left = printable(f"{n:>3} {_edge(x)}  {x.request.method} "
                          f"{x.route or x.request.path_only}")
         lines.append(_fit(left, width - len(right)).ljust(width - len(right)) + right)
     if len(ordered) > limit:

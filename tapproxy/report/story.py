@@ -11,6 +11,7 @@ from tapproxy.analysis.failure import Consequence, FailureStory, ms
 from tapproxy.capture.encoding import body_text
 from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.errors import CaptureError
+from tapproxy.report.parties import party_name
 from tapproxy.report.printable import printable
 
 __all__ = ["story_json", "story_lines"]
@@ -19,6 +20,10 @@ WIDTH = 80
 _TAGS = {"propagated": "propagated", "retry": "retry", "same": "same", "independent":
          "independent", "handled": "handled", "unrelated": "unrelated",
          "unplaced": "unplaced", "candidate": "root?"}
+
+
+def _edge(x: Exchange) -> str:
+    return f"{party_name(x.caller)} → {party_name(x.callee)}"
 
 
 def _fit(text: str, width: int) -> str:
@@ -39,7 +44,7 @@ def _call_line(node: CallNode, tag: str, width: int) -> str:
     x = node.exchange
     indent = "  " * min(node.depth, 6)
     right = f" {_outcome(x):>6} {ms(x.timing.duration_ns):>8}  {tag:<10}"
-    left = printable(f"{node.number:>3} {indent}{x.caller.name} → {x.callee.name}  "
+    left = printable(f"{node.number:>3} {indent}{_edge(x)}  "
                      f"{_target(x)}")
     return (_fit(left, width - len(right)).ljust(width - len(right)) + right).rstrip()
 
@@ -95,7 +100,7 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
                      "no root: every failure was handled or caused nothing")
     else:
         x = story.tree.node(root.number).exchange
-        lines.append(_fit(f"root #{root.number} {x.caller.name} → {x.callee.name}  "
+        lines.append(_fit(f"root #{root.number} {_edge(x)}  "
                           f"{_target(x)}  {_outcome(x)}", width))
         lines.extend(_wrap(f"why: {root.why}", width, "  "))
         lines.append(_fit(f"  request:  {x.request.method} {x.request.url}", width))
@@ -122,7 +127,7 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
         d = story.divergence
         dx = story.tree.node(d.number).exchange
         lines.extend(_wrap(printable(f"baseline: first differs at #{d.number} "
-                                     f"{dx.caller.name} → {dx.callee.name} {_target(dx)}: "
+                                     f"{_edge(dx)} {_target(dx)}: "
                                      f"{d.what}"), width, ""))
     return lines
 
@@ -150,7 +155,7 @@ def _status_line(r: Response) -> str:
 
 def _consequence(story: FailureStory, c: Consequence, width: int) -> str:
     x = story.tree.node(c.number).exchange
-    return _fit(f"  #{c.number} {x.caller.name} → {x.callee.name} {c.failure.label}: "
+    return _fit(f"  #{c.number} {_edge(x)} {c.failure.label}: "
                 f"{c.reason}", width)
 
 

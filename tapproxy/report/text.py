@@ -14,6 +14,7 @@ from tapproxy.capture.encoding import decode_body, decoded_body
 from tapproxy.capture.model import Exchange, Party, Request, Response, TestCase, Tunnel
 from tapproxy.capture.protobuf import ProtoSchema, decode_raw
 from tapproxy.errors import CaptureError
+from tapproxy.report.parties import party_name
 from tapproxy.report.printable import printable
 
 __all__ = ["print_exchange", "print_table", "print_tunnel", "status_text"]
@@ -23,8 +24,7 @@ _COLUMNS = (("#", 4), ("test", 20), ("caller → callee", 26), ("method", 6), ("
 
 
 def _party(p: Party) -> str:
-    # A caller known only by address is shown as such, never as a service name.
-    return printable(f"?{p.name}" if p.source == "peer" else p.name)
+    return printable(party_name(p))
 
 
 def status_text(x: Exchange) -> Text:

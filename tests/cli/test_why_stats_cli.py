@@ -145,3 +145,17 @@ def test_why_tells_unnamed_loopback_services_apart_by_port_and_hints_at_a_name(t
     j = run_cli("why", path, "--json")
     (story,) = [json.loads(line) for line in j.stdout.splitlines()]
     assert story["hints"][0].startswith("127.0.0.1:5001 may be orders")
+
+
+def test_why_marks_a_caller_known_only_by_address(tmp_path) -> None:
+    # README and `show` print an address-only caller as ?127.0.0.1: `why` must too,
+    # also in what the story says of it, or it reads like a service named 127.0.0.1.
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "127.0.0.1", "shop", 0, 200, status=502, test=TEST,
+                 caller_source="peer", caller_address="127.0.0.1:40000"),
+        exchange("b", "shop", "payments", 10, 150, status=500, test=TEST),
+        TestCase(TEST, T0, T0 + 400 * MS, "failed"),
+    ])
+    out = run_cli("why", path, "--test", TEST).stdout
+    assert "?127.0.0.1 → shop" in out, out
+    assert " 127.0.0.1 →" not in out, out
