@@ -103,26 +103,30 @@ def stats(
     """Count, error rate, throughput, latency percentiles and bytes per edge, route, test."""
     from tapproxy.analysis.metrics import Metrics
     from tapproxy.capture.format import open_capture
-    from tapproxy.capture.model import Exchange
+    from tapproxy.capture.model import Exchange, Tunnel
     from tapproxy.capture.routes import RouteTable
     from tapproxy.report.printable import json_line
-    from tapproxy.report.stats import metrics_json, stats_lines
+    from tapproxy.report.stats import TunnelTally, metrics_json, stats_lines
 
     dims = tuple(by or ("edge", "route", "test"))
     for d in dims:
         if d not in ("test", "edge", "route"):
             raise _fail(f"bad --by {d!r}: expected test, edge or route")
     routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
-    metrics = Metrics()
+    metrics, tunnels = Metrics(), TunnelTally()
     with open_capture(capture) as reader:
         for r in reader:
             if isinstance(r, Exchange):
                 metrics.add(routes(r) if routes else r)
+            elif isinstance(r, Tunnel):
+                tunnels.add(r)
+        # A capture cut short (a killed recorder, or one still being written): the
+        # figures of its complete records first, then where it stopped, as every reader.
+        if as_json:
+            print(json_line(metrics_json(metrics, dims, tunnels)))
+        else:
+            print("\n".join(stats_lines(metrics, dims, tunnels)))
         _check_tail(reader)
-    if as_json:
-        print(json_line(metrics_json(metrics, dims)))
-    else:
-        print("\n".join(stats_lines(metrics, dims)))
 
 
 @app.command()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tapproxy.capture import ErrorInfo, Party, TestCase
+from tapproxy.capture import ErrorInfo, Party, TestCase, Tunnel
 from tests.conftest import run_cli
 from tests.spans.build import MS, T0, exchange, write_capture
 
@@ -61,7 +61,7 @@ def test_stats_by_edge_as_json(capture) -> None:
     r = run_cli("stats", capture, "--json", "--by", "edge")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"edge", "overall"}
+    assert set(out) == {"edge", "overall", "tunnels"}
     edges = {tuple(e["key"]): e for e in out["edge"]}
     assert edges[("pytest", "gateway")]["count"] == 2
     assert edges[("web", "payments")]["errors"] == 1
@@ -159,3 +159,63 @@ def test_why_marks_a_caller_known_only_by_address(tmp_path) -> None:
     out = run_cli("why", path, "--test", TEST).stdout
     assert "?127.0.0.1 → shop" in out, out
     assert " 127.0.0.1 →" not in out, out
+
+
+def test_stats_shows_no_rate_for_one_call_and_fits_long_routes_on_one_line(tmp_path) -> None:
+    long_path = "/warehouses/" + "north-east-" * 4 + "/shelves/7/reservations"
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "tests", "shop", 0, 3, path="/orders", method="POST", test=TEST),
+        exchange("b", "shop", "inventory", 0, 2, path=long_path, test=TEST),
+        exchange("c", "shop", "inventory", 1, 2, path=long_path, test=TEST),
+        *[exchange(f"s{i}", "tests", "slow", i * 600, i * 600 + 5, path="/s", test=TEST)
+          for i in range(3)],
+    ])
+    r = run_cli("stats", path, "--by", "route")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, r.stdout
+    (orders,) = [line for line in lines if line.startswith("shop POST /orders")]
+    assert orders.split()[3:6] == ["1", "0.0", "0"] and orders.split()[6] == "-", orders
+    # Two calls within 2 ms: no honest rate either; three over 1.2 s have one.
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("inventory GET /wareh")]
+    assert "…" in lines[at] and lines[at].endswith("/shelves/{}/reservations")  # both ends
+    assert lines[at + 1].split()[:4] == ["2", "0.0", "0", "-"], lines[at + 1]
+    (slow,) = [line for line in lines if line.startswith("slow GET /s")]
+    assert slow.split()[6] == "2.5", slow  # 3 calls over 1.205 s
+
+
+def test_stats_of_a_capture_cut_short_prints_the_figures_then_the_problem(tmp_path) -> None:
+    whole = write_capture(tmp_path / "whole.tap", [
+        exchange("a", "tests", "shop", 0, 10, test=TEST),
+        exchange("b", "tests", "shop", 20, 30, test=TEST),
+        exchange("c", "tests", "shop", 40, 50, test=TEST, response_body=b"x" * 500),
+    ])
+    cut = tmp_path / "cut.tap"
+    cut.write_bytes(whole.read_bytes()[:-200])  # inside the last exchange
+    r = run_cli("stats", cut, "--by", "edge")
+    assert r.returncode == 2
+    assert [line.split()[:4] for line in r.stdout.splitlines()
+            if line.startswith("tests → shop")] == [["tests", "→", "shop", "2"]], r.stdout
+    assert len(r.stderr.splitlines()) == 1 and "cut.tap" in r.stderr, r.stderr
+    j = run_cli("stats", cut, "--json")
+    assert j.returncode == 2 and json.loads(j.stdout)["overall"]["count"] == 2
+
+
+def test_stats_counts_tunnels(tmp_path) -> None:
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "tests", "shop", 0, 10, test=TEST),
+        Tunnel("t1", Party("mailer", "proxy-auth"), Party("127.0.0.1", "host"),
+               "server_first", T0, T0 + 5 * MS, bytes_from_client=6, bytes_from_server=26),
+        Tunnel("t2", Party("mailer", "proxy-auth"), Party("127.0.0.1", "host"),
+               "server_first", T0, T0 + 5 * MS, bytes_from_client=4,
+               error=ErrorInfo("refused", "connection refused")),
+    ])
+    r = run_cli("stats", path, "--by", "edge")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    (row,) = [line for line in lines if line.startswith("mailer → 127.0.0.1")]
+    assert row.split()[3:] == ["2", "1", "10B", "26B"], row
+    assert max(len(line) for line in lines) <= 80
+    j = json.loads(run_cli("stats", path, "--json").stdout)
+    assert j["tunnels"] == [{"edge": "mailer → 127.0.0.1", "count": 2, "failed": 1,
+                             "bytes_up": 10, "bytes_down": 26}]
