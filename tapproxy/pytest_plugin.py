@@ -34,7 +34,7 @@ from tapproxy.errors import ProxyError, TapproxyError
 from tapproxy.report.hints import unnamed_callee_hints
 from tapproxy.report.parties import as_shown
 from tapproxy.report.printable import printable
-from tapproxy.report.section import ServiceWindow, call_lines, failure_section
+from tapproxy.report.section import ServiceWindow, call_lines, failure_section, run_summary
 
 __all__ = ["Tapproxy", "TapproxyService"]
 
@@ -189,9 +189,8 @@ class _Session:
             return  # a run where every test passed through the proxy prints nothing
         tr = terminalreporter
         tr.write_sep("-", "tapproxy")
-        for nodeid, line in self.failures:
-            tr.write_line(f"{nodeid}: {line}")
-        tr.write_line(f"capture: {self.capture}")
+        for line in run_summary(self.failures, len(self.quiet), str(self.capture)):
+            tr.write_line(line)
 
     # -- each test -----------------------------------------------------------------------
 
@@ -239,7 +238,8 @@ class _Session:
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
         exchanges = [as_shown(x) for x in self.exchanges(item.nodeid)]
-        story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
+        story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME],
+                                        str(self.capture))
         story += unnamed_callee_hints(exchanges, "--tapproxy-service")
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
@@ -248,15 +248,15 @@ class _Session:
                                  self.journal.samples(name, since, now))
                    for name in services if name in self.services]
         rep.sections.append(("tapproxy", failure_section(
-            story, since, windows[:3], [("capture", str(self.capture))])))
+            story, since, windows[:3], [("capture", str(self.capture))], test=item.nodeid)))
         item.user_properties.append(("tapproxy_capture", str(self.capture)))
         if first:
             item.user_properties.append(("tapproxy_first_failure", first))
             self.failures.append((item.nodeid, first))
 
 
-def _story(exchanges: Sequence[Exchange], nodeid: str,
-           outcome: str) -> tuple[list[str], str | None, list[str]]:
+def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str,
+           capture: str) -> tuple[list[str], str | None, list[str]]:
     """The failure story's lines (the call tree, the root marked, its consequences), the
     root in one line, and the service whose log lines to show: the root's callee."""
     from tapproxy.analysis import first_failure
@@ -266,7 +266,7 @@ def _story(exchanges: Sequence[Exchange], nodeid: str,
         return ["no exchanges recorded for this test"], None, []
     story = first_failure(exchanges, test=nodeid, outcome=outcome)
     # Its first line names the test: pytest did already.
-    lines = story_lines(story, flag="--tapproxy-service")[1:]
+    lines = story_lines(story, flag="--tapproxy-service", capture=capture)[1:]
     if story.uncertain is not None:
         u = story.uncertain
         first = (f"root uncertain: {' or '.join(f'#{n}' for n in u.candidates)}"

@@ -38,6 +38,9 @@ def _section(text: str) -> str:
     section = re.sub(r" +\d+(\.\d+)? ms\b", " <ms>", section)
     section = re.sub(r" +\+\d+ms", " +<t>", section)
     section = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", section)
+    section = re.sub(r" \\\n +", " ", section)  # a command continued over lines: one
+    section = re.sub(r"^capture:\n +", "capture: ", section, flags=re.M)  # a long path
+    section = re.sub(r"--exchange [0-9a-f-]{13}\b", "--exchange <id>", section)
     section = re.sub(r"cpu peak \d+%, rss peak [\d.]+ MiB, \d+ threads?, \d+ fds "
                      r"\(\d+ samples?\)", "<resources>", section)
     return section
@@ -62,6 +65,7 @@ root #3 orders → payments  POST /charges  500
             {{"card": "bad", "amount": 5}}
   response: 500 Internal Server Error
             {{"error": "declined"}}
+  in full:  tapproxy show {capture} --exchange <id>
 consequences:
   #1 tests → gateway 502: propagated from #3
   #2 gateway → orders 502: propagated from #3
@@ -70,8 +74,15 @@ consequences:
 payments: <resources>
  +<t> ! ERROR card declined: issuer said no
 
-capture: {capture}"""
-    assert all(len(line) <= 80 for line in _section(result.stdout.str()).splitlines()[:-1])
+capture: {capture}
+the log lines whole (lines above are cut to 80 columns):
+  tapproxy show {capture} --logs --test test_shop.py::test_declined_card --service payments"""
+    raw = re.search(r"^-+ tapproxy -+\n(.*?)\n(?==+ |- generated)", result.stdout.str(),
+                    re.S | re.M).group(1)
+    assert all(len(line) <= 80 for line in raw.splitlines() if str(capture) not in line)
+    summary = result.stdout.str().rsplit("- tapproxy -", 1)[1].split("\n=")[0]
+    assert "test_shop.py::test_declined_card\n  orders → payments POST /charges 500" in summary
+    assert all(len(line) <= 80 for line in summary.splitlines() if str(capture) not in line)
 
     tree = ET.parse(pytester.path / "junit.xml")
     [case] = tree.iter("testcase")

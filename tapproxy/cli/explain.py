@@ -82,7 +82,7 @@ def why(
             else:
                 if told > 1:
                     print()
-                print("\n".join(story_lines(story) + hints))
+                print("\n".join(story_lines(story, capture=str(capture)) + hints))
         _check_tail(reader)
     if test is not None and total == 0:
         raise _fail(f"{capture}: no test {test!r}")

@@ -33,9 +33,18 @@ def show(
     proto_descriptor: Annotated[Path | None, typer.Option(
         help="Decode gRPC messages by name with this `protoc --include_imports "
              "--descriptor_set_out` file (else by field number).")] = None,
+    logs: Annotated[bool, typer.Option(
+        help="Print the services' log lines whole instead (with --test: those while "
+             "it ran; with --service: that service's).")] = False,
 ) -> None:
     """List the exchanges of a capture, and the connections not parsed as HTTP (tunnels,
-    rows t1, t2, …), or show one in full."""
+    rows t1, t2, …), or show one in full, or the services' log lines."""
+    if logs:
+        if exchange is not None or errors or proto_descriptor is not None:
+            raise _fail("--logs prints log lines: it takes --test, --service and --json "
+                        "only")
+        _show_logs(capture, test, service, as_json)
+        return
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.model import TestCase, Tunnel
     from tapproxy.capture.protobuf import ProtoSchema
@@ -84,14 +93,53 @@ def show(
         _check_tail(reader)
 
 
+def _show_logs(capture: Path, test: str | None, service: str | None, as_json: bool) -> None:
+    """Every log line of the services (of `service`, glob), while `test` (glob) ran."""
+    from fnmatch import fnmatchcase
+
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.model import ServiceLog, TestCase
+    from tapproxy.report.logs import log_json, log_lines
+    from tapproxy.report.printable import json_line
+
+    windows: list[tuple[int, float]] | None = None
+    if test is not None:  # test cases are written when they end: find them first
+        with open_capture(capture) as reader:
+            windows = [(r.started, r.ended if r.ended is not None else float("inf"))
+                       for r in reader
+                       if isinstance(r, TestCase) and (r.name == test
+                                                       or fnmatchcase(r.name, test))]
+        if not windows:
+            raise _fail(f"{capture}: no test {test!r}")
+    count = 0
+    with open_capture(capture) as reader:
+        for r in reader:
+            if not isinstance(r, ServiceLog):
+                continue
+            if service is not None and not (r.service == service
+                                            or fnmatchcase(r.service, service)):
+                continue
+            if windows is not None and not any(a <= r.timestamp <= b for a, b in windows):
+                continue
+            count += 1
+            if as_json:
+                print(json_line(log_json(r)))
+            else:
+                print("\n".join(log_lines(r)))
+        if not count and not as_json:
+            print("(no log lines)")
+        _check_tail(reader)
+
+
 def _find_exchange(rows, key: str):
-    """Row `key` by its number in the table, else the first whose id starts with `key`
-    (at least 4 characters: a shorter prefix names nothing in particular)."""
+    """Row `key` by its number in the table, else the one whose id is `key`, else the
+    first whose id starts with `key` (at least 4 characters: a shorter prefix names
+    nothing in particular)."""
     by_prefix = None
     for n, x in rows:
         if str(n) == key:
             return n, x
-        if by_prefix is None and len(key) >= 4 and x.id.startswith(key):
+        if by_prefix is None and (x.id == key or (len(key) >= 4 and x.id.startswith(key))):
             by_prefix = (n, x)
     return by_prefix
 

@@ -35,15 +35,18 @@ def short_test_name(nodeid: str) -> str:
     return rest if sep and rest else nodeid
 
 
-def command_lines(argv: list[str], width: int = 80, indent: str = "  ") -> list[str]:
-    """A shell command quoted to paste, continued with ` \\` where it would pass `width`
-    (a word longer than a line stays whole: a path cannot be cut)."""
+def command_lines(argv: list[str], width: int = 80, first: str = "  ",
+                  rest: str | None = None) -> list[str]:
+    """A shell command quoted to paste, after `first`, continued with ` \\` on lines
+    starting `rest` (default: `first` and 4 spaces) where it would pass `width` (a word
+    longer than a line stays whole: a path cannot be cut)."""
+    rest = first + "    " if rest is None else rest
     words = [shlex.quote(a) for a in argv]
-    lines = [indent + words[0]]
+    lines = [first + words[0]]
     for w in words[1:]:
         if len(lines[-1]) + 1 + len(w) + 2 <= width:
             lines[-1] += " " + w
         else:
             lines[-1] += " \\"
-            lines.append(indent + "    " + w)
+            lines.append(rest + w)
     return lines

@@ -11,10 +11,11 @@ from tapproxy.analysis.failure import Consequence, FailureStory, ms
 from tapproxy.capture.encoding import body_text
 from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.errors import CaptureError
+from tapproxy.report.columns import command_lines
 from tapproxy.report.parties import party_name
 from tapproxy.report.printable import printable
 
-__all__ = ["story_json", "story_lines"]
+__all__ = ["exchange_ref", "story_json", "story_lines"]
 
 WIDTH = 80
 _TAGS = {"propagated": "propagated", "retry": "retry", "same": "same", "independent":
@@ -73,9 +74,13 @@ def _shown(story: FailureStory, limit: int) -> set[int]:
 
 
 def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
-                flag: str = "--service") -> list[str]:
+                flag: str = "--service", capture: str | None = None) -> list[str]:
     """The call tree in time order with the root marked, why, and what followed; `flag`
-    is the option that names an address where the root is uncertain."""
+    is the option that names an address where the root is uncertain; with `capture`
+    (its path), the command that shows the root in full.
+
+    `#N` counts the test's calls; `show --exchange` numbers the whole capture, so the
+    command names the root by its exchange id."""
     tags = {c.number: _TAGS[c.role] for c in (*story.consequences, *story.others)}
     if story.root is not None:
         tags[story.root.number] = "◀ root"
@@ -93,6 +98,7 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
     if skipped:
         lines.append(f"    … {skipped} more call{'s' * (skipped > 1)}, none failed")
     root = story.root
+    command: tuple[int, list[str]] | None = None
     if story.uncertain is not None:
         lines.extend(_uncertain_lines(story, width, flag))
     elif root is None:
@@ -114,6 +120,10 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
                 lines.append(f"            {body}")
         elif x.error is not None:
             lines.append(_fit(f"  error:    {x.error.kind}: {x.error.message}", width))
+        if capture is not None:  # added after escaping, whole: a path is not cut
+            show = ["tapproxy", "show", printable(capture), "--exchange",
+                    printable(exchange_ref(x))]
+            command = (len(lines), command_lines(show, width, "  in full:  ", " " * 14))
     if story.consequences:
         lines.append("consequences:")
         lines.extend(_consequence(story, c, width) for c in story.consequences)
@@ -123,6 +133,8 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
         lines.append("other failures:")
         lines.extend(_consequence(story, c, width) for c in story.others)
     lines = [_fit(printable(line), width) for line in lines]  # recorded text, escaped
+    if command is not None:
+        lines[command[0]:command[0]] = command[1]
     if story.divergence is not None:
         d = story.divergence
         dx = story.tree.node(d.number).exchange
@@ -147,6 +159,12 @@ def _uncertain_lines(story: FailureStory, width: int, flag: str) -> list[str]:
         lines.extend(_fit(f"    {flag} {option.removeprefix('--service ')}", width)
                      for option in u.settle)
     return lines
+
+
+def exchange_ref(x: Exchange) -> str:
+    """What `show --exchange` finds `x` by in any capture it is in (also once merged):
+    its id, or enough of it (13 characters: a uuid's first dash, so never a number)."""
+    return x.id[:13]
 
 
 def _status_line(r: Response) -> str:

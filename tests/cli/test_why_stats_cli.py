@@ -31,7 +31,7 @@ def capture(tmp_path):
 
 
 def test_why_prints_the_tree_the_root_and_the_consequences_in_80_columns(capture) -> None:
-    r = run_cli("why", capture, "--test", TEST)
+    r = run_cli("why", capture.name, "--test", TEST, cwd=capture.parent)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         f"{TEST}  failed",
@@ -43,6 +43,7 @@ def test_why_prints_the_tree_the_root_and_the_consequences_in_80_columns(capture
         "  request:  POST http://payments/pay",
         '            {"amount":3}',
         "  error:    reset: connection reset by peer",
+        "  in full:  tapproxy show run.tap --exchange c",
         "consequences:",
         "  #1 pytest → gateway 502: propagated from #3",
         "  #2 gateway → web 500: propagated from #3",
@@ -219,3 +220,24 @@ def test_stats_counts_tunnels(tmp_path) -> None:
     j = json.loads(run_cli("stats", path, "--json").stdout)
     assert j["tunnels"] == [{"edge": "mailer → 127.0.0.1", "count": 2, "failed": 1,
                              "bytes_up": 10, "bytes_down": 26}]
+
+
+def test_why_names_the_root_so_that_show_finds_it(tmp_path) -> None:
+    # `#2` counts the test's calls; in the capture the root is row 4: `why` must give
+    # a reference `show --exchange` resolves to the root, however the capture is numbered.
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("0b8e2c55-1d7a-4b2e-9a51-7c1f0e9d3a21", "tests", "shop", 0, 5,
+                 test="tests/test_a.py::test_first"),
+        exchange("5f0c3a8e-2b1d-4c6f-8e7a-9d2b1c0f4e63", "tests", "shop", 10, 15,
+                 test="tests/test_a.py::test_first"),
+        exchange("1c9d7e2a-3f4b-4a5c-8d6e-0f1a2b3c4d5e", "tests", "shop", 20, 90, status=502,
+                 test=TEST),
+        exchange("9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b", "shop", "payments", 30, 80,
+                 status=500, method="POST", path="/charges", test=TEST),
+        TestCase(TEST, T0 + 20 * MS, T0 + 100 * MS, "failed"),
+    ])
+    out = run_cli("why", path.name, "--test", TEST, cwd=tmp_path).stdout.splitlines()
+    (line,) = [line for line in out if line.startswith("  in full:  ")]
+    assert line == "  in full:  tapproxy show run.tap --exchange 9e8d7c6b-5a4f"
+    shown = run_cli("show", path, "--exchange", line.split()[-1]).stdout
+    assert shown.startswith("exchange 4  shop (proxy-auth) → payments"), shown
