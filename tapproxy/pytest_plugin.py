@@ -260,7 +260,7 @@ def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str,
     """The failure story's lines (the call tree, the root marked, its consequences), the
     root in one line, and the service whose log lines to show: the root's callee."""
     from tapproxy.analysis import first_failure
-    from tapproxy.report.story import story_lines
+    from tapproxy.report.story import root_summary, story_lines
 
     if not exchanges:
         return ["no exchanges recorded for this test"], None, []
@@ -276,9 +276,7 @@ def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str,
     if story.root is None:
         return lines, None, []
     x = story.tree.node(story.root.number).exchange
-    first = (f"{x.caller.name} → {x.callee.name} {x.request.method} "
-             f"{x.route or x.request.path_only} {story.root.failure.label}: {story.root.why}")
-    return lines, printable(first), [x.callee.name]
+    return lines, root_summary(story), [x.callee.name]
 
 
 # -- fixtures ------------------------------------------------------------------------------

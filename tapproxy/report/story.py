@@ -7,7 +7,7 @@ failure section and a JUnit property. Recorded text in them is escaped (`printab
 from __future__ import annotations
 
 from tapproxy.analysis.calltree import CallNode
-from tapproxy.analysis.failure import Consequence, FailureStory, ms
+from tapproxy.analysis.failure import Consequence, Failure, FailureStory, ms
 from tapproxy.capture.encoding import body_text
 from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.errors import CaptureError
@@ -15,7 +15,7 @@ from tapproxy.report.columns import command_lines
 from tapproxy.report.parties import party_name
 from tapproxy.report.printable import printable
 
-__all__ = ["exchange_ref", "story_json", "story_lines"]
+__all__ = ["exchange_ref", "gave_up", "root_summary", "story_json", "story_lines"]
 
 WIDTH = 80
 _TAGS = {"propagated": "propagated", "retry": "retry", "same": "same", "independent":
@@ -31,9 +31,37 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# mitmproxy records a caller that hung up before the response (its own timeout, mostly)
+# as the error `client_closed` ("Client disconnected."): told in the caller's terms.
+_GAVE_UP = "client_closed"
+
+
+def gave_up(x: Exchange) -> str | None:
+    """`orders gave up after 498 ms` for a call its caller abandoned, else None."""
+    if x.error is None or x.error.kind != _GAVE_UP:
+        return None
+    return f"{party_name(x.caller)} gave up after {ms(x.timing.duration_ns)}"
+
+
+def _label(f: Failure) -> str:
+    return "gave up" if f.kind == "transport" and f.label == _GAVE_UP else f.label
+
+
+def _why(story: FailureStory, x: Exchange) -> str:
+    """The root's why, opening with what its caller did when it gave up on it."""
+    root, said = story.root, gave_up(x)
+    why = root.why
+    if said is not None and root.failure.kind == "transport":
+        detail = root.failure.detail
+        told = f"transport error {root.failure.label}" + (f" ({detail})" if detail else "")
+        if why.startswith(told):
+            why = said + why[len(told):]
+    return why
+
+
 def _outcome(x: Exchange) -> str:
     if x.error is not None:
-        return x.error.kind
+        return "gave up" if x.error.kind == _GAVE_UP else x.error.kind
     return str(x.status) if x.status is not None else "-"
 
 
@@ -108,7 +136,7 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
         x = story.tree.node(root.number).exchange
         lines.append(_fit(f"root #{root.number} {_edge(x)}  "
                           f"{_target(x)}  {_outcome(x)}", width))
-        lines.extend(_wrap(f"why: {root.why}", width, "  "))
+        lines.extend(_wrap(f"why: {_why(story, x)}", width, "  "))
         lines.append(_fit(f"  request:  {x.request.method} {x.request.url}", width))
         body = _excerpt(x.request, width - 12)
         if body:
@@ -118,6 +146,9 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
             body = _excerpt(x.response, width - 12)
             if body:
                 lines.append(f"            {body}")
+        elif gave_up(x) is not None:
+            lines.append(_fit(f"  error:    {gave_up(x)}: it closed the connection "
+                              "with no response", width))
         elif x.error is not None:
             lines.append(_fit(f"  error:    {x.error.kind}: {x.error.message}", width))
         if capture is not None:  # added after escaping, whole: a path is not cut
@@ -161,6 +192,16 @@ def _uncertain_lines(story: FailureStory, width: int, flag: str) -> list[str]:
     return lines
 
 
+def root_summary(story: FailureStory) -> str | None:
+    """The root in one line (`orders → payments POST /charges 500: status 500; …`), for
+    the end of a test run and JUnit; None when there is no root."""
+    if story.root is None:
+        return None
+    x = story.tree.node(story.root.number).exchange
+    return printable(f"{_edge(x)} {_target(x)} {_label(story.root.failure)}: "
+                     f"{_why(story, x)}")
+
+
 def exchange_ref(x: Exchange) -> str:
     """What `show --exchange` finds `x` by in any capture it is in (also once merged):
     its id, or enough of it (13 characters: a uuid's first dash, so never a number)."""
@@ -173,7 +214,7 @@ def _status_line(r: Response) -> str:
 
 def _consequence(story: FailureStory, c: Consequence, width: int) -> str:
     x = story.tree.node(c.number).exchange
-    return _fit(f"  #{c.number} {_edge(x)} {c.failure.label}: "
+    return _fit(f"  #{c.number} {_edge(x)} {_label(c.failure)}: "
                 f"{c.reason}", width)
 
 
