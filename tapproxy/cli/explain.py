@@ -47,7 +47,7 @@ def why(
     from tapproxy.report.hints import unnamed_callee_hints
     from tapproxy.report.parties import as_shown
     from tapproxy.report.printable import json_line
-    from tapproxy.report.story import story_json, story_lines
+    from tapproxy.report.story import no_root_line, story_json, story_lines
 
     limits = parse_budget(budget or ())
     routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
@@ -61,7 +61,8 @@ def why(
                     return [as_shown(x) for x in run.exchanges]
         return ()
 
-    told = total = 0
+    told = total = printed = 0
+    after_story = False  # one-line answers follow each other; a story stands apart
     with open_capture(capture) as reader:
         records = map(routes, reader) if routes else reader
         for run in runs_by_test(records, only=test):
@@ -74,15 +75,26 @@ def why(
                                   budget=limits or None,
                                   baseline=baseline_of(run.name) if baseline else None)
             if test is None and story.root is None and story.uncertain is None:
+                if run.outcome not in ("failed", "error"):
+                    continue  # a passing test: what it handled is not a failure
+                # A failed test with nothing to blame is still named, in one line.
+                if as_json:
+                    print(json_line({**story_json(story), "hints": []}))
+                else:
+                    if after_story:
+                        print()
+                    print(no_root_line(story))
+                printed, after_story = printed + 1, False
                 continue
             told += 1
             hints = unnamed_callee_hints(exchanges)
             if as_json:
                 print(json_line({**story_json(story), "hints": hints}))
             else:
-                if told > 1:
+                if printed:
                     print()
                 print("\n".join(story_lines(story, capture=str(capture)) + hints))
+            printed, after_story = printed + 1, True
         _check_tail(reader)
     if test is not None and total == 0:
         raise _fail(f"{capture}: no test {test!r}")

@@ -11,11 +11,12 @@ from tapproxy.analysis.failure import Consequence, Failure, FailureStory, ms
 from tapproxy.capture.encoding import body_text
 from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.errors import CaptureError
-from tapproxy.report.columns import command_lines
+from tapproxy.report.columns import command_lines, cut_middle
 from tapproxy.report.parties import party_name
 from tapproxy.report.printable import printable
 
-__all__ = ["exchange_ref", "gave_up", "root_summary", "story_json", "story_lines"]
+__all__ = ["exchange_ref", "gave_up", "no_root_line", "root_summary", "story_json",
+           "story_lines"]
 
 WIDTH = 80
 _TAGS = {"propagated": "propagated", "retry": "retry", "same": "same", "independent":
@@ -91,14 +92,41 @@ def _excerpt(message: Request | Response | None, width: int) -> str:
 
 def _shown(story: FailureStory, limit: int) -> set[int]:
     """Calls to print: all of a short test; of a long one the path to the root and every
-    failing call, with their callers."""
+    failing call, with their callers; and when even those are too many (a chain
+    thousands deep), the root, the calls nearest it, the top of its chain and the
+    first of the other failing calls."""
     nodes = story.tree.nodes
     if len(nodes) <= limit:
         return {n.number for n in nodes}
-    keep: set[int] = set(story.failures)
-    for n in list(keep):
-        keep.update(story.tree.ancestors(n))
-    return keep
+    keep: set[int] = set()
+    for n in story.failures:  # each failing call and its callers, each chain walked once
+        at: int | None = n
+        while at is not None and at not in keep:
+            keep.add(at)
+            at = story.tree.node(at).parent
+    if len(keep) <= limit:
+        return keep
+    pick: list[int] = []
+    if story.root is not None:
+        chain = story.tree.ancestors(story.root.number)  # the nearest caller first
+        pick = [story.root.number, *chain[: limit // 2], *chain[-3:]]
+    rest = sorted(keep - set(pick))
+    return set(pick) | set(rest[: max(0, limit - len(set(pick)))])
+
+
+def _skipped(count: int, failing: int) -> str:
+    return (f"    … {count} more call{'s' * (count > 1)}, "
+            + ("none failed" if not failing else
+               "all failing" if failing == count else f"{failing} of them failing"))
+
+
+def _few(lines: list[str], limit: int) -> list[str]:
+    """At most `limit` lines: the first and the last few, with how many are left out."""
+    if len(lines) <= limit:
+        return lines
+    head, tail = limit - 5, 4
+    return [*lines[:head], f"  … {len(lines) - head - tail} more like these",
+            *lines[-tail:]]
 
 
 def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
@@ -114,17 +142,18 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
         tags[story.root.number] = "◀ root"
     lines = [_fit(f"{story.test or '(no test)'}  {story.outcome or 'no outcome'}", width)]
     shown = _shown(story, limit)
-    skipped = 0
+    skipped = failing = 0
     for node in story.tree.nodes:
         if node.number not in shown:
             skipped += 1
+            failing += node.number in story.failures
             continue
         if skipped:
-            lines.append(f"    … {skipped} more call{'s' * (skipped > 1)}, none failed")
-            skipped = 0
+            lines.append(_skipped(skipped, failing))
+            skipped = failing = 0
         lines.append(_call_line(node, tags.get(node.number, ""), width))
     if skipped:
-        lines.append(f"    … {skipped} more call{'s' * (skipped > 1)}, none failed")
+        lines.append(_skipped(skipped, failing))
     root = story.root
     command: tuple[int, list[str]] | None = None
     if story.uncertain is not None:
@@ -157,12 +186,13 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
             command = (len(lines), command_lines(show, width, "  in full:  ", " " * 14))
     if story.consequences:
         lines.append("consequences:")
-        lines.extend(_consequence(story, c, width) for c in story.consequences)
+        lines.extend(_few([_consequence(story, c, width) for c in story.consequences],
+                          limit))
         if story.propagation:
             lines.append(_fit(f"  {story.propagation}", width))
     if story.others:
         lines.append("other failures:")
-        lines.extend(_consequence(story, c, width) for c in story.others)
+        lines.extend(_few([_consequence(story, c, width) for c in story.others], limit))
     lines = [_fit(printable(line), width) for line in lines]  # recorded text, escaped
     if command is not None:
         lines[command[0]:command[0]] = command[1]
@@ -190,6 +220,22 @@ def _uncertain_lines(story: FailureStory, width: int, flag: str) -> list[str]:
         lines.extend(_fit(f"    {flag} {option.removeprefix('--service ')}", width)
                      for option in u.settle)
     return lines
+
+
+def no_root_line(story: FailureStory, width: int = WIDTH) -> str:
+    """One line for a test with no root to name: why there is none (its test name cut in
+    the middle if the line would pass `width`)."""
+    if not story.failures:
+        what = "no call failed: its own checks failed"
+    else:
+        roles: dict[str, int] = {}
+        for c in story.others:
+            roles[c.role] = roles.get(c.role, 0) + 1
+        what = (f"no call to blame ({len(story.failures)} failed: "
+                + ", ".join(f"{count} {role}" for role, count in sorted(roles.items()))
+                + ")")
+    tail = f"  {story.outcome or 'no outcome'}: {what}"
+    return printable(cut_middle(story.test or "(no test)", max(20, width - len(tail))) + tail)
 
 
 def root_summary(story: FailureStory) -> str | None:

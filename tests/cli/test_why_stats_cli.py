@@ -241,3 +241,25 @@ def test_why_names_the_root_so_that_show_finds_it(tmp_path) -> None:
     assert line == "  in full:  tapproxy show run.tap --exchange 9e8d7c6b-5a4f"
     shown = run_cli("show", path, "--exchange", line.split()[-1]).stdout
     assert shown.startswith("exchange 4  shop (proxy-auth) → payments"), shown
+
+
+def test_why_names_a_failed_test_with_nothing_to_blame_in_one_line(tmp_path) -> None:
+    handled, plain = "tests/test_a.py::test_retried", "tests/test_a.py::test_asserts"
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "tests", "gateway", 0, 10, status=503, path="/health", test=handled),
+        exchange("b", "tests", "gateway", 20, 30, path="/health", test=handled),
+        TestCase(handled, T0, T0 + 40 * MS, "failed"),
+        exchange("c", "tests", "gateway", 50, 60, test=plain),
+        TestCase(plain, T0 + 50 * MS, T0 + 70 * MS, "failed"),
+        exchange("d", "tests", "gateway", 80, 90, status=503, path="/health", test="t_ok"),
+        exchange("e", "tests", "gateway", 95, 99, path="/health", test="t_ok"),
+        TestCase("t_ok", T0 + 80 * MS, T0 + 100 * MS, "passed"),
+    ])
+    r = run_cli("why", path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"{handled}  failed: no call to blame (1 failed: 1 handled)",
+        f"{plain}  failed: no call failed: its own checks failed",
+    ]
+    stories = [json.loads(line) for line in run_cli("why", path, "--json").stdout.splitlines()]
+    assert [(s["test"], s["root"]) for s in stories] == [(handled, None), (plain, None)]

@@ -46,3 +46,17 @@ def test_a_call_its_caller_gave_up_on_is_told_in_the_callers_terms() -> None:
     assert lines[2].endswith("gave up   498 ms  ◀ root"), lines[2]
     assert root_summary(story) == ("shop → payments POST /charges gave up: shop gave up "
                                    "after 498 ms; it made no calls")
+
+
+def test_a_chain_thousands_deep_is_summarised() -> None:
+    n = 1500
+    xs = [exchange(f"c{i:05d}", f"s{i}", f"s{i + 1}", i, 3 * n - i,
+                   status=502 if i < n - 1 else 500) for i in range(n)]
+    lines = story_lines(first_failure(xs, outcome="failed"))
+    assert len(lines) < 80, len(lines)
+    assert max(len(line) for line in lines) <= 80
+    assert any(line.endswith("◀ root") and f"s{n - 1} → s{n}" in line for line in lines)
+    assert any(line.startswith("    … ") and line.endswith("more calls, all failing")
+               for line in lines), lines
+    assert any(line.startswith("  … ") and line.endswith("more like these")
+               for line in lines), lines
