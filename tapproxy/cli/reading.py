@@ -28,8 +28,9 @@ def show(
         "--json", help="One JSON object per exchange or tunnel (its `kind` says which).")]
     = False,
     exchange: Annotated[str | None, typer.Option(
-        help="Show exchange N (its # in the table), tunnel tN, or the one whose id starts "
-             "so (4+ characters).")] = None,
+        help="Show exchange N (its # in the table), tunnel tN, the one whose id starts "
+             "so (4+ characters), or TEST#N: call #N of that test as `why` numbers "
+             "them.")] = None,
     proto_descriptor: Annotated[Path | None, typer.Option(
         help="Decode gRPC messages by name with this `protoc --include_imports "
              "--descriptor_set_out` file (else by field number).")] = None,
@@ -71,7 +72,8 @@ def show(
 
         rows = select(numbered_rows(records()), test, only, errors)
         if exchange is not None:
-            found = _find_exchange(rows, exchange)
+            found = (_find_in_test(rows, *_test_call(exchange)) if _test_call(exchange)
+                     else _find_exchange(rows, exchange))
             for _ in records():  # test outcomes are written after their exchanges
                 pass
             _check_tail(reader)
@@ -129,6 +131,21 @@ def _show_logs(capture: Path, test: str | None, service: str | None, as_json: bo
         if not count and not as_json:
             print("(no log lines)")
         _check_tail(reader)
+
+
+def _test_call(key: str) -> tuple[str, int] | None:
+    """`TEST#N` (as `why` numbers a test's calls) split in two, else None."""
+    test, sep, n = key.rpartition("#")
+    return (test, int(n)) if sep and test and n.isdigit() and int(n) > 0 else None
+
+
+def _find_in_test(rows, test: str, n: int):
+    """The test's call `#n` as `why` numbers them: its exchanges by start, then id."""
+    from tapproxy.capture.model import Tunnel
+
+    calls = sorted(((x.timing.request_start, x.id), row, x) for row, x in rows
+                   if x.test == test and not isinstance(x, Tunnel))
+    return calls[n - 1][1:] if n <= len(calls) else None  # (row, exchange)
 
 
 def _find_exchange(rows, key: str):

@@ -263,3 +263,21 @@ def test_why_names_a_failed_test_with_nothing_to_blame_in_one_line(tmp_path) -> 
     ]
     stories = [json.loads(line) for line in run_cli("why", path, "--json").stdout.splitlines()]
     assert [(s["test"], s["root"]) for s in stories] == [(handled, None), (plain, None)]
+
+
+def test_show_finds_a_call_by_the_number_why_gives_it_within_its_test(tmp_path) -> None:
+    # Written in the order they completed; `why` numbers a test's calls by start.
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("other", "tests", "shop", 0, 5, test="tests/test_a.py::test_first"),
+        exchange("inner", "shop", "payments", 30, 80, status=500, test=TEST),
+        exchange("outer", "tests", "shop", 20, 90, status=502, test=TEST),
+        TestCase(TEST, T0 + 20 * MS, T0 + 100 * MS, "failed"),
+    ])
+    why = run_cli("why", path, "--test", TEST).stdout
+    assert "root #2 shop → payments" in why
+    shown = run_cli("show", path, "--exchange", f"{TEST}#2")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("exchange 2  shop (proxy-auth) → payments"), shown.stdout
+    assert run_cli("show", path, "--exchange", f"{TEST}#1").stdout.startswith("exchange 3 ")
+    missing = run_cli("show", path, "--exchange", f"{TEST}#3")
+    assert missing.returncode == 2 and f"no exchange '{TEST}#3'" in missing.stderr
