@@ -176,8 +176,8 @@ def demo(
         print_table(rows(reader), console)
     for group in spans_of_capture(output):
         if group.outcome == "failed":
-            console.print(f"\n[bold]call tree of {group.test}[/] (spans tapproxy synthesized; "
-                          "no service here is instrumented):")
+            console.print(f"\n[bold]call tree of {group.test}[/]\n(spans tapproxy "
+                          "synthesized: no service here is instrumented)")
             print_span_tree(group.spans, group.findings, console)
     console.print(f"\ncapture written to {output}; look closer with:\n"
                   f"  tapproxy show {output} --errors\n"

@@ -21,9 +21,9 @@ from tapproxy.report.printable import printable
 __all__ = ["print_exchange", "print_table", "print_tunnel", "status_text"]
 
 # Fixed columns: number, method, status, ms, size. Test, caller → callee and path share
-# what is left of the terminal's width (at 80 columns: 14, 18 and 13), each up to a cap.
-_NUMBER, _METHOD, _STATUS, _MS, _SIZE = 5, 6, 6, 6, 5
-_SHARED = (("test", 14, 24), ("caller → callee", 18, 28), ("path", 13, 0))
+# what is left of the terminal's width (at 80 columns: 17, 17 and 12), each up to a cap.
+_NUMBER, _METHOD, _STATUS, _MS, _SIZE = 4, 6, 6, 6, 5
+_SHARED = (("test", 17, 24), ("caller → callee", 17, 28), ("path", 12, 0))
 
 
 def _party(p: Party) -> str:
