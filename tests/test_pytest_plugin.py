@@ -12,6 +12,7 @@ import pytest
 
 from tapproxy.capture import Exchange, ResourceSample, ServiceLog, TestCase, open_capture
 from tests.cli.test_record_cli import record  # noqa: F401 - the fixture
+from tests.conftest import run_cli
 
 SUITE = Path(__file__).parent / "plugin_suite"
 
@@ -80,6 +81,14 @@ the log lines whole (lines above are cut to 80 columns):
     raw = re.search(r"^-+ tapproxy -+\n(.*?)\n(?==+ |- generated)", result.stdout.str(),
                     re.S | re.M).group(1)
     assert all(len(line) <= 80 for line in raw.splitlines() if str(capture) not in line)
+    # The section's references resolve in the capture the run leaves behind.
+    ref = re.search(r"--exchange ([0-9a-f-]{13})\b", raw).group(1)
+    shown = run_cli("show", capture, "--exchange", ref)
+    assert shown.stdout.startswith("exchange ") and "→ payments" in shown.stdout.split(
+        "\n")[0], shown.stdout + shown.stderr
+    logs = run_cli("show", capture, "--logs", "--test", "test_shop.py::test_declined_card",
+                   "--service", "payments").stdout
+    assert "payments ! ERROR card declined: issuer said no" in logs, logs
     summary = result.stdout.str().rsplit("- tapproxy -", 1)[1].split("\n=")[0]
     assert "test_shop.py::test_declined_card\n  orders → payments POST /charges 500" in summary
     assert all(len(line) <= 80 for line in summary.splitlines() if str(capture) not in line)
