@@ -183,7 +183,7 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
         if capture is not None:  # added after escaping, whole: a path is not cut
             show = ["tapproxy", "show", printable(capture), "--exchange",
                     printable(exchange_ref(x))]
-            command = (len(lines), command_lines(show, width, "  in full:  ", " " * 14))
+            command = (len(lines), command_lines(show, width, "  in full:  ", "    "))
     if story.consequences:
         lines.append("consequences:")
         lines.extend(_few([_consequence(story, c, width) for c in story.consequences],
