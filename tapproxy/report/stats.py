@@ -125,13 +125,14 @@ def stats_lines(metrics: Metrics, dimensions: tuple[str, ...],
 def metrics_json(metrics: Metrics, dimensions: tuple[str, ...] = ("edge", "route", "test"),
                  tunnels: TunnelTally | None = None) -> dict:
     """{dimension: [row, …], "overall": row}; keys as lists, latencies in ms; with
-    `tunnels`, "tunnels": [{edge, count, failed, bytes_up, bytes_down}, …]."""
+    `tunnels` that counted any, "tunnels": [{edge, count, failed, bytes_up,
+    bytes_down}, …]."""
     out: dict[str, object] = {}
     for dim in dimensions:
         out[dim] = [_row_json(r) for r in metrics.rows(dim)]
     overall = metrics.rows("overall")
     out["overall"] = _row_json(overall[0]) if overall else None
-    if tunnels is not None:
+    if tunnels is not None and tunnels.json():  # as live /metrics, which has none
         out["tunnels"] = tunnels.json()
     return out
 
