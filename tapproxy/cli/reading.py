@@ -40,11 +40,15 @@ def show(
 ) -> None:
     """List the exchanges of a capture, and the connections not parsed as HTTP (tunnels,
     rows t1, t2, …), or show one in full, or the services' log lines."""
+    filters = [s for s in service or () if "=" not in s]
+    if len(filters) > 1:
+        raise _fail(f"--service: one service to show at a time, not {', '.join(filters)}")
+    only = filters[0] if filters else None
     if logs:
         if exchange is not None or errors or proto_descriptor is not None:
             raise _fail("--logs prints log lines: it takes --test, --service and --json "
                         "only")
-        _show_logs(capture, test, service, as_json)
+        _show_logs(capture, test, only, as_json)
         return
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.model import TestCase, Tunnel
@@ -55,10 +59,6 @@ def show(
     from tapproxy.report.text import print_exchange, print_table, print_tunnel
 
     schema = None if proto_descriptor is None else ProtoSchema(proto_descriptor)
-    filters = [s for s in service or () if "=" not in s]
-    if len(filters) > 1:
-        raise _fail(f"--service: one service to show at a time, not {', '.join(filters)}")
-    only = filters[0] if filters else None
     names = _callee_names([s for s in service or () if "=" in s])
     console = _out()
     with open_capture(capture) as reader:

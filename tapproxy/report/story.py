@@ -212,8 +212,7 @@ def _uncertain_lines(story: FailureStory, width: int, flag: str) -> list[str]:
     lines = ["root uncertain: one of"]
     for n in u.candidates:
         x = story.tree.node(n).exchange
-        lines.append(_fit(f"  #{n} {x.caller.name} → {x.callee.name}  {_target(x)}  "
-                          f"{_outcome(x)}", width))
+        lines.append(_fit(f"  #{n} {_edge(x)}  {_target(x)}  {_outcome(x)}", width))
     lines.extend(_wrap(f"why: {u.reason}", width, "  "))
     if u.settle:
         lines.append("  to settle it, name the address (one of):")
