@@ -40,7 +40,6 @@ def _section(text: str) -> str:
     section = re.sub(r" +\+\d+ms", " +<t>", section)
     section = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", section)
     section = re.sub(r" \\\n +", " ", section)  # a command continued over lines: one
-    section = re.sub(r"^capture:\n +", "capture: ", section, flags=re.M)  # a long path
     section = re.sub(r"--exchange [0-9a-f-]{13}\b", "--exchange <id>", section)
     section = re.sub(r"cpu peak \d+%, rss peak [\d.]+ MiB, \d+ threads?, \d+ fds "
                      r"\(\d+ samples?\)", "<resources>", section)

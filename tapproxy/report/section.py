@@ -103,8 +103,8 @@ def failure_section(story: Sequence[str], since: int, services: Sequence[Service
         lines.extend(_service_lines(w, since, width, max_logs))
     if paths:
         lines.append("")
-        for label, path in paths:
-            lines.extend(_labelled_path(label, path, width))
+        # A path is never cut or split: it is there to be copied (and found by tools).
+        lines.extend(f"{label}: {path}" for label, path in paths)
     capture = dict(paths).get("capture")
     if services and capture is not None and test is not None:
         lines.append("the log lines whole (lines above are cut to 80 columns):")
@@ -113,12 +113,6 @@ def failure_section(story: Sequence[str], since: int, services: Sequence[Service
             argv += ["--service", services[0].service]
         lines.extend(command_lines(argv, width))
     return "\n".join(lines)
-
-def _labelled_path(label: str, path: str, width: int) -> list[str]:
-    """`label: PATH` on one line, or the path on the next when that would pass `width`
-    (a path is never cut: it is there to be copied)."""
-    one = f"{label}: {path}"
-    return [one] if len(one) <= width else [f"{label}:", f"  {path}"]
 
 
 def run_summary(failures: Sequence[tuple[str, str]], quiet: int, capture: str,
@@ -134,7 +128,7 @@ def run_summary(failures: Sequence[tuple[str, str]], quiet: int, capture: str,
     if quiet:
         lines.append(f"{quiet} test{'s' * (quiet > 1)} sent nothing through the proxy "
                      "(see the warnings)")
-    lines.extend(_labelled_path("capture", capture, width))
+    lines.append(f"capture: {capture}")
     if failures:
         lines.append("every failing test explained again:")
         lines.extend(command_lines(["tapproxy", "why", capture], width))
