@@ -117,6 +117,7 @@ def stats(
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.model import Exchange, Tunnel
     from tapproxy.capture.routes import RouteTable
+    from tapproxy.report.parties import as_shown
     from tapproxy.report.printable import json_line
     from tapproxy.report.stats import TunnelTally, metrics_json, stats_lines
 
@@ -129,7 +130,8 @@ def stats(
     with open_capture(capture) as reader:
         for r in reader:
             if isinstance(r, Exchange):
-                metrics.add(routes(r) if routes else r)
+                # Parties as every output names them: ?IP for an address-only caller.
+                metrics.add(as_shown(routes(r) if routes else r))
             elif isinstance(r, Tunnel):
                 tunnels.add(r)
         # A capture cut short (a killed recorder, or one still being written): the
