@@ -33,7 +33,9 @@ def _party(p: Party) -> str:
 def status_text(x: Exchange) -> Text:
     """The HTTP status, with the gRPC status where it is not OK (e.g. `200 NOT_FOUND`)."""
     if x.error is not None and x.response is None:
-        return Text(printable(x.error.kind.upper()), style="bold red")
+        # client_closed: the caller hung up first (its timeout, mostly), as `why` says it.
+        kind = "gave up" if x.error.kind == "client_closed" else x.error.kind
+        return Text(printable(kind.upper()), style="bold red")
     status = x.status or 0
     grpc = x.grpc_status_name
     style = ("red" if status >= 500 or x.error or x.failed

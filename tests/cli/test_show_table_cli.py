@@ -55,5 +55,5 @@ def test_the_test_column_shows_what_tells_tests_apart_within_80_columns(tmp_path
     assert re.match(r"^1\s+test_p\S*order\s+tests → shop\s+GET\s+/orders\s+200\s", rows[0])
     assert re.match(r"^2\s+test_d\S*card\s", rows[1]), rows[1]
     assert "/order…99999 " in rows[1]  # both ends of a long path
-    assert "CLIENT_CLOSED" in rows[2]
+    assert "GAVE UP" in rows[2]  # client_closed: the caller gave up, as `why` says
     assert "?127.0.0.1 → shop" in rows[3]
