@@ -39,9 +39,10 @@ from tapproxy.capture import (
 from tapproxy.capture.runs import prune_runs
 from tapproxy.errors import ProxyError, TapproxyError
 from tapproxy.pytest_settings import KEEP, Settings, read_settings
-from tapproxy.report.hints import callee_with_port, unnamed_callee_hints
+from tapproxy.report.hints import unnamed_callee_hints
+from tapproxy.report.parties import as_shown
 from tapproxy.report.printable import printable
-from tapproxy.report.section import ServiceWindow, call_lines, failure_section
+from tapproxy.report.section import ServiceWindow, call_lines, failure_section, run_summary
 
 __all__ = ["Tapproxy", "TapproxyService"]
 
@@ -240,9 +241,9 @@ class _Session:
             return  # a run where every test passed through the proxy prints nothing
         tr = terminalreporter
         tr.write_sep("-", "tapproxy")
-        for nodeid, line in self.failures:
-            tr.write_line(f"{nodeid}: {line}")
-        for label, path in self.footer():
+        for line in run_summary(self.failures, len(self.quiet), str(self.shown_capture)):
+            tr.write_line(line)
+        for label, path in self.footer()[1:]:  # the capture itself is in the summary
             tr.write_line(f"{label}: {path}")
 
     # -- each test -----------------------------------------------------------------------
@@ -303,8 +304,9 @@ class _Session:
             os.unlink(name)
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
-        exchanges = [callee_with_port(x) for x in self.exchanges(item.nodeid)]
-        story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME])
+        exchanges = [as_shown(x) for x in self.exchanges(item.nodeid)]
+        story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME],
+                                        str(self.shown_capture))
         story += unnamed_callee_hints(exchanges, "--tapproxy-service")
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
@@ -312,26 +314,26 @@ class _Session:
         windows = [ServiceWindow(name, self.journal.logs(name, since, now),
                                  self.journal.samples(name, since, now))
                    for name in services if name in self.services]
-        rep.sections.append(("tapproxy", failure_section(story, since, windows[:3],
-                                                         self.footer())))
+        rep.sections.append(("tapproxy", failure_section(
+            story, since, windows[:3], self.footer(), test=item.nodeid)))
         item.user_properties.append(("tapproxy_capture", str(self.shown_capture)))
         if first:
             item.user_properties.append(("tapproxy_first_failure", first))
             self.failures.append((item.nodeid, first))
 
 
-def _story(exchanges: Sequence[Exchange], nodeid: str,
-           outcome: str) -> tuple[list[str], str | None, list[str]]:
+def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str,
+           capture: str) -> tuple[list[str], str | None, list[str]]:
     """The failure story's lines (the call tree, the root marked, its consequences), the
     root in one line, and the service whose log lines to show: the root's callee."""
     from tapproxy.analysis import first_failure
-    from tapproxy.report.story import story_lines
+    from tapproxy.report.story import root_summary, story_lines
 
     if not exchanges:
         return ["no exchanges recorded for this test"], None, []
     story = first_failure(exchanges, test=nodeid, outcome=outcome)
     # Its first line names the test: pytest did already.
-    lines = story_lines(story, flag="--tapproxy-service")[1:]
+    lines = story_lines(story, flag="--tapproxy-service", capture=capture)[1:]
     if story.uncertain is not None:
         u = story.uncertain
         first = (f"root uncertain: {' or '.join(f'#{n}' for n in u.candidates)}"
@@ -341,9 +343,7 @@ def _story(exchanges: Sequence[Exchange], nodeid: str,
     if story.root is None:
         return lines, None, []
     x = story.tree.node(story.root.number).exchange
-    first = (f"{x.caller.name} → {x.callee.name} {x.request.method} "
-             f"{x.route or x.request.path_only} {story.root.failure.label}: {story.root.why}")
-    return lines, printable(first), [x.callee.name]
+    return lines, root_summary(story), [x.callee.name]
 
 
 # -- fixtures ------------------------------------------------------------------------------

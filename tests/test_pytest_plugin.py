@@ -18,7 +18,7 @@ import pytest
 
 from tapproxy.capture import Exchange, ResourceSample, ServiceLog, TestCase, open_capture
 from tests.cli.test_record_cli import record  # noqa: F401 - the fixture
-from tests.conftest import TAPPROXY, free_port
+from tests.conftest import TAPPROXY, free_port, run_cli
 
 SUITE = Path(__file__).parent / "plugin_suite"
 
@@ -45,6 +45,8 @@ def _section(text: str) -> str:
     section = re.sub(r" +\d+(\.\d+)? ms\b", " <ms>", section)
     section = re.sub(r" +\+\d+ms", " +<t>", section)
     section = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", section)
+    section = re.sub(r" \\\n +", " ", section)  # a command continued over lines: one
+    section = re.sub(r"--exchange [0-9a-f-]{13}\b", "--exchange <id>", section)
     section = re.sub(r"cpu peak \d+%, rss peak [\d.]+ MiB, \d+ threads?, \d+ fds "
                      r"\(\d+ samples?\)", "<resources>", section)
     return section
@@ -69,6 +71,7 @@ root #3 orders → payments  POST /charges  500
             {{"card": "bad", "amount": 5}}
   response: 500 Internal Server Error
             {{"error": "declined"}}
+  in full:  tapproxy show {capture} --exchange <id>
 consequences:
   #1 tests → gateway 502: propagated from #3
   #2 gateway → orders 502: propagated from #3
@@ -77,8 +80,23 @@ consequences:
 payments: <resources>
  +<t> ! ERROR card declined: issuer said no
 
-capture: {capture}"""
-    assert all(len(line) <= 80 for line in _section(result.stdout.str()).splitlines()[:-1])
+capture: {capture}
+the log lines whole (lines above are cut to 80 columns):
+  tapproxy show {capture} --logs --test test_shop.py::test_declined_card --service payments"""
+    raw = re.search(r"^-+ tapproxy -+\n(.*?)\n(?==+ |- generated)", result.stdout.str(),
+                    re.S | re.M).group(1)
+    assert all(len(line) <= 80 for line in raw.splitlines() if str(capture) not in line)
+    # The section's references resolve in the capture the run leaves behind.
+    ref = re.search(r"--exchange ([0-9a-f-]{13})\b", raw).group(1)
+    shown = run_cli("show", capture, "--exchange", ref)
+    assert shown.stdout.startswith("exchange ") and "→ payments" in shown.stdout.split(
+        "\n")[0], shown.stdout + shown.stderr
+    logs = run_cli("show", capture, "--logs", "--test", "test_shop.py::test_declined_card",
+                   "--service", "payments").stdout
+    assert "payments ! ERROR card declined: issuer said no" in logs, logs
+    summary = result.stdout.str().rsplit("- tapproxy -", 1)[1].split("\n=")[0]
+    assert "test_shop.py::test_declined_card\n  orders → payments POST /charges 500" in summary
+    assert all(len(line) <= 80 for line in summary.splitlines() if str(capture) not in line)
 
     tree = ET.parse(pytester.path / "junit.xml")
     [case] = tree.iter("testcase")

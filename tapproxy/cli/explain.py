@@ -44,9 +44,10 @@ def why(
     from tapproxy.analysis.grouping import runs_by_test
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.routes import RouteTable
-    from tapproxy.report.hints import callee_with_port, unnamed_callee_hints
+    from tapproxy.report.hints import unnamed_callee_hints
+    from tapproxy.report.parties import as_shown
     from tapproxy.report.printable import json_line
-    from tapproxy.report.story import story_json, story_lines
+    from tapproxy.report.story import no_root_line, story_json, story_lines
 
     limits = parse_budget(budget or ())
     routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
@@ -57,31 +58,43 @@ def why(
         with open_capture(baseline) as reader:  # type: ignore[arg-type]
             for run in runs_by_test(map(routes, reader) if routes else reader, only=name):
                 if run.name == name:  # callees named as in this run's story (below)
-                    return [callee_with_port(x) for x in run.exchanges]
+                    return [as_shown(x) for x in run.exchanges]
         return ()
 
-    told = total = 0
+    told = total = printed = 0
+    after_story = False  # one-line answers follow each other; a story stands apart
     with open_capture(capture) as reader:
         records = map(routes, reader) if routes else reader
         for run in runs_by_test(records, only=test):
             if run.name is None and test is None:
                 continue  # exchanges of no test have no story to tell
             total += 1
-            # Unnamed services on loopback share an IP: tell them apart by IP:PORT.
-            exchanges = [callee_with_port(x) for x in run.exchanges]
+            # Parties named as printed (IP:PORT, ?IP), also in what the story says of them.
+            exchanges = [as_shown(x) for x in run.exchanges]
             story = first_failure(exchanges, test=run.name, outcome=run.outcome,
                                   budget=limits or None,
                                   baseline=baseline_of(run.name) if baseline else None)
             if test is None and story.root is None and story.uncertain is None:
+                if run.outcome not in ("failed", "error"):
+                    continue  # a passing test: what it handled is not a failure
+                # A failed test with nothing to blame is still named, in one line.
+                if as_json:
+                    print(json_line({**story_json(story), "hints": []}))
+                else:
+                    if after_story:
+                        print()
+                    print(no_root_line(story))
+                printed, after_story = printed + 1, False
                 continue
             told += 1
             hints = unnamed_callee_hints(exchanges)
             if as_json:
                 print(json_line({**story_json(story), "hints": hints}))
             else:
-                if told > 1:
+                if printed:
                     print()
-                print("\n".join(story_lines(story) + hints))
+                print("\n".join(story_lines(story, capture=str(capture)) + hints))
+            printed, after_story = printed + 1, True
         _check_tail(reader)
     if test is not None and total == 0:
         raise _fail(f"{capture}: no test {test!r}")
@@ -102,26 +115,32 @@ def stats(
     """Count, error rate, throughput, latency percentiles and bytes per edge, route, test."""
     from tapproxy.analysis.metrics import Metrics
     from tapproxy.capture.format import open_capture
-    from tapproxy.capture.model import Exchange
+    from tapproxy.capture.model import Exchange, Tunnel
     from tapproxy.capture.routes import RouteTable
+    from tapproxy.report.parties import as_shown
     from tapproxy.report.printable import json_line
-    from tapproxy.report.stats import metrics_json, stats_lines
+    from tapproxy.report.stats import TunnelTally, metrics_json, stats_lines
 
     dims = tuple(by or ("edge", "route", "test"))
     for d in dims:
         if d not in ("test", "edge", "route"):
             raise _fail(f"bad --by {d!r}: expected test, edge or route")
     routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
-    metrics = Metrics()
+    metrics, tunnels = Metrics(), TunnelTally()
     with open_capture(capture) as reader:
         for r in reader:
             if isinstance(r, Exchange):
-                metrics.add(routes(r) if routes else r)
+                # Parties as every output names them: ?IP for an address-only caller.
+                metrics.add(as_shown(routes(r) if routes else r))
+            elif isinstance(r, Tunnel):
+                tunnels.add(r)
+        # A capture cut short (a killed recorder, or one still being written): the
+        # figures of its complete records first, then where it stopped, as every reader.
+        if as_json:
+            print(json_line(metrics_json(metrics, dims, tunnels)))
+        else:
+            print("\n".join(stats_lines(metrics, dims, tunnels)))
         _check_tail(reader)
-    if as_json:
-        print(json_line(metrics_json(metrics, dims)))
-    else:
-        print("\n".join(stats_lines(metrics, dims)))
 
 
 @app.command()
@@ -159,8 +178,8 @@ def demo(
         print_table(rows(reader), console)
     for group in spans_of_capture(output):
         if group.outcome == "failed":
-            console.print(f"\n[bold]call tree of {group.test}[/] (spans tapproxy synthesized; "
-                          "no service here is instrumented):")
+            console.print(f"\n[bold]call tree of {group.test}[/]\n(spans tapproxy "
+                          "synthesized: no service here is instrumented)")
             print_span_tree(group.spans, group.findings, console)
     console.print(f"\ncapture written to {output}; look closer with:\n"
                   f"  tapproxy show {output} --errors\n"

@@ -28,14 +28,28 @@ def show(
         "--json", help="One JSON object per exchange or tunnel (its `kind` says which).")]
     = False,
     exchange: Annotated[str | None, typer.Option(
-        help="Show exchange N (its # in the table), tunnel tN, or the one whose id starts "
-             "so (4+ characters).")] = None,
+        help="Show exchange N (its # in the table), tunnel tN, the one whose id starts "
+             "so (4+ characters), or TEST#N: call #N of that test as `why` numbers "
+             "them.")] = None,
     proto_descriptor: Annotated[Path | None, typer.Option(
         help="Decode gRPC messages by name with this `protoc --include_imports "
              "--descriptor_set_out` file (else by field number).")] = None,
+    logs: Annotated[bool, typer.Option(
+        help="Print the services' log lines whole instead (with --test: those while "
+             "it ran; with --service: that service's).")] = False,
 ) -> None:
     """List the exchanges of a capture, and the connections not parsed as HTTP (tunnels,
-    rows t1, t2, …), or show one in full."""
+    rows t1, t2, …), or show one in full, or the services' log lines."""
+    filters = [s for s in service or () if "=" not in s]
+    if len(filters) > 1:
+        raise _fail(f"--service: one service to show at a time, not {', '.join(filters)}")
+    only = filters[0] if filters else None
+    if logs:
+        if exchange is not None or errors or proto_descriptor is not None:
+            raise _fail("--logs prints log lines: it takes --test, --service and --json "
+                        "only")
+        _show_logs(capture, test, only, as_json)
+        return
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.model import TestCase, Tunnel
     from tapproxy.capture.protobuf import ProtoSchema
@@ -45,10 +59,6 @@ def show(
     from tapproxy.report.text import print_exchange, print_table, print_tunnel
 
     schema = None if proto_descriptor is None else ProtoSchema(proto_descriptor)
-    filters = [s for s in service or () if "=" not in s]
-    if len(filters) > 1:
-        raise _fail(f"--service: one service to show at a time, not {', '.join(filters)}")
-    only = filters[0] if filters else None
     names = _callee_names([s for s in service or () if "=" in s])
     console = _out()
     with open_capture(capture) as reader:
@@ -62,7 +72,8 @@ def show(
 
         rows = select(numbered_rows(records()), test, only, errors)
         if exchange is not None:
-            found = _find_exchange(rows, exchange)
+            found = (_find_in_test(rows, *_test_call(exchange)) if _test_call(exchange)
+                     else _find_exchange(rows, exchange))
             for _ in records():  # test outcomes are written after their exchanges
                 pass
             _check_tail(reader)
@@ -84,14 +95,68 @@ def show(
         _check_tail(reader)
 
 
+def _show_logs(capture: Path, test: str | None, service: str | None, as_json: bool) -> None:
+    """Every log line of the services (of `service`, glob), while `test` (glob) ran."""
+    from fnmatch import fnmatchcase
+
+    from tapproxy.capture.format import open_capture
+    from tapproxy.capture.model import ServiceLog, TestCase
+    from tapproxy.report.logs import log_json, log_lines
+    from tapproxy.report.printable import json_line
+
+    windows: list[tuple[int, float]] | None = None
+    if test is not None:  # test cases are written when they end: find them first
+        with open_capture(capture) as reader:
+            windows = [(r.started, r.ended if r.ended is not None else float("inf"))
+                       for r in reader
+                       if isinstance(r, TestCase) and (r.name == test
+                                                       or fnmatchcase(r.name, test))]
+        if not windows:
+            raise _fail(f"{capture}: no test {test!r}")
+    count = 0
+    with open_capture(capture) as reader:
+        for r in reader:
+            if not isinstance(r, ServiceLog):
+                continue
+            if service is not None and not (r.service == service
+                                            or fnmatchcase(r.service, service)):
+                continue
+            if windows is not None and not any(a <= r.timestamp <= b for a, b in windows):
+                continue
+            count += 1
+            if as_json:
+                print(json_line(log_json(r)))
+            else:
+                print("\n".join(log_lines(r)))
+        if not count and not as_json:
+            print("(no log lines)")
+        _check_tail(reader)
+
+
+def _test_call(key: str) -> tuple[str, int] | None:
+    """`TEST#N` (as `why` numbers a test's calls) split in two, else None."""
+    test, sep, n = key.rpartition("#")
+    return (test, int(n)) if sep and test and n.isdigit() and int(n) > 0 else None
+
+
+def _find_in_test(rows, test: str, n: int):
+    """The test's call `#n` as `why` numbers them: its exchanges by start, then id."""
+    from tapproxy.capture.model import Tunnel
+
+    calls = sorted(((x.timing.request_start, x.id), row, x) for row, x in rows
+                   if x.test == test and not isinstance(x, Tunnel))
+    return calls[n - 1][1:] if n <= len(calls) else None  # (row, exchange)
+
+
 def _find_exchange(rows, key: str):
-    """Row `key` by its number in the table, else the first whose id starts with `key`
-    (at least 4 characters: a shorter prefix names nothing in particular)."""
+    """Row `key` by its number in the table, else the one whose id is `key`, else the
+    first whose id starts with `key` (at least 4 characters: a shorter prefix names
+    nothing in particular)."""
     by_prefix = None
     for n, x in rows:
         if str(n) == key:
             return n, x
-        if by_prefix is None and len(key) >= 4 and x.id.startswith(key):
+        if by_prefix is None and (x.id == key or (len(key) >= 4 and x.id.startswith(key))):
             by_prefix = (n, x)
     return by_prefix
 

@@ -22,6 +22,7 @@ from mitmproxy.proxy.layers import TCPLayer
 
 from tapproxy.capture.model import TUNNEL_FIRST_BYTES, TUNNEL_REASONS, ErrorInfo, Party, Tunnel
 from tapproxy.proxy.convert import classify_error
+from tapproxy.report.parties import party_name
 
 if TYPE_CHECKING:
     from tapproxy.proxy.recorder import Recorder
@@ -142,7 +143,7 @@ class TunnelLog:
                                     int(flow.timestamp_created * 1e9),
                                     keep_bytes=reason != "ignored")
         if reason != "ignored":  # asked for by the user: not worth a warning each
-            self._warn(f"{_name(caller)} → {callee.name} ({callee.address}): not parsed as "
+            self._warn(f"{party_name(caller)} → {callee.name} ({callee.address}): not parsed as "
                        f"HTTP ({TUNNEL_REASONS.get(reason, reason)}); recorded "
                        "as a tunnel (byte counts and the first bytes only)")
 
@@ -207,7 +208,3 @@ class TunnelLog:
             first_from_server=bytes(seen.first_server),
             error=error, test=seen.test, test_source=seen.test_source,
         )
-
-
-def _name(p: Party) -> str:
-    return f"?{p.name}" if p.source == "peer" else p.name

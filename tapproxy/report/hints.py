@@ -9,26 +9,12 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 from collections.abc import Sequence
 
 from tapproxy.capture.model import Exchange
+from tapproxy.report.parties import callee_with_port
 
 __all__ = ["callee_with_port", "unnamed_callee_hints"]
-
-
-def callee_with_port(x: Exchange) -> Exchange:
-    """An unnamed callee at an IP address shows as `IP:PORT`: on loopback every service
-    has the same IP, so the bare address would merge them all into one."""
-    callee = x.callee
-    if callee.source != "host" or not callee.address:
-        return x
-    try:
-        ipaddress.ip_address(callee.name.strip("[]"))
-    except ValueError:
-        return x  # a host name says more than its address
-    return dataclasses.replace(x, callee=dataclasses.replace(callee, name=callee.address))
 
 
 def _inside(x: Exchange, outer: Sequence[Exchange]) -> bool:

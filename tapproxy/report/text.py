@@ -14,23 +14,28 @@ from tapproxy.capture.encoding import decode_body, decoded_body
 from tapproxy.capture.model import Exchange, Party, Request, Response, TestCase, Tunnel
 from tapproxy.capture.protobuf import ProtoSchema, decode_raw
 from tapproxy.errors import CaptureError
+from tapproxy.report.columns import cut_middle, short_test_name
+from tapproxy.report.parties import party_name
 from tapproxy.report.printable import printable
 
 __all__ = ["print_exchange", "print_table", "print_tunnel", "status_text"]
 
-_COLUMNS = (("#", 4), ("test", 20), ("caller → callee", 26), ("method", 6), ("path", 0),
-            ("status", 13), ("ms", 8), ("size", 7))
+# Fixed columns: number, method, status, ms, size. Test, caller → callee and path share
+# what is left of the terminal's width (at 80 columns: 17, 17 and 12), each up to a cap.
+_NUMBER, _METHOD, _STATUS, _MS, _SIZE = 4, 6, 6, 6, 5
+_SHARED = (("test", 17, 24), ("caller → callee", 17, 28), ("path", 12, 0))
 
 
 def _party(p: Party) -> str:
-    # A caller known only by address is shown as such, never as a service name.
-    return printable(f"?{p.name}" if p.source == "peer" else p.name)
+    return printable(party_name(p))
 
 
 def status_text(x: Exchange) -> Text:
     """The HTTP status, with the gRPC status where it is not OK (e.g. `200 NOT_FOUND`)."""
     if x.error is not None and x.response is None:
-        return Text(printable(x.error.kind.upper()), style="bold red")
+        # client_closed: the caller hung up first (its timeout, mostly), as `why` says it.
+        kind = "gave up" if x.error.kind == "client_closed" else x.error.kind
+        return Text(printable(kind.upper()), style="bold red")
     status = x.status or 0
     grpc = x.grpc_status_name
     style = ("red" if status >= 500 or x.error or x.failed
@@ -53,39 +58,78 @@ def _tunnel_status(t: Tunnel) -> Text:
     return Text("TUNNEL", style="magenta")
 
 
-def _cut(s: str, width: int) -> str:
-    return s if len(s) <= width else s[: width - 1] + "…"
+def _widths(width: int) -> tuple[int, int, int]:
+    """Test, caller → callee and path widths: each its minimum, then what is left of
+    `width` in turn up to each cap (the path takes the rest)."""
+    fixed = _NUMBER + _METHOD + _STATUS + _MS + _SIZE + 7  # and a space between columns
+    spare = max(0, width - fixed - sum(least for _, least, _ in _SHARED))
+    out = []
+    for _, least, cap in _SHARED:
+        grow = spare if not cap else min(spare, cap - least)
+        out.append(least + grow)
+        spare -= grow
+    return out[0], out[1], out[2]
+
+
+def _edge(caller: str, callee: str, width: int) -> str:
+    """`caller → callee` in `width`: the longer name is cut (in its middle) first, so
+    both stay readable and the arrow stays."""
+    room = width - 3
+    if len(caller) + len(callee) <= room:
+        return f"{caller} → {callee}"
+    short = min(len(caller), len(callee), room // 2)
+    if len(caller) <= len(callee):
+        return f"{cut_middle(caller, short)} → {cut_middle(callee, room - short)}"
+    return f"{cut_middle(caller, room - short)} → {cut_middle(callee, short)}"
+
+
+def _row(n: str, cells: tuple[str, str, str, str], st: Text, ms: float, size: str,
+         widths: tuple[int, int, int]) -> Text:
+    test, edge, method, what = cells
+    tw, ew, pw = widths
+    # A row number is never cut (`--exchange N` must find it): a long one takes its
+    # room from the test column.
+    tw -= max(0, len(n) - _NUMBER)
+    figures = f" {ms:>{_MS}.1f} {size:>{_SIZE}}"
+    # Nor a method (`OPTIONS`), a status (`CLIENT_CLOSED`) or a duration wider than its
+    # column: the path gives way, so the line still fits.
+    pw -= (max(0, len(method) - _METHOD) + max(0, len(st.plain) - _STATUS)
+           + max(0, len(figures) - _MS - _SIZE - 2))
+    line = Text(f"{n:<{_NUMBER}} {cut_middle(test, tw):<{tw}} {edge:<{ew}} "
+                f"{method:<{_METHOD}} {cut_middle(what, max(1, pw)):<{pw}} ")
+    line.append_text(st)
+    line.append(" " * (_STATUS - len(st.plain)))
+    line.append(figures)
+    return line
 
 
 def print_table(rows: Iterable[tuple[int | str, Exchange | Tunnel]], console: Console) -> int:
     """Print one line per exchange or tunnel as it is read (memory stays flat); returns
     the count. A tunnel (a connection not parsed as HTTP) reads `TCP`, its reason and
-    the bytes sent ↑ and received ↓ where an exchange has method and path."""
-    fixed = sum(w + 1 for _, w in _COLUMNS)
-    url_width = max(20, console.width - fixed)
-    widths = [w or url_width for _, w in _COLUMNS]
-    head = " ".join(f"{h:<{w}}" if i < 5 else f"{h:>{w}}"
-                    for i, ((h, _), w) in enumerate(zip(_COLUMNS, widths, strict=True)))
+    the bytes sent ↑ and received ↓ where an exchange has method and path. Lines fit the
+    console's width (80 columns when it is not a terminal); a test is named by what
+    follows its file (`test_checkout`), as every test of a file starts the same."""
+    widths = _widths(console.width)
+    tw, ew, pw = widths
+    head = (f"{'#':<{_NUMBER}} {'test':<{tw}} {'caller → callee':<{ew}} "
+            f"{'method':<{_METHOD}} {'path':<{pw}} {'status':<{_STATUS}} {'ms':>{_MS}} "
+            f"{'size':>{_SIZE}}")
     console.print(Text(head, style="bold"), soft_wrap=True)
     count = 0
     for n, x in rows:
         count += 1
+        test = printable(short_test_name(x.test)) if x.test else "-"
+        edge = _edge(_party(x.caller), _party(x.callee), widths[1])
         if isinstance(x, Tunnel):
             what = (f"{x.reason} ↑{_bytes(x.bytes_from_client)} "
                     f"↓{_bytes(x.bytes_from_server)}")
-            cells = [str(n), printable(x.test or "-"), f"{_party(x.caller)} → {_party(x.callee)}",
-                     "TCP", printable(what)]
-            st, ms, size = _tunnel_status(x), x.duration_ns / 1e6, _bytes(x.bytes_from_server)
+            line = _row(str(n), (test, edge, "TCP", printable(what)), _tunnel_status(x),
+                        x.duration_ns / 1e6, _bytes(x.bytes_from_server), widths)
         else:
             # The callee column names the host, so the path is what tells calls apart.
-            cells = [str(n), printable(x.test or "-"), f"{_party(x.caller)} → {_party(x.callee)}",
-                     printable(x.request.method), printable(x.request.path)]
-            st, ms, size = status_text(x), x.timing.duration_ns / 1e6, _size(x)
-        line = Text(" ".join(f"{_cut(c, w):<{w}}" for c, w in zip(cells, widths, strict=False)))
-        line.append(" ")
-        line.append_text(st)
-        line.append(" " * (widths[5] - len(st.plain)))
-        line.append(f" {ms:>{widths[6]}.1f} {size:>{widths[7]}}")
+            line = _row(str(n), (test, edge, printable(x.request.method),
+                                 printable(x.request.path)), status_text(x),
+                        x.timing.duration_ns / 1e6, _size(x), widths)
         console.print(line, soft_wrap=True, highlight=False)
     return count
 

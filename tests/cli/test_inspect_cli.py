@@ -7,6 +7,7 @@ through a bare `mitmdump -w`; damaged ones are cut or edited copies of the demo'
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import signal
@@ -70,7 +71,9 @@ def table(stdout: str) -> list[tuple]:
 
 
 def show(*args) -> subprocess.CompletedProcess:
-    return run_cli("show", *args)
+    # A wide terminal, so that the table's test names are whole (at 80 columns they are
+    # cut in the middle: tests/cli/test_show_table_cli.py).
+    return run_cli("show", *args, env={**os.environ, "COLUMNS": "120"})
 
 
 def one_error_line(out: subprocess.CompletedProcess, path: Path | str) -> str:

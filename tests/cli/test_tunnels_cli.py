@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def capture(start_proxy, services, tcp_server) -> Path:
 
 
 def test_show_lists_a_tunnel_as_a_row_of_its_own(capture):
-    out = run_cli("show", capture)
+    out = run_cli("show", capture, env={**os.environ, "COLUMNS": "120"})  # cells whole
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if re.match(r"^(\d+|t\d+)\s", line)]
     assert len(rows) == 2

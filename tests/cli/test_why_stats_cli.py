@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tapproxy.capture import ErrorInfo, Party, TestCase
+from tapproxy.capture import ErrorInfo, Party, TestCase, Tunnel
 from tests.conftest import run_cli
 from tests.spans.build import MS, T0, exchange, write_capture
 
@@ -31,7 +31,7 @@ def capture(tmp_path):
 
 
 def test_why_prints_the_tree_the_root_and_the_consequences_in_80_columns(capture) -> None:
-    r = run_cli("why", capture, "--test", TEST)
+    r = run_cli("why", capture.name, "--test", TEST, cwd=capture.parent)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         f"{TEST}  failed",
@@ -43,6 +43,7 @@ def test_why_prints_the_tree_the_root_and_the_consequences_in_80_columns(capture
         "  request:  POST http://payments/pay",
         '            {"amount":3}',
         "  error:    reset: connection reset by peer",
+        "  in full:  tapproxy show run.tap --exchange c",
         "consequences:",
         "  #1 pytest → gateway 502: propagated from #3",
         "  #2 gateway → web 500: propagated from #3",
@@ -61,7 +62,7 @@ def test_stats_by_edge_as_json(capture) -> None:
     r = run_cli("stats", capture, "--json", "--by", "edge")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"edge", "overall"}
+    assert set(out) == {"edge", "overall"}  # "tunnels" only when there were any
     edges = {tuple(e["key"]): e for e in out["edge"]}
     assert edges[("pytest", "gateway")]["count"] == 2
     assert edges[("web", "payments")]["errors"] == 1
@@ -145,3 +146,138 @@ def test_why_tells_unnamed_loopback_services_apart_by_port_and_hints_at_a_name(t
     j = run_cli("why", path, "--json")
     (story,) = [json.loads(line) for line in j.stdout.splitlines()]
     assert story["hints"][0].startswith("127.0.0.1:5001 may be orders")
+
+
+def test_why_marks_a_caller_known_only_by_address(tmp_path) -> None:
+    # README and `show` print an address-only caller as ?127.0.0.1: `why` must too,
+    # also in what the story says of it, or it reads like a service named 127.0.0.1.
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "127.0.0.1", "shop", 0, 200, status=502, test=TEST,
+                 caller_source="peer", caller_address="127.0.0.1:40000"),
+        exchange("b", "shop", "payments", 10, 150, status=500, test=TEST),
+        TestCase(TEST, T0, T0 + 400 * MS, "failed"),
+    ])
+    out = run_cli("why", path, "--test", TEST).stdout
+    assert "?127.0.0.1 → shop" in out, out
+    assert " 127.0.0.1 →" not in out, out
+
+
+def test_stats_shows_no_rate_for_one_call_and_fits_long_routes_on_one_line(tmp_path) -> None:
+    long_path = "/warehouses/" + "north-east-" * 4 + "/shelves/7/reservations"
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "tests", "shop", 0, 3, path="/orders", method="POST", test=TEST),
+        exchange("b", "shop", "inventory", 0, 2, path=long_path, test=TEST),
+        exchange("c", "shop", "inventory", 1, 2, path=long_path, test=TEST),
+        *[exchange(f"s{i}", "tests", "slow", i * 600, i * 600 + 5, path="/s", test=TEST)
+          for i in range(3)],
+    ])
+    r = run_cli("stats", path, "--by", "route")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, r.stdout
+    (orders,) = [line for line in lines if line.startswith("shop POST /orders")]
+    assert orders.split()[3:6] == ["1", "0.0", "0"] and orders.split()[6] == "-", orders
+    # Two calls within 2 ms: no honest rate either; three over 1.2 s have one.
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("inventory GET /wareh")]
+    assert "…" in lines[at] and lines[at].endswith("/shelves/{}/reservations")  # both ends
+    assert lines[at + 1].split()[:4] == ["2", "0.0", "0", "-"], lines[at + 1]
+    (slow,) = [line for line in lines if line.startswith("slow GET /s")]
+    assert slow.split()[6] == "2.5", slow  # 3 calls over 1.205 s
+
+
+def test_stats_of_a_capture_cut_short_prints_the_figures_then_the_problem(tmp_path) -> None:
+    whole = write_capture(tmp_path / "whole.tap", [
+        exchange("a", "tests", "shop", 0, 10, test=TEST),
+        exchange("b", "tests", "shop", 20, 30, test=TEST),
+        exchange("c", "tests", "shop", 40, 50, test=TEST, response_body=b"x" * 500),
+    ])
+    cut = tmp_path / "cut.tap"
+    cut.write_bytes(whole.read_bytes()[:-200])  # inside the last exchange
+    r = run_cli("stats", cut, "--by", "edge")
+    assert r.returncode == 2
+    assert [line.split()[:4] for line in r.stdout.splitlines()
+            if line.startswith("tests → shop")] == [["tests", "→", "shop", "2"]], r.stdout
+    assert len(r.stderr.splitlines()) == 1 and "cut.tap" in r.stderr, r.stderr
+    j = run_cli("stats", cut, "--json")
+    assert j.returncode == 2 and json.loads(j.stdout)["overall"]["count"] == 2
+
+
+def test_stats_counts_tunnels(tmp_path) -> None:
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "tests", "shop", 0, 10, test=TEST),
+        Tunnel("t1", Party("mailer", "proxy-auth"), Party("127.0.0.1", "host"),
+               "server_first", T0, T0 + 5 * MS, bytes_from_client=6, bytes_from_server=26),
+        Tunnel("t2", Party("mailer", "proxy-auth"), Party("127.0.0.1", "host"),
+               "server_first", T0, T0 + 5 * MS, bytes_from_client=4,
+               error=ErrorInfo("refused", "connection refused")),
+    ])
+    r = run_cli("stats", path, "--by", "edge")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    (row,) = [line for line in lines if line.startswith("mailer → 127.0.0.1")]
+    assert row.split()[3:] == ["2", "1", "10B", "26B"], row
+    assert max(len(line) for line in lines) <= 80
+    j = json.loads(run_cli("stats", path, "--json").stdout)
+    assert j["tunnels"] == [{"edge": "mailer → 127.0.0.1", "count": 2, "failed": 1,
+                             "bytes_up": 10, "bytes_down": 26}]
+
+
+def test_why_names_the_root_so_that_show_finds_it(tmp_path) -> None:
+    # `#2` counts the test's calls; in the capture the root is row 4: `why` must give
+    # a reference `show --exchange` resolves to the root, however the capture is numbered.
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("0b8e2c55-1d7a-4b2e-9a51-7c1f0e9d3a21", "tests", "shop", 0, 5,
+                 test="tests/test_a.py::test_first"),
+        exchange("5f0c3a8e-2b1d-4c6f-8e7a-9d2b1c0f4e63", "tests", "shop", 10, 15,
+                 test="tests/test_a.py::test_first"),
+        exchange("1c9d7e2a-3f4b-4a5c-8d6e-0f1a2b3c4d5e", "tests", "shop", 20, 90, status=502,
+                 test=TEST),
+        exchange("9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b", "shop", "payments", 30, 80,
+                 status=500, method="POST", path="/charges", test=TEST),
+        TestCase(TEST, T0 + 20 * MS, T0 + 100 * MS, "failed"),
+    ])
+    out = run_cli("why", path.name, "--test", TEST, cwd=tmp_path).stdout.splitlines()
+    (line,) = [line for line in out if line.startswith("  in full:  ")]
+    assert line == "  in full:  tapproxy show run.tap --exchange 9e8d7c6b-5a4f"
+    shown = run_cli("show", path, "--exchange", line.split()[-1]).stdout
+    assert shown.startswith("exchange 4  shop (proxy-auth) → payments"), shown
+
+
+def test_why_names_a_failed_test_with_nothing_to_blame_in_one_line(tmp_path) -> None:
+    handled, plain = "tests/test_a.py::test_retried", "tests/test_a.py::test_asserts"
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "tests", "gateway", 0, 10, status=503, path="/health", test=handled),
+        exchange("b", "tests", "gateway", 20, 30, path="/health", test=handled),
+        TestCase(handled, T0, T0 + 40 * MS, "failed"),
+        exchange("c", "tests", "gateway", 50, 60, test=plain),
+        TestCase(plain, T0 + 50 * MS, T0 + 70 * MS, "failed"),
+        exchange("d", "tests", "gateway", 80, 90, status=503, path="/health", test="t_ok"),
+        exchange("e", "tests", "gateway", 95, 99, path="/health", test="t_ok"),
+        TestCase("t_ok", T0 + 80 * MS, T0 + 100 * MS, "passed"),
+    ])
+    r = run_cli("why", path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"{handled}  failed: no call to blame (1 failed: 1 handled)",
+        f"{plain}  failed: no call failed: its own checks failed",
+    ]
+    stories = [json.loads(line) for line in run_cli("why", path, "--json").stdout.splitlines()]
+    assert [(s["test"], s["root"]) for s in stories] == [(handled, None), (plain, None)]
+
+
+def test_show_finds_a_call_by_the_number_why_gives_it_within_its_test(tmp_path) -> None:
+    # Written in the order they completed; `why` numbers a test's calls by start.
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("other", "tests", "shop", 0, 5, test="tests/test_a.py::test_first"),
+        exchange("inner", "shop", "payments", 30, 80, status=500, test=TEST),
+        exchange("outer", "tests", "shop", 20, 90, status=502, test=TEST),
+        TestCase(TEST, T0 + 20 * MS, T0 + 100 * MS, "failed"),
+    ])
+    why = run_cli("why", path, "--test", TEST).stdout
+    assert "root #2 shop → payments" in why
+    shown = run_cli("show", path, "--exchange", f"{TEST}#2")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("exchange 2  shop (proxy-auth) → payments"), shown.stdout
+    assert run_cli("show", path, "--exchange", f"{TEST}#1").stdout.startswith("exchange 3 ")
+    missing = run_cli("show", path, "--exchange", f"{TEST}#3")
+    assert missing.returncode == 2 and f"no exchange '{TEST}#3'" in missing.stderr

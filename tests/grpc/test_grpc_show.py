@@ -4,6 +4,7 @@ trailers and decoded messages in --exchange (raw and by name), JSON."""
 from __future__ import annotations
 
 import json
+import os
 
 import grpc
 
@@ -25,14 +26,15 @@ def test_show_lists_grpc_statuses_errors_and_decoded_messages(echo, start_echo, 
                                                               tmp_path):
     capture = _record(echo, start_echo, start_proxy)
 
-    out = run_cli("show", capture)
+    wide = {**os.environ, "COLUMNS": "120"}  # paths whole (at 80 columns they are cut)
+    out = run_cli("show", capture, env=wide)
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if "/taptest.Echo/" in line]
     assert len(rows) == 7
     assert "200 NOT_FOUND" in rows[1] and "200 INTERNAL" in rows[4]
     assert "NOT_FOUND" not in rows[0] and "200" in rows[0]
 
-    errors = run_cli("show", capture, "--errors").stdout
+    errors = run_cli("show", capture, "--errors", env=wide).stdout
     failed = [line.split()[0] for line in errors.splitlines() if "/taptest.Echo/" in line]
     assert failed == ["2", "3", "5"]  # NOT_FOUND, the deadline, INTERNAL mid-stream
 
