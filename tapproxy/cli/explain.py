@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -34,24 +35,28 @@ def why(
     from tapproxy.analysis.grouping import runs_by_test
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.routes import RouteTable
+    from tapproxy.capture.select import TestIndex
     from tapproxy.report.hints import callee_with_port, unnamed_callee_hints
     from tapproxy.report.printable import json_line
     from tapproxy.report.story import story_json, story_lines
 
     limits = parse_budget(budget or ())
     routes = RouteTable(tuple(route or ()))
-    if baseline is not None:
-        open_capture(baseline).close()  # a bad baseline is an error before any output
-
-    def baseline_of(name: str | None):
-        with open_capture(baseline) as reader:  # type: ignore[arg-type]
-            for run in runs_by_test(map(routes, reader) if routes else reader, only=name):
-                if run.name == name:  # callees named as in this run's story (below)
-                    return [callee_with_port(x) for x in run.exchanges]
-        return ()
-
     told = total = 0
-    with open_capture(capture) as reader:
+    with contextlib.ExitStack() as stack:
+        # Read once up front (a bad baseline is an error before any output), keeping
+        # only where each test's exchanges are.
+        baselines = None if baseline is None else TestIndex(
+            stack.enter_context(open_capture(baseline)), only=test)
+
+        def baseline_of(name: str | None) -> list | None:
+            if baselines is None:
+                return None
+            # Callees named as in this run's story (below).
+            return [callee_with_port(routes(x) if routes else x)
+                    for x in baselines.exchanges(name)]
+
+        reader = stack.enter_context(open_capture(capture))
         records = map(routes, reader) if routes else reader
         for run in runs_by_test(records, only=test):
             if run.name is None and test is None:
@@ -60,8 +65,7 @@ def why(
             # Unnamed services on loopback share an IP: tell them apart by IP:PORT.
             exchanges = [callee_with_port(x) for x in run.exchanges]
             story = first_failure(exchanges, test=run.name, outcome=run.outcome,
-                                  budget=limits or None,
-                                  baseline=baseline_of(run.name) if baseline else None)
+                                  budget=limits or None, baseline=baseline_of(run.name))
             if test is None and story.root is None:
                 continue
             told += 1
