@@ -144,7 +144,14 @@ def import_(
     n = 0
     try:
         for rec in records:
-            writer.write(rec)
+            try:
+                writer.write(rec)
+            except CaptureError as e:
+                if not isinstance(e.__cause__, CaptureError):
+                    raise  # the file, not the record
+                # The writer refuses what the reader would: name the entry that holds it.
+                what = f"entry {n}" if kind == "har" else f"HTTP flow {n + 1}"
+                raise CaptureError(f"{source}: {what} cannot be stored: {e.__cause__}") from None
             n += 1
     except BaseException:
         writer.discard()  # a failed import leaves no capture, and the old one as it was
