@@ -11,7 +11,17 @@ import typer
 
 from tapproxy import __version__
 from tapproxy.atomic import atomic_output
-from tapproxy.cli.app import _check_tail, _fail, _out, app
+from tapproxy.cli.app import (
+    NoRedact,
+    RedactHeaders,
+    RedactJson,
+    RedactNames,
+    _check_tail,
+    _fail,
+    _out,
+    app,
+    redaction,
+)
 
 
 @app.command()
@@ -114,17 +124,20 @@ def export_(
 def import_(
     source: Path,
     output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
-    no_redact: Annotated[bool, typer.Option(
-        "--no-redact", help="Keep credentials as in the source (masked by default, as "
-                            "`record` does).")] = False,
+    redact: RedactNames = None,
+    redact_header: RedactHeaders = None,
+    redact_json: RedactJson = None,
+    no_redact: NoRedact = False,
 ) -> None:
-    """Turn a HAR file or a mitmproxy flow file into a capture."""
+    """Turn a HAR file or a mitmproxy flow file into a capture, masking credentials as
+    `record` does."""
     from tapproxy.capture.format import new_header
     from tapproxy.capture.har import import_har
     from tapproxy.capture.redact import Redactor
     from tapproxy.capture.writer import CaptureWriter
     from tapproxy.errors import CaptureError
 
+    masks = redaction(redact, redact_header, redact_json, no_redact)
     try:
         with open(source, "rb") as f:
             head = f.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()
@@ -138,9 +151,10 @@ def import_(
         from tapproxy.proxy.mitmfile import import_flows
 
         records, kind = import_flows(source), "mitmproxy"
-    meta = {"imported_from": str(source), "format": kind, "redaction": not no_redact}
-    writer = CaptureWriter(output, new_header(meta), None if no_redact else Redactor(),
-                           provisional=True)
+    meta = {"imported_from": str(source), "format": kind, "redaction": masks["redact"]}
+    redactor = Redactor(masks["redact_names"], masks["redact_headers"],
+                        masks["redact_json"]) if masks["redact"] else None
+    writer = CaptureWriter(output, new_header(meta), redactor, provisional=True)
     n = 0
     try:
         for rec in records:

@@ -51,3 +51,41 @@ def test_what_import_writes_show_reads(tmp_path):
     out = run_cli("show", tmp_path / "run.tap", "--json")
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.splitlines()) == 2
+
+
+def test_import_takes_the_redact_options_of_record(tmp_path):
+    body = b'{"card": "4111", "nested": {"pin": "1234", "keep": 1}, "note": "hi"}'
+    har, _ = tapproxy_har(tmp_path, exchange(
+        "a", "tests", "api", 0, 10, method="POST", path="/pay?member=77&q=1",
+        headers=[("content-type", "application/json"), ("x-shop-session", "s3cr3t"),
+                 ("x-plain", "ok")], request_body=body))
+    out = run_cli("import", har, "-o", tmp_path / "run.tap", "--redact", "card",
+                  "--redact", "member", "--redact-header", "x-shop-session",
+                  "--redact-json", "$.nested.pin", "--redact", "$.note")
+    assert out.returncode == 0, out.stderr
+    [x] = [r for r in open_capture_list(tmp_path / "run.tap")]
+    assert json.loads(x.request.body) == {"card": "<redacted>",
+                                          "nested": {"pin": "<redacted>", "keep": 1},
+                                          "note": "<redacted>"}
+    assert x.request.headers.get("x-shop-session") == "<redacted>"
+    assert x.request.headers.get("x-plain") == "ok"
+    assert x.request.path == "/pay?member=%3Credacted%3E&q=1"
+    assert set(x.redacted) == {"request.header:x-shop-session", "request.query:member",
+                               "request.json:$.card", "request.json:$.nested.pin",
+                               "request.json:$.note"}
+
+
+def test_import_with_a_bad_json_path_is_one_line(tmp_path):
+    har, _ = tapproxy_har(tmp_path)
+    out = run_cli("import", har, "-o", tmp_path / "run.tap", "--redact-json", "$.[")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    [line] = out.stderr.splitlines()
+    assert line.startswith("tapproxy: error: bad --redact/--redact-json path '$.['")
+    assert not (tmp_path / "run.tap").exists()
+
+
+def open_capture_list(path):
+    from tapproxy.capture import open_capture
+
+    with open_capture(path) as reader:
+        return list(reader)
