@@ -77,6 +77,7 @@ def show(
                 print_tunnel(str(n), x, console)
             else:
                 print_exchange(n, x, console, tests, schema)
+                _warn_undescribed(schema, proto_descriptor, x)
         elif as_json:
             for n, x in rows:
                 row = tunnel_json(n, x) if isinstance(x, Tunnel) else exchange_json(n, x)
@@ -86,6 +87,17 @@ def show(
             if count == 0:
                 console.print("(no exchanges)", style="dim")
         _check_tail(reader)
+
+
+def _warn_undescribed(schema, path: Path | None, x) -> None:
+    """One line when --proto-descriptor lacks the call's method: silently decoding by
+    field number would look like the descriptor was ignored."""
+    from tapproxy.report.printable import printable
+
+    method = x.grpc_method
+    if schema is not None and method is not None and not schema.describes(*method):
+        print(printable(f"tapproxy: warning: {path} describes no method {'/'.join(method)}: "
+                        "its messages are shown by field number"), file=sys.stderr)
 
 
 def _find_exchange(rows, key: str):
