@@ -193,7 +193,8 @@ def spans(
     otlp: Annotated[str | None, typer.Option(
         help="Send the spans to this OTLP/HTTP endpoint (http://host:4318).")] = None,
     out: Annotated[Path | None, typer.Option(
-        help="Write OTLP/JSON here, one export request per line per test.")] = None,
+        help="Write OTLP/JSON here: per test, export requests of at most 1,000 spans, "
+             "one per line.")] = None,
     tree: Annotated[bool, typer.Option(help="Print each test's call tree.")] = False,
     bodies: Annotated[bool, typer.Option(help="Add bodies as span attributes.")] = False,
     test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,
