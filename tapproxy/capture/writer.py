@@ -153,8 +153,10 @@ class CaptureWriter:
 
     With `check` (the default), a record is refused (CaptureError naming the field)
     unless the reader would read it back equal: the reader's own decoding is run on it.
-    That costs ~3x the encoding (~50 µs an exchange); a caller whose records are sound
-    by construction and whose time is precious (the recorder) may turn it off.
+    That more than doubles what `submit` costs its caller (21 → 50 µs for a small
+    exchange, measured on a loaded 2-core VM); a caller whose records are sound by
+    construction and whose time is precious (the recorder, on mitmproxy's event loop)
+    may turn it off with check=False.
     A `path` that exists and is not a regular file (/dev/null, a FIFO) is written
     directly: renaming over it would replace the device or pipe with a file.
 
