@@ -2,15 +2,16 @@
 one test of very many calls. Seconds and peak RSS, each run in a fresh process.
 
     .venv/bin/python benchmarks/why_scale.py [--tests 1000 4000] [--calls 20000 100000]
-        [--rounds 1] [--timeout 300]
+        [--rounds 1] [--timeout 300] [--source DIR]
 
 Captures are written with tapproxy's own CaptureWriter (no proxy): `--tests N` gives a
 capture of N tests of 5 calls each (every 10th test fails three hops down) and a
 passing baseline of the same N tests, for `why CAPTURE --baseline BASELINE`; `--calls N`
-gives one failing test of N calls (the test calls a gateway, which fans out to four
-services, one call at a time, with a few nested calls and a failing chain near the
-end), for `why CAPTURE --test T` and `spans CAPTURE --out /dev/null`. A run that does not
-end within `--timeout` seconds is reported as such.
+gives one failing test of N calls (the test calls gw N/2 times, one at a time, and each
+gw request makes one nested call; the last pair fails), for `why CAPTURE --test T` and
+`spans CAPTURE --out /dev/null`. A run that does not end within `--timeout` seconds is
+killed and reported as such. `--source DIR` measures the tapproxy package in DIR (an
+export of an older commit) instead of the installed one.
 """
 
 from __future__ import annotations
