@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from aiohttp import web
@@ -37,6 +39,51 @@ settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 TAPPROXY = [sys.executable, "-m", "tapproxy.cli"]
+
+# --- skips the README's claims cannot afford ------------------------------------------
+#
+# Tests behind README claims (the client matrix, a full disk, Chromium) need tools and
+# permissions. A tool scripts/setup installs is promised there: under CI=true its absence
+# fails the test, elsewhere it skips. A kernel permission (mount, a network namespace) is
+# the machine's to give: it skips, and the run's summary lists every such skip.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_PERMISSION = "needs a kernel permission: "
+_PERMISSION_SECTION = "skipped for want of a kernel permission"
+
+
+def missing_tool(what: str) -> NoReturn:
+    """A tool scripts/setup installs is missing: skip, or under CI=true fail."""
+    if IN_CI:
+        pytest.fail(f"{what}; CI=true, where scripts/setup must have installed it",
+                    pytrace=False)
+    pytest.skip(what)
+
+
+def require_tool(name: str, installed_as: str) -> str:
+    """The path of `name` on PATH; missing, as `missing_tool` says (`installed_as`: what
+    scripts/setup installs it as)."""
+    found = shutil.which(name)
+    if found is None:
+        missing_tool(f"{name} is not installed (scripts/setup installs {installed_as})")
+    return found
+
+
+def missing_permission(what: str) -> NoReturn:
+    """Skip for want of a kernel permission; the run's summary lists it."""
+    pytest.skip(_PERMISSION + what)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    listed = []
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+        if _PERMISSION in reason:
+            listed.append(f"{report.nodeid}: {reason.split(_PERMISSION, 1)[1]}")
+    if listed:
+        terminalreporter.section(_PERMISSION_SECTION)
+        for line in listed:
+            terminalreporter.line(line)
 
 
 def free_port() -> int:

@@ -148,10 +148,14 @@ class _Analysis:
         return self._attempts[(node.parent, call_key(node.exchange))]
 
     def _mark_recovered(self) -> None:
-        for n in self.failures:
-            later_ok = [m for m in self.attempts(n) if m > n and m not in self.failures]
-            if later_ok:
-                self.recovered[n] = later_ok[0]
+        # Each attempts list once, from its end (scanning it per failure was quadratic).
+        for tries in self._attempts.values():
+            next_ok = None
+            for m in reversed(tries):
+                if m not in self.failures:
+                    next_ok = m
+                elif next_ok is not None:
+                    self.recovered[m] = next_ok
 
     def _explaining_kids(self, n: int) -> list[int]:
         return [k for k in self.tree.kids(n) if k in self.failures and k not in self.recovered]
@@ -299,7 +303,8 @@ def first_failure(
     ordered = sorted(roles.values(), key=lambda c: c.number)
     consequences = tuple(c for c in ordered if c.role in ("propagated", "retry", "same")
                          and _leads_to(c.number, root_n, roles))
-    others = tuple(c for c in ordered if c not in consequences)
+    following = {c.number for c in consequences}  # a set: `in` a tuple was quadratic
+    others = tuple(c for c in ordered if c.number not in following)
     divergence = first_divergence(tree, baseline) if baseline is not None else None
     return FailureStory(test, outcome, tree, dict(f), root, consequences, others, propagation,
                         divergence, uncertain)

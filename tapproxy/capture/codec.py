@@ -8,6 +8,7 @@ records every reader gets are well-formed: a bad field is a CaptureError naming 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from itertools import chain
 from typing import Any
@@ -35,7 +36,8 @@ from tapproxy.capture.model import (
 )
 from tapproxy.errors import CaptureError
 
-__all__ = ["header_from_wire", "header_to_wire", "record_from_wire", "record_to_wire"]
+__all__ = ["check_reads_back", "header_from_wire", "header_to_wire", "record_from_wire",
+           "record_to_wire"]
 
 _SE = "surrogateescape"
 _TIMING_FIELDS = Timing.__dataclass_fields__.keys()
@@ -463,3 +465,26 @@ def header_from_wire(d: dict) -> SessionHeader:
     return SessionHeader(version=_int(d, "version", "", 0, 2**31),
                          minor=_int(d, "minor", "", 0, 2**31, 0), created=_time(d, "created"),
                          tool=_get(d, "tool", _STR, "", ""), meta=_map(d, "meta", "", {}))
+
+
+def check_reads_back(record: Record, wire: dict) -> None:
+    """Raise CaptureError naming the field unless the reader gets `record` back from
+    `wire` (its msgpack map): the writer's check is the reader's own, not a copy."""
+    back = record_from_wire(wire)
+    if back != record:
+        where, value = _difference(record, back)
+        raise CaptureError(f"field {where} would not read back as written ({value!r:.40})")
+
+
+def _difference(mine: object, back: object, where: str = "") -> tuple[str, object]:
+    """The first field where `back` differs from `mine`, and its value in `mine`."""
+    if dataclasses.is_dataclass(mine) and type(back) is type(mine):
+        for f in dataclasses.fields(mine):
+            a, b = getattr(mine, f.name), getattr(back, f.name)
+            if a != b:
+                return _difference(a, b, f"{where}{f.name}.")
+    elif isinstance(mine, tuple) and isinstance(back, tuple) and len(mine) == len(back):
+        for i, (a, b) in enumerate(zip(mine, back, strict=True)):
+            if a != b:
+                return _difference(a, b, f"{where[:-1]}[{i}].")
+    return where[:-1] or "(record)", mine

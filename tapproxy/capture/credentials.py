@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
-__all__ = ["CREDENTIAL_WORDS", "MASK", "NameTest", "mask_query", "mask_url", "name_test",
-           "normalize_name"]
+__all__ = ["CREDENTIAL_WORDS", "MASK", "NameTest", "mask_path_params", "mask_query",
+           "mask_url", "name_test", "normalize_name"]
 
 MASK = "<redacted>"
 # What a masked value becomes inside a URL or a form body: MASK, percent-encoded, so the
@@ -26,6 +26,7 @@ CREDENTIAL_WORDS = (
     "password", "passwd", "pwd", "passphrase", "secret", "token", "api-key", "apikey",
     "access-key", "private-key", "session-id", "sessionid", "auth", "authorization",
     "authentication", "credential", "credentials", "cookie", "sig", "signature",
+    "jsessionid", "phpsessid",  # servlet and PHP session ids, also as `;jsessionid=` in paths
 )
 _CREDENTIAL = re.compile(r"(?:^|-)(?:" + "|".join(map(re.escape, CREDENTIAL_WORDS)) + r")(?:-|$)")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -73,18 +74,51 @@ def mask_query(query: str, is_credential: NameTest, mask: str = URL_MASK) -> tup
     return ("&".join(parts), masked) if masked else (query, [])
 
 
-def mask_url(url: str, is_credential: NameTest) -> tuple[str, list[str]]:
-    """A URL (or origin-form target) with userinfo and credential query values masked.
+# A path parameter (RFC 3986 3.3, "matrix" parameters): `;name=value` in a segment.
+_PATH_PARAM = re.compile(r";([^;/#=]*)=([^;/#]*)")
 
-    Returns (url, what was masked): query names, and `userinfo` for `user:pass@`.
+
+def mask_path_params(path: str, is_credential: NameTest,
+                     mask: str = URL_MASK) -> tuple[str, list[str]]:
+    """(path with credential path-parameter values masked, their names), e.g.
+    `/cart;jsessionid=0A1B` → `/cart;jsessionid=%3Credacted%3E` (servlet containers put
+    the session id there when cookies are off)."""
+    if ";" not in path:
+        return path, []
+    masked: list[str] = []
+
+    def one(m: re.Match) -> str:
+        name = unquote_plus(m.group(1))
+        if not is_credential(name):
+            return m.group(0)
+        if name not in masked:
+            masked.append(name)
+        return f";{m.group(1)}={mask}"
+
+    out = _PATH_PARAM.sub(one, path)
+    return (out, masked) if masked else (path, [])
+
+
+def mask_url(url: str, is_credential: NameTest) -> tuple[str, list[str]]:
+    """A URL (or origin-form target) with userinfo, credential path parameters and
+    credential query values masked.
+
+    Returns (url, what was masked): query names, `;name` for a path parameter, and
+    `userinfo` for `user:pass@`.
     """
     masked: list[str] = []
     head, q, rest = url.partition("?")
     scheme, sep, after = head.partition("://")
-    if sep and "@" in after.partition("/")[0]:
-        authority, slash, path = after.partition("/")
-        head = f"{scheme}://{URL_MASK}@{authority.rpartition('@')[2]}{slash}{path}"
-        masked.append("userinfo")
+    prefix, path = "", head
+    if sep:
+        authority, slash, tail = after.partition("/")
+        if "@" in authority:
+            authority = f"{URL_MASK}@{authority.rpartition('@')[2]}"
+            masked.append("userinfo")
+        prefix, path = f"{scheme}://{authority}", slash + tail
+    path, names = mask_path_params(path, is_credential)
+    masked.extend(f";{n}" for n in names)
+    head = prefix + path
     if q:
         query, frag_sep, fragment = rest.partition("#")
         query, names = mask_query(query, is_credential)

@@ -210,19 +210,39 @@ class CaptureReader:
                     self.truncated, self.problem = False, None
                     time.sleep(poll)
                     continue
-            if not isinstance(frame, dict):
-                raise self._fail(f"record {self._index - 1} at byte {start} is not a map")
-            try:
-                record = record_from_wire(frame)
-            except CaptureError as e:
-                kind = frame.get("kind")
-                raise self._fail(
-                    f"record {self._index - 1} at byte {start}"
-                    f"{f' ({kind})' if type(kind) is str else ''} is malformed: {e}"
-                ) from None
+            record = self._record(frame, start)
             if record is not None:
                 self._last = (self._index - 1, start)
                 yield record
+
+    def _record(self, frame: object, start: int) -> Record | None:
+        if not isinstance(frame, dict):
+            raise self._fail(f"record {self._index - 1} at byte {start} is not a map")
+        try:
+            return record_from_wire(frame)
+        except CaptureError as e:
+            kind = frame.get("kind")
+            raise self._fail(
+                f"record {self._index - 1} at byte {start}"
+                f"{f' ({kind})' if type(kind) is str else ''} is malformed: {e}"
+            ) from None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(record number, byte offset) of the record last yielded, for `record_at`."""
+        return self._last
+
+    def record_at(self, position: tuple[int, int]) -> Record:
+        """The record at a `position` seen before, read again (ends the iteration)."""
+        index, start = position
+        self._file.seek(start)
+        self._offset, self._index = start, index
+        frame = self._next_frame()
+        record = None if frame is None else self._record(frame, start)
+        if record is None:
+            raise self._fail(f"record {index} at byte {start} is gone: the file changed "
+                             "while it was read")
+        return record
 
     def exchanges(self) -> Iterator[Exchange]:
         """Only the exchange records, in the order they completed."""

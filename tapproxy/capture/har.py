@@ -25,6 +25,7 @@ from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.grpc import index_messages, messages_from_index
 from tapproxy.capture.model import (
     ERROR_KINDS,
+    MAX_TIME,
     ErrorInfo,
     Exchange,
     Headers,
@@ -40,8 +41,9 @@ __all__ = ["export_har", "import_har"]
 
 _SE = "surrogateescape"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# A capture's times are msgpack int64 nanoseconds: the years 1677 to 2262.
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+# A capture's times are nanoseconds since the epoch that int64 holds (the reader's range,
+# which the writer checks): the years 1970 to 2262.
+_TIME_MIN, _TIME_MAX = 0, MAX_TIME
 _TIMING_FIELDS = tuple(Timing.__dataclass_fields__)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _VERSIONS = {"h2": "HTTP/2.0", "http/2": "HTTP/2.0", "h3": "HTTP/3", "http/3.0": "HTTP/3"}
@@ -310,7 +312,7 @@ def _exchange_in(entry: dict) -> Exchange:
             resp_headers = Headers(tuple(h for h in resp_headers if h[0].lower() not in dropped))
         timing = _timing_in(entry, request_start, responded=resp_body is not None)
     for k in _TIMING_FIELDS:
-        if (v := getattr(timing, k)) is not None and not _INT64_MIN <= v <= _INT64_MAX:
+        if (v := getattr(timing, k)) is not None and not _TIME_MIN <= v <= _TIME_MAX:
             raise _BadEntry(f"has a timing phase {k} beyond what a capture can hold ({v})")
     request = Request(
         method=method, scheme=scheme, host=host, port=port, path=path,
@@ -417,14 +419,15 @@ def _started_ns(text: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     ns = (dt - _EPOCH) // timedelta(microseconds=1) * 1000
-    if not _INT64_MIN <= ns <= _INT64_MAX:
-        raise _BadEntry(f"has a startedDateTime {text!r:.40} outside the years 1677 to 2262 "
-                        "(a capture's times are 64-bit nanoseconds)")
+    if not _TIME_MIN <= ns <= _TIME_MAX:
+        raise _BadEntry(f"has a startedDateTime {text!r:.40} outside the years 1970 to 2262 "
+                        "(a capture's times are 64-bit nanoseconds since 1970)")
     return ns
 
 
 def _timing_in(entry: dict, start: int, responded: bool) -> Timing:
     phases = {"request_start": start}
+    _get(entry, "timings", dict, {})  # not an object: say so, rather than time it as zero
     at = start
     steps = [("send", "request_end")]
     if responded:

@@ -20,6 +20,8 @@ from tapproxy.errors import UsageError
 __all__ = ["ProtoSchema", "decode_raw"]
 
 _MAX_DEPTH = 32
+# A descriptor set of every Google API is ~10 MiB; more is not one (or never ends).
+_MAX_SIZE = 64 << 20
 
 
 def _fields(data: bytes):
@@ -100,7 +102,12 @@ class ProtoSchema:
     def __init__(self, path: Path) -> None:
         what = f"{path}: not a protobuf descriptor set (protoc --descriptor_set_out=FILE)"
         try:
-            files = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes()).file
+            with open(path, "rb") as f:
+                data = f.read(_MAX_SIZE + 1)  # never all of /dev/zero or a named pipe
+            if len(data) > _MAX_SIZE:
+                raise UsageError(f"{path}: more than {_MAX_SIZE >> 20} MiB, "
+                                 + what.partition(": ")[2])
+            files = descriptor_pb2.FileDescriptorSet.FromString(data).file
         except OSError as e:
             raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
         except DecodeError:
@@ -115,13 +122,20 @@ class ProtoSchema:
             # e.g. an import that is not in the set: protoc needs --include_imports
             raise UsageError(f"{path}: {e} (build it with --include_imports)") from None
 
+    def _method(self, service: str, method: str):
+        try:
+            return self._pool.FindServiceByName(service).FindMethodByName(method)
+        except KeyError:
+            return None
+
+    def describes(self, service: str, method: str) -> bool:
+        """Whether the set describes this method (else its messages go by field number)."""
+        return self._method(service, method) is not None
+
     def decode(self, service: str, method: str, from_client: bool, data: bytes) -> str | None:
         """The message in text format by field name; None if the method is not described
         or the bytes are not its message."""
-        try:
-            m = self._pool.FindServiceByName(service).FindMethodByName(method)
-        except KeyError:
-            return None
+        m = self._method(service, method)
         if m is None:
             return None
         cls = message_factory.GetMessageClass(m.input_type if from_client else m.output_type)

@@ -17,6 +17,7 @@ import json
 import re
 
 from tapproxy.capture.credentials import (
+    CREDENTIAL_WORDS,
     MASK,
     NameTest,
     mask_command,
@@ -34,9 +35,22 @@ _MASK_BYTES = MASK.encode()
 # Headers whose value is a URL that may carry a token in its query or userinfo.
 _URL_HEADERS = frozenset({b"referer", b"location", b"content-location"})
 _FORM = "application/x-www-form-urlencoded"
-# A cheap look before parsing a JSON body: no credential word, no key to mask. (A key
-# spelled with \\u escapes slips past; senders under test do not hide their own keys.)
-_HINT = re.compile(rb"pass|pwd|secret|token|key|auth|sig|credential|cookie|session")
+
+
+def _quick_check(words: tuple[str, ...]) -> re.Pattern[bytes]:
+    """A cheap look before parsing a JSON body: no credential word, no key to mask.
+
+    A key that normalizes to hold `api-key` holds `api` and `key` as written, whatever
+    its spelling (apiKey, API_KEY): one piece of each word is enough to look for, and a
+    word added to the list is looked for at once. (A key spelled with \\u escapes slips
+    past; senders under test do not hide their own keys.)"""
+    pieces = {max(reversed(w.split("-")), key=len) for w in words}  # ties: the noun
+    # A piece containing another is found by the shorter one: look for the shortest.
+    kept = sorted(p for p in pieces if not any(q != p and q in p for q in pieces))
+    return re.compile("|".join(map(re.escape, kept)).encode())
+
+
+_HINT = _quick_check(CREDENTIAL_WORDS)
 
 
 def _may_hold_credentials(text: bytes) -> bool:
@@ -169,13 +183,15 @@ class Redactor:
         return verdict
 
     def _url_header(self, name: bytes, value: bytes, side: str, log: list[str]) -> bytes:
-        if b"?" not in value and b"@" not in value:
+        if b"?" not in value and b"@" not in value and b";" not in value:
             return value
         text = value.decode("latin-1")
         masked, names = mask_url(text, self._is_credential)
         lname = name.decode("latin-1").lower()
         for n in names:
-            entry = f"{side}.header:{lname}?{n}" if n != "userinfo" else f"{side}.header:{lname}@"
+            entry = (f"{side}.header:{lname}@" if n == "userinfo" else
+                     f"{side}.header:{lname}{n}" if n.startswith(";") else
+                     f"{side}.header:{lname}?{n}")
             if entry not in log:
                 log.append(entry)
         return masked.encode("latin-1") if names else value
@@ -204,11 +220,12 @@ class Redactor:
         headers = self._headers_of(msg.headers, side, log)
         body = self._body_of(msg, side, log)
         changes = {}
-        if side == "request" and "?" in msg.path:
+        if side == "request" and ("?" in msg.path or ";" in msg.path):
             path, names = mask_url(msg.path, self._is_credential)
             if names:
                 changes["path"] = path
-                log.extend(f"request.query:{n}" for n in names)
+                log.extend(f"request.path:{n[1:]}" if n.startswith(";") else
+                           f"request.query:{n}" for n in names)
         if body is not msg.body and headers.get("content-length") is not None:
             # The masked body has another length; the record must describe its own body.
             headers = Headers(tuple((k, str(len(body)) if k.lower() == "content-length" else v)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 
+from tapproxy.capture.format import CaptureReader
 from tapproxy.capture.model import Exchange, Record, Tunnel
 
-__all__ = ["numbered_exchanges", "numbered_rows", "select"]
+__all__ = ["TestIndex", "numbered_exchanges", "numbered_rows", "select"]
 
 
 def numbered_exchanges(records: Iterable[Record]) -> Iterator[tuple[int, Exchange]]:
@@ -53,3 +55,35 @@ def select(
         if errors and not (x.failed or (isinstance(x, Exchange) and (x.status or 0) >= 400)):
             continue
         yield n, x
+
+
+class TestIndex:
+    """Where each test's exchanges are in a capture, to read any test's on demand.
+
+    One pass over the capture keeps two integers per exchange (its record number and
+    byte offset), not the exchanges: memory stays small and each test is found without
+    reading the capture again (`why --baseline` did, once per test: quadratic).
+    `only`: a test name or glob, as `select` takes it.
+    """
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, reader: CaptureReader, only: str | None = None) -> None:
+        self._reader = reader
+        self._at: dict[str | None, array] = {}
+        for r in reader:
+            if isinstance(r, Exchange) and (only is None or _matches(only, r.test)):
+                at = self._at.get(r.test)
+                if at is None:
+                    at = self._at[r.test] = array("q")
+                at.extend(reader.position)
+
+    def exchanges(self, test: str | None) -> list[Exchange]:
+        """The exchanges of `test` (None: of no test), in the order they were written."""
+        at = self._at.get(test, ())
+        out = []
+        for i in range(0, len(at), 2):
+            x = self._reader.record_at((at[i], at[i + 1]))
+            assert isinstance(x, Exchange)
+            out.append(x)
+        return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -44,6 +45,7 @@ def why(
     from tapproxy.analysis.grouping import runs_by_test
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.routes import RouteTable
+    from tapproxy.capture.select import TestIndex
     from tapproxy.report.hints import unnamed_callee_hints
     from tapproxy.report.parties import as_shown
     from tapproxy.report.printable import json_line
@@ -51,19 +53,21 @@ def why(
 
     limits = parse_budget(budget or ())
     routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
-    if baseline is not None:
-        open_capture(baseline).close()  # a bad baseline is an error before any output
-
-    def baseline_of(name: str | None):
-        with open_capture(baseline) as reader:  # type: ignore[arg-type]
-            for run in runs_by_test(map(routes, reader) if routes else reader, only=name):
-                if run.name == name:  # callees named as in this run's story (below)
-                    return [as_shown(x) for x in run.exchanges]
-        return ()
-
     told = total = printed = 0
     after_story = False  # one-line answers follow each other; a story stands apart
-    with open_capture(capture) as reader:
+    with contextlib.ExitStack() as stack:
+        # Read once up front (a bad baseline is an error before any output), keeping
+        # only where each test's exchanges are.
+        baselines = None if baseline is None else TestIndex(
+            stack.enter_context(open_capture(baseline)), only=test)
+
+        def baseline_of(name: str | None) -> list | None:
+            if baselines is None:
+                return None
+            # Callees named as in this run's story (below).
+            return [as_shown(routes(x) if routes else x) for x in baselines.exchanges(name)]
+
+        reader = stack.enter_context(open_capture(capture))
         records = map(routes, reader) if routes else reader
         for run in runs_by_test(records, only=test):
             if run.name is None and test is None:
@@ -72,8 +76,7 @@ def why(
             # Parties named as printed (IP:PORT, ?IP), also in what the story says of them.
             exchanges = [as_shown(x) for x in run.exchanges]
             story = first_failure(exchanges, test=run.name, outcome=run.outcome,
-                                  budget=limits or None,
-                                  baseline=baseline_of(run.name) if baseline else None)
+                                  budget=limits or None, baseline=baseline_of(run.name))
             if test is None and story.root is None and story.uncertain is None:
                 if run.outcome not in ("failed", "error"):
                     continue  # a passing test: what it handled is not a failure
@@ -100,7 +103,6 @@ def why(
         raise _fail(f"{capture}: no test {test!r}")
     if test is None and not as_json:
         print(f"{told} of {total} tests with a failure to explain", file=sys.stderr)
-
 
 @app.command()
 def stats(

@@ -11,7 +11,19 @@ import typer
 
 from tapproxy import __version__
 from tapproxy.atomic import atomic_output
-from tapproxy.cli.app import Services, _callee_names, _check_tail, _fail, _out, app
+from tapproxy.cli.app import (
+    NoRedact,
+    RedactHeaders,
+    RedactJson,
+    RedactNames,
+    Services,
+    _callee_names,
+    _check_tail,
+    _fail,
+    _out,
+    app,
+    redaction,
+)
 
 
 @app.command()
@@ -84,6 +96,7 @@ def show(
                 print_tunnel(str(n), x, console)
             else:
                 print_exchange(n, x, console, tests, schema)
+                _warn_undescribed(schema, proto_descriptor, x)
         elif as_json:
             for n, x in rows:
                 row = tunnel_json(n, x) if isinstance(x, Tunnel) else exchange_json(n, x)
@@ -148,6 +161,17 @@ def _find_in_test(rows, test: str, n: int):
     return calls[n - 1][1:] if n <= len(calls) else None  # (row, exchange)
 
 
+def _warn_undescribed(schema, path: Path | None, x) -> None:
+    """One line when --proto-descriptor lacks the call's method: silently decoding by
+    field number would look like the descriptor was ignored."""
+    from tapproxy.report.printable import printable
+
+    method = x.grpc_method
+    if schema is not None and method is not None and not schema.describes(*method):
+        print(printable(f"tapproxy: warning: {path} describes no method {'/'.join(method)}: "
+                        "its messages are shown by field number"), file=sys.stderr)
+
+
 def _find_exchange(rows, key: str):
     """Row `key` by its number in the table, else the one whose id is `key`, else the
     first whose id starts with `key` (at least 4 characters: a shorter prefix names
@@ -185,17 +209,20 @@ def export_(
 def import_(
     source: Path,
     output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")],
-    no_redact: Annotated[bool, typer.Option(
-        "--no-redact", help="Keep credentials as in the source (masked by default, as "
-                            "`record` does).")] = False,
+    redact: RedactNames = None,
+    redact_header: RedactHeaders = None,
+    redact_json: RedactJson = None,
+    no_redact: NoRedact = False,
 ) -> None:
-    """Turn a HAR file or a mitmproxy flow file into a capture."""
+    """Turn a HAR file or a mitmproxy flow file into a capture, masking credentials as
+    `record` does."""
     from tapproxy.capture.format import new_header
     from tapproxy.capture.har import import_har
     from tapproxy.capture.redact import Redactor
     from tapproxy.capture.writer import CaptureWriter
     from tapproxy.errors import CaptureError
 
+    masks = redaction(redact, redact_header, redact_json, no_redact)
     try:
         with open(source, "rb") as f:
             head = f.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()
@@ -209,13 +236,21 @@ def import_(
         from tapproxy.proxy.mitmfile import import_flows
 
         records, kind = import_flows(source), "mitmproxy"
-    meta = {"imported_from": str(source), "format": kind, "redaction": not no_redact}
-    writer = CaptureWriter(output, new_header(meta), None if no_redact else Redactor(),
-                           provisional=True)
+    meta = {"imported_from": str(source), "format": kind, "redaction": masks["redact"]}
+    redactor = Redactor(masks["redact_names"], masks["redact_headers"],
+                        masks["redact_json"]) if masks["redact"] else None
+    writer = CaptureWriter(output, new_header(meta), redactor, provisional=True)
     n = 0
     try:
         for rec in records:
-            writer.write(rec)
+            try:
+                writer.write(rec)
+            except CaptureError as e:
+                if not isinstance(e.__cause__, CaptureError):
+                    raise  # the file, not the record
+                # The writer refuses what the reader would: name the entry that holds it.
+                what = f"entry {n}" if kind == "har" else f"HTTP flow {n + 1}"
+                raise CaptureError(f"{source}: {what} cannot be stored: {e.__cause__}") from None
             n += 1
     except BaseException:
         writer.discard()  # a failed import leaves no capture, and the old one as it was
@@ -231,7 +266,8 @@ def spans(
     otlp: Annotated[str | None, typer.Option(
         help="Send the spans to this OTLP/HTTP endpoint (http://host:4318).")] = None,
     out: Annotated[Path | None, typer.Option(
-        help="Write OTLP/JSON here, one export request per line per test.")] = None,
+        help="Write OTLP/JSON here: per test, export requests of at most 1,000 spans, "
+             "one per line.")] = None,
     tree: Annotated[bool, typer.Option(help="Print each test's call tree.")] = False,
     bodies: Annotated[bool, typer.Option(help="Add bodies as span attributes.")] = False,
     test: Annotated[str | None, typer.Option(help="Only this test (glob).")] = None,

@@ -12,7 +12,18 @@ from typing import Annotated
 import typer
 
 from tapproxy import __version__
-from tapproxy.cli.app import _DEFAULT_CONFDIR, Confdir, Listen, _print_env, app
+from tapproxy.cli.app import (
+    _DEFAULT_CONFDIR,
+    Confdir,
+    Listen,
+    NoRedact,
+    RedactHeaders,
+    RedactJson,
+    RedactNames,
+    _print_env,
+    app,
+    redaction,
+)
 from tapproxy.errors import ProxyError, UsageError
 
 
@@ -50,17 +61,10 @@ def record(
         help="NAME=HOST[:PORT]: name the service at that address.")] = None,
     control: Annotated[str, typer.Option(
         help="Control API address HOST:PORT, or 'off'.")] = "127.0.0.1:8081",
-    redact: Annotated[list[str] | None, typer.Option(
-        "--redact", metavar="NAME",
-        help="Also mask NAME wherever it occurs: header, query or form field, JSON key "
-             "(credential-like names are masked by default). A NAME starting with $ is a "
-             "JSON path, as for --redact-json.")] = None,
-    redact_header: Annotated[list[str] | None, typer.Option(
-        help="Also mask this header (credentials are masked by default).")] = None,
-    redact_json: Annotated[list[str] | None, typer.Option(
-        help="Mask this JSON path in bodies, e.g. '$.password' or '$..token'.")] = None,
-    no_redact: Annotated[bool, typer.Option("--no-redact", help="Record credentials as sent.")]
-    = False,
+    redact: RedactNames = None,
+    redact_header: RedactHeaders = None,
+    redact_json: RedactJson = None,
+    no_redact: NoRedact = False,
     route: Annotated[list[str] | None, typer.Option(
         help="[SERVICE:]/path/{param}: record which route a request belongs to.")] = None,
     confdir: Confdir = _DEFAULT_CONFDIR,
@@ -116,10 +120,7 @@ def record(
                  *(svc.reverse(f.listen) for svc, f in zip(fronted, fronts, strict=True))),
         services=tuple(parse_service(s) for s in service or ()),
         control=None if control == "off" else parse_address(control, "--control"),
-        redact=not no_redact,
-        redact_names=tuple(n for n in redact or () if not n.startswith("$")),
-        redact_headers=tuple(redact_header or ()),
-        redact_json=(*(n for n in redact or () if n.startswith("$")), *(redact_json or ())),
+        **redaction(redact, redact_header, redact_json, no_redact),
         routes=tuple(route or ()),
         confdir=confdir.expanduser(),
         upstream_ca=upstream_ca,
@@ -132,11 +133,6 @@ def record(
         process_callers=process_callers,
         caller_processes=tuple(parse_caller_process(c) for c in caller_process or ()),
     )
-    if opts.redact:
-        from tapproxy.capture.redact import parse_json_path
-
-        for p in opts.redact_json:
-            parse_json_path(p)  # a bad path is a usage error now, not on the writer thread
     RouteTable(opts.routes)  # a bad template is a usage error now
     check_listeners(opts)
     if upstream_ca is not None:

@@ -9,6 +9,8 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Sequence
 
 from tapproxy.capture.model import Exchange
@@ -17,9 +19,20 @@ from tapproxy.report.parties import callee_with_port
 __all__ = ["callee_with_port", "unnamed_callee_hints"]
 
 
-def _inside(x: Exchange, outer: Sequence[Exchange]) -> bool:
-    start = x.timing.request_start
-    return any(o.timing.request_start <= start <= o.timing.end for o in outer)
+class _Intervals:
+    """When requests were open, to ask in log time whether a moment falls inside one
+    (checking each call against every request made a long test quadratic)."""
+
+    def __init__(self, requests: Sequence[Exchange]) -> None:
+        spans = sorted((o.timing.request_start, o.timing.end) for o in requests)
+        self._starts = [s for s, _ in spans]
+        # The latest end among the requests started so far: a moment is inside one of
+        # them exactly when it is no later than that.
+        self._reach = list(itertools.accumulate((e for _, e in spans), max))
+
+    def __contains__(self, at: int) -> bool:
+        i = bisect.bisect_right(self._starts, at) - 1
+        return i >= 0 and at <= self._reach[i]
 
 
 def unnamed_callee_hints(exchanges: Sequence[Exchange], flag: str = "--service") -> list[str]:
@@ -37,9 +50,11 @@ def unnamed_callee_hints(exchanges: Sequence[Exchange], flag: str = "--service")
             calls_by.setdefault(x.caller.name, []).append(x)
     hints = []
     for address, served in by_address.items():
+        open_at = _Intervals(served)
+        its_callers = {s.caller.name for s in served}
         fits = [name for name, calls in calls_by.items()
-                if all(_inside(c, served) for c in calls)
-                and not any(s.caller.name == name for s in served)]
+                if name not in its_callers
+                and all(c.timing.request_start in open_at for c in calls)]
         if len(fits) == 1:
             x = fits[0]
             # Two lines, so the section stays within 80 columns.

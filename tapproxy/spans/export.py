@@ -13,7 +13,23 @@ from tapproxy.errors import SpansError
 from tapproxy.spans.model import Span
 from tapproxy.spans.otlp import to_otlp_json, to_readable
 
-__all__ = ["OtlpHttpExporter", "sdk_exporter", "traces_url", "write_otlp_json"]
+__all__ = ["SPANS_PER_REQUEST", "OtlpHttpExporter", "sdk_exporter", "traces_url",
+           "write_otlp_json"]
+
+#: Spans per OTLP request: a test of 100,000 calls as one request held its whole JSON
+#: document (1.2 GB) in memory, and collectors refuse requests over a few MiB anyway.
+SPANS_PER_REQUEST = 1000
+
+
+def _chunks(spans: Iterable[Span]) -> Iterator[list[Span]]:
+    chunk: list[Span] = []
+    for s in spans:
+        chunk.append(s)
+        if len(chunk) == SPANS_PER_REQUEST:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def traces_url(url: str) -> str:
@@ -55,14 +71,13 @@ class OtlpHttpExporter:
     def export(self, spans: list[Span]) -> None:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        if not spans:
-            return
-        with _sdk_quiet():
-            result = self._exporter.export(to_readable(spans))
-        if result is not SpanExportResult.SUCCESS:
-            raise SpansError(f"{self.url}: the OTLP endpoint did not accept the spans "
-                             "(is a collector listening there?)")
-        self.exported += len(spans)
+        for chunk in _chunks(spans):
+            with _sdk_quiet():
+                result = self._exporter.export(to_readable(chunk))
+            if result is not SpanExportResult.SUCCESS:
+                raise SpansError(f"{self.url}: the OTLP endpoint did not accept the spans "
+                                 "(is a collector listening there?)")
+            self.exported += len(chunk)
 
     def close(self) -> None:
         with _sdk_quiet():
@@ -70,7 +85,7 @@ class OtlpHttpExporter:
 
 
 def write_otlp_json(spans: Iterable[Span], out: TextIO) -> None:
-    """One OTLP/JSON ExportTraceServiceRequest per line (the collector's file format)."""
-    spans = list(spans)
-    if spans:
-        out.write(json.dumps(to_otlp_json(spans), separators=(",", ":")) + "\n")
+    """OTLP/JSON ExportTraceServiceRequests, one per line (the collector's file format),
+    of at most SPANS_PER_REQUEST spans each."""
+    for chunk in _chunks(spans):
+        out.write(json.dumps(to_otlp_json(chunk), separators=(",", ":")) + "\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from tapproxy.capture.credentials import mask_query, name_test
+from tapproxy.capture.credentials import mask_path_params, mask_query, name_test
 from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
@@ -58,17 +58,23 @@ def _redact_query(query: str) -> str:
     return mask_query(query, _is_secret_param, _REDACTED)[0]
 
 
+def _redact_path(path: str) -> str:
+    """Session ids in path parameters (`/cart;jsessionid=…`) are replaced, like queries'."""
+    return mask_path_params(path, _is_secret_param, _REDACTED)[0]
+
+
 def _redact_url(url: str) -> str:
     """Credentials in the URL are replaced, never exported."""
     try:
         parts = urlsplit(url)
     except ValueError:  # a recorded host urlsplit rejects (an unbalanced "["): keep the URL
         base, mark, query = url.partition("?")
-        return base + mark + _redact_query(query)
+        return _redact_path(base) + mark + _redact_query(query)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{_REDACTED}:{_REDACTED}@{netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc, query=_redact_query(parts.query)))
+    return urlunsplit(parts._replace(netloc=netloc, path=_redact_path(parts.path),
+                                     query=_redact_query(parts.query)))
 
 
 def _error_type(x: Exchange, threshold: int) -> str | None:
@@ -152,7 +158,7 @@ def server_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str,
     attrs: dict[str, object] = {}
     method = _method(x, attrs)
     q = x.request
-    attrs["url.path"] = q.path_only
+    attrs["url.path"] = _redact_path(q.path_only)
     attrs["url.scheme"] = q.scheme
     if q.query:
         attrs["url.query"] = _redact_query(q.query)

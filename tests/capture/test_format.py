@@ -661,13 +661,13 @@ def test_reading_a_large_capture_streams(tmp_path):
     assert peak < limit, f"peak {peak} bytes while reading"
 
 
-# --- known bugs: each test below fails today (see the report) -------------------------------
+# --- regressions: each test below failed once, for the reason its comment gives ------------
 
 
 def test_request_path_with_non_utf8_bytes_round_trips(tmp_path):
     # mitmproxy decodes the request target with surrogateescape, so a raw byte >= 0x80 in
     # the path gives lone surrogates that msgpack cannot encode as str: the writer thread
-    # fails and every later record of the session is dropped.
+    # failed and every later record of the session was dropped.
     path = tmp_path / "latin1.tap"
     odd = dataclasses.replace(
         EXCHANGE_FAILED,
@@ -678,14 +678,14 @@ def test_request_path_with_non_utf8_bytes_round_trips(tmp_path):
     writer = CaptureWriter(path, HEADER)
     writer.write(odd)
     writer.write(EXCHANGE_OK)
-    writer.flush()  # raises today ("surrogates not allowed"); close() could hang, see below
+    writer.flush()  # raised "surrogates not allowed"; close() could hang, see below
     writer.close()
     assert read_capture(path) == [odd, EXCHANGE_OK]
 
 
 def test_follow_stop_does_not_lose_records_appended_before_it_turned_true(tmp_path):
     # records() asks stop() after an empty read; a record appended between that read and
-    # stop() turning true (the writer finishing, then signalling) is never yielded.
+    # stop() turning true (the writer finishing, then signalling) was never yielded.
     path = tmp_path / "race.tap"
     writer = CaptureWriter(path, HEADER)
     first, last = TestCase("first", started=T0), TestCase("last", started=T0 + 1)
@@ -703,8 +703,8 @@ def test_follow_stop_does_not_lose_records_appended_before_it_turned_true(tmp_pa
 
 
 def test_writing_after_close_raises(tmp_path):
-    # After close() the writer thread is gone: a record queued then is silently lost (and a
-    # later flush() would wait forever on the queue).
+    # After close() the writer thread is gone: a record queued then was silently lost (and
+    # a later flush() would wait forever on the queue).
     writer = CaptureWriter(tmp_path / "closed.tap", HEADER)
     writer.close()
     with pytest.raises(CaptureError):
@@ -712,7 +712,7 @@ def test_writing_after_close_raises(tmp_path):
 
 
 def test_a_corrupt_length_does_not_allocate_the_claimed_size(tmp_path):
-    # A damaged length field (up to 2 GiB is accepted) makes the reader ask read() for that
+    # A damaged length field (up to 2 GiB is accepted) made the reader ask read() for that
     # many bytes, and BufferedReader allocates the whole buffer up front.
     data = bytearray(write_capture(tmp_path / "full.tap", ALL_KINDS))
     start, _ = frame_spans(bytes(data))[2]

@@ -46,3 +46,23 @@ def test_test_and_service_filters_apply_to_tunnels():
     assert labels(select(numbered_rows(RECORDS), test="test_*")) == ["t1", 2]
     assert labels(select(numbered_rows(RECORDS), service="browser")) == ["t1", "t2", "t3"]
     assert labels(select(numbered_rows(RECORDS), service="db")) == ["t1", "t2", "t3"]
+
+
+def test_a_test_index_reads_any_test_again(tmp_path) -> None:
+    from tapproxy.capture import CaptureWriter, new_header, open_capture
+    from tapproxy.capture.select import TestIndex
+
+    path = tmp_path / "run.tap"
+    w = CaptureWriter(path, new_header(), None)
+    records = [exchange(f"x{i}", "shop", test=f"test_{i % 3}") for i in range(9)]
+    for r in [*records, exchange("free", "shop")]:
+        w.write(r)
+    w.close()
+    with open_capture(path) as reader:
+        index = TestIndex(reader, only="test_[01]")
+        assert [x.id for x in index.exchanges("test_1")] == ["x1", "x4", "x7"]
+        assert [x.id for x in index.exchanges("test_0")] == ["x0", "x3", "x6"]
+        assert index.exchanges("test_2") == [] and index.exchanges(None) == []
+        assert index.exchanges("test_1") == records[1::3]
+    with open_capture(path) as reader:
+        assert [x.id for x in TestIndex(reader).exchanges(None)] == ["free"]

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from tapproxy.capture import Exchange, open_capture
 from tests.cli.test_record_cli import MITMDUMP, ROOT, confdir, record  # noqa: F401
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, missing_permission, wait_for
 
 BODY = 100 << 10  # each response; 80 of them are 8 MiB, more than the filesystem holds
 COUNT = 80
@@ -31,7 +31,8 @@ def small_fs(tmp_path: Path):
     out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(where)],
                          capture_output=True, text=True)
     if out.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {out.stderr.strip()}")
+        missing_permission(f"cannot mount a small tmpfs here (needs root): "
+                           f"{out.stderr.strip()}")
     try:
         yield where
     finally:

@@ -228,9 +228,24 @@ def test_test_left_open_is_recorded_without_end_or_outcome(proxy, echo):
 
 
 def test_a_test_that_sent_nothing_counts_zero_requests(proxy, echo):
-    _control(proxy, "POST", "/tests/start", json={"name": "quiet"})
+    s = _through(proxy)
+    assert _control(proxy, "POST", "/tests/start", json={"name": "busy"}).status_code == 201
+    assert s.get(f"{echo.url}/busy", timeout=10).status_code == 200
+    assert _control(proxy, "POST", "/tests/end", json={"name": "busy"}).status_code == 200
+    r = _control(proxy, "POST", "/tests/start", json={"name": "quiet"})
+    assert (r.status_code, r.json()) == (201, {"open": "quiet"})
     r = _control(proxy, "POST", "/tests/end", json={"name": "quiet", "outcome": "passed"})
-    assert r.json()["requests"] == 0
+    assert (r.status_code, r.json()) == (200, {"closed": "quiet", "outcome": "passed",
+                                             "requests": 0})
+    assert s.get(f"{echo.url}/after", timeout=10).status_code == 200  # after it: not its
+
+    records = proxy.records()
+    cases = {r.name: r for r in records if isinstance(r, TestCase)}
+    assert set(cases) == {"busy", "quiet"}
+    quiet = cases["quiet"]
+    assert quiet.outcome == "passed" and quiet.started <= quiet.ended
+    owners = {x.request.path: x.test for x in records if isinstance(x, Exchange)}
+    assert owners == {"/busy": "busy", "/after": None}  # none is the quiet test's
 
 
 def test_services_names_a_callee_address_from_then_on(proxy, echo):
