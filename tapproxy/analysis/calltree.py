@@ -14,6 +14,7 @@ nowhere (`unplaced`), and the failure story says so instead of guessing.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class CallTree:
             return []
         x = self.node(number).exchange
         address = x.callee.name
-        if address in self.aliases or not unnamed(x.callee):
+        if address in self.aliases:
             return []
         found = []
         for n in self.unplaced_calls[bisect.bisect_left(self.unplaced_calls, number):]:
@@ -140,10 +141,19 @@ class _Spans:
 def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
                                                     dict[str, tuple[str, ...]]]:
     """(address → the caller it must be, caller → the addresses it may be, unsettled)."""
+    # The callees whose own calls may be missing: an address nobody named, or a named
+    # service never seen calling (its client may go around the proxy, as Node 20 does).
+    callers = {x.caller.name for x in ordered}
     requests: dict[str, list[Exchange]] = {}
+    anonymous: set[str] = set()
     for x in ordered:
-        if unnamed(x.callee) and server_saw_request(x):
-            requests.setdefault(x.callee.name, []).append(x)
+        if not server_saw_request(x):
+            continue
+        if unnamed(x.callee):
+            anonymous.add(x.callee.name)
+        elif x.callee.name in callers or x.callee.name == TEST_SERVICE:
+            continue
+        requests.setdefault(x.callee.name, []).append(x)
     if not requests:
         return {}, {}
     spans: dict[str, dict[str, _Spans]] = {}  # address → caller → its requests' time
@@ -177,7 +187,10 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
         settled = False
         left = {k: fit - aliases.keys() for k, fit in fits.items()
                 if k not in aliases.values()}
-        only = [(k, next(iter(fit))) for k, fit in left.items() if len(fit) == 1]
+        # Only an address can stand for a caller: a named service is another process,
+        # which may have called it out of sight, but is not it.
+        only = [(k, next(iter(fit))) for k, fit in left.items()
+                if len(fit) == 1 and fit <= anonymous]
         wanted = [a for _, a in only]
         for k, a in only:
             if wanted.count(a) == 1:  # two callers needing one address: neither is it
@@ -188,9 +201,37 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
     return aliases, unplaced
 
 
+_CHOSEN = ("proxy-auth", "proxy-user", "service")  # names a process was given, not guessed
+
+
+def _one_name_per_process(ordered: list[Exchange]) -> list[Exchange]:
+    """A process named by its executable in some records and by the name it calls with in
+    others (a service called before it made its first call) gets the latter in all."""
+    given: dict[tuple[int, str], set[str]] = {}
+    for x in ordered:
+        for p in (x.caller, x.callee):
+            if p.pid is not None and p.source in _CHOSEN:
+                given.setdefault((p.pid, p.command or ""), set()).add(p.name)
+    names = {k: next(iter(v)) for k, v in given.items() if len(v) == 1}
+    if not names:
+        return ordered
+
+    def renamed(p: Party) -> Party:
+        name = names.get((p.pid, p.command or "")) if p.source == "process" else None
+        return p if name is None else dataclasses.replace(p, name=name, source="proxy-user")
+
+    out = []
+    for x in ordered:
+        caller, callee = renamed(x.caller), renamed(x.callee)
+        out.append(x if caller is x.caller and callee is x.callee
+                   else dataclasses.replace(x, caller=caller, callee=callee))
+    return out
+
+
 def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
     """The tree of exchanges (of one test), ordered by start then id."""
-    ordered = sorted(exchanges, key=lambda x: (x.timing.request_start, x.id))
+    ordered = _one_name_per_process(
+        sorted(exchanges, key=lambda x: (x.timing.request_start, x.id)))
     aliases, unplaced = _stand_ins(ordered)
     index: ParentIndex[CallNode] = ParentIndex(aliases)
     nodes: list[CallNode] = []

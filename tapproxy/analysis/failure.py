@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from tapproxy.analysis.baseline import Divergence, call_key, first_divergence
 from tapproxy.analysis.budget import Budget
-from tapproxy.analysis.calltree import CallTree, build_call_tree
+from tapproxy.analysis.calltree import CallTree, build_call_tree, unnamed
 from tapproxy.capture.model import Exchange
 
 __all__ = ["Consequence", "Failure", "FailureStory", "Root", "Uncertain", "first_failure",
@@ -331,8 +331,14 @@ def _uncertainty(a: _Analysis, root_n: int, candidates: list[int]) -> Uncertain 
         x = tree.node(member).exchange
         address = x.callee.name
         callers = [k for k, addresses in tree.unplaced.items() if address in addresses]
-        settle += [f"--service {k}={address}" for k in callers]
-        why.append(" or ".join(callers) + f" may be {address}, the callee of #{member}")
+        if unnamed(x.callee):
+            settle += [f"--service {k}={address}" for k in callers]
+            why.append(" or ".join(callers) + f" may be {address}, the callee of #{member}")
+        else:  # a named service that never called through tapproxy
+            settle += [f"front {k} so that calls to it are recorded (port=, --start)"
+                       for k in callers]
+            why.append(f"{address} (#{member}) may have called " + " or ".join(callers)
+                       + " around tapproxy: no call of its own was recorded")
     reason = ("; ".join(why) + ": calls made meanwhile could not be placed, and a failure "
               "among them may be the root")
     return Uncertain(tuple(sorted({root_n, *deepest})), reason, tuple(dict.fromkeys(settle)))
@@ -369,8 +375,11 @@ def _root_why(a: _Analysis, n: int) -> str:
     kids = a.tree.kids(n)
     unplaced = a.tree.could_be_under(n)
     if unplaced:
+        callee = node.exchange.callee
         return (f"{what}; {len(unplaced)} call{'s' * (len(unplaced) > 1)} made meanwhile "
-                f"could not be placed ({node.exchange.callee.name} is unnamed)")
+                "could not be placed (" + (f"{callee.name} is unnamed)" if unnamed(callee)
+                                           else f"{callee.name} made no call through "
+                                           "tapproxy)"))
     if not kids:
         return f"{what}; it made no calls"
     failed_kids = [k for k in kids if k in a.failures]

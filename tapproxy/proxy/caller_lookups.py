@@ -258,6 +258,13 @@ class CallerLookups:
         name = self.names.callee(facts)
         return None if name is None else _party(name, server.peername)
 
+    def process(self, conn) -> tuple[int | None, str | None]:
+        """(PID, command line) of `conn`'s far end if looked up, else (None, None)."""
+        facts = self._facts(conn)
+        if isinstance(facts, dict):
+            return facts["pid"], facts["command"]
+        return None, None
+
     def called_as(self, client, user: str) -> None:
         """`client`'s process calls as proxy user `user`: that is its name both ways."""
         facts = self._facts(client)

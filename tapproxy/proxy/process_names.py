@@ -4,7 +4,8 @@ The lookup helper (processes.py) says which process is at the far end of a conne
 and what it is (`ProcessNamer.lookup`'s facts). This decides its name, the same whether
 it calls or answers, in this order:
 1. a service tapproxy started (`--start`, `tapproxy_service`), or the test runner itself;
-2. the proxy user that process calls with (its `HTTP_PROXY=http://NAME:tap@…`);
+2. the proxy user that process calls with, or before it has called, the one its own
+   `HTTP_PROXY=http://NAME:tap@…` names (a leaf that never calls is named so too);
 3. a `--caller-process` rule;
 4. its executable, made unique among services: a process that answers calls never
    shares its name with another process (`python3.12`, `python3.12#2`), while clients
@@ -85,6 +86,8 @@ class ProcessNames:
             name, how = facts["service"], "service"
         elif self._users.get(key):
             name, how = self._users[key], "user"
+        elif facts.get("env_user") and key not in self._users:  # not seen as two users
+            name, how = facts["env_user"], "user"
         elif facts.get("rule"):
             name, how = facts["rule"], "rule"
         else:

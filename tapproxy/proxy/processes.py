@@ -32,6 +32,7 @@ import sys
 import time
 from fnmatch import fnmatchcase
 from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
 
 from tapproxy.proxy.options import ProcessRule
 
@@ -183,6 +184,30 @@ def _command_line(pid: int) -> str:
         return ""
 
 
+_PROXY_VARS = (b"HTTP_PROXY=", b"http_proxy=", b"HTTPS_PROXY=", b"https_proxy=")
+
+
+def _environment_user(pid: int) -> str | None:
+    """The user in the process's own proxy variables (`HTTP_PROXY=http://orders:tap@…`)
+    when they point at this machine: the name it calls with, before it has called."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read(1 << 20)
+    except OSError:
+        return None
+    for entry in env.split(b"\0"):
+        if entry.startswith(_PROXY_VARS):
+            url = urlsplit(entry.partition(b"=")[2].decode("utf-8", "replace"))
+            try:
+                local = url.hostname == "localhost" or ipaddress.ip_address(
+                    url.hostname or "").is_loopback
+            except ValueError:
+                local = False
+            if local and url.username:
+                return unquote(url.username)
+    return None
+
+
 def _executable(pid: int) -> str | None:
     """`node`, `java`, `curl`, `python3.12`: the executable's file name."""
     with contextlib.suppress(OSError):
@@ -203,7 +228,8 @@ class ProcessNamer:
     `lookup` answers a dict: `pid`, `started` (with the PID, one process over time),
     `exe` (`node`, `python3.12`), `command` (its command line, cut), `service` (a service
     tapproxy started: that process, or for `descendants` ones any process below it) and
-    `rule` (the first matching `--caller-process` rule). `process_names.ProcessNames`
+    `rule` (the first matching `--process-name` rule), `env_user` (the proxy user its
+    own HTTP_PROXY names, if it points at this machine). `process_names.ProcessNames`
     turns those facts into one name per process, on the event loop's side.
     """
 
@@ -278,7 +304,8 @@ class ProcessNamer:
                 rule = r.name
                 break
         return {"pid": pid, "started": started.decode(), "exe": exe or f"pid{pid}",
-                "command": command[:_COMMAND_KEPT], "service": service, "rule": rule}
+                "command": command[:_COMMAND_KEPT], "service": service, "rule": rule,
+                "env_user": _environment_user(pid)}
 
     def name_of(self, pid: int) -> str | None:
         """The name a process gets from its own facts alone (service, rule, executable)."""

@@ -374,7 +374,9 @@ class Recorder:
         """Proxy credentials, else the caller header, else a named listener, else the peer."""
         name = auth_name or self._callers.get(client)
         if name:
-            return Party(name, "proxy-auth", address_of(client.peername))
+            # With its process, so readers can give that process this name everywhere.
+            process = self._lookups.process(client) if self._lookups is not None else ()
+            return Party(name, "proxy-auth", address_of(client.peername), *process)
         if header_caller:
             return Party(header_caller, "header", address_of(client.peername))
         listener = self._named_listener(client)

@@ -215,8 +215,9 @@ def _uncertain_lines(story: FailureStory, width: int, flag: str) -> list[str]:
         lines.append(_fit(f"  #{n} {_edge(x)}  {_target(x)}  {_outcome(x)}", width))
     lines.extend(_wrap(f"why: {u.reason}", width, "  "))
     if u.settle:
-        lines.append("  to settle it, name the address (one of):")
-        lines.extend(_fit(f"    {flag} {option.removeprefix('--service ')}", width)
+        lines.append("  to settle it (one of):")
+        lines.extend(_fit("    " + (f"{flag} {option.removeprefix('--service ')}"
+                                     if option.startswith("--service ") else option), width)
                      for option in u.settle)
     return lines
 

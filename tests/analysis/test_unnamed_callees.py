@@ -101,3 +101,34 @@ def test_two_callers_needing_one_address_get_neither(tmp_path) -> None:
     assert s.tree.aliases == {}
     assert s.root is None and set(s.uncertain.candidates) >= {2, 3}
     assert set(s.uncertain.settle) == {f"--service audit={GW}", f"--service gateway={GW}"}
+
+
+def process(x, name, pid, source="process"):
+    """`x` with its callee named by a local process (PID, command line)."""
+    return dataclasses.replace(x, callee=Party(name, source, "127.0.0.1:5001", pid, "cmd"))
+
+
+def test_a_service_whose_calls_went_around_the_proxy_leaves_the_root_uncertain(
+        tmp_path) -> None:
+    # node (named by its process) never calls through tapproxy: its call to orders went
+    # around it. orders' failing call happened inside the test's request to node.
+    s = story(tmp_path, [
+        process(named("a", "tests", "-", 0, 100, status=502, path="/checkout"), "node", 7),
+        named("b", "orders", "payments", 10, 30, status=500, path="/charges"),
+    ])
+    assert s.root is None
+    assert s.uncertain.candidates == (1, 2)
+    assert s.uncertain.settle == ("front orders so that calls to it are recorded "
+                                  "(port=, --start)",)
+    assert "node (#1) may have called orders around tapproxy" in s.uncertain.reason
+
+
+def test_a_process_gets_the_name_it_calls_with_in_its_earlier_records_too(tmp_path) -> None:
+    first = process(named("a", "tests", "-", 0, 10, path="/health"), "node", 7)
+    later = process(named("b", "tests", "-", 20, 100, status=502, path="/checkout"),
+                    "gateway", 7, source="proxy-user")
+    own = dataclasses.replace(named("c", "gateway", "orders", 30, 90, status=500),
+                              caller=Party("gateway", "proxy-auth", None, 7, "cmd"))
+    s = story(tmp_path, [first, later, own])
+    assert [n.exchange.callee.name for n in s.tree.nodes] == ["gateway", "gateway", "orders"]
+    assert s.root.number == 3

@@ -92,3 +92,13 @@ def test_a_process_calling_as_two_users_is_named_by_neither():
     assert (names.callee(both).name, names.callee(both).source) == ("python3.12", "process")
     names.called_as(both, "alice")
     assert names.callee(both).source == "process"
+
+
+def test_a_process_that_has_not_called_yet_is_named_by_its_own_proxy_setting():
+    names = ProcessNames()
+    leaf = {**facts(90), "env_user": "payments"}
+    assert (names.callee(leaf).name, names.callee(leaf).source) == ("payments", "proxy-user")
+    names.called_as(leaf, "billing")  # what it really calls as wins
+    assert names.callee(leaf).name == "billing"
+    names.called_as(leaf, "other")  # two users: neither, nor its setting
+    assert names.callee(leaf).source == "process"

@@ -235,3 +235,18 @@ def test_turned_off_callees_stay_addresses(start_proxy):
         stop(leaf)
     [x] = proxy.exchanges()
     assert (x.callee.name, x.callee.source) == ("127.0.0.1", "host")
+
+
+def test_a_leaf_with_a_proxy_setting_is_named_by_it_before_it_ever_calls(proxy):
+    port = free_port()
+    leaf = start_chain_service(port, {**NO_PROXY_ENV, **proxy.env("payments")})
+    try:
+        requests.get(f"http://127.0.0.1:{port}/pay", proxies={"http": proxy.url_as("tests")},
+                     timeout=20)
+    finally:
+        stop(leaf)
+    [x] = proxy.exchanges()
+    assert (x.callee.name, x.callee.source, x.callee.pid) == ("payments", "proxy-user",
+                                                              leaf.pid)
+    # The caller carries its process too, so readers can name it the same everywhere.
+    assert (x.caller.name, x.caller.pid) == ("tests", os.getpid())
