@@ -357,6 +357,16 @@ def _leads_to(n: int, root_n: int | None, roles: Mapping[int, Consequence]) -> b
 
 
 def _root_why(a: _Analysis, n: int) -> str:
+    why = _own_why(a, n)
+    node = a.tree.node(n)
+    if node.inference == "ambiguous" and node.parent is not None:
+        px = a.tree.node(node.parent).exchange
+        why += (f"; placed under #{node.parent} by timing, but {px.callee.name} was "
+                "handling several requests then (ambiguous)")
+    return why
+
+
+def _own_why(a: _Analysis, n: int) -> str:
     f = a.failures[n]
     node = a.tree.node(n)
     parent = node.parent

@@ -73,6 +73,8 @@ def _target(x: Exchange) -> str:
 def _call_line(node: CallNode, tag: str, width: int) -> str:
     x = node.exchange
     indent = "  " * min(node.depth, 6)
+    if not tag and node.inference in ("ambiguous", "inferred", "unplaced"):
+        tag = node.inference  # where it hangs is a guess by timing: say so
     right = f" {_outcome(x):>6} {ms(x.timing.duration_ns):>8}  {tag:<10}"
     left = printable(f"{node.number:>3} {indent}{_edge(x)}  "
                      f"{_target(x)}")

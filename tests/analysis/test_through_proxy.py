@@ -236,7 +236,9 @@ def test_a_4xx_that_caused_a_500_two_hops_down_is_the_root(record) -> None:
     assert s["root"]["response_excerpt"] == '{"error": "qty must be an integer"}'
     assert s["propagation"] == "propagated: gateway 502, web 500"
     text = run_cli("why", recorded, "--test", "test_checkout").stdout
-    assert max(len(line) for line in text.splitlines()) <= 80
+    # Every line fits 80 columns but a capture path, which is never cut (it is there to
+    # be copied) and under xdist's temporary directories can be longer on its own.
+    assert max(len(line) for line in text.splitlines() if str(recorded) not in line) <= 80
     assert "  3     web → inventory  POST /reserve" in text
     assert text.splitlines()[3].endswith("400   ") or "◀ root" in text.splitlines()[3]
 
