@@ -413,10 +413,15 @@ def test_a_running_tapproxys_capture_is_named_in_the_footer(suite, pytester,
     result = suite("-k", "declined", proxy=f"--tapproxy-url={rec.control_url}")
     result.assert_outcomes(failed=1)
     own = pytester.path / "run.tap"
-    assert _section(result.stdout.str()).splitlines()[-2:] == [
-        f"capture: {rec.output.resolve()}", f"services' output: {own}"]
-    result.stdout.fnmatch_lines(["*- tapproxy -*", "test_shop.py::test_declined_card: *",
+    # In the failing test's section, then in the end-of-run summary.
+    result.stdout.fnmatch_lines([f"capture: {rec.output.resolve()}",
+                                 f"services' output: {own}",
+                                 "the log lines whole *", "  tapproxy show *",
+                                 f"*{own} *", "*--logs --service payments",
+                                 "*- tapproxy -*", "test_shop.py::test_declined_card",
                                  f"capture: {rec.output.resolve()}",
+                                 "every failing test explained again:",
+                                 f"*{rec.output.resolve()}",
                                  f"services' output: {own}"])
     rec.stop()
 

@@ -360,7 +360,9 @@ def _grpc_messages_in(entry: dict, request_body: bytes, response_body: bytes | N
 def _party_in(entry: dict, key: str) -> Party:
     return Party(name=_get(entry, f"_tapproxy.{key}.name", str),
                  source=_get(entry, f"_tapproxy.{key}.source", str),
-                 address=_get(entry, f"_tapproxy.{key}.address", str, None))
+                 address=_get(entry, f"_tapproxy.{key}.address", str, None),
+                 pid=_get(entry, f"_tapproxy.{key}.pid", int, None),
+                 command=_get(entry, f"_tapproxy.{key}.command", str, None))
 
 
 def _error_in(entry: dict) -> ErrorInfo | None:

@@ -105,10 +105,14 @@ def failure_section(story: Sequence[str], since: int, services: Sequence[Service
         lines.append("")
         # A path is never cut or split: it is there to be copied (and found by tools).
         lines.extend(f"{label}: {path}" for label, path in paths)
+    # With a running tapproxy, the services' lines are in the plugin's own capture,
+    # which holds no test cases: all of them, then.
+    own = dict(paths).get("services' output")
     capture = dict(paths).get("capture")
     if services and capture is not None and test is not None:
         lines.append("the log lines whole (lines above are cut to 80 columns):")
-        argv = ["tapproxy", "show", capture, "--logs", "--test", test]
+        argv = (["tapproxy", "show", own, "--logs"] if own is not None
+                else ["tapproxy", "show", capture, "--logs", "--test", test])
         if len(services) == 1:
             argv += ["--service", services[0].service]
         lines.extend(command_lines(argv, width))
