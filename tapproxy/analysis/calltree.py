@@ -141,8 +141,8 @@ class _Spans:
 def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
                                                     dict[str, tuple[str, ...]]]:
     """(address → the caller it must be, caller → the addresses it may be, unsettled)."""
-    # The callees whose own calls may be missing: an address nobody named, or a named
-    # service never seen calling (its client may go around the proxy, as Node 20 does).
+    # The callees whose own calls may be missing: an address nobody named, or a local
+    # process never seen calling (its client may go around the proxy, as Node 20's do).
     callers = {x.caller.name for x in ordered}
     requests: dict[str, list[Exchange]] = {}
     anonymous: set[str] = set()
@@ -151,7 +151,8 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
             continue
         if unnamed(x.callee):
             anonymous.add(x.callee.name)
-        elif x.callee.name in callers or x.callee.name == TEST_SERVICE:
+        elif (x.callee.name in callers or x.callee.name == TEST_SERVICE
+              or x.callee.source not in _LOOKED_UP):
             continue
         requests.setdefault(x.callee.name, []).append(x)
     if not requests:
@@ -202,6 +203,9 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
 
 
 _CHOSEN = ("proxy-auth", "proxy-user", "service")  # names a process was given, not guessed
+# Callees found as a local process: one that never called through tapproxy is known to
+# be silent, where a configured name (a map, a listener) may stand for anything.
+_LOOKED_UP = ("process", "proxy-user", "service", "rule")
 
 
 def _one_name_per_process(ordered: list[Exchange]) -> list[Exchange]:

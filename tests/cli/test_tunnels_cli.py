@@ -68,8 +68,10 @@ def test_show_json_includes_tunnels_with_their_kind(capture):
     assert (tunnel["reason"], tunnel["why"]) == ("server_first", "the server spoke first")
     assert (tunnel["bytes_from_client"], tunnel["bytes_from_server"]) == (6, 26)
     assert base64.b64decode(tunnel["first_from_server_base64"]) == GREETING + b"QUIT\r\n"
+    # With its process (this one, which sent it), as every local caller.
     assert tunnel["caller"] == {"name": "mailer", "source": "proxy-auth",
-                                "address": tunnel["caller"]["address"]}
+                                "address": tunnel["caller"]["address"],
+                                "pid": os.getpid(), "command": tunnel["caller"]["command"]}
     assert tunnel["test"] == "test_mixed" and tunnel["error"] is None
 
 

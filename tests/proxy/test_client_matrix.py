@@ -57,7 +57,8 @@ ROWS = [
     Row("node 24 http", "node24", (str(PROBES / "probe.mjs"), "http")),
     # JAVA_TOOL_OPTIONS carries the proxy and the truststore; the JDK's HttpClient sends no
     # proxy credentials (it answers a 407 only), so the caller is named by its process.
-    Row("java HttpClient", "java", (str(PROBES / "Probe.java"),), caller_source="process"),
+    # It sends no proxy credentials: named by the proxy user its own environment names.
+    Row("java HttpClient", "java", (str(PROBES / "Probe.java"),), caller_source="proxy-user"),
     # http.ProxyFromEnvironment never proxies localhost or a loopback address.
     Row("go net/http", "go", (), BYPASSED),
 ]
@@ -199,7 +200,7 @@ def test_client_with_only_the_env_exports(row: Row, matrix: Matrix, toolchains):
     for x in seen.values():
         assert x.status == 200
         assert x.caller.source == row.caller_source
-        if row.caller_source == "proxy-auth":
+        if row.caller_source in ("proxy-auth", "proxy-user"):
             assert x.caller.name == CALLER
 
 
