@@ -173,6 +173,7 @@ class Redactor:
         self._is_header = name_test((*names, *extra_headers))
         self._paths = [(p, parse_json_path(p)) for p in json_paths]
         self._verdicts: dict[bytes, bool] = {}  # raw header names repeat: decide each once
+        self._commands: dict[str, tuple[str, bool]] = {}  # command line → masked
 
     def _is_secret(self, name: bytes) -> bool:
         verdict = self._verdicts.get(name)
@@ -283,7 +284,12 @@ class Redactor:
         # A process's command line may carry a secret (`curl -d password=…`).
         if not p.command:
             return p
-        command, masked = mask_command(p.command, self._is_credential)
+        known = self._commands.get(p.command)  # the same few processes, record after record
+        if known is None:
+            known = mask_command(p.command, self._is_credential)
+            if len(self._commands) < 1024:
+                self._commands[p.command] = known
+        command, masked = known
         if not masked:
             return p
         log.append(f"{side}.command")

@@ -237,7 +237,9 @@ class ProcessNamer:
         self._rules = rules
         self._services: dict[int, str] = {}  # the process and everything below it
         self._exact: dict[int, str] = {}  # that process only (a test runner's own)
-        self._recent: dict[int, str | None] = {}  # PID → last fd, most recent first
+        # PID → last fd, most recent first; clients and servers apart, since a miss
+        # costs a listing of that process's fds (a client's first: wrk, then nginx).
+        self._recent_of: dict[bool, dict[int, str | None]] = {False: {}, True: {}}
         # PID → (its start time, what it is, when that was last checked)
         self._facts: dict[int, tuple[bytes | None, dict | None, float]] = {}
 
@@ -257,16 +259,17 @@ class ProcessNamer:
         # server that answers and closes at once (one request per connection) would
         # leave a search of every process finding nothing (measured: ~3.4 ms a time,
         # benchmarks/callee_lookup.py). Whoever listens on its address answered.
-        owner = (socket_owner(inode, self._recent, everywhere=not server)
+        recent = self._recent_of[server]
+        owner = (socket_owner(inode, recent, everywhere=not server)
                  if inode is not None else None)
         if owner is None and server:
             inode = _socket_inode(peer, (sockname[0], 0))
-            owner = socket_owner(inode, self._recent) if inode is not None else None
+            owner = socket_owner(inode, recent) if inode is not None else None
         if owner is None:
             return None
         pid, fd = owner
-        self._recent.pop(pid, None)
-        self._recent = {pid: fd, **dict(list(self._recent.items())[:_RECENT - 1])}
+        recent.pop(pid, None)
+        self._recent_of[server] = {pid: fd, **dict(list(recent.items())[:_RECENT - 1])}
         return self._cached_facts(pid)
 
     def _cached_facts(self, pid: int) -> dict | None:
