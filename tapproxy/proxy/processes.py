@@ -240,6 +240,7 @@ class ProcessNamer:
         # PID → last fd, most recent first; clients and servers apart, since a miss
         # costs a listing of that process's fds (a client's first: wrk, then nginx).
         self._recent_of: dict[bool, dict[int, str | None]] = {False: {}, True: {}}
+        self._listeners: dict[int, tuple[int, bytes | None]] = {}  # inode → (PID, start)
         # PID → (its start time, what it is, when that was last checked)
         self._facts: dict[int, tuple[bytes | None, dict | None, float]] = {}
 
@@ -254,22 +255,50 @@ class ProcessNamer:
         `sockname` (a client calling us, or a `server` we called), None if not found."""
         if not SUPPORTED or not peer or not sockname:
             return None
-        inode = _socket_inode(peer, sockname, server)
+        if server:
+            return self._server(peer, sockname)
+        inode = _socket_inode(peer, sockname)
+        recent = self._recent_of[False]
+        owner = socket_owner(inode, recent) if inode is not None else None
+        if owner is None:
+            return None
+        pid, fd = owner
+        recent.pop(pid, None)
+        self._recent_of[False] = {pid: fd, **dict(list(recent.items())[:_RECENT - 1])}
+        return self._cached_facts(pid)
+
+    def _server(self, peer: tuple, sockname: tuple) -> dict | None:
+        # One lookup per listening socket (its inode: a new process on a reused port is a
+        # new socket), kept while the process that answered on it lives: a new connection
+        # per request then costs one netlink request and a stat, not a search of fds.
+        listener = _socket_inode(peer, (sockname[0], 0))
+        known = self._listeners.get(listener) if listener is not None else None
+        if known is not None and _started(known[0]) == known[1]:
+            return self._cached_facts(known[0])
+        facts = self.lookup_uncached(peer, sockname)
+        if facts is not None and listener is not None:
+            if len(self._listeners) >= 1024:
+                self._listeners.clear()
+            self._listeners[listener] = (facts["pid"], facts["started"].encode())
+        return facts
+
+    def lookup_uncached(self, peer: tuple, sockname: tuple) -> dict | None:
+        """A server's process found by its connection socket, else its listener's owner."""
+        inode = _socket_inode(peer, sockname, True)
         # A server's connection socket is looked for only among the recent owners: a
         # server that answers and closes at once (one request per connection) would
         # leave a search of every process finding nothing (measured: ~3.4 ms a time,
         # benchmarks/callee_lookup.py). Whoever listens on its address answered.
-        recent = self._recent_of[server]
-        owner = (socket_owner(inode, recent, everywhere=not server)
-                 if inode is not None else None)
-        if owner is None and server:
+        recent = self._recent_of[True]
+        owner = socket_owner(inode, recent, everywhere=False) if inode is not None else None
+        if owner is None:
             inode = _socket_inode(peer, (sockname[0], 0))
             owner = socket_owner(inode, recent) if inode is not None else None
         if owner is None:
             return None
         pid, fd = owner
         recent.pop(pid, None)
-        self._recent_of[server] = {pid: fd, **dict(list(recent.items())[:_RECENT - 1])}
+        self._recent_of[True] = {pid: fd, **dict(list(recent.items())[:_RECENT - 1])}
         return self._cached_facts(pid)
 
     def _cached_facts(self, pid: int) -> dict | None:

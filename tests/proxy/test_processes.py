@@ -112,6 +112,7 @@ def test_live_spans_see_the_process_name_too(fronted):
 REFUSING_CLIENT = """
 import socket, ssl, sys
 with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as raw:
+    keep = raw.dup()  # a failed handshake closes `raw`: the socket stays ours, to be found
     try:
         ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
     except ssl.SSLCertVerificationError:
