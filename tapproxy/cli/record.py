@@ -256,8 +256,10 @@ def env(
 ) -> None:
     """Print the shell exports that route a process through the proxy and trust its CA."""
     from tapproxy.proxy.certs import env_exports
-    from tapproxy.proxy.options import parse_address
+    from tapproxy.proxy.options import check_caller_name, check_name, parse_address
 
+    if caller:
+        check_caller_name(check_name(caller, "--caller"), "--caller")
     if check:
         raise typer.Exit(_check_clients(confdir.expanduser(), caller, clients))
     if clients:

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from tapproxy.errors import ProxyError, UsageError
-from tapproxy.proxy.options import Address, ReverseSpec, parse_address
+from tapproxy.proxy.options import (
+    Address,
+    ReverseSpec,
+    check_caller_name,
+    check_name,
+    parse_address,
+)
 
 __all__ = ["FrontSpec", "ServiceProcess", "parse_start"]
 
@@ -57,6 +63,8 @@ def parse_start(spec: str) -> FrontSpec:
     address, eq, command = rest.partition("=")
     if not at or not eq or not name.strip() or not address.strip():
         raise UsageError(f"bad --start {spec!r}: expected {form}")
+    # Its own calls carry the name in HTTP_PROXY's credentials.
+    check_caller_name(check_name(name.strip(), "--start", spec), "--start name")
     try:
         words = shlex.split(command)
     except ValueError as e:

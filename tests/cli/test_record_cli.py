@@ -402,6 +402,16 @@ BAD_INPUT = [
      ["--listen '127.0.0.1:notaport'", "port"]),
     ("allow-hosts-bad-regex", lambda p: ["--allow-hosts", "(unclosed"],
      ["--allow-hosts '(unclosed'", "not a regular expression"]),
+    ("ignore-hosts-empty", lambda p: ["--ignore-hosts", ""],
+     ["bad --ignore-hosts '': an empty pattern matches every host"]),
+    ("listen-name-with-esc", lambda p: ["--listen", "br\x1b[2Jowser=8090"],
+     ["bad --listen 'br\\x1b[2Jowser=8090': a name cannot hold control characters"]),
+    ("service-name-with-esc", lambda p: ["--service", "\x1b]0;x\x07=127.0.0.1:1"],
+     ["bad --service '\\x1b]0;x\\x07=127.0.0.1:1': a name cannot hold control"]),
+    ("reverse-name-with-bidi", lambda p: ["--reverse", "a\u202eb=http://127.0.0.1:1@1"],
+     ["bad --reverse 'a\\u202eb=http://127.0.0.1:1@1': a name cannot hold control"]),
+    ("caller-process-name-with-esc", lambda p: ["--caller-process", "*x*=a\x1bb"],
+     ["bad --caller-process '*x*=a\\x1bb': a name cannot hold control"]),
     ("listen-nameless-name", lambda p: ["--listen", "=8090"], ["--listen '=8090'"]),
     ("redact-json-bad-path", lambda p: ["--redact-json", "$.[bad"], ["--redact-json", "$.[bad"]),
     ("redact-bad-path", lambda p: ["--redact", "$.[bad"], ["--redact", "$.[bad"]),
@@ -590,6 +600,43 @@ def test_env_exports_route_curl_and_requests_through_the_recorder(tmp_path, reco
     for x in exchanges:
         assert (x.caller.name, x.caller.source) == ("checkout", "proxy-auth")
         assert x.callee.name == "secure"
+
+
+CALLER_NAMES = ["x/y", "a%41", "at@host", "q?x#y", "two words"]
+
+
+def test_caller_names_with_url_characters_survive_the_proxy_url(tmp_path, record, shop):
+    # Each name goes into HTTP_PROXY percent-encoded; curl and requests decode it before
+    # they send it, so the recorder names each caller exactly as given.
+    rec = record("--service", f"shop=127.0.0.1:{shop.port}", control=False)
+    script = (f'eval "$1"; curl -q -sS --fail {shop.url}/items/1 >/dev/null && '
+              f'"{sys.executable}" -c "import requests; '
+              f"requests.get('{shop.url}/items/2', timeout=10).raise_for_status()\"")
+    for name in CALLER_NAMES:
+        out = run_cli("env", "--listen", f"127.0.0.1:{rec.listen}", "--caller", name,
+                      "--confdir", tmp_path / "conf")
+        assert (out.returncode, out.stderr) == (0, "")
+        shell = subprocess.run(["bash", "-c", script, "bash", out.stdout],
+                               capture_output=True, text=True, env=clean_env(), timeout=60)
+        assert shell.returncode == 0, (name, shell.stderr)
+    code, _, err = rec.stop()
+    assert code == 0, err
+    exchanges, _, _ = read_capture(rec.output)
+    assert [(x.caller.name, x.caller.source, x.request.path) for x in exchanges] == [
+        (name, "proxy-auth", path) for name in CALLER_NAMES
+        for path in ("/items/1", "/items/2")]
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("a:b", "bad --caller 'a:b': a caller name must be printable ASCII without ':'"),
+    ("café", "bad --caller 'café': a caller name must be printable ASCII without ':'"),
+    ("red\x1b[31m", "bad --caller 'red\\x1b[31m': a name cannot hold control characters"),
+])
+def test_a_caller_name_that_cannot_survive_the_proxy_url_is_refused(tmp_path, name,
+                                                                    expected):
+    out = run_cli("env", "--caller", name, "--confdir", tmp_path / "conf")
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr.splitlines() == [f"tapproxy: error: {expected}"]
 
 
 # --- 6. the mitmdump addon ------------------------------------------------------------------
