@@ -92,7 +92,7 @@ def record(
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
     from tapproxy.capture.routes import RouteTable
     from tapproxy.proxy.certs import check_ca_bundle, env_exports
-    from tapproxy.proxy.fronting import ServiceProcess, parse_start
+    from tapproxy.proxy.fronting import ServiceProcess, parse_starts
     from tapproxy.proxy.options import (
         RecordOptions,
         check_listeners,
@@ -101,6 +101,7 @@ def record(
         parse_host_patterns,
         parse_listen,
         parse_reverse,
+        parse_seconds,
         parse_service,
         parse_size,
     )
@@ -108,7 +109,8 @@ def record(
     from tapproxy.spans.export import traces_url
 
     unnamed, listeners = parse_listen(listen or ())
-    fronts = [parse_start(s) for s in start or ()]
+    fronts = parse_starts(start or ())
+    start_timeout = parse_seconds(start_timeout, "--start-timeout")
     fronted = [ServiceProcess.from_spec(f, start_timeout=start_timeout) for f in fronts]
     opts = RecordOptions(
         output=output,

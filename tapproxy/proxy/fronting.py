@@ -34,7 +34,7 @@ from tapproxy.proxy.options import (
     parse_address,
 )
 
-__all__ = ["FrontSpec", "ServiceProcess", "parse_start"]
+__all__ = ["FrontSpec", "ServiceProcess", "parse_start", "parse_starts"]
 
 PLACEHOLDER = "{port}"
 TAIL_LINES = 10  # stderr lines a start-up error shows
@@ -89,6 +89,19 @@ def _shorten(line: str, width: int) -> str:
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f]}
+
+
+def parse_starts(specs: list[str] | tuple[str, ...]) -> list[FrontSpec]:
+    """Every `--start` spec; UsageError if two name the same service (one process, one
+    name: which one would a call from that name be?)."""
+    fronts: list[FrontSpec] = []
+    for spec in specs:
+        front = parse_start(spec)
+        if any(f.name == front.name for f in fronts):
+            raise UsageError(f"--start: two services named {front.name!r}; give each "
+                             "its own name")
+        fronts.append(front)
+    return fronts
 
 
 def free_loopback_port() -> int:

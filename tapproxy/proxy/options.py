@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from tapproxy.errors import UsageError
 __all__ = ["Address", "ListenerSpec", "ProcessRule", "RecordOptions", "ReverseSpec",
            "ServiceSpec", "check_caller_name", "check_listeners", "check_name",
            "parse_address", "parse_caller_process",
-           "parse_host_patterns", "parse_listen", "parse_reverse", "parse_service",
-           "parse_size"]
+           "parse_host_patterns", "parse_listen", "parse_reverse", "parse_seconds",
+           "parse_service", "parse_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,13 @@ def parse_service(spec: str) -> ServiceSpec:
         if ":" in target:
             raise UsageError(f"bad --service {spec!r}: use [IPv6]:PORT for IPv6") from None
     return ServiceSpec(name, target, None)
+
+
+def parse_seconds(value: float, flag: str) -> float:
+    """`value` if it is a number of seconds above 0 (nan would never end a wait)."""
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"bad {flag} {value:g}: expected a number of seconds above 0")
+    return value
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20,
