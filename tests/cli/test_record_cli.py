@@ -417,6 +417,8 @@ BAD_INPUT = [
     ("redact-bad-path", lambda p: ["--redact", "$.[bad"], ["--redact", "$.[bad"]),
     ("output-dir-missing", lambda p: ["-o", "/nonexistent-dir/x.tap"],
      ["/nonexistent-dir/x.tap"]),
+    ("confdir-cannot-be-made", lambda p: ["--confdir", "{tmp}/damaged.pem/conf"],
+     ["damaged.pem/conf: cannot create the proxy's CA there: Not a directory"]),
     ("upstream-ca-missing", lambda p: ["--upstream-ca", "/missing.pem"],
      ["/missing.pem", "--upstream-ca"]),
     ("upstream-ca-not-pem", lambda p: ["--upstream-ca", str(ROOT / "README.md")],
