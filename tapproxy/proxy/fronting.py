@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -75,7 +75,7 @@ def parse_start(spec: str) -> FrontSpec:
         env.append((key, value))
     if not words:
         raise UsageError(f"bad --start {spec!r}: no command after '=', expected {form}")
-    if not any(PLACEHOLDER in w for w in words) and not any(PLACEHOLDER in v for _, v in env):
+    if not _names_port(words, (v for _, v in env)):
         raise UsageError(f"bad --start {spec!r}: the command must say where to listen with "
                          f"{PLACEHOLDER} (in an argument or a VAR={PLACEHOLDER})")
     return FrontSpec(name.strip(), parse_address(address, "--start port"), tuple(words),
@@ -89,6 +89,10 @@ def _shorten(line: str, width: int) -> str:
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f]}
+
+
+def _names_port(argv: Iterable[str], env_values: Iterable[str]) -> bool:
+    return any(PLACEHOLDER in w for w in argv) or any(PLACEHOLDER in v for v in env_values)
 
 
 def parse_starts(specs: list[str] | tuple[str, ...]) -> list[FrontSpec]:
@@ -132,6 +136,10 @@ class ServiceProcess:
                  env: Mapping[str, str] | None = None, private_port: int | None = None,
                  start_timeout: float = 30.0, stop_timeout: float = 5.0,
                  stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+        if not _names_port(argv, (env or {}).values()):
+            # Else it could only be waited for until start_timeout, then stopped.
+            raise UsageError(f"service {name}: its command must say where to listen with "
+                             f"{PLACEHOLDER} (in an argument or an environment variable)")
         self.name = name
         self.private_port = private_port or free_loopback_port()
         port = str(self.private_port)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tapproxy.errors import ProxyError
+from tapproxy.errors import ProxyError, UsageError
 from tapproxy.proxy.fronting import ServiceProcess
 from tapproxy.proxy.options import Address
 from tests.cli.test_fronting_cli import alive
@@ -72,3 +72,13 @@ def test_a_service_that_dies_after_it_listened_says_so_on_stderr(tmp_path: Path)
 def test_an_unknown_command_is_a_proxy_error():
     with pytest.raises(ProxyError, match=r"^service x: cannot start '/no/such/cmd': "):
         ServiceProcess("x", ["/no/such/cmd", "{port}"]).start()
+
+
+def test_a_command_without_the_port_placeholder_is_refused_before_it_starts(tmp_path: Path):
+    # It could only be waited for until the start timeout, and then stopped.
+    started = tmp_path / "started"
+    argv = [sys.executable, "-c", f"open({str(started)!r}, 'w'); import time; time.sleep(60)"]
+    with pytest.raises(UsageError, match=r"^service slow: its command must say where to "
+                                         r"listen with \{port\}"):
+        ServiceProcess("slow", argv, env={"PORT": "8000"}).start()
+    assert not started.exists()
