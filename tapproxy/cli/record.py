@@ -273,6 +273,11 @@ def _check_clients(confdir: Path, caller: str | None, tools: list[str] | None) -
     from tapproxy.proxy.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
 
     found, notes = find_clients(tools or TOOLS)
+    if not found:  # nothing checked is no pass
+        print_report([], notes)
+        print("tapproxy: error: no client to check: none was found on PATH",
+              file=sys.stderr, flush=True)
+        return 1
     print(f"# each client with the exports of `tapproxy env`, through a proxy of the check's "
           f"own (CA in {confdir}), calling a loopback service over http and https", flush=True)
     outcomes = asyncio.run(run_check(confdir, found, caller or "check"))
