@@ -82,3 +82,29 @@ def test_a_command_without_the_port_placeholder_is_refused_before_it_starts(tmp_
                                          r"listen with \{port\}"):
         ServiceProcess("slow", argv, env={"PORT": "8000"}).start()
     assert not started.exists()
+
+
+# Listens on argv[1] and starts two grandchildren in sessions of their own, out of reach
+# of a signal to its process group: one it stays the parent of (`setsid sleep`), one
+# orphaned at once (`setsid -f`: its parent exits), as daemonizing workers are.
+SESSION_LEAVER = """
+import socket, subprocess, sys, time
+own = subprocess.Popen(["setsid", "sh", "-c", f"echo $$ > {sys.argv[2]}; exec sleep 300"])
+subprocess.run(["setsid", "-f", "sh", "-c", f"echo $$ > {sys.argv[3]}; exec sleep 300"])
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+time.sleep(300)
+"""
+
+
+def test_stop_ends_grandchildren_that_left_its_process_group(tmp_path: Path):
+    kept, orphaned = tmp_path / "kept.pid", tmp_path / "orphaned.pid"
+    svc = ServiceProcess("leaver", [sys.executable, "-c", SESSION_LEAVER, "{port}",
+                                    str(kept), str(orphaned)],
+                         stdout=io.StringIO(), stderr=io.StringIO())
+    svc.start()
+    pids = [int(wait_for(lambda p=p: p.exists() and p.read_text().strip(), what=str(p)))
+            for p in (kept, orphaned)]
+    assert all(alive(pid) for pid in pids)
+    svc.stop()
+    for pid in pids:
+        wait_for(lambda pid=pid: not alive(pid), what=f"grandchild {pid} to end")
