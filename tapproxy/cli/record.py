@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from tapproxy import __version__
+from tapproxy.cli import on_interrupt
 from tapproxy.cli.app import (
     _DEFAULT_CONFDIR,
     Confdir,
@@ -90,6 +91,7 @@ def record(
     = False,
 ) -> None:
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
+    on_interrupt(f"interrupted while starting; {output} was not written")
     from tapproxy.capture.routes import RouteTable
     from tapproxy.proxy.certs import check_ca_bundle, env_exports
     from tapproxy.proxy.fronting import ServiceProcess, parse_starts
@@ -239,7 +241,9 @@ def record(
               file=sys.stderr, flush=True)
         return 1
 
-    raise typer.Exit(asyncio.run(run()))
+    code = asyncio.run(run())
+    on_interrupt()  # the loop's close gave SIGINT back to KeyboardInterrupt
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,6 +192,44 @@ def test_record_until_signal_writes_every_exchange_and_test_case(record, shop, s
     assert closed.ended >= exchanges[2].timing.response_end
     # A test still open at shutdown is kept, visibly without an end or outcome.
     assert (left_open.name, left_open.ended, left_open.outcome) == ("test_left_open", None, None)
+
+
+def handles_sigint(pid: int) -> bool:
+    """Whether the process has a SIGINT handler yet (Python's is installed as it starts)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    [caught] = [line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")]
+    return bool(int(caught, 16) & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.45, 0.6, 0.8, 1.1, 1.5])
+def test_ctrl_c_at_any_time_of_start_up_is_one_line(tmp_path, confdir, delay):
+    # Ctrl-C while tapproxy imports, parses, starts mitmproxy or is up already. The delay
+    # counts from when Python handles SIGINT at all: before that, the interpreter itself
+    # is still starting and the default action (end, silently) is all there is.
+    output = tmp_path / "x.tap"
+    proc = subprocess.Popen([*TAPPROXY, "record", "-o", str(output), "--control", "off",
+                             "--listen", f"127.0.0.1:{free_port()}", "--confdir",
+                             str(confdir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for(lambda: handles_sigint(proc.pid), what="Python to handle SIGINT")
+        time.sleep(delay)  # where the signal lands, not an assertion on time
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err
+    if "export HTTPS_PROXY=" in out:  # it was up: a normal stop
+        assert (proc.returncode, out.splitlines()[-1]) == (
+            0, f"# 0 exchanges recorded to {output}"), err
+    else:
+        assert proc.returncode == 130, err
+        assert err.splitlines() in (
+            ["tapproxy: interrupted"],  # before the command line was read
+            [f"tapproxy: interrupted while starting; {output} was not written"]), err
+        assert not output.exists()
 
 
 # --- 2. SIGKILL mid-recording ---------------------------------------------------------------
