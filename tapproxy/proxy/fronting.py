@@ -68,7 +68,7 @@ def parse_start(spec: str) -> FrontSpec:
     if not at or not eq or not name.strip() or not address.strip():
         raise UsageError(f"bad --start {spec!r}: expected {form}")
     # Its own calls carry the name in HTTP_PROXY's credentials.
-    check_caller_name(check_name(name.strip(), "--start", spec), "--start name")
+    check_caller_name(check_name(name.strip(), "--start"), "--start name")
     try:
         words = shlex.split(command)
     except ValueError as e:
@@ -142,8 +142,8 @@ class ServiceProcess:
                  stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         if not _names_port(argv, (env or {}).values()):
             # Else it could only be waited for until start_timeout, then stopped.
-            raise UsageError(f"service {name}: its command must say where to listen with "
-                             f"{PLACEHOLDER} (in an argument or an environment variable)")
+            raise UsageError(f"service {name}: say where it listens with {PLACEHOLDER} "
+                             "(in argv or env)")
         self.name = name
         self.private_port = private_port or free_loopback_port()
         port = str(self.private_port)

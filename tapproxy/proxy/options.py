@@ -62,16 +62,14 @@ class ProcessRule:
     name: str
 
 
-def check_name(name: str, flag: str, spec: str | None = None) -> str:
+def check_name(name: str, flag: str) -> str:
     """`name` unless it holds a control or format character (UsageError naming `flag`).
 
     A name is printed as it is (banners, `[NAME]` before a service's output, reports): an
     ESC in it would repaint the terminal, a bidi override reorder the line.
     """
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in name):
-        shown = spec if spec is not None else name
-        raise UsageError(f"bad {flag} {shown!r}: "
-                         "a name cannot hold control characters")
+        raise UsageError(f"bad {flag} name {name!r}: has a control character")
     return name
 
 
@@ -83,8 +81,7 @@ def check_caller_name(name: str, flag: str) -> str:
     anything beyond ASCII (curl sends UTF-8, requests Latin-1): printable ASCII only.
     """
     if not name or any(not " " <= c <= "~" for c in name) or ":" in name:
-        raise UsageError(f"bad {flag} {name!r}: a caller name must be printable ASCII "
-                         "without ':'")
+        raise UsageError(f"bad {flag} {name!r}: use printable ASCII without ':'")
     return name
 
 
@@ -94,7 +91,7 @@ def parse_caller_process(spec: str) -> ProcessRule:
     if not sep or not pattern.strip() or not name.strip():
         raise UsageError(f"bad --process-name {spec!r}: expected PATTERN=NAME, "
                          "e.g. '*orders.jar*=orders'")
-    check_name(name.strip(), "--caller-process", spec)
+    check_name(name.strip(), "--caller-process")
     return ProcessRule(pattern.strip(), name.strip())
 
 
@@ -149,7 +146,7 @@ def _split_name(spec: str, flag: str, form: str) -> tuple[str, str]:
     name, sep, rest = spec.partition("=")
     if not sep or not name.strip() or not rest.strip():
         raise UsageError(f"bad {flag} {spec!r}: expected {form}")
-    return check_name(name.strip(), flag, spec), rest.strip()
+    return check_name(name.strip(), flag), rest.strip()
 
 
 def parse_reverse(spec: str) -> ReverseSpec:

@@ -212,9 +212,8 @@ def test_a_service_that_does_not_come_up_is_one_line_and_exit_2(tmp_path, confdi
     ("hello@5001=python x.py", "must say where to listen with {port}"),
     ("hello@5001=", "no command after '='"),
     ("hello@notaport=x {port}", "--start port"),
-    ("he\x1b[31mllo@5001=x {port}",
-     "--start 'he\\x1b[31mllo@5001=x {port}': a name cannot hold control characters"),
-    ("a:b@5001=x {port}", "--start name 'a:b': a caller name must be printable ASCII"),
+    ("he\x1b[31mllo@5001=x {port}", "--start name 'he\\x1b[31mllo': has a control character"),
+    ("a:b@5001=x {port}", "--start name 'a:b': use printable ASCII without ':'"),
 ])
 def test_a_bad_start_spec_is_one_line_and_exit_2(tmp_path, confdir, spec, expected):
     out = run_cli("record", "-o", tmp_path / "x.tap", "--control", "off",

@@ -78,8 +78,8 @@ def test_a_command_without_the_port_placeholder_is_refused_before_it_starts(tmp_
     # It could only be waited for until the start timeout, and then stopped.
     started = tmp_path / "started"
     argv = [sys.executable, "-c", f"open({str(started)!r}, 'w'); import time; time.sleep(60)"]
-    with pytest.raises(UsageError, match=r"^service slow: its command must say where to "
-                                         r"listen with \{port\}"):
+    with pytest.raises(UsageError, match=r"^service slow: say where it listens with "
+                                         r"\{port\} \(in argv or env\)$"):
         ServiceProcess("slow", argv, env={"PORT": "8000"}).start()
     assert not started.exists()
 
