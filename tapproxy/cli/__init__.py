@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 
-__all__ = ["Interrupted", "app", "main", "on_interrupt"]
+__all__ = ["Interrupted", "app", "interrupted_before", "main", "on_interrupt"]
 
 
 class Interrupted(BaseException):
@@ -22,13 +22,23 @@ class Interrupted(BaseException):
     """
 
 
+_raised: list[str] = []  # every Interrupted raised, caught by its code or not
+
+
 def on_interrupt(message: str = "interrupted") -> None:
     """From now on, Ctrl-C raises Interrupted(message) (`tapproxy: MESSAGE`, exit 130)."""
 
     def interrupt(signum: int, frame: object) -> None:
+        _raised.append(message)
         raise Interrupted(message)
 
     signal.signal(signal.SIGINT, interrupt)
+
+
+def interrupted_before() -> bool:
+    """Whether Ctrl-C was pressed already, even if the exception it raised was lost (a
+    bare `except:` in whatever code it landed in would swallow it)."""
+    return bool(_raised)
 
 
 def main() -> None:

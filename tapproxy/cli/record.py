@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from tapproxy import __version__
-from tapproxy.cli import on_interrupt
+from tapproxy.cli import interrupted_before, on_interrupt
 from tapproxy.cli.app import (
     _DEFAULT_CONFDIR,
     Confdir,
@@ -166,7 +166,10 @@ def record(
         up = False  # everything started: a signal now stops the run
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        proxy = RecordingProxy(opts, verbose=verbose, publish=not fronted)
+        if interrupted_before():  # a Ctrl-C some library swallowed while this started
+            interrupted.set()
+        # Published once all is up: a start that is interrupted leaves no capture.
+        proxy = RecordingProxy(opts, verbose=verbose, publish=False)
         await proxy.start()
         holds = []
         try:
@@ -201,8 +204,7 @@ def record(
                 return 130
             raise
         up = True
-        if fronted:
-            proxy.publish()
+        proxy.publish()
         print(f"# tapproxy {__version__} recording to {output}", flush=True)
         print(f"# forward proxy at {opts.listen}", flush=True)
         for n in opts.listeners:
