@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from tapproxy import __version__
+from tapproxy.cli import interrupted_before, on_interrupt
 from tapproxy.cli.app import (
     _DEFAULT_CONFDIR,
     Confdir,
@@ -90,9 +91,10 @@ def record(
     = False,
 ) -> None:
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
+    on_interrupt(f"interrupted while starting; {output} was not written")
     from tapproxy.capture.routes import RouteTable
     from tapproxy.proxy.certs import check_ca_bundle, env_exports
-    from tapproxy.proxy.fronting import ServiceProcess, parse_start
+    from tapproxy.proxy.fronting import ServiceProcess, parse_starts
     from tapproxy.proxy.options import (
         RecordOptions,
         check_listeners,
@@ -101,6 +103,7 @@ def record(
         parse_host_patterns,
         parse_listen,
         parse_reverse,
+        parse_seconds,
         parse_service,
         parse_size,
     )
@@ -108,7 +111,8 @@ def record(
     from tapproxy.spans.export import traces_url
 
     unnamed, listeners = parse_listen(listen or ())
-    fronts = [parse_start(s) for s in start or ()]
+    fronts = parse_starts(start or ())
+    start_timeout = parse_seconds(start_timeout, "--start-timeout")
     fronted = [ServiceProcess.from_spec(f, start_timeout=start_timeout) for f in fronts]
     opts = RecordOptions(
         output=output,
@@ -162,7 +166,10 @@ def record(
         up = False  # everything started: a signal now stops the run
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        proxy = RecordingProxy(opts, verbose=verbose, publish=not fronted)
+        if interrupted_before():  # a Ctrl-C some library swallowed while this started
+            interrupted.set()
+        # Published once all is up: a start that is interrupted leaves no capture.
+        proxy = RecordingProxy(opts, verbose=verbose, publish=False)
         await proxy.start()
         holds = []
         try:
@@ -197,8 +204,7 @@ def record(
                 return 130
             raise
         up = True
-        if fronted:
-            proxy.publish()
+        proxy.publish()
         print(f"# tapproxy {__version__} recording to {output}", flush=True)
         print(f"# forward proxy at {opts.listen}", flush=True)
         for n in opts.listeners:
@@ -237,7 +243,9 @@ def record(
               file=sys.stderr, flush=True)
         return 1
 
-    raise typer.Exit(asyncio.run(run()))
+    code = asyncio.run(run())
+    on_interrupt()  # the loop's close gave SIGINT back to KeyboardInterrupt
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -256,8 +264,10 @@ def env(
 ) -> None:
     """Print the shell exports that route a process through the proxy and trust its CA."""
     from tapproxy.proxy.certs import env_exports
-    from tapproxy.proxy.options import parse_address
+    from tapproxy.proxy.options import check_caller_name, check_name, parse_address
 
+    if caller:
+        check_caller_name(check_name(caller, "--caller"), "--caller")
     if check:
         raise typer.Exit(_check_clients(confdir.expanduser(), caller, clients))
     if clients:
@@ -269,6 +279,11 @@ def _check_clients(confdir: Path, caller: str | None, tools: list[str] | None) -
     from tapproxy.proxy.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
 
     found, notes = find_clients(tools or TOOLS)
+    if not found:  # nothing checked is no pass
+        print_report([], notes)
+        print("tapproxy: error: no client to check: none was found on PATH",
+              file=sys.stderr, flush=True)
+        return 1
     print(f"# each client with the exports of `tapproxy env`, through a proxy of the check's "
           f"own (CA in {confdir}), calling a loopback service over http and https", flush=True)
     outcomes = asyncio.run(run_check(confdir, found, caller or "check"))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from tapproxy.errors import ProxyError, UsageError
 from tapproxy.proxy.clientenv import ecosystem_exports
-from tapproxy.proxy.options import Address
+from tapproxy.proxy.options import Address, check_caller_name
 
 __all__ = ["ca_cert_path", "check_ca_bundle", "env_exports"]
 
@@ -57,9 +58,13 @@ def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> di
     Proxy-Authorization for a user without one. gRPC's C core (Python, C++, Ruby, PHP…)
     reads `grpc_proxy` before the others, `no_grpc_proxy` before `no_proxy`, and its trusted
     roots from GRPC_DEFAULT_SSL_ROOTS_FILE_PATH.
+    The caller is percent-encoded (`x/y` → `x%2Fy`): clients decode it before sending,
+    so the proxy reads `x/y` (UsageError for a name that cannot survive the trip).
     """
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "::") else listen.host
-    user = f"{caller}:tap@" if caller else ""
+    if caller:
+        check_caller_name(caller, "caller name")
+    user = f"{quote(caller, safe='')}:tap@" if caller else ""
     proxy = f"http://{user}{Address(host, listen.port)}"
     ca = str(ca_cert_path(confdir))
     env = {}

@@ -19,7 +19,8 @@ Once the capture cannot be written (a full disk), /flush and /tests/end answer 5
 
 Every answer is JSON, errors too: {"error": "..."}. A web page must not drive it (any page
 can POST to localhost), so a request with a body must say `Content-Type:
-application/json` (a cross-site form cannot, without a CORS preflight nobody answers),
+application/json` (a cross-site form cannot, without a CORS preflight nobody answers;
+one without a body may say anything),
 and a request whose `Origin` is not this API's own loopback address is refused.
 """
 
@@ -158,9 +159,9 @@ class ControlServer:
             return _error(403, f"refused: a request from the web page at {origin!r}; the "
                                "control API takes requests without Origin (curl, test "
                                "harnesses) or from its own loopback address only")
+        # Only a body has a type to check: aiohttp's bodiless post() still sends one.
         ctype = request.headers.get("Content-Type")
-        if (ctype is not None or request.body_exists) and request.content_type != \
-                "application/json":
+        if request.body_exists and request.content_type != "application/json":
             return _error(415, f"the control API takes application/json only, not "
                                f"{ctype or 'a body without Content-Type'}")
         try:

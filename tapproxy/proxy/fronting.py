@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -21,18 +22,27 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
 from tapproxy.errors import ProxyError, UsageError
-from tapproxy.proxy.options import Address, ReverseSpec, parse_address
+from tapproxy.proxy.options import (
+    Address,
+    ReverseSpec,
+    check_caller_name,
+    check_name,
+    parse_address,
+)
 
-__all__ = ["FrontSpec", "ServiceProcess", "parse_start"]
+__all__ = ["FrontSpec", "ServiceProcess", "parse_start", "parse_starts"]
 
 PLACEHOLDER = "{port}"
 TAIL_LINES = 10  # stderr lines a start-up error shows
 _TAIL_WIDTH = 80
+# Every process a service starts inherits this variable, with a value of its own: stop()
+# finds by it what left the service's process group and lost its parent (`setsid -f`).
+MARK_VARIABLE = "TAPPROXY_SERVICE_MARK"
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
@@ -57,6 +67,8 @@ def parse_start(spec: str) -> FrontSpec:
     address, eq, command = rest.partition("=")
     if not at or not eq or not name.strip() or not address.strip():
         raise UsageError(f"bad --start {spec!r}: expected {form}")
+    # Its own calls carry the name in HTTP_PROXY's credentials.
+    check_caller_name(check_name(name.strip(), "--start"), "--start name")
     try:
         words = shlex.split(command)
     except ValueError as e:
@@ -67,7 +79,7 @@ def parse_start(spec: str) -> FrontSpec:
         env.append((key, value))
     if not words:
         raise UsageError(f"bad --start {spec!r}: no command after '=', expected {form}")
-    if not any(PLACEHOLDER in w for w in words) and not any(PLACEHOLDER in v for _, v in env):
+    if not _names_port(words, (v for _, v in env)):
         raise UsageError(f"bad --start {spec!r}: the command must say where to listen with "
                          f"{PLACEHOLDER} (in an argument or a VAR={PLACEHOLDER})")
     return FrontSpec(name.strip(), parse_address(address, "--start port"), tuple(words),
@@ -81,6 +93,23 @@ def _shorten(line: str, width: int) -> str:
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f]}
+
+
+def _names_port(argv: Iterable[str], env_values: Iterable[str]) -> bool:
+    return any(PLACEHOLDER in w for w in argv) or any(PLACEHOLDER in v for v in env_values)
+
+
+def parse_starts(specs: list[str] | tuple[str, ...]) -> list[FrontSpec]:
+    """Every `--start` spec; UsageError if two name the same service (one process, one
+    name: which one would a call from that name be?)."""
+    fronts: list[FrontSpec] = []
+    for spec in specs:
+        front = parse_start(spec)
+        if any(f.name == front.name for f in fronts):
+            raise UsageError(f"--start: two services named {front.name!r}; give each "
+                             "its own name")
+        fronts.append(front)
+    return fronts
 
 
 def free_loopback_port() -> int:
@@ -111,6 +140,10 @@ class ServiceProcess:
                  env: Mapping[str, str] | None = None, private_port: int | None = None,
                  start_timeout: float = 30.0, stop_timeout: float = 5.0,
                  stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+        if not _names_port(argv, (env or {}).values()):
+            # Else it could only be waited for until start_timeout, then stopped.
+            raise UsageError(f"service {name}: say where it listens with {PLACEHOLDER} "
+                             "(in argv or env)")
         self.name = name
         self.private_port = private_port or free_loopback_port()
         port = str(self.private_port)
@@ -125,6 +158,7 @@ class ServiceProcess:
         self._stopping = False
         self._listening = False
         self._stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._mark = secrets.token_hex(8)
 
     @classmethod
     def from_spec(cls, spec: FrontSpec, **kwargs) -> ServiceProcess:
@@ -150,7 +184,7 @@ class ServiceProcess:
         `on_spawn(pid)` is called as soon as the process exists, before it listens. Once
         `abort` is set (Ctrl-C) the wait ends: the service is stopped, ProxyError raised.
         """
-        env = {**os.environ, **(proxy_env or {}), **self.env}
+        env = {**os.environ, **(proxy_env or {}), **self.env, MARK_VARIABLE: self._mark}
         try:
             # A session of its own: a terminal's Ctrl-C reaches tapproxy only, and stop()
             # reaches the service's children too (npm → node, a shell → its command).
@@ -206,26 +240,62 @@ class ServiceProcess:
         return code
 
     def stop(self) -> int | None:
-        """SIGTERM its process group, SIGKILL what is left after `stop_timeout`; exit code."""
+        """SIGTERM its process tree, SIGKILL what is left after `stop_timeout`; exit code.
+
+        The tree is its process group, and whatever it started that left the group
+        (`setsid`): its descendants, looked up before the signal orphans them, and any
+        process still carrying its mark.
+        """
         proc = self._proc
         if proc is None:
             return None
         self._stopping = True
         if proc.poll() is None:
-            self._signal(signal.SIGTERM)
+            outside = self._outside_group()
+            self._signal(signal.SIGTERM, outside)
             try:
                 proc.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
+                self._signal(signal.SIGKILL, outside)
                 proc.wait()
-        self._signal(signal.SIGKILL)  # children that outlived their parent
+        else:
+            outside = []
+        # What outlived its parent, or was started while it stopped.
+        self._signal(signal.SIGKILL, [*outside, *self._outside_group()])
         self._join_pumps()
         return proc.returncode
 
-    def _signal(self, sig: int) -> None:
+    def _outside_group(self) -> list:
+        """The service's processes in other process groups (psutil.Process each)."""
+        import psutil
+
+        assert self._proc is not None
+        found: dict[int, psutil.Process] = {}
+        if self._proc.poll() is None:  # once reaped, its pid may name another process
+            with contextlib.suppress(psutil.Error):
+                found = {p.pid: p
+                         for p in psutil.Process(self._proc.pid).children(recursive=True)}
+        for p in psutil.process_iter():
+            if p.pid not in found and p.pid != self._proc.pid:
+                with contextlib.suppress(psutil.Error):
+                    if p.environ().get(MARK_VARIABLE) == self._mark:
+                        found[p.pid] = p
+        outside = []
+        for p in found.values():
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(p.pid) != self._proc.pid:
+                    outside.append(p)
+        return outside
+
+    def _signal(self, sig: int, outside: list) -> None:
+        import psutil
+
         assert self._proc is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, sig)
+        for p in outside:
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(sig)  # psutil: not if its pid now names another process
 
     def _join_pumps(self) -> None:
         for t in self._pumps:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,9 +13,10 @@ from urllib.parse import urlsplit
 from tapproxy.errors import UsageError
 
 __all__ = ["Address", "ListenerSpec", "ProcessRule", "RecordOptions", "ReverseSpec",
-           "ServiceSpec", "check_listeners", "parse_address", "parse_caller_process",
-           "parse_host_patterns", "parse_listen", "parse_reverse", "parse_service",
-           "parse_size"]
+           "ServiceSpec", "check_caller_name", "check_listeners", "check_name",
+           "parse_address", "parse_caller_process",
+           "parse_host_patterns", "parse_listen", "parse_reverse", "parse_seconds",
+           "parse_service", "parse_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +62,36 @@ class ProcessRule:
     name: str
 
 
+def check_name(name: str, flag: str) -> str:
+    """`name` unless it holds a control or format character (UsageError naming `flag`).
+
+    A name is printed as it is (banners, `[NAME]` before a service's output, reports): an
+    ESC in it would repaint the terminal, a bidi override reorder the line.
+    """
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in name):
+        raise UsageError(f"bad {flag} name {name!r}: has a control character")
+    return name
+
+
+def check_caller_name(name: str, flag: str) -> str:
+    """`name` if it can name a caller in proxy credentials (`http://NAME:tap@…`).
+
+    It is percent-encoded there, and clients decode it before they send it, but Basic
+    credentials end the user at the first ':', and clients disagree on the bytes of
+    anything beyond ASCII (curl sends UTF-8, requests Latin-1): printable ASCII only.
+    """
+    if not name or any(not " " <= c <= "~" for c in name) or ":" in name:
+        raise UsageError(f"bad {flag} {name!r}: use printable ASCII without ':'")
+    return name
+
+
 def parse_caller_process(spec: str) -> ProcessRule:
     """`PATTERN=NAME`, e.g. `*orders.jar*=orders` (the last `=` separates them)."""
     pattern, sep, name = spec.rpartition("=")
     if not sep or not pattern.strip() or not name.strip():
         raise UsageError(f"bad --process-name {spec!r}: expected PATTERN=NAME, "
                          "e.g. '*orders.jar*=orders'")
+    check_name(name.strip(), "--caller-process")
     return ProcessRule(pattern.strip(), name.strip())
 
 
@@ -119,7 +146,7 @@ def _split_name(spec: str, flag: str, form: str) -> tuple[str, str]:
     name, sep, rest = spec.partition("=")
     if not sep or not name.strip() or not rest.strip():
         raise UsageError(f"bad {flag} {spec!r}: expected {form}")
-    return name.strip(), rest.strip()
+    return check_name(name.strip(), flag), rest.strip()
 
 
 def parse_reverse(spec: str) -> ReverseSpec:
@@ -165,6 +192,8 @@ def parse_listen(specs: list[str] | tuple[str, ...]) -> tuple[Address, tuple[Lis
 def parse_host_patterns(patterns: list[str] | tuple[str, ...], flag: str) -> tuple[str, ...]:
     """Regular expressions for mitmproxy's allow_hosts/ignore_hosts (UsageError if invalid)."""
     for p in patterns:
+        if not p:  # it matches every host: `--ignore-hosts ''` would parse nothing at all
+            raise UsageError(f"bad {flag} '': an empty pattern matches every host")
         try:
             re.compile(p)
         except re.error as e:
@@ -184,6 +213,13 @@ def parse_service(spec: str) -> ServiceSpec:
         if ":" in target:
             raise UsageError(f"bad --service {spec!r}: use [IPv6]:PORT for IPv6") from None
     return ServiceSpec(name, target, None)
+
+
+def parse_seconds(value: float, flag: str) -> float:
+    """`value` if it is a number of seconds above 0 (nan would never end a wait)."""
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"bad {flag} {value:g}: expected a number of seconds above 0")
+    return value
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20,

@@ -132,6 +132,11 @@ class RecordingProxy:
         from mitmproxy import options
         from mitmproxy.master import Master
 
+        from tapproxy.proxy.certs import ca_cert_path
+
+        # The CA first: mitmproxy would log each failure to make it as an addon error
+        # and run on without one; this is one ProxyError naming the directory.
+        ca_cert_path(self.options.confdir)
         self._log = _StderrLog(self._verbose)
         for name in ("mitmproxy", "tapproxy"):
             logger = logging.getLogger(name)

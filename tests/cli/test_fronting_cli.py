@@ -212,6 +212,8 @@ def test_a_service_that_does_not_come_up_is_one_line_and_exit_2(tmp_path, confdi
     ("hello@5001=python x.py", "must say where to listen with {port}"),
     ("hello@5001=", "no command after '='"),
     ("hello@notaport=x {port}", "--start port"),
+    ("he\x1b[31mllo@5001=x {port}", "--start name 'he\\x1b[31mllo': has a control character"),
+    ("a:b@5001=x {port}", "--start name 'a:b': use printable ASCII without ':'"),
 ])
 def test_a_bad_start_spec_is_one_line_and_exit_2(tmp_path, confdir, spec, expected):
     out = run_cli("record", "-o", tmp_path / "x.tap", "--control", "off",
@@ -219,6 +221,24 @@ def test_a_bad_start_spec_is_one_line_and_exit_2(tmp_path, confdir, spec, expect
     assert out.returncode == 2, out
     [line] = out.stderr.splitlines()
     assert line.startswith("tapproxy: error: bad ") and expected in line, line
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--start", "a@5001=x {port}", "--start", "a@5002=y {port}"],
+     "--start: two services named 'a'; give each its own name"),
+    (["--start-timeout", "0"], "bad --start-timeout 0: expected a number of seconds above 0"),
+    (["--start-timeout", "-5"], "bad --start-timeout -5: expected a number of seconds"),
+    (["--start-timeout", "nan"], "bad --start-timeout nan: expected a number of seconds"),
+    (["--start-timeout", "inf"], "bad --start-timeout inf: expected a number of seconds"),
+])
+def test_a_bad_start_option_is_one_line_and_exit_2(tmp_path, confdir, extra, expected):
+    output = tmp_path / "x.tap"
+    out = run_cli("record", "-o", output, "--control", "off", "--confdir", confdir,
+                  "--listen", f"127.0.0.1:{free_port()}", *extra, timeout=30)
+    assert (out.returncode, out.stdout) == (2, ""), out
+    [line] = out.stderr.splitlines()
+    assert line.startswith(f"tapproxy: error: {expected}"), line
+    assert not output.exists()
 
 
 def test_a_busy_public_port_is_one_line_and_the_service_is_not_started(tmp_path, confdir):

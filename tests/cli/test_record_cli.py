@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,6 +192,44 @@ def test_record_until_signal_writes_every_exchange_and_test_case(record, shop, s
     assert closed.ended >= exchanges[2].timing.response_end
     # A test still open at shutdown is kept, visibly without an end or outcome.
     assert (left_open.name, left_open.ended, left_open.outcome) == ("test_left_open", None, None)
+
+
+def handles_sigint(pid: int) -> bool:
+    """Whether the process has a SIGINT handler yet (Python's is installed as it starts)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    [caught] = [line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")]
+    return bool(int(caught, 16) & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.45, 0.6, 0.8, 1.1, 1.5])
+def test_ctrl_c_at_any_time_of_start_up_is_one_line(tmp_path, confdir, delay):
+    # Ctrl-C while tapproxy imports, parses, starts mitmproxy or is up already. The delay
+    # counts from when Python handles SIGINT at all: before that, the interpreter itself
+    # is still starting and the default action (end, silently) is all there is.
+    output = tmp_path / "x.tap"
+    proc = subprocess.Popen([*TAPPROXY, "record", "-o", str(output), "--control", "off",
+                             "--listen", f"127.0.0.1:{free_port()}", "--confdir",
+                             str(confdir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for(lambda: handles_sigint(proc.pid), what="Python to handle SIGINT")
+        time.sleep(delay)  # where the signal lands, not an assertion on time
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err
+    if "export HTTPS_PROXY=" in out:  # it was up: a normal stop
+        assert (proc.returncode, out.splitlines()[-1]) == (
+            0, f"# 0 exchanges recorded to {output}"), err
+    else:
+        assert proc.returncode == 130, err
+        assert err.splitlines() in (
+            ["tapproxy: interrupted"],  # before the command line was read
+            [f"tapproxy: interrupted while starting; {output} was not written"]), err
+        assert not output.exists()
 
 
 # --- 2. SIGKILL mid-recording ---------------------------------------------------------------
@@ -402,11 +441,23 @@ BAD_INPUT = [
      ["--listen '127.0.0.1:notaport'", "port"]),
     ("allow-hosts-bad-regex", lambda p: ["--allow-hosts", "(unclosed"],
      ["--allow-hosts '(unclosed'", "not a regular expression"]),
+    ("ignore-hosts-empty", lambda p: ["--ignore-hosts", ""],
+     ["bad --ignore-hosts '': an empty pattern matches every host"]),
+    ("listen-name-with-esc", lambda p: ["--listen", "br\x1b[2Jowser=8090"],
+     ["bad --listen name 'br\\x1b[2Jowser': has a control character"]),
+    ("service-name-with-esc", lambda p: ["--service", "\x1b]0;x\x07=127.0.0.1:1"],
+     ["bad --service name '\\x1b]0;x\\x07': has a control character"]),
+    ("reverse-name-with-bidi", lambda p: ["--reverse", "a\u202eb=http://127.0.0.1:1@1"],
+     ["bad --reverse name 'a\\u202eb': has a control character"]),
+    ("caller-process-name-with-esc", lambda p: ["--caller-process", "*x*=a\x1bb"],
+     ["bad --caller-process name 'a\\x1bb': has a control character"]),
     ("listen-nameless-name", lambda p: ["--listen", "=8090"], ["--listen '=8090'"]),
     ("redact-json-bad-path", lambda p: ["--redact-json", "$.[bad"], ["--redact-json", "$.[bad"]),
     ("redact-bad-path", lambda p: ["--redact", "$.[bad"], ["--redact", "$.[bad"]),
     ("output-dir-missing", lambda p: ["-o", "/nonexistent-dir/x.tap"],
      ["/nonexistent-dir/x.tap"]),
+    ("confdir-cannot-be-made", lambda p: ["--confdir", "{tmp}/damaged.pem/conf"],
+     ["damaged.pem/conf: cannot create the proxy's CA there: Not a directory"]),
     ("upstream-ca-missing", lambda p: ["--upstream-ca", "/missing.pem"],
      ["/missing.pem", "--upstream-ca"]),
     ("upstream-ca-not-pem", lambda p: ["--upstream-ca", str(ROOT / "README.md")],
@@ -590,6 +641,43 @@ def test_env_exports_route_curl_and_requests_through_the_recorder(tmp_path, reco
     for x in exchanges:
         assert (x.caller.name, x.caller.source) == ("checkout", "proxy-auth")
         assert x.callee.name == "secure"
+
+
+CALLER_NAMES = ["x/y", "a%41", "at@host", "q?x#y", "two words"]
+
+
+def test_caller_names_with_url_characters_survive_the_proxy_url(tmp_path, record, shop):
+    # Each name goes into HTTP_PROXY percent-encoded; curl and requests decode it before
+    # they send it, so the recorder names each caller exactly as given.
+    rec = record("--service", f"shop=127.0.0.1:{shop.port}", control=False)
+    script = (f'eval "$1"; curl -q -sS --fail {shop.url}/items/1 >/dev/null && '
+              f'"{sys.executable}" -c "import requests; '
+              f"requests.get('{shop.url}/items/2', timeout=10).raise_for_status()\"")
+    for name in CALLER_NAMES:
+        out = run_cli("env", "--listen", f"127.0.0.1:{rec.listen}", "--caller", name,
+                      "--confdir", tmp_path / "conf")
+        assert (out.returncode, out.stderr) == (0, "")
+        shell = subprocess.run(["bash", "-c", script, "bash", out.stdout],
+                               capture_output=True, text=True, env=clean_env(), timeout=60)
+        assert shell.returncode == 0, (name, shell.stderr)
+    code, _, err = rec.stop()
+    assert code == 0, err
+    exchanges, _, _ = read_capture(rec.output)
+    assert [(x.caller.name, x.caller.source, x.request.path) for x in exchanges] == [
+        (name, "proxy-auth", path) for name in CALLER_NAMES
+        for path in ("/items/1", "/items/2")]
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("a:b", "bad --caller 'a:b': use printable ASCII without ':'"),
+    ("café", "bad --caller 'café': use printable ASCII without ':'"),
+    ("red\x1b[31m", "bad --caller name 'red\\x1b[31m': has a control character"),
+])
+def test_a_caller_name_that_cannot_survive_the_proxy_url_is_refused(tmp_path, name,
+                                                                    expected):
+    out = run_cli("env", "--caller", name, "--confdir", tmp_path / "conf")
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr.splitlines() == [f"tapproxy: error: {expected}"]
 
 
 # --- 6. the mitmdump addon ------------------------------------------------------------------

@@ -6,10 +6,12 @@ must say why, and a refused request through the proxy is still recorded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 
@@ -106,6 +108,20 @@ def test_bodies_that_are_not_declared_json_are_415(proxy, ctype):
                    headers=headers, timeout=10)
     assert r.status_code == 415 and "application/json" in r.json()["error"]
     assert _open_tests(proxy) == []
+
+
+def test_a_bodiless_post_needs_no_content_type(proxy):
+    # aiohttp's post() without data sends `Content-Type: application/octet-stream` and
+    # no body: there is nothing to read, so nothing whose type matters.
+    async def flush() -> tuple[int, dict]:
+        async with (aiohttp.ClientSession() as session,
+                    session.post(f"{proxy.control_url}/flush") as r):
+            return r.status, await r.json()
+
+    status, body = asyncio.run(flush())
+    assert status == 200 and body["records"] >= 0
+    done = _curl("-X", "POST", "-H", "Content-Type: text/plain", f"{proxy.control_url}/flush")
+    assert _status_and_body(done)[0] == 200
 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://127.0.0.1:1",

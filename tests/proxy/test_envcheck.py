@@ -63,3 +63,16 @@ def test_unknown_client_is_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == ("tapproxy: error: unknown client 'cobol': choose from "
                                   "curl, wget, python, node, java, go")
+
+
+def test_a_check_that_finds_no_client_fails_and_says_so(tmp_path):
+    # Nothing checked is not a pass: exit 1, like a client that went around the proxy.
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    out = run_cli("env", "--check", "--confdir", tmp_path / "conf", "curl", "go",
+                  env={"PATH": str(empty), "HOME": str(tmp_path)})
+    assert out.returncode == 1, out
+    assert out.stdout.splitlines() == ["skipped: curl: not found on PATH",
+                                       "skipped: go: not found on PATH"]
+    assert out.stderr.splitlines() == ["tapproxy: error: no client to check: none was "
+                                       "found on PATH"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tapproxy.errors import ProxyError
+from tapproxy.errors import ProxyError, UsageError
 from tapproxy.proxy.fronting import ServiceProcess
 from tapproxy.proxy.options import Address
 from tests.cli.test_fronting_cli import alive
@@ -72,3 +72,39 @@ def test_a_service_that_dies_after_it_listened_says_so_on_stderr(tmp_path: Path)
 def test_an_unknown_command_is_a_proxy_error():
     with pytest.raises(ProxyError, match=r"^service x: cannot start '/no/such/cmd': "):
         ServiceProcess("x", ["/no/such/cmd", "{port}"]).start()
+
+
+def test_a_command_without_the_port_placeholder_is_refused_before_it_starts(tmp_path: Path):
+    # It could only be waited for until the start timeout, and then stopped.
+    started = tmp_path / "started"
+    argv = [sys.executable, "-c", f"open({str(started)!r}, 'w'); import time; time.sleep(60)"]
+    with pytest.raises(UsageError, match=r"^service slow: say where it listens with "
+                                         r"\{port\} \(in argv or env\)$"):
+        ServiceProcess("slow", argv, env={"PORT": "8000"}).start()
+    assert not started.exists()
+
+
+# Listens on argv[1] and starts two grandchildren in sessions of their own, out of reach
+# of a signal to its process group: one it stays the parent of (`setsid sleep`), one
+# orphaned at once (`setsid -f`: its parent exits), as daemonizing workers are.
+SESSION_LEAVER = """
+import socket, subprocess, sys, time
+own = subprocess.Popen(["setsid", "sh", "-c", f"echo $$ > {sys.argv[2]}; exec sleep 300"])
+subprocess.run(["setsid", "-f", "sh", "-c", f"echo $$ > {sys.argv[3]}; exec sleep 300"])
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+time.sleep(300)
+"""
+
+
+def test_stop_ends_grandchildren_that_left_its_process_group(tmp_path: Path):
+    kept, orphaned = tmp_path / "kept.pid", tmp_path / "orphaned.pid"
+    svc = ServiceProcess("leaver", [sys.executable, "-c", SESSION_LEAVER, "{port}",
+                                    str(kept), str(orphaned)],
+                         stdout=io.StringIO(), stderr=io.StringIO())
+    svc.start()
+    pids = [int(wait_for(lambda p=p: p.exists() and p.read_text().strip(), what=str(p)))
+            for p in (kept, orphaned)]
+    assert all(alive(pid) for pid in pids)
+    svc.stop()
+    for pid in pids:
+        wait_for(lambda pid=pid: not alive(pid), what=f"grandchild {pid} to end")
