@@ -293,10 +293,14 @@ def first_failure(
                                    + ", ".join(f"#{n}" for n in independent))
     for n in sorted(a.recovered):
         assign(n, "handled", f"handled: a later attempt, #{a.recovered[n]}, passed")
-    # Failing callers above every classified failure share its story.
+    # Failing callers above every classified failure share its story. A caller that has
+    # a role already had its own callers walked (or will): stop there, so a chain
+    # thousands of calls deep is walked once, not once per call.
     for c in sorted(roles):
-        for up in a.chain(c):
+        up = tree.node(c).parent
+        while up is not None and up in f and up not in roles and up != root_n:
             assign(up, "propagated", f"propagated from #{c}", c)
+            up = tree.node(up).parent
     for n in sorted(f):
         assign(n, "unrelated", "failed under a call that failed independently")
 
