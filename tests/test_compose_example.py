@@ -23,7 +23,10 @@ def _parse_record(args: list[str]) -> dict:
     without running it; then the values through the parsers the command applies."""
     import typer
 
-    from tapproxy.cli import app
+    from tapproxy.cli import _commands
+    from tapproxy.cli.app import app
+
+    _commands()  # registers every command on the app
     from tapproxy.proxy.options import parse_address, parse_listen
 
     group = typer.main.get_command(app)

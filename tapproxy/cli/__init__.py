@@ -11,7 +11,9 @@ from __future__ import annotations
 import signal
 import sys
 
-__all__ = ["Interrupted", "app", "interrupted_before", "main", "on_interrupt"]
+# The typer app is `tapproxy.cli.app.app`, with every command once `_commands()` ran
+# (`tapproxy.cli.app` is that module: a package attribute cannot also be the app).
+__all__ = ["Interrupted", "interrupted_before", "main", "on_interrupt"]
 
 
 class Interrupted(BaseException):
@@ -60,11 +62,3 @@ def _commands() -> None:
     from tapproxy.cli import record, reading, explain  # noqa: F401 - registers the commands
     # isort: on
 
-
-def __getattr__(name: str) -> object:
-    if name == "app":
-        _commands()
-        from tapproxy.cli.app import app
-
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
