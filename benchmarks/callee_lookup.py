@@ -169,35 +169,25 @@ def run_round(cfg: str, rnd: int, args, tapproxy: str, upstream: po.Upstream, sc
         po.wait_port(port, proc, f"tapproxy ({cfg})")
         check_proxy(port, upstream.url("small"), upstream.bodies["small"])
         helper = fo.lookup_helper(proc.pid)
-        deadline = time.monotonic() + 10
-        while helper is None and cfg == "on" and time.monotonic() < deadline:
-            time.sleep(0.05)
-            helper = fo.lookup_helper(proc.pid)
-        if (helper is None) != (cfg == "off"):
-            raise RuntimeError(f"{cfg}: lookup helper {'missing' if helper is None else 'running'}")
-        for mode, close in MODES.items():
-            if mode not in args.modes:
-                continue
-            for conns, threads in LOADS:
-                if conns not in args.connections:
-                    continue
-                if args.warmup > 0:
-                    fo.run_wrk(args.wrk, scripts[close], port, conns, threads, args.warmup)
-                    cut_allowed += conns
-                c0, t0 = fo.tapproxy_cpu(proc.pid, helper), time.monotonic()
-                m = fo.run_wrk(args.wrk, scripts[close], port, conns, threads, args.seconds)
-                wall = time.monotonic() - t0
-                cpu = fo.tapproxy_cpu(proc.pid, helper) - c0
+        helper = fo.wait_for_helper(proc.pid, cfg, helper)
+        for mode, close, conns, threads in fo.cells(args):
+            if args.warmup > 0:
+                fo.run_wrk(args.wrk, scripts[close], port, conns, threads, args.warmup)
                 cut_allowed += conns
-                m.update(mode=mode, connections=conns,
-                         proxy_cpu_us_per_req=1e6 * cpu / max(m["requests"], 1),
-                         proxy_cpu_pct=100 * cpu / wall)
-                if m["errors"]:
-                    po.log(f"  WARNING {cfg} {mode} c{conns}: {m['errors']} errors")
-                result["cells"].append(m)
-                po.log(f"  {CONFIGS[cfg]:<30} {mode:>10} c{conns:<2} {m['rps']:8.1f} req/s  "
-                       f"p50 {m['p50_us'] / 1000:6.2f} ms  proxy CPU "
-                       f"{m['proxy_cpu_us_per_req']:6.0f} µs/req")
+            c0, t0 = fo.tapproxy_cpu(proc.pid, helper), time.monotonic()
+            m = fo.run_wrk(args.wrk, scripts[close], port, conns, threads, args.seconds)
+            wall = time.monotonic() - t0
+            cpu = fo.tapproxy_cpu(proc.pid, helper) - c0
+            cut_allowed += conns
+            m.update(mode=mode, connections=conns,
+                     proxy_cpu_us_per_req=1e6 * cpu / max(m["requests"], 1),
+                     proxy_cpu_pct=100 * cpu / wall)
+            if m["errors"]:
+                po.log(f"  WARNING {cfg} {mode} c{conns}: {m['errors']} errors")
+            result["cells"].append(m)
+            po.log(f"  {CONFIGS[cfg]:<30} {mode:>10} c{conns:<2} {m['rps']:8.1f} req/s  "
+                   f"p50 {m['p50_us'] / 1000:6.2f} ms  proxy CPU "
+                   f"{m['proxy_cpu_us_per_req']:6.0f} µs/req")
     finally:
         po.stop(proc)
     parties = parties_in(out / "run.tap")

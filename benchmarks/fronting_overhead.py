@@ -94,6 +94,26 @@ def wrk_scripts(work: Path) -> dict[bool, Path]:
     return scripts
 
 
+def wait_for_helper(pid: int, cfg: str, helper: int | None) -> int | None:
+    """The lookup helper's PID once it runs (config `on`); RuntimeError if `on` and `off`
+    disagree with what runs."""
+    deadline = time.monotonic() + 10
+    while helper is None and cfg == "on" and time.monotonic() < deadline:
+        time.sleep(0.05)  # it starts once mitmproxy runs, maybe just after the port
+        helper = lookup_helper(pid)
+    if (helper is None) != (cfg == "off"):
+        raise RuntimeError(f"{cfg}: lookup helper {'missing' if helper is None else 'running'}")
+    return helper
+
+
+def cells(args):
+    """(mode, send Connection: close, connections, wrk threads) of each cell asked for."""
+    for mode, close in MODES.items():
+        for conns, threads in LOADS:
+            if mode in args.modes and conns in args.connections:
+                yield mode, close, conns, threads
+
+
 def lookup_helper(pid: int) -> int | None:
     """PID of tapproxy's caller lookup helper (a child process), if it runs one."""
     for p in os.listdir("/proc"):
@@ -157,33 +177,23 @@ def run_round(cfg: str, rnd: int, args, tapproxy: str, start_cmd: str, scripts, 
     try:
         po.wait_port(port, proc, f"tapproxy ({cfg})")
         helper = lookup_helper(proc.pid)
-        deadline = time.monotonic() + 10
-        while helper is None and cfg == "on" and time.monotonic() < deadline:
-            time.sleep(0.05)  # it starts once mitmproxy runs, maybe just after the port
-            helper = lookup_helper(proc.pid)
-        if (helper is None) != (cfg == "off"):
-            raise RuntimeError(f"{cfg}: lookup helper {'missing' if helper is None else 'running'}")
-        for mode, close in MODES.items():
-            if mode not in args.modes:
-                continue
-            for conns, threads in LOADS:
-                if conns not in args.connections:
-                    continue
-                if args.warmup > 0:
-                    run_wrk(args.wrk, scripts[close], port, conns, threads, args.warmup)
-                c0, t0 = tapproxy_cpu(proc.pid, helper), time.monotonic()
-                m = run_wrk(args.wrk, scripts[close], port, conns, threads, args.duration)
-                wall = time.monotonic() - t0
-                m.update(mode=mode, connections=conns,
-                         proxy_cpu_us_per_req=1e6 * (tapproxy_cpu(proc.pid, helper) - c0)
-                         / max(m["requests"], 1),
-                         proxy_cpu_pct=100 * (tapproxy_cpu(proc.pid, helper) - c0) / wall)
-                if m["errors"]:
-                    po.log(f"  WARNING {cfg} {mode} c{conns}: {m['errors']} errors")
-                result["cells"].append(m)
-                po.log(f"  {CONFIGS[cfg]:<42} {mode:>10} c{conns:<2} {m['rps']:8.1f} req/s  "
-                       f"p50 {m['p50_us'] / 1000:6.2f} ms  proxy CPU "
-                       f"{m['proxy_cpu_us_per_req']:6.0f} µs/req")
+        helper = wait_for_helper(proc.pid, cfg, helper)
+        for mode, close, conns, threads in cells(args):
+            if args.warmup > 0:
+                run_wrk(args.wrk, scripts[close], port, conns, threads, args.warmup)
+            c0, t0 = tapproxy_cpu(proc.pid, helper), time.monotonic()
+            m = run_wrk(args.wrk, scripts[close], port, conns, threads, args.duration)
+            wall = time.monotonic() - t0
+            m.update(mode=mode, connections=conns,
+                     proxy_cpu_us_per_req=1e6 * (tapproxy_cpu(proc.pid, helper) - c0)
+                     / max(m["requests"], 1),
+                     proxy_cpu_pct=100 * (tapproxy_cpu(proc.pid, helper) - c0) / wall)
+            if m["errors"]:
+                po.log(f"  WARNING {cfg} {mode} c{conns}: {m['errors']} errors")
+            result["cells"].append(m)
+            po.log(f"  {CONFIGS[cfg]:<42} {mode:>10} c{conns:<2} {m['rps']:8.1f} req/s  "
+                   f"p50 {m['p50_us'] / 1000:6.2f} ms  proxy CPU "
+                   f"{m['proxy_cpu_us_per_req']:6.0f} µs/req")
     finally:
         po.stop(proc)
     result["callers"] = {f"{n} ({s}, {f})": c
