@@ -138,9 +138,19 @@ class _Spans:
         return i >= 0 and t <= self._ends[i]
 
 
+_Hosts = dict[str, dict[str, "_Spans"]]  # possible host → caller → its requests' time
+
+
+def _open_hosts(hosts: _Hosts, k: str, t: int) -> set[str]:
+    """The possible hosts with a request open at `t`, made by a caller other than `k`."""
+    return {a for a, by in hosts.items()
+            if any(span.cover(t) for caller, span in by.items() if caller != k)}
+
+
 def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
-                                                    dict[str, tuple[str, ...]]]:
-    """(address → the caller it must be, caller → the addresses it may be, unsettled)."""
+                                                    dict[str, tuple[str, ...]], _Hosts]:
+    """(address → the caller it must be, caller → the addresses it may be, unsettled;
+    the possible hosts' request times)."""
     # The callees whose own calls may be missing: an address nobody named, or a local
     # process never seen calling (its client may go around the proxy, as Node 20's do).
     callers = {x.caller.name for x in ordered}
@@ -156,8 +166,8 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
             continue
         requests.setdefault(x.callee.name, []).append(x)
     if not requests:
-        return {}, {}
-    spans: dict[str, dict[str, _Spans]] = {}  # address → caller → its requests' time
+        return {}, {}, {}
+    spans: _Hosts = {}
     for a, rs in requests.items():
         by_caller: dict[str, list[Exchange]] = {}
         for r in rs:
@@ -175,8 +185,7 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
         for c in calls:
             t = c.timing.request_start
             # Requests to the address by others: k's own calls to it hold nothing of k's.
-            here = {a for a, by in spans.items()
-                    if any(span.cover(t) for caller, span in by.items() if caller != k)}
+            here = _open_hosts(spans, k, t)
             inside = here if inside is None else inside & here
             if not here:
                 break
@@ -199,7 +208,7 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
                 settled = True
     unplaced = {k: tuple(sorted(fits[k] - aliases.keys()) or sorted(requests))
                 for k in fits if k not in aliases.values()}
-    return aliases, unplaced
+    return aliases, unplaced, {a: by for a, by in spans.items() if a not in aliases}
 
 
 _CHOSEN = ("proxy-auth", "proxy-user", "service")  # names a process was given, not guessed
@@ -236,16 +245,27 @@ def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
     """The tree of exchanges (of one test), ordered by start then id."""
     ordered = _one_name_per_process(
         sorted(exchanges, key=lambda x: (x.timing.request_start, x.id)))
-    aliases, unplaced = _stand_ins(ordered)
+    aliases, unplaced, hosts = _stand_ins(ordered)
+    unsettled = set(unplaced)  # callers whose every call is unplaced
+    callees = {x.callee.name for x in ordered}
     index: ParentIndex[CallNode] = ParentIndex(aliases)
     nodes: list[CallNode] = []
     children: dict[int, list[int]] = {}
     for number, x in enumerate(ordered, 1):
         parent, _, how = index.parent_of(x)
+        k = x.caller.name
         if parent is not None and parent.exchange.callee.name in aliases:
             how = "inferred"
-        elif parent is None and x.caller.name in unplaced:
+        elif parent is None and k in unsettled:
             how = "unplaced"
+        elif (parent is None and hosts and k in callees and k != TEST_SERVICE
+              and x.caller.source != "peer"):
+            # A service's call while it had no request open here: it was called out of
+            # sight, maybe by a host that was handling a request then.
+            open_now = _open_hosts(hosts, k, x.timing.request_start) - {k}
+            if open_now:
+                how = "unplaced"
+                unplaced[k] = tuple(sorted(open_now.union(unplaced.get(k, ()))))
         node = CallNode(number, x, parent.number if parent else None,
                         parent.depth + 1 if parent else 0, how)
         nodes.append(node)

@@ -132,3 +132,20 @@ def test_a_process_gets_the_name_it_calls_with_in_its_earlier_records_too(tmp_pa
     s = story(tmp_path, [first, later, own])
     assert [n.exchange.callee.name for n in s.tree.nodes] == ["gateway", "gateway", "orders"]
     assert s.root.number == 3
+
+
+def test_a_call_of_a_service_with_no_request_open_during_a_silent_services_request(
+        tmp_path) -> None:
+    # The test calls orders itself first (so orders is a callee here), then the gateway,
+    # whose calls go around the proxy: orders' failing call comes while it has no
+    # request of its own open, during the gateway's. It may be below the gateway's.
+    s = story(tmp_path, [
+        named("a", "tests", "orders", 0, 10, path="/health"),
+        process(named("b", "tests", "-", 20, 100, status=502, path="/checkout"), "node", 7),
+        named("c", "orders", "payments", 30, 50, status=500, path="/charges"),
+    ])
+    assert s.root is None
+    assert s.tree.node(3).inference == "unplaced"
+    assert s.uncertain.candidates == (2, 3)
+    assert s.uncertain.settle == ("front orders so that calls to it are recorded "
+                                  "(port=, --start)",)
