@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
 from tapproxy.capture.model import Exchange, Record, TestCase
+from tapproxy.capture.select import test_matches
 
 __all__ = ["TestRun", "runs_by_test"]
 
@@ -27,8 +27,7 @@ class TestRun:
 
 
 def _wanted(pattern: str | None, name: str | None) -> bool:
-    return pattern is None or (name is not None and (name == pattern
-                                                     or fnmatchcase(name, pattern)))
+    return pattern is None or test_matches(pattern, name)
 
 
 def runs_by_test(records: Iterable[Record], only: str | None = None,

@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 from tapproxy.capture.format import CaptureReader
 from tapproxy.capture.model import Exchange, Record, Tunnel
 
-__all__ = ["TestIndex", "numbered_exchanges", "numbered_rows", "select"]
+__all__ = ["TestIndex", "numbered_exchanges", "numbered_rows", "select", "test_matches"]
 
 
 def numbered_exchanges(records: Iterable[Record]) -> Iterator[tuple[int, Exchange]]:
@@ -38,6 +38,20 @@ def _matches(pattern: str, value: str | None) -> bool:
     return value is not None and (value == pattern or fnmatchcase(value, pattern))
 
 
+def test_matches(pattern: str, name: str | None) -> bool:
+    """Whether test `name` (a node id) is `pattern`: the whole id or a glob of it, or,
+    for a pattern with no `::`, what follows the file (`test_checkout`, `test_b*`)."""
+    if name is None:
+        return False
+    if name == pattern or fnmatchcase(name, pattern):
+        return True
+    if "::" in pattern or "::" not in name:
+        return False
+    inside = name.split("::", 1)[1]  # Class::test_x[param]
+    last = name.rsplit("::", 1)[1]
+    return any(part == pattern or fnmatchcase(part, pattern) for part in (inside, last))
+
+
 def select(
     numbered: Iterable[tuple[int | str, Exchange | Tunnel]],
     test: str | None = None,
@@ -46,7 +60,7 @@ def select(
 ) -> Iterator[tuple[int | str, Exchange | Tunnel]]:
     """Keep rows of `test` (glob), touching `service` (caller or callee, glob), failed."""
     for n, x in numbered:
-        if test is not None and not _matches(test, x.test):
+        if test is not None and not test_matches(test, x.test):
             continue
         if service is not None and not (
             _matches(service, x.caller.name) or _matches(service, x.callee.name)
@@ -72,7 +86,7 @@ class TestIndex:
         self._reader = reader
         self._at: dict[str | None, array] = {}
         for r in reader:
-            if isinstance(r, Exchange) and (only is None or _matches(only, r.test)):
+            if isinstance(r, Exchange) and (only is None or test_matches(only, r.test)):
                 at = self._at.get(r.test)
                 if at is None:
                     at = self._at[r.test] = array("q")

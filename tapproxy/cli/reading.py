@@ -114,6 +114,7 @@ def _show_logs(capture: Path, test: str | None, service: str | None, as_json: bo
 
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.model import ServiceLog, TestCase
+    from tapproxy.capture.select import test_matches
     from tapproxy.report.logs import log_json, log_lines
     from tapproxy.report.printable import json_line
 
@@ -123,7 +124,7 @@ def _show_logs(capture: Path, test: str | None, service: str | None, as_json: bo
             windows = [(r.started, r.ended if r.ended is not None else float("inf"))
                        for r in reader
                        if isinstance(r, TestCase) and (r.name == test
-                                                       or fnmatchcase(r.name, test))]
+                                                       or test_matches(test, r.name))]
         if not windows:
             raise _fail(f"{capture}: no test {test!r}")
     count = 0
@@ -155,9 +156,14 @@ def _test_call(key: str) -> tuple[str, int] | None:
 def _find_in_test(rows, test: str, n: int):
     """The test's call `#n` as `why` numbers them: its exchanges by start, then id."""
     from tapproxy.capture.model import Tunnel
+    from tapproxy.capture.select import test_matches
 
     calls = sorted(((x.timing.request_start, x.id), row, x) for row, x in rows
-                   if x.test == test and not isinstance(x, Tunnel))
+                   if not isinstance(x, Tunnel) and test_matches(test, x.test))
+    tests = {x.test for *_, x in calls}
+    if len(tests) > 1:  # `test_x#2` where two files have a test_x: say which to give
+        raise _fail(f"{test!r} names {len(tests)} tests: give one of "
+                    + ", ".join(sorted(t or "" for t in tests)[:3]))
     return calls[n - 1][1:] if n <= len(calls) else None  # (row, exchange)
 
 
@@ -277,9 +283,8 @@ def spans(
 ) -> None:
     """Synthesize OpenTelemetry spans for a capture: a trace per test, as if every
     service were instrumented."""
-    from fnmatch import fnmatchcase
-
     from tapproxy.capture.routes import RouteTable
+    from tapproxy.capture.select import test_matches
     from tapproxy.report.tree import print_span_tree
     from tapproxy.spans.export import OtlpHttpExporter, write_otlp_json
     from tapproxy.spans.stream import spans_of_capture
@@ -297,7 +302,7 @@ def spans(
             sink = stack.enter_context(atomic_output(out)) if out else None
             routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
             for group in spans_of_capture(capture, bodies, on_tail=problems.append, routes=routes):
-                if test is not None and not (group.test and fnmatchcase(group.test, test)):
+                if test is not None and not test_matches(test, group.test):
                     continue
                 totals["spans"] += len(group.spans)
                 totals["findings"] += len(group.findings)

@@ -90,3 +90,16 @@ def test_a_bad_service_option_is_one_line(tmp_path):
     r = run_cli("why", capture(tmp_path), "--service", "nonsense")
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "--service" in r.stderr
+
+
+def test_a_test_is_found_by_the_name_after_its_file_too(tmp_path):
+    path = capture(tmp_path)
+    for name in ("test_checkout", "test_check*", TEST):
+        r = run_cli("why", path, "--test", name, "--json")
+        assert r.returncode == 0, (name, r.stderr)
+        assert json.loads(r.stdout)["test"] == TEST
+    rows = run_cli("show", path, "--test", "test_checkout", "--json").stdout.splitlines()
+    assert len(rows) == 3
+    one = run_cli("show", path, "--exchange", "test_checkout#2")
+    assert one.returncode == 0 and "/orders" in one.stdout
+    assert run_cli("why", path, "--test", "test_nothing").returncode == 2
