@@ -284,7 +284,7 @@ def test_without_process_names_the_address_shows_with_its_port_and_is_inferred(
         "2 orders → payments POST /charges 500 <ms> ◀ root"]
     lines = section.splitlines()
     i = lines.index("<orders> may be orders: orders's calls happen only inside requests to it")
-    assert lines[i + 1] == "  to name it: --tapproxy-service orders=<orders>"
+    assert lines[i + 1] == "  if so, name it: --tapproxy-service orders=<orders>"
 
 
 def test_port_with_a_running_tapproxy_fails_in_one_line(suite, pytester, record):  # noqa: F811

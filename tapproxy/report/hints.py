@@ -58,6 +58,7 @@ def unnamed_callee_hints(exchanges: Sequence[Exchange], flag: str = "--service")
         if len(fits) == 1:
             x = fits[0]
             # Two lines, so the section stays within 80 columns.
+            # Or a service that called x around tapproxy: the timing cannot tell.
             hints += [f"{address} may be {x}: {x}'s calls happen only inside requests to it",
-                      f"  to name it: {flag} {x}={address}"]
+                      f"  if so, name it: {flag} {x}={address}"]
     return hints

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -239,8 +240,10 @@ def print_exchange(n: int, x: Exchange, console: Console, tests: dict[str, TestC
                   + ("   streamed" if x.streamed else "") + ("   websocket" if x.websocket else ""))
     t = x.timing
     phases = [(k, getattr(t, k)) for k in t.__dataclass_fields__ if getattr(t, k) is not None]
-    console.print("timing (ms from request start): " + ", ".join(
-        f"{k} {(v - t.request_start) / 1e6:+.2f}" for k, v in phases if k != "request_start"))
+    timing = "timing (ms from request start): " + ", ".join(
+        f"{k} {(v - t.request_start) / 1e6:+.2f}" for k, v in phases if k != "request_start")
+    for line in textwrap.wrap(timing, 80, subsequent_indent="  "):  # within 80 columns
+        console.print(line)
     if x.error:
         console.print(f"error: {escape(printable(x.error.kind))}: "
                       f"{escape(printable(x.error.message))}", style="bold red")

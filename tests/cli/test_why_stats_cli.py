@@ -142,7 +142,7 @@ def test_why_tells_unnamed_loopback_services_apart_by_port_and_hints_at_a_name(t
     assert any("pytest → 127.0.0.1:5002" in line for line in out), out
     assert out[-2:] == [
         "127.0.0.1:5001 may be orders: orders's calls happen only inside requests to it",
-        "  to name it: --service orders=127.0.0.1:5001"]
+        "  if so, name it: --service orders=127.0.0.1:5001"]
     j = run_cli("why", path, "--json")
     (story,) = [json.loads(line) for line in j.stdout.splitlines()]
     assert story["hints"][0].startswith("127.0.0.1:5001 may be orders")

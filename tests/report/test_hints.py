@@ -22,7 +22,7 @@ def test_the_one_caller_calling_only_inside_requests_to_the_address_is_hinted():
           exchange("3", "orders", "stock", 30, 40)]
     assert unnamed_callee_hints(xs) == [
         f"{A} may be orders: orders's calls happen only inside requests to it",
-        f"  to name it: --service orders={A}"]
+        f"  if so, name it: --service orders={A}"]
 
 
 def test_no_hint_when_two_callers_fit_or_the_caller_is_named_or_calls_outside():

@@ -41,7 +41,7 @@ def test_the_hint_reads_each_request_a_bounded_number_of_times() -> None:
     READS[0] = 0
     assert unnamed_callee_hints(xs) == [
         f"{A} may be orders: orders's calls happen only inside requests to it",
-        f"  to name it: --service orders={A}"]
+        f"  if so, name it: --service orders={A}"]
     assert READS[0] <= 4 * calls  # was about calls² / 2
 
 
