@@ -14,12 +14,12 @@ nowhere (`unplaced`), and the failure story says so instead of guessing.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tapproxy.capture.model import Exchange, Party
+from tapproxy.capture.naming import GivenNames
 from tapproxy.spans.infer import TEST_SERVICE, ParentIndex
 from tapproxy.spans.semconv import server_saw_request
 
@@ -211,40 +211,17 @@ def _stand_ins(ordered: Sequence[Exchange]) -> tuple[dict[str, str],
     return aliases, unplaced, {a: by for a, by in spans.items() if a not in aliases}
 
 
-_CHOSEN = ("proxy-auth", "proxy-user", "service")  # names a process was given, not guessed
 # Callees found as a local process: one that never called through tapproxy is known to
 # be silent, where a configured name (a map, a listener) may stand for anything.
 _LOOKED_UP = ("process", "proxy-user", "service", "rule")
 
 
-def _one_name_per_process(ordered: list[Exchange]) -> list[Exchange]:
-    """A process named by its executable in some records and by the name it calls with in
-    others (a service called before it made its first call) gets the latter in all."""
-    given: dict[tuple[int, str], set[str]] = {}
-    for x in ordered:
-        for p in (x.caller, x.callee):
-            if p.pid is not None and p.source in _CHOSEN:
-                given.setdefault((p.pid, p.command or ""), set()).add(p.name)
-    names = {k: next(iter(v)) for k, v in given.items() if len(v) == 1}
-    if not names:
-        return ordered
-
-    def renamed(p: Party) -> Party:
-        name = names.get((p.pid, p.command or "")) if p.source == "process" else None
-        return p if name is None else dataclasses.replace(p, name=name, source="proxy-user")
-
-    out = []
-    for x in ordered:
-        caller, callee = renamed(x.caller), renamed(x.callee)
-        out.append(x if caller is x.caller and callee is x.callee
-                   else dataclasses.replace(x, caller=caller, callee=callee))
-    return out
-
-
 def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
     """The tree of exchanges (of one test), ordered by start then id."""
-    ordered = _one_name_per_process(
-        sorted(exchanges, key=lambda x: (x.timing.request_start, x.id)))
+    ordered = sorted(exchanges, key=lambda x: (x.timing.request_start, x.id))
+    given = GivenNames(ordered)  # one name per process, also before it was given
+    if given:
+        ordered = [given(x) for x in ordered]
     aliases, unplaced, hosts = _stand_ins(ordered)
     unsettled = set(unplaced)  # callers whose every call is unplaced
     callees = {x.callee.name for x in ordered}

@@ -1,7 +1,10 @@
-"""Naming callee addresses after the fact: `--service NAME=HOST[:PORT]` on a capture.
+"""Naming after the fact: `--service NAME=HOST[:PORT]`, and one name per process.
 
-The same map `record --service` applies while recording, applied by the readers (`why`,
-`stats`, `spans`, `show`) to a capture whose callees were recorded as addresses.
+`CalleeNames` is the map `record --service` applies while recording, applied by the
+readers (`why`, `stats`, `spans`, `show`) to a capture whose callees were recorded as
+addresses. `GivenNames` gives a process the name it was given (its proxy user, a
+service tapproxy started) in the records written before that name was known (a service
+called before it made its first call), by its PID and command line.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from collections.abc import Callable, Iterable
 
 from tapproxy.capture.model import Exchange, Party, Record
 
-__all__ = ["CalleeNames"]
+__all__ = ["CalleeNames", "GivenNames"]
+
+_GIVEN = ("proxy-auth", "proxy-user", "service")  # names a process was given, not guessed
 
 # Names a reader leaves alone: the listener or the service tapproxy started said so.
 _SETTLED = ("reverse", "service")
@@ -45,4 +50,34 @@ class CalleeNames:
                 address = f"[{host}]:{q.port}" if ":" in host else f"{host}:{q.port}"
                 record = dataclasses.replace(
                     record, callee=Party(name, "service-map", record.callee.address or address))
+        return self._then(record) if self._then else record
+
+
+class GivenNames:
+    """A record transform: a party named by its executable (`process`) gets the one name
+    the same process (PID and command line) was given elsewhere; `then` runs after it."""
+
+    def __init__(self, exchanges: Iterable[Exchange],
+                 then: Callable[[Record], Record] | None = None) -> None:
+        given: dict[tuple[int, str], set[str]] = {}
+        for x in exchanges:
+            for p in (x.caller, x.callee):
+                if p.pid is not None and p.source in _GIVEN:
+                    given.setdefault((p.pid, p.command or ""), set()).add(p.name)
+        # A process given two names (a test client playing two callers) keeps its own.
+        self._names = {k: next(iter(v)) for k, v in given.items() if len(v) == 1}
+        self._then = then
+
+    def __bool__(self) -> bool:
+        return bool(self._names or self._then)
+
+    def party(self, p: Party) -> Party:
+        name = self._names.get((p.pid, p.command or "")) if p.source == "process" else None
+        return p if name is None else dataclasses.replace(p, name=name, source="proxy-user")
+
+    def __call__(self, record: Record) -> Record:
+        if isinstance(record, Exchange) and self._names:
+            caller, callee = self.party(record.caller), self.party(record.callee)
+            if caller is not record.caller or callee is not record.callee:
+                record = dataclasses.replace(record, caller=caller, callee=callee)
         return self._then(record) if self._then else record

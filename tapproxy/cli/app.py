@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,14 +31,24 @@ Services = Annotated[list[str] | None, typer.Option(
     "--service` would have (repeatable).")]
 
 
-def _callee_names(specs: list[str] | None, then=None):
-    """The record transform for `--service` options, then `then` (routes); None if none."""
-    from tapproxy.capture.naming import CalleeNames
+def _callee_names(specs: list[str] | None, then=None, capture: Path | None = None):
+    """The record transform for `--service` options, then `then` (routes); None if none.
+    With `capture`, read first to give each process one name in all its records."""
+    from tapproxy.capture.naming import CalleeNames, GivenNames
     from tapproxy.proxy.options import parse_service
 
     names = CalleeNames([(s.name, s.host, s.port) for s in map(parse_service, specs or ())],
-                        then)
-    return names if names else None
+                        then) or None
+    if capture is not None:
+        from tapproxy.capture.format import open_capture
+
+        def readable(reader):  # the reading proper says where a damaged capture stops
+            with contextlib.suppress(TapproxyError):
+                yield from reader.exchanges()
+
+        with open_capture(capture) as reader:
+            names = GivenNames(readable(reader), names) or None
+    return names
 
 # Redaction, as `record` and `import` both take it (README: import masks the same way).
 RedactNames = Annotated[list[str] | None, typer.Option(

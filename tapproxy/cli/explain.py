@@ -127,7 +127,7 @@ def stats(
     for d in dims:
         if d not in ("test", "edge", "route"):
             raise _fail(f"bad --by {d!r}: expected test, edge or route")
-    routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
+    routes = _callee_names(service, RouteTable(tuple(route or ())) or None, capture)
     metrics, tunnels = Metrics(), TunnelTally()
     with open_capture(capture) as reader:
         for r in reader:

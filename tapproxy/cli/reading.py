@@ -71,7 +71,7 @@ def show(
     from tapproxy.report.text import print_exchange, print_table, print_tunnel
 
     schema = None if proto_descriptor is None else ProtoSchema(proto_descriptor)
-    names = _callee_names([s for s in service or () if "=" in s])
+    names = _callee_names([s for s in service or () if "=" in s], capture=capture)
     console = _out()
     with open_capture(capture) as reader:
         tests: dict[str, TestCase] = {}
@@ -300,7 +300,8 @@ def spans(
                 stack.callback(exporter.close)
             # A failed run leaves an existing --out file as it was.
             sink = stack.enter_context(atomic_output(out)) if out else None
-            routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
+            routes = _callee_names(service, RouteTable(tuple(route or ())) or None,
+                                   capture)
             for group in spans_of_capture(capture, bodies, on_tail=problems.append, routes=routes):
                 if test is not None and not test_matches(test, group.test):
                     continue

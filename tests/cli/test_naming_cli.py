@@ -103,3 +103,27 @@ def test_a_test_is_found_by_the_name_after_its_file_too(tmp_path):
     one = run_cli("show", path, "--exchange", "test_checkout#2")
     assert one.returncode == 0 and "/orders" in one.stdout
     assert run_cli("why", path, "--test", "test_nothing").returncode == 2
+
+
+def test_a_process_has_one_name_in_every_reader(tmp_path):
+    # gateway was called (named by its executable) before it made its first call as
+    # proxy user gateway: the same PID and command line, so one name everywhere.
+    def proc(x, party):
+        return dataclasses.replace(x, callee=party)
+
+    early = proc(exchange("a", "tests", "-", 0, 10, test=TEST, path="/health"),
+                 Party("python3.12", "process", GW, 7, "python gw.py"))
+    later = proc(exchange("b", "tests", "-", 20, 100, test=TEST, path="/checkout"),
+                 Party("gateway", "proxy-user", GW, 7, "python gw.py"))
+    own = dataclasses.replace(exchange("c", "-", "orders", 30, 90, test=TEST),
+                              caller=Party("gateway", "proxy-auth", None, 7, "python gw.py"))
+    path = write_capture(tmp_path / "run.tap", [early, later, own,
+                                                TestCase(TEST, T0, T0 + 300 * MS, "passed")])
+    rows = [json.loads(line) for line in run_cli("show", path, "--json").stdout.splitlines()]
+    assert [r["callee"]["name"] for r in rows] == ["gateway", "gateway", "orders"]
+    stats = json.loads(run_cli("stats", path, "--json").stdout)
+    assert {tuple(e["key"]) for e in stats["edge"]} == {("tests", "gateway"),
+                                                         ("gateway", "orders")}
+    out = tmp_path / "spans.jsonl"
+    assert run_cli("spans", path, "--out", out).returncode == 0
+    assert "python3.12" not in out.read_text()
