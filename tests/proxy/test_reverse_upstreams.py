@@ -40,10 +40,11 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
 
 
-def _get(port: int, path: str) -> bytes:
-    """One HTTP/1.1 GET on a raw socket; everything the server sends until it closes."""
+def _get(port: int, path: str, host: str = "127.0.0.1") -> bytes:
+    """One HTTP/1.1 GET on a raw socket (Host: `host`:`port`); everything the server
+    sends until it closes."""
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                   "Connection: close\r\n\r\n".encode())
         s.settimeout(60)
         data = b""
@@ -155,7 +156,7 @@ def test_a_started_service_sees_its_callers_host_and_redirects_to_the_public_por
     go.touch()  # listen at once
     proc, port, _, output = _record_starting(tmp_path, confdir, "ok", go)
     try:
-        assert b'"host": "localhost:%d"' % port in _get_as(port, "localhost", "/where")
+        assert b'"host": "localhost:%d"' % port in _get(port, "/where", "localhost")
         login = _get(port, "/login")
         assert f"Location: http://127.0.0.1:{port}/home".lower().encode() in login.lower()
     finally:
@@ -167,17 +168,6 @@ def test_a_started_service_sees_its_callers_host_and_redirects_to_the_public_por
                                            f"http://127.0.0.1:{port}/login"]
     shown = run_cli("show", output, "--exchange", "2").stdout
     assert f"GET http://127.0.0.1:{port}/login" in shown
-
-
-def _get_as(port: int, host: str, path: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                  "Connection: close\r\n\r\n".encode())
-        s.settimeout(60)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
