@@ -85,12 +85,12 @@ def _diag_inode(family: int, local: tuple, remote: tuple) -> int | None:
     return struct.unpack_from("=I", data, 16 + 68)[0] or None
 
 
-def _socket_inode(peer: tuple, sockname: tuple, server: bool = False) -> int | None:
+def _socket_inode(peer: tuple, sockname: tuple) -> int | None:
     """Inode of the far end's socket of our connection between `peer` and `sockname`.
 
-    For a `server`, whose process may not have accepted the connection yet (its socket
-    has no inode until then), the socket it listens on instead: the kernel's lookup of a
-    four-tuple that is not established falls back to the listener (inet_lookup).
+    None for a socket no process holds yet (a server's, not accepted yet). With port 0
+    in `sockname`, the socket listening at `peer`: the kernel's lookup of a four-tuple
+    that is not established falls back to the listener (inet_lookup).
     """
     try:
         a, b = ipaddress.ip_address(peer[0].split("%")[0]), ipaddress.ip_address(sockname[0])
@@ -100,10 +100,7 @@ def _socket_inode(peer: tuple, sockname: tuple, server: bool = False) -> int | N
         a, b = a.ipv4_mapped, b.ipv4_mapped or b
     family = socket.AF_INET if a.version == 4 else socket.AF_INET6
     try:
-        inode = _diag_inode(family, (str(a), peer[1]), (str(b), sockname[1]))
-        if inode is None and server:
-            inode = _diag_inode(family, (str(a), peer[1]), (str(b), 0))
-        return inode
+        return _diag_inode(family, (str(a), peer[1]), (str(b), sockname[1]))
     except OSError:
         return None
 
@@ -258,14 +255,8 @@ class ProcessNamer:
         if server:
             return self._server(peer, sockname)
         inode = _socket_inode(peer, sockname)
-        recent = self._recent_of[False]
-        owner = socket_owner(inode, recent) if inode is not None else None
-        if owner is None:
-            return None
-        pid, fd = owner
-        recent.pop(pid, None)
-        self._recent_of[False] = {pid: fd, **dict(list(recent.items())[:_RECENT - 1])}
-        return self._cached_facts(pid)
+        owner = socket_owner(inode, self._recent_of[False]) if inode is not None else None
+        return None if owner is None else self._found(False, *owner)
 
     def _server(self, peer: tuple, sockname: tuple) -> dict | None:
         # One lookup per listening socket (its inode: a new process on a reused port is a
@@ -275,30 +266,29 @@ class ProcessNamer:
         known = self._listeners.get(listener) if listener is not None else None
         if known is not None and _started(known[0]) == known[1]:
             return self._cached_facts(known[0])
-        facts = self.lookup_uncached(peer, sockname)
+        recent = self._recent_of[True]
+        # The connection's socket is looked for only among the recent owners: a server
+        # that answers and closes at once (one request per connection) would leave a
+        # search of every process finding nothing (measured: ~3.4 ms a time,
+        # benchmarks/callee_lookup.py). Whoever listens on its address answered.
+        inode = _socket_inode(peer, sockname)
+        owner = socket_owner(inode, recent, everywhere=False) if inode is not None else None
+        if owner is None and listener is not None:
+            owner = socket_owner(listener, recent)
+        if owner is None:
+            return None
+        facts = self._found(True, *owner)
         if facts is not None and listener is not None:
             if len(self._listeners) >= 1024:
                 self._listeners.clear()
             self._listeners[listener] = (facts["pid"], facts["started"].encode())
         return facts
 
-    def lookup_uncached(self, peer: tuple, sockname: tuple) -> dict | None:
-        """A server's process found by its connection socket, else its listener's owner."""
-        inode = _socket_inode(peer, sockname, True)
-        # A server's connection socket is looked for only among the recent owners: a
-        # server that answers and closes at once (one request per connection) would
-        # leave a search of every process finding nothing (measured: ~3.4 ms a time,
-        # benchmarks/callee_lookup.py). Whoever listens on its address answered.
-        recent = self._recent_of[True]
-        owner = socket_owner(inode, recent, everywhere=False) if inode is not None else None
-        if owner is None:
-            inode = _socket_inode(peer, (sockname[0], 0))
-            owner = socket_owner(inode, recent) if inode is not None else None
-        if owner is None:
-            return None
-        pid, fd = owner
+    def _found(self, server: bool, pid: int, fd: str) -> dict | None:
+        """The facts of `pid`, which held the socket through `fd`: tried first next time."""
+        recent = self._recent_of[server]
         recent.pop(pid, None)
-        self._recent_of[True] = {pid: fd, **dict(list(recent.items())[:_RECENT - 1])}
+        self._recent_of[server] = {pid: fd, **dict(list(recent.items())[:_RECENT - 1])}
         return self._cached_facts(pid)
 
     def _cached_facts(self, pid: int) -> dict | None:
