@@ -307,7 +307,6 @@ class _Session:
         exchanges = [as_shown(x) for x in self.exchanges(item.nodeid)]
         story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME],
                                         str(self.shown_capture))
-        story += unnamed_callee_hints(exchanges, "--tapproxy-service")
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
         now = time.time_ns()
@@ -333,7 +332,8 @@ def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str,
         return ["no exchanges recorded for this test"], None, []
     story = first_failure(exchanges, test=nodeid, outcome=outcome)
     # Its first line names the test: pytest did already.
-    lines = story_lines(story, flag="--tapproxy-service", capture=capture)[1:]
+    lines = (story_lines(story, flag="--tapproxy-service", capture=capture)[1:]
+             + unnamed_callee_hints(story.tree, "--tapproxy-service"))
     if story.uncertain is not None:
         u = story.uncertain
         first = (f"root uncertain: {' or '.join(f'#{n}' for n in u.candidates)}"

@@ -90,7 +90,7 @@ def why(
                 printed, after_story = printed + 1, False
                 continue
             told += 1
-            hints = unnamed_callee_hints(exchanges)
+            hints = unnamed_callee_hints(story.tree)
             if as_json:
                 print(json_line({**story_json(story), "hints": hints}))
             else:
