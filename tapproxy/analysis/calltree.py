@@ -62,7 +62,10 @@ class CallTree:
     aliases: dict[str, str] = field(default_factory=dict)  # unnamed address → caller
     # caller → the unnamed addresses it may be (several, or none left to it)
     unplaced: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    unplaced_calls: tuple[int, ...] = ()  # the calls of those callers, in time order
+    # the calls that may have been made for a request tapproxy did not see: unplaced
+    # ones, and those of a service nested under its own request while such a hidden
+    # request may have been open; in time order
+    unplaced_calls: tuple[int, ...] = ()
 
     def node(self, number: int) -> CallNode:
         return self.nodes[number - 1]
@@ -228,6 +231,7 @@ def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
     index: ParentIndex[CallNode] = ParentIndex(aliases)
     nodes: list[CallNode] = []
     children: dict[int, list[int]] = {}
+    elsewhere: list[int] = []  # calls that may have been made for a hidden request
     for number, x in enumerate(ordered, 1):
         parent, _, how = index.parent_of(x)
         k = x.caller.name
@@ -235,13 +239,18 @@ def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
             how = "inferred"
         elif parent is None and k in unsettled:
             how = "unplaced"
-        elif (parent is None and hosts and k in callees and k != TEST_SERVICE
-              and x.caller.source != "peer"):
-            # A service's call while it had no request open here: it was called out of
-            # sight, maybe by a host that was handling a request then.
+            elsewhere.append(number)
+        elif (hosts and k in callees and k != TEST_SERVICE and x.caller.source != "peer"
+              and k not in unsettled):
+            # A service's call made while a host that may have called it out of sight
+            # was handling a request: with no request of its own open here, it is
+            # unplaced; nested under one of its own, it may still belong to the hidden one.
             open_now = _open_hosts(hosts, k, x.timing.request_start) - {k}
+            if parent is not None:
+                open_now.discard(parent.exchange.callee.name)
             if open_now:
-                how = "unplaced"
+                how = "unplaced" if parent is None else how
+                elsewhere.append(number)
                 unplaced[k] = tuple(sorted(open_now.union(unplaced.get(k, ()))))
         node = CallNode(number, x, parent.number if parent else None,
                         parent.depth + 1 if parent else 0, how)
@@ -250,6 +259,5 @@ def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
             children.setdefault(parent.number, []).append(number)
         index.add(x, node)
     return CallTree(tuple(nodes), {k: tuple(v) for k, v in children.items()},
-                    frozenset(x.callee.name for x in ordered) | frozenset(aliases.values()),
-                    aliases, unplaced,
-                    tuple(n.number for n in nodes if n.inference == "unplaced"))
+                    frozenset(callees) | frozenset(aliases.values()),
+                    aliases, unplaced, tuple(elsewhere))

@@ -149,3 +149,17 @@ def test_a_call_of_a_service_with_no_request_open_during_a_silent_services_reque
     assert s.uncertain.candidates == (2, 3)
     assert s.uncertain.settle == ("front orders so that calls to it are recorded "
                                   "(port=, --start)",)
+
+
+def test_a_call_under_its_own_request_may_still_belong_to_a_silent_services(
+        tmp_path) -> None:
+    # The test calls orders (which answers 200) while the gateway, whose calls go around
+    # the proxy, also calls orders: orders' failing call sits in both requests' time.
+    s = story(tmp_path, [
+        process(named("a", "tests", "-", 0, 100, status=502, path="/checkout"), "node", 7),
+        named("b", "tests", "orders", 5, 90, path="/orders"),
+        named("c", "orders", "payments", 30, 50, status=500, path="/charges"),
+    ])
+    assert s.tree.node(3).parent == 2  # where the timing puts it
+    assert s.root is None
+    assert s.uncertain.candidates == (1, 3)
