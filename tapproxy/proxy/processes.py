@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 from tapproxy.proxy.options import ProcessRule
 
-__all__ = ["SUPPORTED", "ProcessNamer", "is_local", "serve", "socket_owner"]
+__all__ = ["SUPPORTED", "ProcessNamer", "is_local", "is_loopback", "serve", "socket_owner"]
 
 SUPPORTED = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
 
@@ -195,12 +195,7 @@ def _environment_user(pid: int) -> str | None:
     for entry in env.split(b"\0"):
         if entry.startswith(_PROXY_VARS):
             url = urlsplit(entry.partition(b"=")[2].decode("utf-8", "replace"))
-            try:
-                local = url.hostname == "localhost" or ipaddress.ip_address(
-                    url.hostname or "").is_loopback
-            except ValueError:
-                local = False
-            if local and url.username:
+            if (url.hostname == "localhost" or is_loopback(url.hostname)) and url.username:
                 return unquote(url.username)
     return None
 
@@ -335,19 +330,21 @@ class ProcessNamer:
         return None if facts is None else facts["service"] or facts["rule"] or facts["exe"]
 
 
-def is_local(peer: tuple | None, sockname: tuple | None) -> bool:
-    """Whether the client may be a process of this machine (loopback, or our own address)."""
-    if not peer or not sockname:
-        return False
-    host = peer[0].split("%")[0]
-    if host == sockname[0]:
-        return True
+def is_loopback(host: str | None) -> bool:
+    """A loopback IP address (`127.0.0.1`, `::1`, `::ffff:127.0.0.1`, `fe80…%lo` forms)."""
     try:
-        a = ipaddress.ip_address(host)
+        a = ipaddress.ip_address((host or "").split("%")[0])
     except ValueError:
         return False
     mapped = getattr(a, "ipv4_mapped", None)
     return a.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def is_local(peer: tuple | None, sockname: tuple | None) -> bool:
+    """Whether the client may be a process of this machine (loopback, or our own address)."""
+    if not peer or not sockname:
+        return False
+    return peer[0].split("%")[0] == sockname[0] or is_loopback(peer[0])
 
 
 def serve(rules: tuple[ProcessRule, ...], requests: BinaryIO, answers: BinaryIO) -> None:

@@ -15,11 +15,12 @@ the client gets a 502 with the reason.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.flow import Error
+
+from tapproxy.proxy.processes import is_loopback
 
 __all__ = ["UpstreamHandshakeWatch", "handshake_limit"]
 
@@ -27,15 +28,6 @@ log = logging.getLogger(__name__)
 
 _LIMIT = 10.0  # seconds; a TLS server that is up answers within milliseconds
 _LOCAL_LIMIT = 2.0  # the same on loopback, where no network stands between: at once
-
-
-def _on_this_machine(host: str) -> bool:
-    try:
-        a = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(a, "ipv4_mapped", None)
-    return a.is_loopback or bool(mapped and mapped.is_loopback)
 _CLOSED = "connection closed"  # mitmproxy's words for a close during the handshake
 
 
@@ -60,7 +52,7 @@ class UpstreamHandshakeWatch:
         conn = data.conn
         loop = asyncio.get_running_loop()
         limit = self.limit
-        if conn.peername and _on_this_machine(conn.peername[0]):
+        if conn.peername and is_loopback(conn.peername[0]):
             limit = min(limit, _LOCAL_LIMIT)  # a local TLS server answers in milliseconds
         self._timers[conn.id] = loop.call_later(limit, self._silent, data)
 
