@@ -205,7 +205,7 @@ class ServiceProcess:
         for t in self._pumps:
             t.start()
         deadline = time.monotonic() + self.start_timeout
-        while not _accepts("127.0.0.1", self.private_port):
+        while not (_accepts("127.0.0.1", self.private_port) and self._listener_is_ours()):
             if abort is not None and abort.is_set():
                 self.stop()
                 raise ProxyError(f"service {self.name}: start interrupted")
@@ -223,6 +223,26 @@ class ServiceProcess:
                                  f"as the port to listen on?{self._tail()}")
             time.sleep(0.05)
         self._listening = True
+
+    def _listener_is_ours(self) -> bool:
+        """Whether the process listening on the private port is this service (or one it
+        started), not another that took the same free port: then this one cannot listen
+        there and is waited for until it exits, with its error (Linux; elsewhere, yes)."""
+        import psutil
+
+        from tapproxy.proxy.processes import SUPPORTED, listener_owner
+
+        if not SUPPORTED or self._proc is None:
+            return True
+        owner = listener_owner(("127.0.0.1", self.private_port))
+        if owner is None:  # not found here (another user's, a namespace): cannot tell
+            return True
+        try:
+            ours = {self._proc.pid, *(c.pid for c in psutil.Process(self._proc.pid)
+                                      .children(recursive=True))}
+        except psutil.Error:
+            return False  # it has gone: the wait ends with its exit code
+        return owner in ours
 
     def _tail(self) -> str:
         """Its last stderr lines for a start-up error, each within 80 columns, when they

@@ -36,7 +36,8 @@ from urllib.parse import unquote, urlsplit
 
 from tapproxy.proxy.options import ProcessRule
 
-__all__ = ["SUPPORTED", "ProcessNamer", "is_local", "is_loopback", "serve", "socket_owner"]
+__all__ = ["SUPPORTED", "ProcessNamer", "is_local", "is_loopback", "listener_owner", "serve",
+           "socket_owner"]
 
 SUPPORTED = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
 
@@ -328,6 +329,13 @@ class ProcessNamer:
         """The name a process gets from its own facts alone (service, rule, executable)."""
         facts = self.facts_of(pid)
         return None if facts is None else facts["service"] or facts["rule"] or facts["exe"]
+
+
+def listener_owner(address: tuple) -> int | None:
+    """The PID of a process holding the socket that listens on `address`, if found."""
+    inode = _socket_inode(address, (address[0], 0))
+    owner = socket_owner(inode) if inode is not None else None
+    return owner[0] if owner is not None else None
 
 
 def is_loopback(host: str | None) -> bool:

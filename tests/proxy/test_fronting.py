@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -108,3 +109,19 @@ def test_stop_ends_grandchildren_that_left_its_process_group(tmp_path: Path):
     svc.stop()
     for pid in pids:
         wait_for(lambda pid=pid: not alive(pid), what=f"grandchild {pid} to end")
+
+
+def test_a_private_port_another_process_listens_on_is_not_taken_for_the_service():
+    # Two pytest-xdist workers can be handed the same free port: the second service
+    # cannot listen there, and must not be taken for up because the first one is.
+    from tapproxy.proxy.processes import SUPPORTED
+
+    if not SUPPORTED:
+        pytest.skip("process lookup needs Linux /proc")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        svc = ServiceProcess("late", [sys.executable, "-m", "http.server", "--bind",
+                                      "127.0.0.1", "{port}"], private_port=port,
+                             start_timeout=20)
+        with pytest.raises(ProxyError, match="exited with code"):
+            svc.start({})
