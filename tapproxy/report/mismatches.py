@@ -1,0 +1,126 @@
+"""Contract mismatches where the failure story tells them: the root's `why:` line, the
+lines under the root, the end of a pytest run, JUnit properties and JSON.
+
+Compact by design: the story names the call (`#N`), so a mismatch is its place, what
+was expected and what came, and where the contract says so. `tapproxy check` gives the
+full report. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from tapproxy.capture.model import Exchange
+from tapproxy.contract.model import MISMATCH_KINDS, Mismatch
+from tapproxy.report.columns import command_lines, cut_middle
+from tapproxy.report.printable import printable
+
+__all__ = ["check_command", "failure_details", "mismatch_json", "mismatch_lines",
+           "mismatch_text", "passing_summary", "summary_line"]
+
+WIDTH = 80
+
+
+def mismatch_text(m: Mismatch) -> str:
+    """`/qty: expected integer, got "3"`; the contract's own message where it gave no
+    expected and actual (a missing interaction, say)."""
+    if not (m.expected or m.actual):
+        return m.message
+    where = m.where or MISMATCH_KINDS.get(m.kind, m.kind)
+    return f"{where}: expected {m.expected or '-'}, got {m.actual or '-'}"
+
+
+def failure_details(mismatches: Iterable[Mismatch]) -> dict[str, str]:
+    """Exchange id → one line for `first_failure(contract=…)`: the first mismatch of the
+    exchange, and `(+N more)` when it broke the contract in more places."""
+    by_exchange: dict[str, list[Mismatch]] = {}
+    for m in mismatches:
+        if m.exchange_id is not None:
+            by_exchange.setdefault(m.exchange_id, []).append(m)
+    return {xid: mismatch_text(ms[0]) + (f" (+{len(ms) - 1} more)" if len(ms) > 1 else "")
+            for xid, ms in by_exchange.items()}
+
+
+def _wrap(text: str, width: int, indent: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, initial_indent=indent,
+                         subsequent_indent=indent + "  ") or [indent.rstrip()]
+
+
+def mismatch_lines(mismatches: Sequence[Mismatch], numbers: Mapping[str, int],
+                   root: str | None = None, width: int = WIDTH, limit: int = 8,
+                   excerpt_lines: int = 3) -> list[str]:
+    """`contract mismatches:` then each mismatch: the call's `#N` (`numbers`: exchange id
+    → N; a whole-test mismatch has none), its side, place, expected and actual; the
+    contract's file:line:column (never cut: it is there to be opened); a few lines of
+    the payload. The root's (`root`: its exchange id) first; at most `limit`."""
+    if not mismatches:
+        return []
+    ordered = sorted(mismatches, key=lambda m: (
+        m.exchange_id != root or root is None,
+        numbers.get(m.exchange_id or "", 1 << 30)))
+    lines = [f"contract mismatches ({len(ordered)}):"]
+    for m in ordered[:limit]:
+        n = numbers.get(m.exchange_id or "")
+        call = f"#{n} " if n is not None else ("" if m.exchange_id is None else "(late) ")
+        side = f"{m.side} " if m.side else ""
+        lines.extend(_wrap(printable(f"{call}{side}{mismatch_text(m)}"), width, "  "))
+        item = f" ({m.item})" if m.item else ""
+        lines.append(printable(f"      contract: {m.contract}") + cut_middle(
+            printable(item), max(0, width - 16 - len(str(m.contract)))))
+        for line in m.excerpt.splitlines()[:excerpt_lines]:
+            lines.append(cut_middle(printable(f"      | {line}"), width))
+    if len(ordered) > limit:
+        lines.append(f"  … {len(ordered) - limit} more (tapproxy check lists them all)")
+    return lines
+
+
+def mismatch_json(m: Mismatch) -> dict:
+    """A mismatch as `why --json` gives it."""
+    return {"kind": m.kind, "text": mismatch_text(m), "message": m.message,
+            "side": m.side or None, "where": m.where or None, "expected": m.expected,
+            "actual": m.actual, "exchange_id": m.exchange_id, "test": m.test,
+            "caller": m.caller, "callee": m.callee, "item": m.item,
+            "contract": str(m.contract), "excerpt": m.excerpt or None}
+
+
+def summary_line(m: Mismatch, calls: Mapping[str, Exchange] | None = None) -> str:
+    """One line naming the call by its edge and route (no story numbers it)."""
+    x = (calls or {}).get(m.exchange_id or "")
+    if x is not None:
+        call = f"{x.caller.name} → {x.callee.name} {x.request.method} " \
+               f"{x.route or x.request.path_only}: "
+    elif m.caller or m.callee:
+        call = f"{m.caller or '?'} → {m.callee or '?'}: "
+    else:
+        call = ""
+    return printable(call + mismatch_text(m))
+
+
+def check_command(capture: str, contracts: Sequence[str]) -> list[str]:
+    """The argv of the `tapproxy check` that lists every mismatch of a capture."""
+    argv = ["tapproxy", "check", capture]
+    for spec in contracts:
+        argv += ["--contract", spec]
+    return argv
+
+
+def passing_summary(found: Sequence[tuple[str, str]], count: int, tests: int,
+                    command: list[str], width: int = WIDTH, limit: int = 5) -> list[str]:
+    """The end of a pytest run: how many mismatches passing tests had (`count`, in
+    `tests` tests), the first few (`found`: node id, summary line), and the command
+    that lists them all."""
+    lines = [f"contract mismatches in passing tests: {count} in {tests} "
+             f"test{'s' * (tests != 1)}"]
+    last = None
+    for nodeid, line in found[:limit]:
+        if nodeid != last:
+            lines.append(cut_middle(printable(nodeid), width))
+            last = nodeid
+        lines.extend(_wrap(line, width, "  "))
+    if count > min(limit, len(found)):
+        lines.append(f"  … {count - min(limit, len(found))} more")
+    lines.append("all of them:")
+    lines.extend(command_lines(command, width))
+    return lines
