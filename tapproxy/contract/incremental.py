@@ -30,20 +30,24 @@ class IncrementalCheck:
         #: outlived its test): no test's report has them any more
         self.late: list[Mismatch] = []
 
-    def add(self, x: Exchange) -> None:
-        """Judge `x` against every contract; keep what its test will need."""
+    def add(self, x: Exchange) -> list[Mismatch]:
+        """Judge `x` against every contract; keep what its test will need. Its own
+        mismatches, for a caller that wants to say which call they are of."""
         late = x.test in self._ended  # exchanges of no test are the open "test" None
+        found: list[Mismatch] = []
         for i, contract in enumerate(self.contracts):
             verdict = contract.check(x)
             if verdict is None:
                 continue
             if verdict.mismatches:
+                found.extend(verdict.mismatches)
                 target = self.late if late else self._open.setdefault(x.test, [])
                 target.extend(verdict.mismatches)
             if verdict.item is not None and self._per_test[i] and not late:
                 self._hits.setdefault((i, x.test), []).append(Hit(
                     verdict.item, x.id, x.timing.request_start, x.caller.name,
                     x.callee.name, x.timing.duration_ns))
+        return found
 
     def peek(self, test: str | None) -> list[Mismatch]:
         """The mismatches of `test` so far, whole-test ones included (it stays open)."""

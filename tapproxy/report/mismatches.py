@@ -15,7 +15,7 @@ from tapproxy.contract.model import MISMATCH_KINDS, Mismatch
 from tapproxy.report.columns import command_lines, cut_middle
 from tapproxy.report.printable import printable
 
-__all__ = ["check_command", "failure_details", "mismatch_json", "mismatch_lines",
+__all__ = ["call_label", "check_command", "failure_details", "mismatch_json", "mismatch_lines",
            "mismatch_text", "passing_summary", "summary_line"]
 
 WIDTH = 80
@@ -85,17 +85,17 @@ def mismatch_json(m: Mismatch) -> dict:
             "contract": str(m.contract), "excerpt": m.excerpt or None}
 
 
-def summary_line(m: Mismatch, calls: Mapping[str, Exchange] | None = None) -> str:
-    """One line naming the call by its edge and route (no story numbers it)."""
-    x = (calls or {}).get(m.exchange_id or "")
-    if x is not None:
-        call = f"{x.caller.name} → {x.callee.name} {x.request.method} " \
-               f"{x.route or x.request.path_only}: "
-    elif m.caller or m.callee:
-        call = f"{m.caller or '?'} → {m.callee or '?'}: "
-    else:
-        call = ""
-    return printable(call + mismatch_text(m))
+def call_label(x: Exchange) -> str:
+    """`orders → payments POST /charges`: a call named where no story numbers it."""
+    return printable(f"{x.caller.name} → {x.callee.name} {x.request.method} "
+                     f"{x.route or x.request.path_only}")
+
+
+def summary_line(m: Mismatch, call: str | None = None) -> str:
+    """One line: the call (`call_label`, else the mismatch's parties), then the mismatch."""
+    if call is None and (m.caller or m.callee):
+        call = f"{m.caller or '?'} → {m.callee or '?'}"
+    return printable((f"{call}: " if call else "") + mismatch_text(m))
 
 
 def check_command(capture: str, contracts: Sequence[str]) -> list[str]:

@@ -10,6 +10,7 @@ from tapproxy.analysis import first_failure
 from tapproxy.contract.incremental import check_test
 from tapproxy.contract.model import Location, Mismatch
 from tapproxy.report.mismatches import (
+    call_label,
     failure_details,
     mismatch_text,
     passing_summary,
@@ -122,7 +123,7 @@ def test_many_mismatches_are_cut_to_a_few_and_the_root_comes_first() -> None:
 
 def test_the_passing_tests_summary_counts_shows_a_few_and_the_command() -> None:
     x = _broken_field_under_a_500()[1]
-    line = summary_line(_mismatch(xid="stock"), {"stock": x})
+    line = summary_line(_mismatch(xid="stock"), call_label(x))
     assert line == 'gateway → inventory GET /stock: /qty: expected integer, got "3"'
     found = [(f"tests/test_shop.py::test_{i}", line) for i in range(7)]
     lines = passing_summary(found, 9, 7, ["tapproxy", "check", "/tmp/run.tap",
