@@ -262,8 +262,10 @@ def root_summary(story: FailureStory) -> str | None:
     if story.root is None:
         return None
     x = story.tree.node(story.root.number).exchange
-    return printable(f"{_edge(x)} {_target(x)} {_label(story.root.failure)}: "
-                     f"{_why(story, x)}")
+    f = story.root.failure
+    # A broken contract: the status it came with (the why says the contract broke).
+    label = _outcome(x) if f.kind == "contract" else _label(f)
+    return printable(f"{_edge(x)} {_target(x)} {label}: {_why(story, x)}")
 
 
 def exchange_ref(x: Exchange) -> str:

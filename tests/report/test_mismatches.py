@@ -77,7 +77,7 @@ def test_a_200_with_a_broken_field_that_caused_a_500_upstream_is_the_root() -> N
         '      | {"sku": "A-1", "qty": "3"}',
     ]
     assert lines[at + 4] == "consequences:"
-    assert root_summary(story) == ('gateway → inventory GET /stock contract: contract '
+    assert root_summary(story) == ('gateway → inventory GET /stock 200: contract '
                                    'mismatch: /qty: expected integer, got "3"; it made no '
                                    'calls')
     data = story_json(story, mismatches)
