@@ -69,11 +69,18 @@ def mismatch_lines(mismatches: Sequence[Mismatch], numbers: Mapping[str, int],
         item = f" ({m.item})" if m.item else ""
         lines.append(printable(f"      contract: {m.contract}") + cut_middle(
             printable(item), max(0, width - 16 - len(str(m.contract)))))
-        for line in m.excerpt.splitlines()[:excerpt_lines]:
+        for line in _around_mark(m.excerpt.splitlines(), excerpt_lines):
             lines.append(cut_middle(printable(f"      | {line}"), width))
     if len(ordered) > limit:
         lines.append(f"  … {len(ordered) - limit} more (tapproxy check lists them all)")
     return lines
+
+
+def _around_mark(lines: list[str], count: int) -> list[str]:
+    """`count` lines of an excerpt, around the line its maker marked (`◀`) if any."""
+    marked = next((i for i, line in enumerate(lines) if "◀" in line), 0)
+    start = max(0, min(marked - (count - 1) // 2, len(lines) - count))
+    return lines[start:start + count]
 
 
 def mismatch_json(m: Mismatch) -> dict:

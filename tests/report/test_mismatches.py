@@ -134,3 +134,13 @@ def test_the_passing_tests_summary_counts_shows_a_few_and_the_command() -> None:
     assert lines[-3:] == ["  … 4 more", "all of them:",
                           "  tapproxy check /tmp/run.tap --contract inventory=c.yaml"]
     assert max(map(len, lines)) <= 80
+
+
+def test_an_excerpt_is_shown_around_its_marked_line() -> None:
+    from tapproxy.report.mismatches import mismatch_lines
+
+    excerpt = "{\n  \"a\": 1,\n  \"b\": 2,\n  \"c\": 3,\n  \"qty\": \"3\"  ◀\n  \"d\": 4\n}"
+    lines = mismatch_lines([_mismatch(excerpt=excerpt)], {"x1": 2})
+    assert lines[-3:] == ['      |   "c": 3,', '      |   "qty": "3"  ◀', '      |   "d": 4']
+    lines = mismatch_lines([_mismatch(excerpt="{\n  \"qty\": \"3\"  ◀\n}")], {"x1": 2})
+    assert lines[-3:] == ["      | {", '      |   "qty": "3"  ◀', "      | }"]
