@@ -106,8 +106,9 @@ def test_a_failing_tests_section_passing_tests_summary_and_junit(suite, pytester
     ], "\n".join(section)
     at = section.index("contract mismatches (1):")
     assert section[at + 1] == '  #2 response /qty: expected integer, got string "3"'
-
     capture = pytester.path / "run.tap"
+    assert all(len(line) <= 80 for line in section if str(capture) not in line), section
+
     summary = _summary(out)
     assert summary[:3] == [DRIFTED, "  gateway → inventory GET /stock/A-1 200: contract "
                                     "mismatch: /qty: expected",
