@@ -167,3 +167,13 @@ def test_a_bad_contract_stops_the_run_before_any_test(suite, pytester):
     assert result.ret == 4
     assert "--tapproxy-contract checks recorded calls: run with --tapproxy" in \
         result.stderr.str()
+
+
+@pytest.mark.slow
+def test_under_xdist_each_workers_mismatches_reach_the_summary(suite, pytester):
+    result = suite("-n", "2", "--tapproxy-contract", "stock.yaml")
+    result.assert_outcomes(passed=2, failed=1)
+    summary = _summary(result.stdout.str())
+    start = summary.index("contract mismatches in passing tests: 1 in 1 test")
+    assert summary[start + 1] == LOOKUP, summary
+    assert "--tapproxy-contract" not in result.stderr.str()

@@ -84,12 +84,15 @@ def _around_mark(lines: list[str], count: int) -> list[str]:
 
 
 def mismatch_json(m: Mismatch) -> dict:
-    """A mismatch as `why --json` gives it."""
-    return {"kind": m.kind, "text": mismatch_text(m), "message": m.message,
-            "side": m.side or None, "where": m.where or None, "expected": m.expected,
+    """A mismatch as `why --json` gives it: the keys of `check --format json`, and the
+    line the story shows (`text`)."""
+    return {"kind": m.kind, "phrase": MISMATCH_KINDS.get(m.kind, m.kind),
+            "message": m.message, "text": mismatch_text(m),
+            "contract": {"file": str(m.contract.file), "line": m.contract.line,
+                         "column": m.contract.column},
+            "item": m.item, "where": m.where, "side": m.side, "expected": m.expected,
             "actual": m.actual, "exchange_id": m.exchange_id, "test": m.test,
-            "caller": m.caller, "callee": m.callee, "item": m.item,
-            "contract": str(m.contract), "excerpt": m.excerpt or None}
+            "caller": m.caller, "callee": m.callee, "excerpt": m.excerpt}
 
 
 def call_label(x: Exchange) -> str:

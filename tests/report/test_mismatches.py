@@ -83,7 +83,7 @@ def test_a_200_with_a_broken_field_that_caused_a_500_upstream_is_the_root() -> N
     data = story_json(story, mismatches)
     [m] = data["root"]["contract_mismatches"]
     assert (m["where"], m["expected"], m["actual"], m["contract"], m["exchange_id"]) == (
-        "/qty", "integer", '"3"', "fields.yaml:7:9", "stock")
+        "/qty", "integer", '"3"', {"file": "fields.yaml", "line": 7, "column": 9}, "stock")
     assert data["contract_mismatches"] == [m]
     json.dumps(data)
 
