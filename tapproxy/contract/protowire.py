@@ -57,6 +57,11 @@ class _Malformed(Exception):
     def __init__(self, offset: int, reason: str) -> None:
         super().__init__(reason)
         self.offset, self.reason = offset, reason
+        # The innermost group it broke in: where a broken group ends is unknowable, so
+        # the whole message is undecodable, but this is the place to point at.
+        self.path: tuple[int, ...] = ()
+        self.names: tuple[str, ...] = ()
+        self.field: FieldShape | None = None
 
 
 def _type_name(field: FieldShape) -> str:
@@ -186,10 +191,12 @@ class _Walk:
         try:
             return walk()
         except _Malformed as e:
+            if declared.type == _GROUP:
+                if not e.path:
+                    e.path, e.names, e.field = path, names, declared
+                raise
             self.add("grpc-undecodable", path, names, _type_name(declared),
                      f"not a message: {e.reason}", at, shape, declared)
-            if declared.type == _GROUP:
-                raise  # where a broken group ends is unknowable: so is the rest
             return 0
 
     def packed(self, i: int, end: int, wire: int, at: int, path: tuple[int, ...],
@@ -253,8 +260,10 @@ def check_message(data: bytes, type_name: str, schema: Schema) -> list[WireProbl
     try:
         walk.message(0, len(data), shape, (), (), 0)
     except _Malformed as e:
-        walk.problems.append(WireProblem("grpc-undecodable", (), (), f"a {shape.name}",
-                                         f"not a message: {e.reason}", e.offset, shape))
+        expected = _type_name(e.field) if e.field else f"a {shape.name}"
+        walk.problems.append(WireProblem("grpc-undecodable", e.path, e.names, expected,
+                                         f"not a message: {e.reason}", e.offset, shape,
+                                         e.field))
     except _Enough:
         pass
     return walk.problems
