@@ -114,7 +114,7 @@ class _Builder:
         self.services: dict[str, Location] = {}
         self.extensions: list[tuple[str, FieldShape]] = []
 
-    def add_file(self, fd: descriptor_pb2.FileDescriptorProto) -> None:
+    def add_file(self, fd: descriptor_pb2.FileDescriptorProto, services: bool) -> None:
         spans = _spans(fd)
         file = _proto_file(fd.name, self.origin, self.kind) if spans else None
         utf8 = fd.syntax in ("proto3", "editions")
@@ -143,7 +143,7 @@ class _Builder:
         for f in fd.extension:
             self.extensions.append((f.extendee.lstrip("."), self._field(f, utf8,
                                                                         where(()))))
-        for si, s in enumerate(fd.service):
+        for si, s in enumerate(fd.service if services else ()):
             service = f"{prefix}{s.name}"
             self.services[service] = where((_SERVICE, si))
             for mi, m in enumerate(s.method):
@@ -181,7 +181,9 @@ def read_schema(path: Path, fds: descriptor_pb2.FileDescriptorSet, kind: str) ->
         raise ContractError(f"{path}: not a usable descriptor set: {e}{hint}") from None
     builder = _Builder(path, kind)
     for f in fds.file:
-        builder.add_file(f)
+        # A .proto names its own services; its imports lend it types (their services are
+        # theirs: the user names that file to check them). A set is one whole contract.
+        builder.add_file(f, kind != "proto" or f.name == path.name)
     schema = builder.schema()
     if not schema.methods:
         raise ContractError(f"{path}: declares no gRPC service method (no `service` with an "
@@ -209,8 +211,9 @@ def _protoc_error(path: Path, stderr: str) -> ContractError:
     for ln in lines:
         m = _PROTOC_LINE.match(ln)
         if m:
-            file = m["file"]
-            file = str(path) if file == absolute else file
+            file = Path(m["file"])  # protoc names files by the absolute include path
+            if file.is_relative_to(path.resolve().parent):
+                file = path.parent / file.relative_to(path.resolve().parent)
             return ContractError(f"{file}:{m['line']}:{m['col']}: {m['reason']}")
     reason = lines[0] if lines else "protoc failed without saying why"
     return ContractError(f"{path}: {reason.replace(absolute, str(path))}")

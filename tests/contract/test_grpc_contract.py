@@ -261,3 +261,27 @@ def test_a_message_compressed_with_an_unknown_codec_is_reported_not_checked(tmp_
     [m] = result.mismatches
     assert (m.kind, m.item, m.side) == ("grpc-undecodable", "taptest.Echo/Unary", "request")
     assert m.message == "request message 1: not checked, compressed with snappy"
+
+
+def test_a_proto_contract_is_the_services_of_that_file_not_of_its_imports(tmp_path):
+    (tmp_path / "common.proto").write_text(
+        'syntax = "proto3";\npackage common;\nmessage Ping {}\n'
+        "service Health {\n  rpc Check(Ping) returns (Ping);\n}\n")
+    proto = _drifted(tmp_path, ("package taptest;", 'package taptest;\nimport "common.proto";'))
+    assert [i.id for i in load_contract(proto).items()] == [
+        "taptest.Echo/Unary", "taptest.Echo/ServerStream", "taptest.Echo/ClientStream",
+        "taptest.Echo/Bidi"]
+    assert [i.id for i in load_contract(tmp_path / "common.proto").items()] == [
+        "common.Health/Check"]
+
+
+def test_an_error_in_an_imported_proto_names_that_file_as_the_user_would(tmp_path,
+                                                                         monkeypatch):
+    (tmp_path / "protos").mkdir()
+    (tmp_path / "protos" / "common.proto").write_text('syntax = "proto3";\nmessage {\n')
+    _drifted(tmp_path / "protos", ("package taptest;",
+                                   'package taptest;\nimport "common.proto";'))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ContractError) as e:
+        load_contract("protos/echo.proto")
+    assert str(e.value) == "protos/common.proto:2:9: Expected message name."

@@ -85,7 +85,7 @@ def _build(fields: dict) -> bytes:
     return All(**fields).SerializeToString()
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_all)
 def test_every_message_the_library_writes_passes(fields):
     schema, _ = _compiled("kinds.proto")
@@ -110,7 +110,7 @@ def _damaged(draw) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.binary(max_size=40), _damaged()))
 @example(b"\x08\x96\x01")  # field 1 (a double) sent as a varint
 @example(b"\xa2\x01\x02\x08\x01")  # field 20 (repeated string): bytes that are no text?
