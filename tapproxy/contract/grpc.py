@@ -167,14 +167,12 @@ class GrpcContract:
 
     def _problem(self, x: Exchange, method: MethodShape, side: str, label: str,
                  data: bytes, p: WireProblem) -> Mismatch:
-        names = ".".join(p.names)
-        at = f"{p.where} ({names})" if names and p.kind != "grpc-unknown-field" \
-            else p.where or f"byte {p.offset}"
+        names = ".".join(p.names)  # an unknown field's: those of the message it is in
         if p.kind == "grpc-unknown-field":
-            parent = ".".join(p.names)
-            at = f"{p.where} (in {parent})" if parent else p.where
+            at = f"{p.where} (in {names})" if names else p.where
             text = f"{label}, {at}: {p.message.name} declares no field {p.path[-1]}"
         else:
+            at = f"{p.where} ({names})" if names else p.where or f"byte {p.offset}"
             text = f"{label}, {at}: expected {p.expected}, got {p.actual}"
         where = p.field.location if p.field is not None else p.message.location
         if where.line is None:
