@@ -285,3 +285,27 @@ def test_an_error_in_an_imported_proto_names_that_file_as_the_user_would(tmp_pat
     with pytest.raises(ContractError) as e:
         load_contract("protos/echo.proto")
     assert str(e.value) == "protos/common.proto:2:9: Expected message name."
+
+
+def test_a_descriptor_set_without_its_imports_says_how_to_build_it(tmp_path):
+    (tmp_path / "common.proto").write_text('syntax = "proto3";\npackage common;\n'
+                                           "message Ping {}\n")
+    proto = _drifted(tmp_path, ("package taptest;", 'package taptest;\nimport "common.proto";'),
+                     ("Inner inner = 3;", "common.Ping inner = 3;"))
+    desc = _descriptor_set(proto)  # no --include_imports
+    with pytest.raises(ContractError) as e:
+        load_contract(desc)
+    message = str(e.value)
+    assert message.startswith(f"{desc}: not a usable descriptor set: ")
+    assert message.endswith("(build it with protoc --include_imports)")
+    assert "\n" not in message
+
+
+def test_a_descriptor_set_without_a_service_is_no_grpc_contract(tmp_path):
+    proto = tmp_path / "plain.proto"
+    proto.write_text('syntax = "proto3";\nmessage Ping {}\n')
+    desc = _descriptor_set(proto)
+    with pytest.raises(ContractError) as e:
+        load_contract(desc)
+    assert str(e.value) == (f"{desc}: declares no gRPC service method (no `service` with an "
+                            "`rpc`)")
