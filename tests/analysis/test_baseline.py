@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tapproxy.analysis import build_call_tree, first_divergence, first_failure, mask_volatile
+from tapproxy.analysis import build_call_tree, first_divergence, first_failure
+from tapproxy.noise import NoiseModel
 from tests.spans.build import exchange
 
 
@@ -17,9 +18,10 @@ def run(stock_body: bytes, stock_status: int = 200, top: int = 200, request_id: 
 
 
 def test_volatile_values_are_masked() -> None:
-    assert mask_volatile({"id": "3f2b8c1e-0c1a-4e5b-9a7d-1b2c3d4e5f60",
-                          "at": "2026-12-04T17:05:04.123Z", "n": 3, "t": "ts 1764867904"}) == \
-        {"id": "<volatile>", "at": "<volatile>", "n": 3, "t": "ts <volatile>"}
+    assert NoiseModel().mask({"id": "3f2b8c1e-0c1a-4e5b-9a7d-1b2c3d4e5f60",
+                              "at": "2026-12-04T17:05:04.123Z", "n": 3,
+                              "t": "ts 1764867904"}) == \
+        {"id": "<noise:uuid>", "at": "<noise:timestamp>", "n": 3, "t": "ts <noise:epoch>"}
 
 
 def test_no_divergence_when_only_ids_and_times_differ() -> None:
