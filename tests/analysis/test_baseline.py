@@ -40,3 +40,22 @@ def test_the_first_differing_body_is_named_with_its_path() -> None:
     # Among calls that kept their status, the body decides.
     d2 = first_divergence(build_call_tree(bad[1:]), good[1:])
     assert (d2.number, d2.what) == (1, '$.items[0].count: "3", baseline 3')
+
+
+def test_what_varies_between_identical_requests_within_a_run_is_noise() -> None:
+    def with_stock(bodies: list[bytes], request_id: str) -> list:
+        return run(bodies[0], request_id=request_id)[:1] + [
+            exchange(f"s{request_id}{i}", "gateway", "stock", 20 + i, 30 + i,
+                     path="/shelf", response_body=b) for i, b in enumerate(bodies)]
+
+    # Two identical requests answered by different replicas: servedBy is noise.
+    good = with_stock([b'{"servedBy": "node-1", "n": 3}', b'{"servedBy": "node-2", "n": 3}'],
+                      "1")
+    again = with_stock([b'{"servedBy": "node-2", "n": 3}', b'{"servedBy": "node-2", "n": 3}'],
+                       "2")
+    assert first_divergence(build_call_tree(again), good) is None
+    # A field that was steady within each run but differs between them is a divergence.
+    drift = with_stock([b'{"servedBy": "node-1", "n": 4}', b'{"servedBy": "node-1", "n": 4}'],
+                       "3")
+    d = first_divergence(build_call_tree(drift), good)
+    assert (d.baseline_id, d.what) == ("s10", "$.n: 4, baseline 3")
