@@ -10,7 +10,7 @@ __all__ = ["path_template"]
 
 # Every volatile segment kind has a digit (a UUID's version nibble, the digits a hex or
 # token must have), so a path without one is returned as it is without splitting it.
-_DIGIT = re.compile(r"\d")
+_DIGIT = re.compile(r"\d", re.ASCII)
 
 
 def _volatile(segment: str) -> bool:

@@ -17,19 +17,23 @@ _ISO = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?
 _RFC1123 = (r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug"
             r"|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT")
 
+_A = re.ASCII  # \d as 0-9 only: a string of Arabic-Indic digits is no epoch
 _UUID_RE = re.compile(_UUID)
-_TIME_RE = re.compile(f"{_ISO}|{_RFC1123}")
-_EPOCH_RE = re.compile(r"\d{10,13}(?:\.\d+)?")
-_HEX_RE = re.compile(r"(?=[a-f]*\d)[0-9a-f]{16,}|(?=[A-F]*\d)[0-9A-F]{16,}")
+_TIME_RE = re.compile(f"{_ISO}|{_RFC1123}", _A)
+_EPOCH_RE = re.compile(r"\d{10,13}(?:\.\d+)?", _A)
+_HEX_RE = re.compile(r"(?=[a-f]*\d)[0-9a-f]{16,}|(?=[A-F]*\d)[0-9A-F]{16,}", _A)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,}={0,2}")
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_CLASS_CHANGE = re.compile(r"(?<=[a-z])(?=[^a-z])|(?<=[A-Z])(?=[^A-Z])|(?<=\d)(?=\D)")
+_CLASS_CHANGE = re.compile(r"(?<=[a-z])(?=[^a-z])|(?<=[A-Z])(?=[^A-Z])|(?<=\d)(?=\D)",
+                           _A)
 
 # Inside free text only the unmistakable kinds are masked (no tokens: prose has long
 # words), longest alternatives first so a UUID is not masked as two hex runs.
 _IN_TEXT = re.compile(rf"(?P<uuid>{_UUID})|(?P<timestamp>{_ISO}|{_RFC1123})"
-                      r"|\b(?P<epoch>\d{10,13})\b|\b(?P<hex>[0-9a-fA-F]{16,})\b")
-_MAYBE_IN_TEXT = re.compile(r"\d{4}|[0-9a-fA-F]{16}")
+                      r"|\b(?P<epoch>\d{10,13})\b|\b(?=[a-fA-F]*\d)(?P<hex>[0-9a-fA-F]{16,})\b",
+                      _A)
+# What every kind above contains: a year or epoch's 4 digits, a UUID's first 8, a hex run.
+_MAYBE_IN_TEXT = re.compile(r"\d{4}|[0-9a-fA-F]{8}-|[0-9a-fA-F]{16}", _A)
 
 
 def _is_token(s: str) -> bool:

@@ -84,6 +84,15 @@ def test_mask_text_masks_inside_text() -> None:
                                "sha <noise:hex-token>; 42 items")
 
 
+@given(st.uuids(), st.text(alphabet="abc ", max_size=5))
+def test_mask_text_finds_a_uuid_among_words(u: uuid.UUID, words: str) -> None:
+    assert mask_text(f"{words}order {u} gone") == f"{words}order <noise:uuid> gone"
+
+
+def test_mask_text_leaves_words_of_hex_letters() -> None:
+    assert mask_text("deadbeefdeadbeefdead, 2026-12-04") == "deadbeefdeadbeefdead, 2026-12-04"
+
+
 @given(st.text(alphabet="0123456789abcdefT:-Z .", max_size=80))
 def test_mask_text_is_idempotent(text: str) -> None:
     once = mask_text(text)
