@@ -4,7 +4,8 @@ Learned from repeated identical requests: two exchanges with the same `request_k
 the same status whose response differs at a JSON pointer (or in a header) show that
 pointer to be noise for their route. Memory stays bounded however long the capture: per
 request key only the first response's fingerprint is kept (a hash per pointer), never a
-body, and the oldest keys are forgotten past `max_fingerprints` pointers in all.
+body, and the oldest keys are forgotten past `max_fingerprints` keys and pointers in
+all.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class _Learner:
                 c = v.__class__
                 fields[share(p, p)] = id(c) if c is dict or c is list else hash(v) ^ id(c)
             self.seen[key] = [body_hash, head_hash, fields, None]
-            self.total += len(fields)
+            self.total += 1 + len(fields)  # the key itself is memory too
             self._bound()
             return
         if entry[0] == body_hash and entry[1] == head_hash:
@@ -162,7 +163,7 @@ class _Learner:
     def _bound(self) -> None:
         while self.total > self.max and len(self.seen) > 1:
             fields = self.seen.popitem(last=False)[1][2]
-            self.total -= len(fields)
+            self.total -= 1 + len(fields)
         if len(self.pointers) > self.max:
             self.pointers.clear()  # only a sharing cache: forgetting it costs memory, not truth
 

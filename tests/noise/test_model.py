@@ -152,11 +152,13 @@ def test_other_records_and_failed_exchanges_are_skipped() -> None:
 def test_memory_is_bounded_by_forgetting_the_oldest_requests() -> None:
     def pair_apart(gap: int, max_fingerprints: int) -> NoiseModel:
         xs = [exchange({"v": 1}, path="/first")]
-        xs += [exchange({"v": 0}, path=f"/filler/{i}") for i in range(gap)]
+        # Empty answers: one fingerprint each, plus the request kept.
+        xs += [exchange(b"", path=f"/filler/{i}", headers=()) for i in range(gap)]
         xs += [exchange({"v": 2}, path="/first")]
         return NoiseModel.learn(xs, max_fingerprints=max_fingerprints)
 
     assert pair_apart(5, max_fingerprints=100).learned() != []
+    assert pair_apart(5, max_fingerprints=3).learned() == []
     # Past the bound the first request's fingerprint is gone: nothing to compare with.
     assert pair_apart(500, max_fingerprints=100).learned() == []
 
