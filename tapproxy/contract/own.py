@@ -299,12 +299,8 @@ class _Compiler:
             raise self.doc.error(f"{at}/request/path",
                                  f"bad path template {path!r}: unbalanced braces") from None
         caller, callee = node.get("caller"), node.get("callee") or service
-        edge = " → ".join(p for p in (caller, callee) if p)
-        if caller and not callee:
-            edge += " →"
-        elif callee and not caller:
-            edge = "→ " + edge
-        label = f"{edge} {method or '*'} {path}".strip()
+        edge = f"{caller or '*'} → {callee or '*'} " if caller or callee else ""
+        label = f"{edge}{method or '*'} {path}"
         item = ContractItem(node.get("id") or f"{method or '*'} {path}", label,
                             self.doc.location(at), caller, node.get("callee"))
         return Interaction(
