@@ -283,8 +283,9 @@ class _Compiler:
         for n, spec in enumerate(value):
             try:
                 parse_budget([spec])
-            except UsageError as e:
-                raise self.doc.error(f"/budget/{n}", str(e)) from None
+            except UsageError as e:  # its words are the option's; here it is a key
+                raise self.doc.error(f"/budget/{n}",
+                                     str(e).replace("--budget", "budget")) from None
         return parse_budget(value)
 
     def interaction(self, n: int, node: dict, service: str | None) -> Interaction:
