@@ -158,9 +158,9 @@ class Interaction:
     budget_at: Location | None
     count: Counted
 
-    def selects(self, x: Exchange, service: str | None) -> bool:
+    def selects(self, x: Exchange) -> bool:
         """Caller, callee, method and path: the exchange is a call of this interaction."""
-        callee = self.item.callee or service
+        callee = self.item.callee  # the file's `service` where the interaction names none
         if callee is not None and callee != x.callee.name:
             return False
         if self.item.caller is not None and self.item.caller != x.caller.name:
@@ -191,7 +191,7 @@ class OwnContract:
         return [i.item for i in self.interactions]
 
     def check(self, x: Exchange) -> Verdict | None:
-        chosen = [i for i in self.interactions if i.selects(x, self.service)]
+        chosen = [i for i in self.interactions if i.selects(x)]
         if not chosen:
             if self.service is not None and x.callee.name == self.service:
                 return Verdict(None, (unexpected(x, self._location),))
@@ -303,7 +303,7 @@ class _Compiler:
         edge = f"{caller or '*'} → {callee or '*'} " if caller or callee else ""
         label = f"{edge}{method or '*'} {path}"
         item = ContractItem(node.get("id") or f"{method or '*'} {path}", label,
-                            self.doc.location(at), caller, node.get("callee"))
+                            self.doc.location(at), caller, callee)
         return Interaction(
             item=item,
             index=n,

@@ -184,6 +184,7 @@ def _response(found: _Found) -> None:
     if i.status is not None and not i.status.accepts(r.status):
         found.add("status", "response", "status", "status", i.status.text, str(r.status),
                   i.status.location, _status_excerpt(r))
+        return  # the headers and body described are those of the status expected
     found.headers("response", r.headers, i.response_headers)
     found.body("response", r, i.response_body)
     if i.grpc_status is not None:

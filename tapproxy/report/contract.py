@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from tapproxy import __version__
 from tapproxy.contract.check import CheckResult
-from tapproxy.contract.model import MISMATCH_KINDS, Location, Mismatch
+from tapproxy.contract.model import MISMATCH_KINDS, ContractItem, Location, Mismatch
 from tapproxy.report.columns import cut_end, cut_middle
 from tapproxy.report.printable import printable
 
@@ -25,6 +25,8 @@ __all__ = ["check_json", "check_junit", "check_lines", "check_sarif", "coverage_
 WIDTH = 80
 _NO_TEST = "(no test)"
 _WHOLE_RUN = "the capture as a whole"
+#: Kinds that judge a test's (or the capture's) calls together, not one call.
+_WHOLE_KINDS = frozenset({"order", "count", "missing-interaction"})
 
 
 def _plural(n: int, word: str) -> str:
@@ -33,6 +35,12 @@ def _plural(n: int, word: str) -> str:
 
 def _labels(result: CheckResult) -> dict[tuple[Path, str], str]:
     return {(c.path, item.id): item.label for c in result.contracts for item in c.items()}
+
+
+def _item_name(item: ContractItem) -> str:
+    """The label, after the id when the file gave one of its own."""
+    own = item.label != item.id and not item.label.endswith(f" {item.id}")
+    return f"{item.id}: {item.label}" if own else item.label
 
 
 def _edge(m: Mismatch) -> str:
@@ -44,7 +52,7 @@ def _edge(m: Mismatch) -> str:
 def _place(m: Mismatch) -> str | None:
     """Where in the exchange: `response body /qty`, `request header accept`; None for
     what concerns the call as a whole (status, latency, no interaction matches)."""
-    if m.exchange_id is None:
+    if m.exchange_id is None or m.kind in _WHOLE_KINDS:
         return None
     if m.where.startswith(("header ", "query ")):
         return f"{m.side} {m.where}"
@@ -65,17 +73,19 @@ def _groups(result: CheckResult) -> dict[str, dict[tuple[str, str | None], list[
     labels = _labels(result)
     tests: dict[str, dict[tuple[str, str | None], list[Mismatch]]] = {}
     for m in result.mismatches:
-        if m.exchange_id is None and m.test is None:
+        whole = m.exchange_id is None or m.kind in _WHOLE_KINDS
+        if whole and m.test is None:
             test = _WHOLE_RUN
         else:
             test = m.test if m.test is not None else _NO_TEST
-        if m.exchange_id is None:
+        if whole:
             heading = "the test as a whole" if test != _WHOLE_RUN else ""
-        else:
-            label = labels.get((m.contract.file, m.item or ""), m.actual).split()
-            if "→" in label:  # the item's own edge: the exchange's is shown instead
-                label = label[label.index("→") + 2:]
-            heading = f"{_edge(m)}  {' '.join(label)}".strip()
+            tests.setdefault(test, {}).setdefault((heading, None), []).append(m)
+            continue
+        label = labels.get((m.contract.file, m.item or ""), m.actual).split()
+        if "→" in label:  # the item's own edge: the exchange's is shown instead
+            label = label[label.index("→") + 2:]
+        heading = f"{_edge(m)}  {' '.join(label)}".strip()
         tests.setdefault(test, {}).setdefault((heading, m.exchange_id), []).append(m)
     return tests
 
@@ -89,7 +99,7 @@ def _location(loc: Location, base: Path) -> str:
 
 def _mismatch_lines(m: Mismatch, base: Path, width: int) -> list[str]:
     lines = [cut_end(printable(f"    ✗ {_what(m)}"), width)]
-    if m.exchange_id is None:  # a whole test's or run's: the message says what
+    if m.exchange_id is None or m.kind in _WHOLE_KINDS:  # the message says what
         lines.append(cut_end(printable(f"      {m.message}"), width))
     lines.append(cut_end(printable(f"      expected: {m.expected}"), width))
     lines.append(cut_end(printable(f"      actual:   {m.actual}"), width))
@@ -112,13 +122,14 @@ def check_lines(result: CheckResult, capture: str, width: int = WIDTH,
         if lines:
             lines.append("")
         lines.append(cut_middle(printable(test), width))
-        for (heading, _), found in groups[test].items():
+        # Each call's mismatches first, then what concerns the test's calls together.
+        for (heading, _), found in sorted(groups[test].items(), key=lambda g: g[0][1] is None):
             if heading:
                 lines.append(cut_middle(printable(f"  {heading}"), width))
             for m in found:
                 lines.extend(_mismatch_lines(m, base, width))
             exchange = found[0].exchange_id
-            if exchange is not None:
+            if heading and exchange is not None and found[0].kind not in _WHOLE_KINDS:
                 lines.append(cut_middle(
                     printable(f"    in full: tapproxy show {capture} --exchange "
                               f"{exchange[:8]}"), width))
@@ -148,7 +159,7 @@ def coverage_lines(result: CheckResult, width: int = WIDTH, base: Path | None = 
         if not items:
             lines.append("    (no interactions)")
         for item in items:
-            label = item.label if item.id in item.label else f"{item.id}: {item.label}"
+            label = _item_name(item)
             calls = result.covered[(i, item.id)]
             lines.append(f"    {cut_middle(printable(label), room):<{room}}{_count_cell(calls)}")
     if result.undocumented:
@@ -230,7 +241,7 @@ def check_junit(result: CheckResult, capture: str) -> str:
     total = failed = 0
     for i, contract in enumerate(result.contracts):
         suite = ET.SubElement(root, "testsuite", name=str(contract.path))
-        cases = [(item.label if item.id in item.label else f"{item.id}: {item.label}",
+        cases = [(_item_name(item),
                   item.location, by_item.get((contract.path, item.id), []),
                   result.covered[(i, item.id)]) for item in contract.items()]
         stray = [m for (path, item), ms in by_item.items() if path == contract.path
