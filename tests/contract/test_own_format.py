@@ -276,3 +276,12 @@ def test_yaml_dates_are_compared_as_the_text_json_carries(tmp_path) -> None:
     contract = load_contract(write(tmp_path, _with("      body: {day: 2026-01-01}\n")))
     body = contract.interactions[0].response_body
     assert body.accepts({"day": "2026-01-01"})
+
+
+def test_the_example_in_the_docs_loads(tmp_path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
+    section = docs.split("## tapproxy's own format", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    contract = load_contract(write(tmp_path, example))
+    assert [i.id for i in contract.items()] == ["reserve", "refused", "item"]
+    assert [t.pattern for t in contract.tests] == ["test_checkout"]
