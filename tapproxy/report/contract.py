@@ -39,7 +39,7 @@ def _labels(result: CheckResult) -> dict[tuple[Path, str], str]:
 
 def _item_name(item: ContractItem) -> str:
     """The label, after the id when the file gave one of its own."""
-    own = item.label != item.id and not item.label.endswith(f" {item.id}")
+    own = f" {item.id} " not in f" {item.label} "
     return f"{item.id}: {item.label}" if own else item.label
 
 

@@ -309,3 +309,18 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, message) -> None:
     r = run_cli(*args, cwd=tmp_path)
     assert r.returncode == 2
     assert len(r.stderr.splitlines()) == 1 and message in r.stderr, r.stderr
+
+
+def test_contracts_of_several_kinds_in_one_pass(recorded) -> None:
+    shutil.copy(DATA / "own" / "stock.proto", recorded / "stock.proto")
+    r = check(recorded, "--contract", "shop.yaml", "--contract", "stock.proto",
+              "--format", "json")
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert Counter(_key(m) for m in out["mismatches"]) == EXPECTED  # the call decodes
+    grpc = out["coverage"][1]
+    assert (grpc["contract"], grpc["kind"]) == ("stock.proto", "grpc")
+    assert {i["id"]: i["calls"] for i in grpc["items"]} == \
+        {"inventory.Stock/Get": 1, "inventory.Stock/Watch": 0}
+    text = check(recorded, "--contract", "shop.yaml", "--contract", "stock.proto").stdout
+    assert "  stock.proto (grpc)" in text.splitlines()
