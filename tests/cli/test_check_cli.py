@@ -324,3 +324,31 @@ def test_contracts_of_several_kinds_in_one_pass(recorded) -> None:
         {"inventory.Stock/Get": 1, "inventory.Stock/Watch": 0}
     text = check(recorded, "--contract", "shop.yaml", "--contract", "stock.proto").stdout
     assert "  stock.proto (grpc)" in text.splitlines()
+
+
+def test_a_progress_bar_only_on_a_terminal(recorded) -> None:
+    import os
+    import subprocess
+
+    from tests.conftest import TAPPROXY
+
+    main, side = os.openpty()
+    try:
+        r = subprocess.run([*TAPPROXY, "check", "run.tap", "--contract", "shop.yaml",
+                            "--format", "json"], cwd=recorded, stdout=subprocess.PIPE,
+                           stderr=side, timeout=60)
+        os.close(side)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal's other end is closed: all was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    assert r.returncode == 1
+    assert b"checking" in shown  # the bar, on the terminal
+    assert Counter(_key(m) for m in json.loads(r.stdout)["mismatches"]) == EXPECTED
