@@ -197,8 +197,9 @@ class OwnContract:
                 return Verdict(None, (unexpected(x, self._location),))
             return None
         best: tuple[tuple[int, int], Interaction, list[Mismatch]] | None = None
+        bodies: dict = {}
         for interaction in chosen:
-            found = exchange_mismatches(interaction, x, self.budget)
+            found = exchange_mismatches(interaction, x, self.budget, bodies)
             score = (sum(m.side == "request" for m in found), len(found))
             if best is None or score < best[0]:
                 best = (score, interaction, found)

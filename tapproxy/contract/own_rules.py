@@ -96,9 +96,11 @@ def _ms(ns: int) -> str:
 class _Found:
     """Mismatches of one exchange against one interaction, as they are found."""
 
-    def __init__(self, interaction: Interaction, x: Exchange) -> None:
+    def __init__(self, interaction: Interaction, x: Exchange,
+                 bodies: dict[str, tuple[object, str | None]]) -> None:
         self.i, self.x = interaction, x
         self.out: list[Mismatch] = []
+        self.bodies = bodies  # parsed once per exchange, whichever interactions judge it
 
     def add(self, kind: str, side: str, what: str, where: str, expected: str, actual: str,
             location: Location, excerpt: str = "") -> None:
@@ -129,7 +131,9 @@ class _Found:
     def body(self, side: str, msg: Request | Response, matcher: Matcher | None) -> None:
         if matcher is None:
             return
-        value, problem = _body(msg)
+        if side not in self.bodies:
+            self.bodies[side] = _body(msg)
+        value, problem = self.bodies[side]
         if value is _SKIP:
             return  # only its first bytes were kept (--max-body): no verdict on the rest
         if problem is not None:
@@ -205,9 +209,11 @@ def _documents_4xx(i: Interaction, x: Exchange) -> bool:
             and i.status.accepts(status))
 
 
-def exchange_mismatches(i: Interaction, x: Exchange, budget: Budget | None) -> list[Mismatch]:
-    """Every way `x` breaks interaction `i` (request checks skipped on a documented 4xx)."""
-    found = _Found(i, x)
+def exchange_mismatches(i: Interaction, x: Exchange, budget: Budget | None,
+                        bodies: dict | None = None) -> list[Mismatch]:
+    """Every way `x` breaks interaction `i` (request checks skipped on a documented 4xx);
+    `bodies` keeps the parsed bodies between the interactions tried on one exchange."""
+    found = _Found(i, x, {} if bodies is None else bodies)
     if not _documents_4xx(i, x):
         _request(found)
     _response(found)

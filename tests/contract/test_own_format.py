@@ -285,3 +285,44 @@ def test_the_example_in_the_docs_loads(tmp_path) -> None:
     contract = load_contract(write(tmp_path, example))
     assert [i.id for i in contract.items()] == ["reserve", "refused", "item"]
     assert [t.pattern for t in contract.tests] == ["test_checkout"]
+
+
+# --- the schema and the compiler agree ----------------------------------------------------
+
+type_names = st.sampled_from(["string", "integer", "number", "boolean", "object", "array",
+                              "null"])
+modifiers = st.fixed_dictionaries({}, optional={"optional": st.booleans(),
+                                                "nullable": st.booleans()})
+
+
+def _rules(inner):
+    return st.one_of(
+        st.builds(lambda t, m: {"type": t, **m}, type_names | st.lists(type_names, min_size=1),
+                  modifiers),
+        st.builds(lambda r, m: {"regex": r, **m}, st.sampled_from(["^a", "[0-9]+", "x$"]),
+                  modifiers),
+        st.builds(lambda a, b: {"range": [min(a, b), max(a, b)]}, numbers, numbers),
+        st.builds(lambda v: {"one-of": v}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda v, lo: {"each": v, "min": lo, "max": lo + 2}, inner,
+                  st.integers(0, 3)),
+        st.builds(lambda f, a: {"fields": f, "additional": a},
+                  st.dictionaries(keys, inner, max_size=3), st.booleans()),
+        st.builds(lambda v: {"exact": v}, json_values),
+        st.just({"any": True}), st.just({"ignore": True}),
+    )
+
+
+nodes = st.recursive(scalars, lambda inner: _rules(inner) | st.lists(inner, max_size=3)
+                     | st.dictionaries(keys, inner, max_size=3), max_leaves=10)
+
+
+@given(nodes, json_values)
+def test_every_node_the_schema_accepts_compiles_and_judges_any_value(node, value) -> None:
+    from tapproxy.contract.own import _validator
+
+    doc = {"tapproxy": 1, "interactions": [{"request": {"path": "/x"},
+                                            "response": {"body": node}}]}
+    assert _validator().is_valid(doc)
+    for f in failures(node, value):
+        assert f.kind in ("body-value", "body-type", "missing-field", "extra-field")
+        assert f.where == "" or f.where.startswith("/")
