@@ -218,6 +218,7 @@ class OwnContract:
 
     def check_run(self, counts: Mapping[str, int]) -> Sequence[Mismatch]:
         unseen = [t for n, t in enumerate(self.tests) if n not in self._tests_seen]
+        self._tests_seen = set()  # the next pass over a capture starts afresh
         return run_mismatches(self.interactions, counts, unseen)
 
 

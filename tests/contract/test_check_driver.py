@@ -237,3 +237,15 @@ def test_a_contract_bound_to_a_service_flags_calls_it_does_not_describe(
     assert found(bound) == [("unexpected-interaction", None, "request", "")]
     assert bound.mismatches[0].actual == "GET /metrics"
     assert bound.checked == 4 and not bound.undocumented
+
+
+def test_one_contract_checks_two_captures_alike(contract_file) -> None:
+    contract = load_contract(contract_file)
+    with_test = [item(), reserve(), health(), TestCase(TEST, T0, T0 + 100 * MS, "passed")]
+    without = [item(test="t2"), reserve(test="t2"), health(test="t2")]
+    assert check_records(with_test, [contract]).mismatches == []
+    assert [m.kind for m in check_records(without, [contract]).mismatches] == \
+        ["missing-interaction"]
+    assert [m.kind for m in check_records(without, [contract]).mismatches] == \
+        ["missing-interaction"]
+    assert check_records(with_test, [contract]).mismatches == []
