@@ -265,6 +265,11 @@ def test_a_clean_check_exits_0(recorded) -> None:
     assert (r.returncode, r.stderr) == (0, ""), r.stdout + r.stderr
     assert r.stdout.splitlines()[-1] == \
         "0 mismatches; 1 of 1 item called; 11 exchanges, 1 checked"
+    r = check(recorded, "--contract", "refused.yaml", "--format", "sarif")
+    assert r.returncode == 0
+    log = json.loads(r.stdout)
+    Draft4Validator(json.loads((DATA / "sarif-schema-2.1.0.json").read_text())).validate(log)
+    assert log["runs"][0]["results"] == []
 
 
 def test_a_capture_without_exchanges_fails(tmp_path) -> None:
@@ -274,6 +279,14 @@ def test_a_capture_without_exchanges_fails(tmp_path) -> None:
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
         "tapproxy: error: run.tap: no exchanges to check: nothing passes unseen"]
+    sarif = check(tmp_path, "--contract", "shop.yaml", "--format", "sarif")
+    log = json.loads(sarif.stdout)
+    Draft4Validator(json.loads((DATA / "sarif-schema-2.1.0.json").read_text())).validate(log)
+    (invocation,) = log["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False and sarif.returncode == 1
+    junit = ET.fromstring(check(tmp_path, "--contract", "shop.yaml", "--format",
+                                "junit").stdout)
+    assert junit.find("testsuite/testcase/error") is not None
     write_capture(tmp_path / "run.tap", [exchange("a", "x", "y", 0, 1, path="/z")])
     (tmp_path / "any.yaml").write_text(
         "tapproxy: 1\ninteractions:\n  - request: {path: /q}\n    count: any\n")
