@@ -82,9 +82,33 @@ _PATTERNS = {
 }
 
 
+#: What a value of these keys may be, for the schema's "not valid under any of the given
+#: schemas" (`oneOf`) that would name none of the choices.
+_CHOICES = {
+    "status": "a status (200), a class (2xx) or a list of them",
+    "grpc-status": "a gRPC status name (OK, NOT_FOUND, ...), a number 0-16 or a list",
+    "count": "a count: N, any, {exactly: N}, {at-least: N} and/or {at-most: N}",
+    "budget": "a duration (e.g. 500ms) or a list of `why --budget` values",
+}
+
+
+def _choice(path: Sequence[object]) -> str | None:
+    """The key of `_CHOICES` whose value `path` is in (outside bodies and headers)."""
+    keys = [t for t in path if isinstance(t, str)]
+    if any(k in ("body", "headers", "query") for k in keys[:-1]):
+        return None
+    for key in reversed(keys[-2:]):
+        if key in _CHOICES:
+            return key
+    return None
+
+
 def _reason(error: ValidationError) -> tuple[str, str]:
     """(JSON pointer, reason) of a schema error, in the file's own words."""
     pointer = _pointer(error.absolute_path)
+    choice = _choice(error.absolute_path)
+    if choice is not None and error.validator in ("oneOf", "const", "enum"):
+        return pointer, f"{error.instance!r} is not {_CHOICES[choice]}"
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = error.schema.get("properties", {})
         extra = [k for k in error.instance if k not in allowed]
