@@ -114,7 +114,7 @@ def test_a_clean_run_has_no_mismatches_and_counts_coverage(contract_file) -> Non
     assert result.exchanges == 5 and result.checked == 4
     assert result.covered[(0, "reserve")] == 1 and result.covered[(0, "item")] == 1
     assert list(result.undocumented.items()) == [(Edge("gateway", "payments", "GET",
-                                                       "/pay/{}"), 1)]
+                                                       "/pay/{id}"), 1)]
 
 
 @pytest.mark.parametrize(("records", "expected"), [
