@@ -19,7 +19,7 @@ from jsonschema.exceptions import ValidationError
 
 from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
 from tapproxy.capture.model import GRPC_STATUS_NAMES, Exchange
-from tapproxy.capture.routes import Route, parse_route
+from tapproxy.capture.routes import Route, make_route
 from tapproxy.contract.matchers import Matcher, compile_matcher, pointer_join
 from tapproxy.contract.model import ContractItem, Hit, Location, Mismatch, Verdict
 from tapproxy.contract.own_rules import (
@@ -171,6 +171,7 @@ class Interaction:
     index: int
     method: str | None
     route: Route
+    params: dict[str, Matcher]  # the path's {params}, matched as text
     query: dict[str, Matcher]
     request_headers: dict[str, tuple[str, Matcher]]  # lower name → (name, matcher)
     request_body: Matcher | None
@@ -191,7 +192,7 @@ class Interaction:
             return False
         if self.method is not None and self.method != x.request.method.upper():
             return False
-        return self.route.pattern.fullmatch(x.request.path_only) is not None
+        return self.route.match(x.request.path) is not None
 
 
 class OwnContract:
@@ -321,10 +322,13 @@ class _Compiler:
         method = method.upper() if method else None
         path = req["path"]
         try:
-            route = parse_route(":" + path)  # ":" so that a ":/" inside stays in the path
-        except UsageError:
-            raise self.doc.error(f"{at}/request/path",
-                                 f"bad path template {path!r}: unbalanced braces") from None
+            route = make_route(path, what="path template")
+        except UsageError as e:
+            raise self.doc.error(f"{at}/request/path", str(e)) from None
+        for name in req.get("params") or ():
+            if name not in route.params:
+                raise self.doc.error(pointer_join(f"{at}/request/params", name),
+                                     f"{path} has no {{{name}}}")
         caller, callee = node.get("caller"), node.get("callee") or service
         edge = f"{caller or '*'} → {callee or '*'} " if caller or callee else ""
         label = f"{edge}{method or '*'} {path}"
@@ -335,6 +339,8 @@ class _Compiler:
             index=n,
             method=method,
             route=route,
+            params={str(k): self.matcher(v, pointer_join(f"{at}/request/params", k), True)
+                    for k, v in (req.get("params") or {}).items()},
             query={str(k): self.matcher(v, pointer_join(f"{at}/request/query", k), True)
                    for k, v in (req.get("query") or {}).items()},
             request_headers=self.headers(req.get("headers"), f"{at}/request/headers"),

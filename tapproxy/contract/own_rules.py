@@ -152,6 +152,14 @@ def _query(request: Request) -> dict[str, object]:
 
 def _request(found: _Found) -> None:
     i, x = found.i, found.x
+    if i.params:
+        values = i.route.match(x.request.path) or {}
+        for name, m in i.params.items():
+            broken: list[Failure] = []
+            m.check(values.get(name, ABSENT), "", broken)
+            for f in broken:
+                found.add(f.kind, "request", f"path {{{name}}}", f"path {name}", f.expected,
+                          f.actual, f.location, x.request.path_only[:72])
     if i.query:
         query = _query(x.request)
         for name, m in i.query.items():

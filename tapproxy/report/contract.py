@@ -54,7 +54,7 @@ def _place(m: Mismatch) -> str | None:
     what concerns the call as a whole (status, latency, no interaction matches)."""
     if m.exchange_id is None or m.kind in _WHOLE_KINDS:
         return None
-    if m.where.startswith(("header ", "query ")):
+    if m.where.startswith(("header ", "query ", "path ")):
         return f"{m.side} {m.where}"
     if m.kind.startswith("body") or m.kind in ("missing-field", "extra-field"):
         return f"{m.side} body {m.where}".rstrip()

@@ -36,6 +36,7 @@ interactions:
     request:
       method: GET
       path: "/items/{id}"
+      params: {id: {type: integer}}
       query: {full: {type: boolean, optional: true}}
     response:
       status: 200
@@ -151,13 +152,17 @@ def test_body_values_of_a_nested_answer(contract_file) -> None:
     price = result.mismatches[1]
     assert (price.expected, price.actual) == ("0 to 1000", "integer 5000")
     assert '"price": 5000,  ◀' in price.excerpt
-    # The matcher's own line in the file: `price: {range: [0, 1000]}` is line 28.
-    assert (price.contract.line, price.contract.column) == (28, 16)
+    # The matcher's own line in the file: `price: {range: [0, 1000]}` is line 29.
+    assert (price.contract.line, price.contract.column) == (29, 16)
 
 
-def test_query_values_are_checked_as_text(contract_file) -> None:
+def test_query_values_and_path_params_are_checked_as_text(contract_file) -> None:
     result = run(contract_file, item(path="/items/9?full=yes"), reserve(), health())
     assert found(result) == [("body-type", "item", "request", "query full")]
+    result = run(contract_file, item(path="/items/nine?full=true"), reserve(), health())
+    assert found(result) == [("body-type", "item", "request", "path id")]
+    assert result.mismatches[0].message == \
+        'request path {id}: expected integer, got string "nine"'
 
 
 def test_grpc_status(contract_file) -> None:

@@ -259,6 +259,10 @@ def _with(body: str) -> str:
     ("tapproxy: 1\ninteractions:\n  - request: {path: x}\n", "3:21",
      "is not a path template"),
     ("tapproxy: 1\ninteractions:\n  - request: {method: GET}\n", "3:14", "'path' is missing"),
+    ("tapproxy: 1\ninteractions:\n  - request: {path: '/o/{id}', params: {sku: 1}}\n",
+     "3:46", "/o/{id} has no {sku}"),
+    ("tapproxy: 1\ninteractions:\n  - request: {path: '/o/{id'}\n", "3:21",
+     "bad path template '/o/{id': unbalanced braces"),
     ("tapproxy: 1\ninteractions:\n  - request: {path: /x}\ntests:\n  - test: t\n"
      "    sequence: [nope]\n", "6:16", "no interaction has id 'nope'"),
     ("tapproxy: 1\ninteractions:\n  - {id: a, request: {path: /x}}\n"
