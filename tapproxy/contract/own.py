@@ -192,7 +192,7 @@ class Interaction:
             return False
         if self.method is not None and self.method != x.request.method.upper():
             return False
-        return self.route.match(x.request.path) is not None
+        return self.route.pattern.fullmatch(x.request.path_only) is not None
 
 
 class OwnContract:
