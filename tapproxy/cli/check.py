@@ -72,7 +72,9 @@ def check(
     if not contract:
         raise _fail("check: give at least one --contract FILE")
     contracts = _load(contract)
-    names = _callee_names(service)
+    # Parties named as `show` and `stats` name them (a process one name in all its
+    # records), so that names copied from there into a contract match.
+    names = _callee_names(service, capture=capture)
     with open_capture(capture) as reader:
         records: Iterable = map(names, reader) if names else reader
         if sys.stderr.isatty():
