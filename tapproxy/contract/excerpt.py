@@ -71,8 +71,9 @@ def _layout(parent: dict | list, key: str | None, width: int, context: int) -> l
     lines = [open_ if lo == 0 else "  …"]
     for i in range(lo, hi):
         mark = "  ◀" if i == at else ""
-        room = width - 2 - len(members[i][1]) - len(mark) - 1
         comma = "," if i < len(members) - 1 else ""
-        lines.append(f"  {members[i][1]}{_compact(values[i], max(room, 8))}{comma}{mark}")
+        # Cut as a whole (a long key too), the mark kept in sight.
+        text = f"  {members[i][1]}{_compact(values[i], width)}{comma}"
+        lines.append(_compact_text(text, width - len(mark)) + mark)
     lines.append(close if hi == len(members) else "  …")
     return lines

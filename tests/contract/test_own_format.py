@@ -180,6 +180,27 @@ def test_excerpt_shows_the_container_around_the_pointer() -> None:
     assert payload_excerpt("plain\ntext\nbody", "") == "plain\ntext\nbody"
 
 
+def _pointers(value, where=""):
+    yield where
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _pointers(v, f"{where}/{k.replace('~', '~0').replace('/', '~1')}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _pointers(v, f"{where}/{i}")
+
+
+@given(json_values.flatmap(lambda v: st.tuples(st.just(v), st.sampled_from(list(_pointers(v))))),
+       st.integers(20, 100))
+def test_an_excerpt_fits_its_width_and_marks_its_place(case, width) -> None:
+    value, pointer = case
+    lines = payload_excerpt(value, pointer, width=width).splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert len(lines) <= 7
+    if pointer and isinstance(value, dict | list):
+        assert sum(line.endswith("◀") for line in lines) == 1
+
+
 # --- loading a file ---------------------------------------------------------------------
 
 GOOD = """\
