@@ -223,12 +223,14 @@ class _Items(Matcher):
 class _Fields(Matcher):
     """An object with these fields (and others only if `additional`)."""
 
-    __slots__ = ("additional", "fields")
+    __slots__ = ("_tokens", "additional", "fields")
 
     def __init__(self, fields: dict[str, Matcher], additional: bool, location: Location,
                  optional: bool = False) -> None:
         super().__init__(location, optional)
         self.fields, self.additional = fields, additional
+        # Each field's pointer suffix, escaped once rather than per value checked.
+        self._tokens = [(k, pointer_join("", k), m) for k, m in fields.items()]
 
     def check(self, value: object, where: str, out: list[Failure]) -> None:
         if self._missing(value, where, out):
@@ -236,8 +238,8 @@ class _Fields(Matcher):
         if not isinstance(value, dict):
             self._fail(out, "body-type", where, "object", value)
             return
-        for key, m in self.fields.items():
-            m.check(value.get(key, ABSENT), pointer_join(where, key), out)
+        for key, token, m in self._tokens:
+            m.check(value.get(key, ABSENT), where + token, out)
         if not self.additional:
             for key in value:
                 if key not in self.fields:
