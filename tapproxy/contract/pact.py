@@ -85,7 +85,8 @@ class PactContract:
 
     def items(self) -> Sequence[ContractItem]:
         return [ContractItem(i.id, f"{self.consumer} → {self.provider} {i.label}",
-                             self.doc.location(i.pointer), self.consumer, self.provider)
+                             self.doc.location(f"{i.pointer}/description"), self.consumer,
+                             self.provider)
                 for i in self.interactions]
 
     def check(self, x: Exchange) -> Verdict | None:
@@ -123,7 +124,7 @@ class PactContract:
         return [Mismatch("missing-interaction",
                          f"{i.description!r} never happened"
                          + (" (pending)" if i.pending else ""),
-                         self.doc.location(i.pointer), i.id, side="",
+                         self.doc.location(f"{i.pointer}/description"), i.id, side="",
                          expected=i.label, caller=self.consumer, callee=self.provider)
                 for i in self.interactions if not counts.get(i.id)]
 
@@ -180,7 +181,9 @@ def _request_pointer(i: Interaction, p: Problem) -> str:
         return f"{i.pointer}/request/{i.body_field}{_pointer(p.where)}"
     if p.kind == "header":
         return i.header_pointer("request", str(p.where))
-    part = {"method": "method", "path": "path", "query": "query"}.get(p.kind, "")
+    if p.kind == "query":
+        return f"{i.pointer}/request/query/{str(p.where).replace('~', '~0').replace('/', '~1')}"
+    part = {"method": "method", "path": "path"}.get(p.kind, "")
     return f"{i.pointer}/request/{part}".rstrip("/")
 
 
