@@ -65,6 +65,25 @@ BODIES = {
 SCENARIOS = [(name, n, actual) for name, (_, actuals) in BODIES.items()
              for n, actual in enumerate(actuals)]
 
+#: name → (query parameter and header matchers, [(actual query string, headers)]).
+PARTS = {
+    "query regex": ({"query": ("id", match.regex("12", regex=r"\d+"))},
+                    [("id=345", {}), ("id=ab", {}), ("", {}), ("id=1&x=2", {})]),
+    "query literal": ({"query": ("tag", "a b")}, [("tag=a+b", {}), ("tag=a%20b", {}),
+                                                  ("tag=a&tag=b", {})]),
+    "header regex": ({"header": ("X-Id", match.regex("12", regex=r"\d+"))},
+                     [("", {"x-id": "99"}), ("", {"X-Id": "9a"}), ("", {})]),
+    "header literal": ({"header": ("X-Mode", "fast")},
+                       [("", {"X-MODE": "fast"}), ("", {"X-Mode": "Fast"}),
+                        ("", {"X-Mode": "fast", "X-Other": "1"})]),
+    "accept list": ({"header": ("Accept", "application/json, text/plain")},
+                    [("", {"Accept": "application/json,text/plain"}),
+                     ("", {"Accept": "text/plain, application/json"})]),
+}
+
+PART_SCENARIOS = [(name, n, actual) for name, (_, actuals) in PARTS.items()
+                  for n, actual in enumerate(actuals)]
+
 
 def _path(name: str, n: int) -> str:
     return f"/{name.replace(' ', '-')}/{n}"
@@ -79,12 +98,24 @@ def engine(request, tmp_path_factory):
             .with_request("POST", _path(name, n))
             .with_body(BODIES[name][0], content_type="application/json")
             .will_respond_with(200))
+    for name, n, _ in PART_SCENARIOS:
+        interaction = pact.upon_receiving(f"{name} {n}").with_request("GET", _path(name, n))
+        for part, (key, value) in PARTS[name][0].items():
+            if part == "query":
+                interaction.with_query_parameter(key, value)
+            else:
+                interaction.with_header(key, value)
+        interaction.will_respond_with(200)
     verdicts = {}
     with pact.serve(raises=False, verbose=False) as srv:
         s = requests.Session()
         s.trust_env = False
         for name, n, actual in SCENARIOS:
             r = s.post(f"{srv.url}{_path(name, n)}", json=actual, timeout=10)
+            verdicts[(name, n)] = r.status_code == 200
+        for name, n, (query, headers) in PART_SCENARIOS:
+            r = s.get(f"{srv.url}{_path(name, n)}" + (f"?{query}" if query else ""),
+                      headers=headers, timeout=10)
             verdicts[(name, n)] = r.status_code == 200
     out = tmp_path_factory.mktemp(f"engine-{request.param}")
     pact.write_file(out, overwrite=True)
@@ -102,7 +133,7 @@ def _exchange(name: str, n: int, actual: object) -> Exchange:
 
 def test_scenarios_cover_both_verdicts(engine):
     verdicts, _ = engine
-    for name in BODIES:
+    for name in [*BODIES, *PARTS]:
         outcomes = {v for (scenario, _), v in verdicts.items() if scenario == name}
         assert outcomes == {True, False}, name
 
@@ -112,5 +143,20 @@ def test_scenarios_cover_both_verdicts(engine):
 def test_agrees_with_pacts_engine(engine, name, n, actual):
     verdicts, path = engine
     verdict = load_contract(path).check(_exchange(name, n, actual))
+    ours = verdict is not None and verdict.item is not None and not verdict.mismatches
+    assert ours == verdicts[(name, n)], (actual, [m.message for m in verdict.mismatches])
+
+
+@pytest.mark.parametrize(("name", "n", "actual"), PART_SCENARIOS,
+                         ids=[f"{name}-{n}" for name, n, _ in PART_SCENARIOS])
+def test_query_and_headers_agree_with_pacts_engine(engine, name, n, actual):
+    verdicts, path = engine
+    query, headers = actual
+    target = _path(name, n) + (f"?{query}" if query else "")
+    x = Exchange(f"q{n}", Party("web", "header"), Party("orders", "service-map"),
+                 Request("GET", "http", "127.0.0.1", 80, target, "HTTP/1.1",
+                         Headers(tuple(headers.items()))),
+                 Timing(1), Response(200, "OK", "HTTP/1.1"))
+    verdict = load_contract(path).check(x)
     ours = verdict is not None and verdict.item is not None and not verdict.mismatches
     assert ours == verdicts[(name, n)], (actual, [m.message for m in verdict.mismatches])
