@@ -152,7 +152,7 @@ class PactContract:
                   ) -> Mismatch:
         if isinstance(p.where, tuple):
             where = _pointer(p.where)
-            node = f"{i.pointer}/response/{i.body_field}{where}"
+            node = f"{i.body_pointer('response')}{where}"
             excerpt = _excerpt(response.body.data, p.where)
         elif p.kind == "header":
             where, node, excerpt = f"header {p.where}", i.header_pointer("response", p.where), ""
@@ -178,7 +178,7 @@ def _request_where(p: Problem) -> str:
 
 def _request_pointer(i: Interaction, p: Problem) -> str:
     if isinstance(p.where, tuple):
-        return f"{i.pointer}/request/{i.body_field}{_pointer(p.where)}"
+        return f"{i.body_pointer('request')}{_pointer(p.where)}"
     if p.kind == "header":
         return i.header_pointer("request", str(p.where))
     if p.kind == "query":

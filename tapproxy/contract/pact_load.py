@@ -38,11 +38,12 @@ class Interaction:
     states: tuple[str, ...] = ()
     pending: bool = False
     raw_headers: dict = field(default_factory=dict)  # side → header names as written
-    v4_body: bool = False
+    v4_bodies: frozenset[str] = frozenset()  # sides whose body is {"content": ...}
 
-    @property
-    def body_field(self) -> str:
-        return "body/content" if self.v4_body else "body"
+    def body_pointer(self, side: str) -> str:
+        """Where the side's body value is (JSON pointers below it follow the body)."""
+        inner = "/content" if side in self.v4_bodies else ""
+        return f"{self.pointer}/{side}/body{inner}"
 
     @property
     def label(self) -> str:
@@ -125,10 +126,13 @@ def read_pact(doc: Document) -> PactFile:
                              False)
         headers = {side: tuple((item.get(side) or {}).get("headers") or ())
                    for side in ("request", "response")}
-        v4_body = version >= 4 and isinstance((item.get("response") or {}).get("body"), dict) \
-            and "content" in item["response"]["body"]
+        v4_bodies = frozenset(
+            side for side in ("request", "response") if version >= 4
+            and isinstance((item.get(side) or {}).get("body"), dict)
+            and "content" in item[side]["body"])
         interactions.append(Interaction(ident, description, pointer, request, response,
-                                        states, bool(item.get("pending")), headers, v4_body))
+                                        states, bool(item.get("pending")), headers,
+                                        v4_bodies))
     return PactFile(consumer, provider, version, tuple(interactions), tuple(skipped))
 
 

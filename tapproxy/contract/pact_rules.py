@@ -36,6 +36,10 @@ STAR, _STAR_INDEX = "\x00*", "\x00[*]"  # wildcard tokens in a path expression
 class RuleError(ValueError):
     """A matching rule Pact would not load; the message says what is wrong."""
 
+    def __init__(self, reason: str, pointer: str | None = None) -> None:
+        super().__init__(reason)
+        self.pointer = pointer  # the rule's place in the file, once known
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -259,11 +263,14 @@ def _category(name: str, raw: dict, pointer: str) -> Category:
     entries = []
     for key, value in raw.items():
         at = f"{pointer}/{_escape(key)}"
-        if name in ("header", "query"):
-            expr = ("$", key.lower() if name == "header" else key)
-        else:
-            expr = parse_path(key)
-        entries.append((expr, _rule_list(value, at)))
+        try:
+            if name in ("header", "query"):
+                expr = ("$", key.lower() if name == "header" else key)
+            else:
+                expr = parse_path(key)
+            entries.append((expr, _rule_list(value, at)))
+        except RuleError as e:
+            raise RuleError(str(e), e.pointer or at) from None
     return Category(name, tuple(entries))
 
 
@@ -289,7 +296,7 @@ def parse_rules(raw: object, pointer: str,
             else:
                 raise RuleError(f"category {key!r} must be an object")
         except RuleError as e:
-            raise on_error(at, str(e)) from None
+            raise on_error(e.pointer or at, str(e)) from None
     return {name: Category(name, tuple(entries)) for name, entries in out.items()}
 
 

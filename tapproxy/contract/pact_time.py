@@ -84,15 +84,22 @@ def datetime_regex(pattern: str) -> re.Pattern[str]:
     while i < len(pattern):
         ch = pattern[i]
         if ch == "'":
-            end = pattern.find("'", i + 1)
-            if end == i + 1:  # '' is a quote
+            if pattern[i + 1:i + 2] == "'":  # '' outside quotes is a quote
                 out.append("'")
                 i += 2
                 continue
-            if end < 0:
-                raise ValueError(f"unterminated quote in {pattern!r}")
-            out.append(re.escape(pattern[i + 1:end]))
-            i = end + 1
+            literal, i = [], i + 1
+            while True:  # inside quotes, '' is a quote and ' ends the text
+                end = pattern.find("'", i)
+                if end < 0:
+                    raise ValueError(f"unterminated quote in {pattern!r}")
+                literal.append(pattern[i:end])
+                if pattern[end + 1:end + 2] != "'":
+                    i = end + 1
+                    break
+                literal.append("'")
+                i = end + 2
+            out.append(re.escape("".join(literal)))
             continue
         if ch.isascii() and ch.isalpha():
             n = 1
