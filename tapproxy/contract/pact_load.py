@@ -69,7 +69,9 @@ class PactFile:
 
 
 def _version(data: dict) -> int | None:
-    meta = data.get("metadata") or {}
+    meta = data.get("metadata")
+    if not isinstance(meta, dict):
+        return None
     for key in ("pactSpecification", "pact-specification"):
         spec = meta.get(key)
         if isinstance(spec, dict) and spec.get("version"):
@@ -242,7 +244,7 @@ def _v4_body(value: dict, headers: dict[str, list[str]] | None) -> Body:
     content = value["content"]
     if content is None:
         return Body("null")
-    ctype = value.get("contentType") or _header_type(headers)
+    ctype = str(value.get("contentType") or "") or _header_type(headers)
     encoded = value.get("encoded", False)
     if encoded is True or isinstance(encoded, str):
         text = content if isinstance(content, str) else json.dumps(content)

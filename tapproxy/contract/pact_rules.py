@@ -220,10 +220,10 @@ def rule_from_json(raw: object) -> Rule:
     if kind == "statusCode":
         return Rule(kind, raw.get("status", "success"))
     if kind in ("eachKey", "eachValue"):
-        return Rule(kind, rules=tuple(rule_from_json(r) for r in raw.get("rules", ())))
+        return Rule(kind, rules=tuple(rule_from_json(r) for r in _list(raw, "rules")))
     if kind == "arrayContains":
         variants = []
-        for v in raw.get("variants", ()):
+        for v in _list(raw, "variants"):
             if not isinstance(v, dict):
                 raise RuleError("arrayContains variants must be objects")
             rules = v.get("rules")
@@ -232,6 +232,13 @@ def rule_from_json(raw: object) -> Rule:
             variants.append((_int(v.get("index", 0), "variant index"), cat))
         return Rule(kind, variants=tuple(variants))
     raise RuleError(f"unknown matcher type {kind!r}")
+
+
+def _list(raw: dict, key: str) -> list:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise RuleError(f"`{key}` must be a list")
+    return value
 
 
 def _rule_list(raw: object, pointer: str) -> RuleList:
