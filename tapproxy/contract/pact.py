@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tapproxy.capture.encoding import decoded_body
@@ -82,6 +82,7 @@ class PactContract:
     skipped: tuple[str, ...] = ()  # message interactions, by description
     kind: str = "pact"
     per_test: bool = False
+    _by_target: dict | None = field(default=None, repr=False)
 
     def items(self) -> Sequence[ContractItem]:
         return [ContractItem(i.id, f"{self.consumer} → {self.provider} {i.label}",
@@ -93,11 +94,12 @@ class PactContract:
         if x.callee.name != self.provider or x.caller.name != self.consumer:
             return None
         request, whole = request_part(x)
+        # Only interactions for this method and path can match: judge those in full.
         tried = [(i, _judgeable(compare_request(i.request, request), whole))
-                 for i in self.interactions]
+                 for i in self._candidates(request)]
         matched = [i for i, problems in tried if not problems]
         if x.response is None:  # no response to check (the failure story tells why)
-            return Verdict(matched[0].id) if matched else self._unexpected(x, tried)
+            return Verdict(matched[0].id) if matched else self._unexpected(x)
         response, whole = response_part(x)
         if not matched and 400 <= response.status < 500:
             # A negative test: the contract documents this 4xx for this method and path,
@@ -106,7 +108,7 @@ class PactContract:
                        if not any(p.kind in ("method", "path") for p in problems)
                        and not compare_status(i.response, response)]
         if not matched:
-            return self._unexpected(x, tried)
+            return self._unexpected(x)
         judged = [(i, _judgeable(compare_response(i.response, response), whole))
                   for i in matched]
         for i, problems in judged:
@@ -116,6 +118,21 @@ class PactContract:
                                  if not any(q.kind == "status" for q in p)), judged[0])
         return Verdict(chosen.id, tuple(self._mismatch(x, chosen, p, response)
                                         for p in problems))
+
+    def _candidates(self, request: HttpPart) -> list[Interaction]:
+        """Interactions for this method and path (or whose path a rule judges)."""
+        if self._by_target is None:
+            self._by_target = {}
+            for i in self.interactions:
+                key = (i.request.method.lower(), None if "path" in i.request.rules
+                       else i.request.path)
+                self._by_target.setdefault(key, []).append(i)
+        method = request.method.lower()
+        exact = self._by_target.get((method, request.path), [])
+        ruled = self._by_target.get((method, None), [])
+        if not ruled:
+            return exact
+        return sorted([*exact, *ruled], key=self.interactions.index)
 
     def check_test(self, test: str | None, hits: Sequence[Hit]) -> Sequence[Mismatch]:
         return ()
@@ -130,10 +147,11 @@ class PactContract:
 
     # --- mismatches ------------------------------------------------------------------
 
-    def _unexpected(self, x: Exchange, tried: list[tuple[Interaction, list[Problem]]]
-                    ) -> Verdict:
+    def _unexpected(self, x: Exchange) -> Verdict:
         target = f"{x.request.method} {x.request.path}"
         where, expected, actual, location = "", "", target, self.doc.location("/interactions")
+        request, excerpt = request_part(x)[0], ""
+        tried = [(i, compare_request(i.request, request)) for i in self.interactions]
         message = f"no interaction matches {target}"
         if tried:
             # The nearest interaction (same method and path first) says what differs.
@@ -142,11 +160,13 @@ class PactContract:
             first = problems[0]
             message += f"; nearest {near.description!r}: {first.message}"
             where = _request_where(first)
-            expected, actual = first.expected, first.actual
+            expected, actual = _short(first.expected), _short(first.actual)
             location = self.doc.location(first.rules or _request_pointer(near, first))
+            if isinstance(first.where, tuple):
+                excerpt = _excerpt(request.body.data, first.where)
         return Verdict(None, (Mismatch(
             "unexpected-interaction", message, location, None, where, "request", expected,
-            actual, x.id, x.test, x.caller.name, x.callee.name),))
+            actual, x.id, x.test, x.caller.name, x.callee.name, excerpt),))
 
     def _mismatch(self, x: Exchange, i: Interaction, p: Problem, response: HttpPart
                   ) -> Mismatch:
@@ -159,8 +179,12 @@ class PactContract:
         else:
             where, node, excerpt = "status", f"{i.pointer}/response/status", ""
         return Mismatch(p.kind, p.message, self.doc.location(p.rules or node), i.id, where,
-                        "response", p.expected, p.actual, x.id, x.test, x.caller.name,
-                        x.callee.name, excerpt)
+                        "response", _short(p.expected), _short(p.actual), x.id, x.test,
+                        x.caller.name, x.callee.name, excerpt)
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _judgeable(problems: list[Problem], whole_body: bool) -> list[Problem]:

@@ -22,6 +22,7 @@ __all__ = ["STAR", "Category", "Rule", "RuleError", "RuleList", "parse_path", "p
 
 Path = tuple[str, ...]  # a concrete path: ("$", "items", "0", "name")
 STAR, _STAR_INDEX = "\x00*", "\x00[*]"  # wildcard tokens in a path expression
+_CACHE_SIZE = 4096
 
 
 class RuleError(ValueError):
@@ -59,19 +60,36 @@ class Category:
 
     name: str
     entries: tuple[tuple[Path, RuleList], ...] = ()
-    _exact: dict = field(default_factory=dict, compare=False, repr=False)
+    # Answers per path: bodies repeat the same paths exchange after exchange.
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.entries)
 
     def defined(self, path: Path) -> bool:
         """A rule list applies to `path` (written for it or for an ancestor)."""
+        if not self.entries:
+            return False
         if self.name in ("path", "status"):
-            return bool(self.entries)
-        return any(_weight(expr, path) > 0 for expr, _ in self.entries)
+            return True
+        key = ("defined", path)
+        if key not in self._cache:
+            self._remember(key, any(_weight(expr, path) > 0 for expr, _ in self.entries))
+        return self._cache[key]
 
     def best(self, path: Path) -> RuleList:
         """The rule list for `path`: the heaviest match in bodies, the first elsewhere."""
+        key = ("best", path)
+        if key not in self._cache:
+            self._remember(key, self._best(path))
+        return self._cache[key]
+
+    def _remember(self, key: tuple, value: object) -> None:
+        if len(self._cache) >= _CACHE_SIZE:  # paths with ids as keys never repeat: stay flat
+            self._cache.clear()
+        self._cache[key] = value
+
+    def _best(self, path: Path) -> RuleList:
         if self.name in ("path", "status"):
             return self.entries[0][1] if self.entries else RuleList(())
         if self.name != "body":
@@ -86,6 +104,8 @@ class Category:
 
     def exact(self, path: Path) -> list[Rule]:
         """Rules written for exactly `path` (also through wildcards)."""
+        if not self.entries:
+            return []
         out: list[Rule] = []
         for expr, rules in self.entries:
             if self.name in ("header", "query"):

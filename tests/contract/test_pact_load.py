@@ -119,6 +119,7 @@ def test_request_drift_is_an_unexpected_interaction_naming_the_field(tmp_path):
     assert (verdict.item, m.kind, m.where, m.side) == (None, "unexpected-interaction",
                                                        "/rush", "request")
     assert "unexpected field 'rush'" in m.message
+    assert '"rush": true' in m.excerpt
     assert m.contract.line == line_of(path, '"content": {')
 
 
