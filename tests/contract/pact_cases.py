@@ -10,8 +10,8 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from tapproxy.capture.model import Exchange, Headers, Party, Request, Response, Timing
-from tapproxy.contract.pact import load
-from tapproxy.contract.pact_load import read_part
+from tapproxy.contract.pact.contract import load
+from tapproxy.contract.pact.read import read_part
 from tapproxy.contract.source import read_document
 
 DATA = Path(__file__).parent / "data" / "pact-spec"

@@ -11,7 +11,7 @@ import pytest
 
 from tapproxy.capture.model import Exchange, Headers, Party, Request, Response, Timing
 from tapproxy.contract.load import load_contract
-from tapproxy.contract.pact_time import matches_datetime
+from tapproxy.contract.pact.formats import matches_datetime
 from tapproxy.errors import ContractError
 
 

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tapproxy.capture.model import Exchange, Headers, Party, Request, Response, Timing
-from tapproxy.contract.pact import load
-from tapproxy.contract.pact_json import Ctx, compare_json
-from tapproxy.contract.pact_load import read_part
-from tapproxy.contract.pact_match import compare_request, compare_response
-from tapproxy.contract.pact_matchers import match_value
-from tapproxy.contract.pact_rules import (
+from tapproxy.contract.pact.contract import load
+from tapproxy.contract.pact.formats import matches_datetime
+from tapproxy.contract.pact.matchers import match_value
+from tapproxy.contract.pact.parts import compare_request, compare_response
+from tapproxy.contract.pact.read import read_part
+from tapproxy.contract.pact.rules import (
     STAR,
     Category,
     Rule,
@@ -26,7 +26,7 @@ from tapproxy.contract.pact_rules import (
     parse_path,
     rule_from_json,
 )
-from tapproxy.contract.pact_time import matches_datetime
+from tapproxy.contract.pact.walk import Ctx, compare_json
 from tapproxy.contract.source import Document, read_document
 from tapproxy.errors import ContractError
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from tapproxy.contract.pact_matchers import json_equal, json_type, match_value
-from tapproxy.contract.pact_rules import STAR, Category, Rule, RuleList
+from tapproxy.contract.pact.matchers import json_equal, json_type, match_value
+from tapproxy.contract.pact.rules import STAR, Category, Rule, RuleList
 
 __all__ = ["Ctx", "Problem", "compare_json", "compare_lists", "judge"]
 

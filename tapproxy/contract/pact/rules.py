@@ -4,7 +4,7 @@ the rule list for a value, with the semantics of Pact's reference engine (pact_m
 A rule list sits at a path expression (`$.items[*].name`); the list chosen for a value is
 the one whose expression matches its path with the greatest weight, and it is "cascaded"
 when it was written for an ancestor (then size limits and non-cascading rules do not
-apply). Applying one rule to one value is `pact_matchers`.
+apply). Applying one rule to one value is `matchers`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from tapproxy.contract.pact_time import DEFAULT_FORMATS
+from tapproxy.contract.pact.formats import DEFAULT_FORMATS
 
 __all__ = ["STAR", "Category", "Rule", "RuleError", "RuleList", "parse_path", "parse_rules",
            "rule_from_json"]

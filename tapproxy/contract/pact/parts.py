@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
-from tapproxy.contract.pact_json import Ctx, Problem, compare_json, compare_lists, judge
-from tapproxy.contract.pact_rules import Category
+from tapproxy.contract.pact.rules import Category
+from tapproxy.contract.pact.walk import Ctx, Problem, compare_json, compare_lists, judge
 
 __all__ = ["Body", "HttpPart", "Problem", "body_kind", "compare_request",
            "compare_response", "compare_status", "content_type_of", "parse_header",

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from tapproxy.contract.pact_match import (
+from tapproxy.contract.pact.parts import (
     Body,
     HttpPart,
     body_kind,
@@ -22,7 +22,7 @@ from tapproxy.contract.pact_match import (
     parse_query,
     sniff_type,
 )
-from tapproxy.contract.pact_rules import Category, parse_rules
+from tapproxy.contract.pact.rules import Category, parse_rules
 from tapproxy.contract.source import Document
 
 __all__ = ["Interaction", "PactFile", "read_pact", "read_part"]

@@ -2,7 +2,7 @@
 
 Consumer and provider are caller and callee (`--contract SERVICE=FILE` names the callee
 instead of the file's provider). An exchange from the consumer to the provider is matched
-to the interaction whose request it satisfies (Pact's own rules, `pact_match`), then its
+to the interaction whose request it satisfies (Pact's own rules, `parts`), then its
 response is checked; a request no interaction accepts is an unexpected interaction, and an
 interaction never exercised in the whole capture is a missing one. Provider states (v3)
 and `pending` (v4) are shown, not matched: a recording has no provider state to compare.
@@ -19,8 +19,7 @@ from pathlib import Path
 from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import Exchange
 from tapproxy.contract.model import ContractItem, Hit, Mismatch, Verdict
-from tapproxy.contract.pact_load import Interaction, read_pact
-from tapproxy.contract.pact_match import (
+from tapproxy.contract.pact.parts import (
     Body,
     HttpPart,
     Problem,
@@ -30,6 +29,7 @@ from tapproxy.contract.pact_match import (
     parse_header,
     parse_query,
 )
+from tapproxy.contract.pact.read import Interaction, read_pact
 from tapproxy.contract.source import Document
 from tapproxy.errors import CaptureError
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 
-from tapproxy.contract.pact_rules import Rule
-from tapproxy.contract.pact_time import DEFAULT_FORMATS, matches_datetime
+from tapproxy.contract.pact.formats import DEFAULT_FORMATS, matches_datetime
+from tapproxy.contract.pact.rules import Rule
 
 __all__ = ["json_equal", "json_type", "match_value", "sniff_content_type", "text_of"]
 
