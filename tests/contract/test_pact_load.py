@@ -188,3 +188,13 @@ def test_the_pact_is_about_its_consumer_and_provider_only(tmp_path):
 ])
 def test_java_style_datetime_formats(value, pattern, ok):
     assert matches_datetime(value, pattern) is ok
+
+
+def test_a_pact_with_no_http_interaction_still_judges_its_provider(tmp_path):
+    contract = load_contract(write(tmp_path, pact_v4(
+        {"type": "Synchronous/Messages", "description": "ping", "request": {},
+         "response": []})))
+    assert contract.items() == []
+    (m,) = contract.check(exchange("GET", "/orders/1", 200)).mismatches
+    assert (m.kind, m.message) == ("unexpected-interaction",
+                                   "no interaction matches GET /orders/1")

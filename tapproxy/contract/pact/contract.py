@@ -153,10 +153,10 @@ class PactContract:
         request, excerpt = request_part(x)[0], ""
         tried = [(i, compare_request(i.request, request)) for i in self.interactions]
         message = f"no interaction matches {target}"
-        if tried:
+        near, problems = min(tried, key=lambda t: (
+            any(p.kind in ("method", "path") for p in t[1]), len(t[1])), default=(None, []))
+        if near is not None and problems:
             # The nearest interaction (same method and path first) says what differs.
-            near, problems = min(tried, key=lambda t: (
-                any(p.kind in ("method", "path") for p in t[1]), len(t[1])))
             first = problems[0]
             message += f"; nearest {near.description!r}: {first.message}"
             where = _request_where(first)
