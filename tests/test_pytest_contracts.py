@@ -118,6 +118,10 @@ def test_a_failing_tests_section_passing_tests_summary_and_junit(suite, pytester
         LOOKUP, '  tests → inventory GET /stock/A-1: /qty: expected integer, got string "3"']
     assert summary[start + 3:] == [
         "all of them:", f"  tapproxy check {capture} --contract inventory=stock.yaml"]
+    # The command the summary gives lists them all.
+    full = run_cli("check", capture, "--contract", "inventory=stock.yaml", cwd=pytester.path)
+    assert full.returncode == 1, full.stderr
+    assert LOOKUP in full.stdout and DRIFTED in full.stdout, full.stdout
     assert "every failing test explained again:" in summary
     assert f"  tapproxy why {capture} --contract inventory=stock.yaml" in summary
 
