@@ -8,10 +8,12 @@ full report. Pure: no I/O.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from tapproxy.capture.model import Exchange
-from tapproxy.contract.model import MISMATCH_KINDS, Mismatch
+from tapproxy.contract.model import MISMATCH_KINDS, Location, Mismatch
 from tapproxy.report.columns import command_lines, cut_middle
 from tapproxy.report.printable import printable
 
@@ -50,13 +52,15 @@ def _wrap(text: str, width: int, indent: str) -> list[str]:
 
 def mismatch_lines(mismatches: Sequence[Mismatch], numbers: Mapping[str, int],
                    root: str | None = None, width: int = WIDTH, limit: int = 8,
-                   excerpt_lines: int = 3) -> list[str]:
+                   excerpt_lines: int = 3, base: Path | None = None) -> list[str]:
     """`contract mismatches:` then each mismatch: the call's `#N` (`numbers`: exchange id
     → N; a whole-test mismatch has none), its side, place, expected and actual; the
     contract's file:line:column (never cut: it is there to be opened); a few lines of
-    the payload. The root's (`root`: its exchange id) first; at most `limit`."""
+    the payload. The root's (`root`: its exchange id) first; at most `limit`. Contract
+    paths under `base` (default: the working directory) are shown relative to it."""
     if not mismatches:
         return []
+    base = (base or Path.cwd()).resolve()
     ordered = sorted(mismatches, key=lambda m: (
         m.exchange_id != root or root is None,
         numbers.get(m.exchange_id or "", 1 << 30)))
@@ -67,13 +71,23 @@ def mismatch_lines(mismatches: Sequence[Mismatch], numbers: Mapping[str, int],
         side = f"{m.side} " if m.side else ""
         lines.extend(_wrap(printable(f"{call}{side}{mismatch_text(m)}"), width, "  "))
         item = f" ({m.item})" if m.item else ""
-        lines.append(printable(f"      contract: {m.contract}") + cut_middle(
-            printable(item), max(0, width - 16 - len(str(m.contract)))))
+        where = _shown_location(m.contract, base)
+        lines.append(printable(f"      contract: {where}") + cut_middle(
+            printable(item), max(0, width - 16 - len(where))))
         for line in _around_mark(m.excerpt.splitlines(), excerpt_lines):
-            lines.append(cut_middle(printable(f"      | {line}"), width))
+            lines.append(cut_middle(printable(f"      │ {line}"), width))
     if len(ordered) > limit:
         lines.append(f"  … {len(ordered) - limit} more (tapproxy check lists them all)")
     return lines
+
+
+def _shown_location(loc: Location, base: Path) -> str:
+    """`loc` with its file relative to `base` when under it (as `tapproxy check` shows
+    it), else as loaded."""
+    path = loc.file
+    with contextlib.suppress(ValueError):
+        path = path.resolve().relative_to(base)
+    return str(Location(path, loc.line, loc.column))
 
 
 def _around_mark(lines: list[str], count: int) -> list[str]:

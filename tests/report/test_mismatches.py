@@ -32,9 +32,13 @@ def _broken_field_under_a_500(qty='"3"'):
     ]
 
 
-def _mismatch(where="/qty", expected="integer", actual='"3"', xid="x1", **kw) -> Mismatch:
-    return Mismatch("body-type", "qty is not an integer", Location(Path("c.yaml"), 4, 7),
-                    "GET /stock", where, "response", expected, actual, xid, **kw)
+_AT = Location(Path("c.yaml"), 4, 7)
+
+
+def _mismatch(where="/qty", expected="integer", actual='"3"', xid="x1", contract=_AT,
+              **kw) -> Mismatch:
+    return Mismatch("body-type", "qty is not an integer", contract, "GET /stock", where,
+                    "response", expected, actual, xid, **kw)
 
 
 def test_a_mismatch_reads_as_place_expected_and_actual() -> None:
@@ -74,7 +78,7 @@ def test_a_200_with_a_broken_field_that_caused_a_500_upstream_is_the_root() -> N
     assert lines[at + 1:at + 4] == [
         '  #2 response /qty: expected integer, got "3"',
         "      contract: fields.yaml:7:9 (GET /stock)",
-        '      | {"sku": "A-1", "qty": "3"}',
+        '      │ {"sku": "A-1", "qty": "3"}',
     ]
     assert lines[at + 4] == "consequences:"
     assert root_summary(story) == ('gateway → inventory GET /stock 200: contract '
@@ -141,6 +145,17 @@ def test_an_excerpt_is_shown_around_its_marked_line() -> None:
 
     excerpt = "{\n  \"a\": 1,\n  \"b\": 2,\n  \"c\": 3,\n  \"qty\": \"3\"  ◀\n  \"d\": 4\n}"
     lines = mismatch_lines([_mismatch(excerpt=excerpt)], {"x1": 2})
-    assert lines[-3:] == ['      |   "c": 3,', '      |   "qty": "3"  ◀', '      |   "d": 4']
+    assert lines[-3:] == ['      │   "c": 3,', '      │   "qty": "3"  ◀', '      │   "d": 4']
     lines = mismatch_lines([_mismatch(excerpt="{\n  \"qty\": \"3\"  ◀\n}")], {"x1": 2})
-    assert lines[-3:] == ["      | {", '      |   "qty": "3"  ◀', "      | }"]
+    assert lines[-3:] == ["      │ {", '      │   "qty": "3"  ◀', "      │ }"]
+
+
+def test_a_contract_under_the_working_directory_is_named_relative_to_it(tmp_path) -> None:
+    from tapproxy.report.mismatches import mismatch_lines
+
+    m = _mismatch(contract=Location(tmp_path / "contracts" / "c.yaml", 4, 7))
+    assert mismatch_lines([m], {"x1": 2}, base=tmp_path)[2] == \
+        "      contract: contracts/c.yaml:4:7 (GET /stock)"
+    # Elsewhere: the whole path (it is there to be opened), the item cut to make room.
+    line = mismatch_lines([m], {"x1": 2}, base=tmp_path / "elsewhere")[2]
+    assert line.startswith(f"      contract: {tmp_path}/contracts/c.yaml:4:7"), line
