@@ -160,7 +160,7 @@ def test_strict_contracts_make_a_passing_test_that_broke_one_an_error(suite, pyt
     assert case.find("error") is not None
 
 
-def test_a_bad_contract_stops_the_run_before_any_test(suite, pytester):
+def test_a_bad_contract_stops_the_run_before_any_test(suite, pytester, monkeypatch):
     (pytester.path / "broken.yaml").write_text("tapproxy: 1\ninteractions: {}\n")
     result = suite("--tapproxy-contract", "broken.yaml")
     assert result.ret == 4
@@ -171,6 +171,14 @@ def test_a_bad_contract_stops_the_run_before_any_test(suite, pytester):
     assert result.ret == 4
     assert "--tapproxy-contract checks recorded calls: run with --tapproxy" in \
         result.stderr.str()
+    # The ini option's files are relative to the ini file, not to where pytest runs.
+    pytester.makeini("[pytest]\ntapproxy_contracts = broken.yaml\n")
+    (pytester.path / "sub").mkdir()
+    monkeypatch.chdir(pytester.path / "sub")
+    result = suite()
+    assert result.ret == 4
+    assert f"tapproxy: ini tapproxy_contracts: {pytester.path / 'broken.yaml'}:2:" in \
+        result.stderr.str(), result.stderr.str()
 
 
 @pytest.mark.slow
