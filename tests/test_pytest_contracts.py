@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tapproxy.capture import TestCase, open_capture
+from tests.cli.test_record_cli import record  # noqa: F401 - the fixture
 from tests.conftest import run_cli
 
 DATA = Path(__file__).parent / "contract" / "data" / "story"
@@ -28,9 +29,9 @@ def suite(pytester: pytest.Pytester, confdir: Path):
     shutil.copy(DATA / "suite_conftest.py", pytester.path / "conftest.py")
     shutil.copy(DATA / "suite_tests.py", pytester.path / "test_stock.py")
 
-    def run(*args: str) -> pytest.RunResult:
+    def run(*args: str, proxy: str = "--tapproxy") -> pytest.RunResult:
         return pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", "--tapproxy", f"--tapproxy-confdir={confdir}",
+            "-p", "no:cacheprovider", proxy, f"--tapproxy-confdir={confdir}",
             f"--tapproxy-capture={pytester.path / 'run.tap'}", *args, timeout=120)
 
     return run
@@ -189,3 +190,21 @@ def test_under_xdist_each_workers_mismatches_reach_the_summary(suite, pytester):
     start = summary.index("contract mismatches in passing tests: 1 in 1 test")
     assert summary[start + 1] == LOOKUP, summary
     assert "--tapproxy-contract" not in result.stderr.str()
+
+
+@pytest.mark.slow
+def test_with_a_running_tapproxy_the_tests_calls_come_through_its_control_api(
+        suite, pytester, record):  # noqa: F811
+    rec = record()
+    result = suite("--tapproxy-contract", "stock.yaml", "--junitxml=junit.xml",
+                   proxy=f"--tapproxy-url={rec.control_url}")
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert _section(out, DRIFTED)[2] == "root #2 gateway → inventory  GET /stock/A-1  200"
+    summary = _summary(out)
+    start = summary.index("contract mismatches in passing tests: 1 in 1 test")
+    assert summary[start + 1] == LOOKUP, summary
+    assert f"  tapproxy check {rec.output} --contract stock.yaml" in summary, summary
+    [case] = [c for c in ET.parse(pytester.path / "junit.xml").iter("testcase")
+              if c.get("name") == "test_stock_lookup"]
+    assert [p.get("name") for p in case.iter("property")] == ["tapproxy_contract_mismatch"]
