@@ -67,7 +67,7 @@ def mismatch_lines(mismatches: Sequence[Mismatch], numbers: Mapping[str, int],
     lines = [f"contract mismatches ({len(ordered)}):"]
     for m in ordered[:limit]:
         n = numbers.get(m.exchange_id or "")
-        call = f"#{n} " if n is not None else ("" if m.exchange_id is None else "(late) ")
+        call = f"#{n} " if n is not None else ""
         side = f"{m.side} " if m.side else ""
         lines.extend(_wrap(printable(f"{call}{side}{mismatch_text(m)}"), width, "  "))
         item = f" ({m.item})" if m.item else ""
