@@ -2,10 +2,10 @@
 
 Schemas are inferred with genson from every kept sample (its `required` is the fields
 present in every sample, `integer` turns `number` once a sample has a fraction), then
-tightened where genson knows too little, loosened where it knows too much: strings of one volatile kind get their
-`format` (`uuid`; `date-time` only for RFC 3339 text, which is what that format means
-and what jsonschema-rs checks); a field only ever null may hold anything; no
-`$schema` is written (OpenAPI's dialect rules).
+tightened where genson knows too little and loosened where it knows too much: strings
+of one volatile kind get their `format` (`uuid`; `date-time` only for RFC 3339 text,
+which is what that format means and what jsonschema-rs checks); a field only ever null
+may hold anything; no `$schema` is written (OpenAPI's dialect rules).
 Path parameters are typed from their values; query parameters are required when every
 call had them.
 """
