@@ -39,6 +39,7 @@ def _file_name(*names: str) -> str:
 
 
 def _dump(doc: dict, path: Path) -> str:
+    """The document as JSON for a .json file, else as YAML."""
     if path.suffix == ".json":
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     import yaml
@@ -71,14 +72,15 @@ def _out_dir(output: Path, what: str) -> Path:
     return output
 
 
-def _openapi_files(traffic, output: Path, source: str) -> dict[Path, str]:
+def _openapi_files(traffic, given: str, source: str) -> dict[Path, str]:
     from tapproxy.contract.draft_openapi import openapi_from_traffic
 
     callees = traffic.callees()
-    if output.is_dir() or str(output).endswith("/"):
+    output = Path(given)
+    if output.is_dir() or given.endswith("/"):
         out = _out_dir(output, "--openapi")
         return {out / f"{_file_name(c)}.yaml":
-                _dump(openapi_from_traffic(traffic, c, source=source), Path(".yaml"))
+                _dump(openapi_from_traffic(traffic, c, source=source), Path("x.yaml"))
                 for c in callees}
     if len(callees) > 1:
         raise _fail(f"--openapi: {len(callees)} services were called "
@@ -90,8 +92,9 @@ def _openapi_files(traffic, output: Path, source: str) -> dict[Path, str]:
 def draft(
     captures: Annotated[list[Path], typer.Argument(
         metavar="CAPTURE", help="Captures to draft from (several: one contract).")],
-    output: Annotated[Path, typer.Option(
-        "-o", "--output", help="The contract file to write (--pact: a directory).")],
+    output: Annotated[str, typer.Option(
+        "-o", "--output", metavar="PATH",
+        help="The contract file to write (--pact: a directory).")],
     openapi: Annotated[bool, typer.Option(
         "--openapi", help="An OpenAPI 3.1 document (per service, when -o is a "
                           "directory) instead of tapproxy's own format.")] = False,
@@ -129,13 +132,13 @@ def draft(
                         f"(called: {', '.join(traffic.callees())})")
         traffic = Traffic(ops, traffic.noise, traffic.exchanges)
     if pact:
-        out = _out_dir(output, "--pact")
-        files = {out / f"{_file_name(a, b)}.json": _dump(doc, Path(".json"))
+        out = _out_dir(Path(output), "--pact")
+        files = {out / f"{_file_name(a, b)}.json": _dump(doc, Path("x.json"))
                  for (a, b), doc in pacts_from_traffic(traffic).items()}
     elif openapi:
         files = _openapi_files(traffic, output, source)
     else:
-        files = {output: _dump(own_from_traffic(traffic, source=source), output)}
+        files = {Path(output): _dump(own_from_traffic(traffic, source=source), Path(output))}
     _write(files)
     n = len(traffic.operations)
     for path in files:
