@@ -7,7 +7,6 @@ the files to write, and writing each whole or not at all (`tapproxy.atomic`).
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +40,9 @@ def _file_name(*names: str) -> str:
 def _dump(doc: dict, path: Path) -> str:
     """The document as JSON for a .json file, else as YAML."""
     if path.suffix == ".json":
-        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        from tapproxy.contract.draft_pact import json_text
+
+        return json_text(doc)
     import yaml
 
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=88)

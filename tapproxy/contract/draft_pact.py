@@ -13,6 +13,7 @@ than the pact says, never less.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 
@@ -20,7 +21,7 @@ from tapproxy.contract.draft import echoes
 from tapproxy.contract.draft_shape import Shape, json_type, shape_of
 from tapproxy.contract.draft_traffic import ABSENT, Operation, Sample, Traffic, gather
 
-__all__ = ["draft_pact", "pacts_from_traffic"]
+__all__ = ["draft_pact", "json_text", "pacts_from_traffic"]
 
 # Whole-value regexes (Pact matches a regex against the whole value).
 _KIND_REGEX = {
@@ -28,8 +29,15 @@ _KIND_REGEX = {
     "timestamp": r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} ).*",
     "hex-token": r"[0-9a-fA-F]{16,}",
 }
+# What YAML (the contract reader, JSON being YAML) refuses or folds raw: C0/C1
+# controls, DEL, NEL (a line break to YAML), lone surrogates. Escaped as \uXXXX they
+# read back the same.
+_UNPRINTABLE = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _TYPE = {"match": "type"}
+_TYPE_RULE = {"matchers": [_TYPE]}
+_ANY_OF = {"null": {"match": "null"}, "boolean": {"match": "boolean"},
+           "number": {"match": "number"}, "string": {"match": "regex", "regex": r"[\s\S]*"}}
 
 
 def _key(path: str, key: str) -> str:
@@ -38,40 +46,62 @@ def _key(path: str, key: str) -> str:
     return f"{path}['{key}']"
 
 
+def _types(shape: Shape) -> set[str]:
+    """The JSON types seen, integers counted as numbers (Pact's `type` takes 1 for 1.5)."""
+    return {"number" if t == "integer" else t for t in shape.types}
+
+
+def _structural_mix(shape: Shape) -> bool:
+    """Several types, an object or array among them: no one example stands for all."""
+    types = _types(shape)
+    return len(types) > 1 and bool(types & {"object", "array"})
+
+
+def _any_of(types: set[str]) -> dict:
+    """A rule accepting each of the scalar `types` (Pact's `type` would hold every value
+    to the example's one type)."""
+    return {"combine": "OR", "matchers": [_ANY_OF[t] for t in sorted(types)]}
+
+
 def _rules(shape: Shape, path: str, rules: dict[str, dict], response: bool) -> None:
     """Matching rules for what varies at `shape` (Pact path expression `path`)."""
-    types = shape.types - {"null"}
+    types = _types(shape)
+    if len(types) > 1:
+        rules[path] = _TYPE_RULE if _structural_mix(shape) else _any_of(types)
+        return
     if types == {"object"}:
         if not shape.fields:
-            rules[path] = {"matchers": [_TYPE]}  # {} would forbid every field
+            rules[path] = _TYPE_RULE  # {} would forbid every field
         for k, child in shape.fields.items():
             if not response or _kept(shape, child):
                 _rules(child, _key(path, k), rules, response)
     elif types == {"array"}:
         rules[path] = {"matchers": [{"match": "type", "min": 0}]}
-        if shape.items is not None:
+        if shape.items is not None and not _structural_mix(shape.items):
             _rules(shape.items, f"{path}[*]", rules, response)
     elif types and not shape.constant[0]:
         regex = _KIND_REGEX.get(shape.kind or "") if types == {"string"} else None
-        rules[path] = {"matchers": [{"match": "regex", "regex": regex} if regex else _TYPE]}
+        rules[path] = {"matchers": [{"match": "regex", "regex": regex}]} if regex \
+            else _TYPE_RULE
 
 
 def _kept(parent: Shape, child: Shape) -> bool:
-    """Whether a response field goes in the example: always present, one JSON type
-    (integer and number count as one), never null."""
-    types = child.types - {"integer"} if child.types == {"integer", "number"} \
-        else child.types
-    return not parent.optional(child) and len(types) == 1 and "null" not in types
+    """Whether a response field goes in the example: always present, one JSON type,
+    never null."""
+    return not parent.optional(child) and len(_types(child)) == 1
 
 
-def _example(shape: Shape, value: object) -> object:
-    """The response example: `value` (the first call's) without the fields `_kept`
-    leaves out."""
-    if isinstance(value, dict) and shape.types - {"null"} == {"object"}:
-        return {k: _example(shape.fields[k], v) for k, v in value.items()
-                if k in shape.fields and _kept(shape, shape.fields[k])}
-    if isinstance(value, list) and shape.items is not None:
-        return [_example(shape.items, v) for v in value[:1]]  # min 0: one is the model
+def _example(shape: Shape, value: object, response: bool) -> object:
+    """The example: `value` (the first call's) with one item per array (the model of
+    the others; none where items differ in structure) and, in a response, without the
+    fields `_kept` leaves out."""
+    if isinstance(value, dict) and _types(shape) == {"object"}:
+        return {k: _example(shape.fields[k], v, response) for k, v in value.items()
+                if not response or _kept(shape, shape.fields[k])}
+    if isinstance(value, list) and _types(shape) == {"array"}:
+        if shape.items is None or _structural_mix(shape.items):
+            return []  # with `type` and `min: 0`, an empty example takes any items
+        return [_example(shape.items, v, response) for v in value[:1]]
     return value
 
 
@@ -105,10 +135,13 @@ def _interaction(op: Operation, status: int, samples: list[Sample], noise,
         request["query"] = first.query
         req_rules["query"] = {k: {"matchers": [_TYPE]} for k in first.query}
     if first.request_body is not ABSENT:
-        request["body"] = _body(first.request_body, first.request_type)
         rules: dict[str, dict] = {}
-        if json_type(first.request_body) != "string" or "json" in first.request_type:
-            _rules(shape_of((s.request_body, echoes(s)) for s in samples), "$", rules, False)
+        example = first.request_body
+        if json_type(example) != "string" or "json" in first.request_type:
+            shape = shape_of((s.request_body, echoes(s)) for s in samples)
+            example = _example(shape, example, False)
+            _rules(shape, "$", rules, False)
+        request["body"] = _body(example, first.request_type)
         if rules:
             req_rules["body"] = rules
     if req_rules:
@@ -123,10 +156,14 @@ def _interaction(op: Operation, status: int, samples: list[Sample], noise,
         resp_rules["header"] = {"content-type": {
             "matchers": [{"match": "regex", "regex": f"{base}(;.*)?"}]}}
     bodies = [s for s in samples if s.response_body is not ABSENT]
-    if len(bodies) == len(samples):  # a body every call had: else the pact says none
-        shape = shape_of(((s.response_body, echoes(s)) for s in samples),
-                         lambda p: noise.noise_kind(op.route_key, p) is not None)
-        response["body"] = _body(_example(shape, first.response_body), first.response_type)
+    shape = shape_of(((s.response_body, echoes(s)) for s in bodies),
+                     lambda p: noise.noise_kind(op.route_key, p) is not None)
+    # A body every call had, of one structure: else no one example stands for them all.
+    # (Pact reads an empty content as no body, so a JSON "" cannot be an example.)
+    if len(bodies) == len(samples) and not _structural_mix(shape) \
+            and first.response_body != "":
+        response["body"] = _body(_example(shape, first.response_body, True),
+                                 first.response_type)
         if not isinstance(first.response_body, str) or "json" in first.response_type:
             rules = {}
             _rules(shape, "$", rules, True)
@@ -176,3 +213,11 @@ def draft_pact(records: Iterable[object]) -> dict[tuple[str, str], dict]:
     """Pact v4 documents per consumer-provider pair of capture records (ContractError
     when no HTTP exchange)."""
     return pacts_from_traffic(gather(records))
+
+
+def json_text(doc: object) -> str:
+    """`doc` as JSON text that JSON and YAML readers both take: characters as they are
+    (an astral character escaped would be a surrogate pair, which YAML refuses), the
+    unprintable ones escaped."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"

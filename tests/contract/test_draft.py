@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tapproxy.capture import Exchange, Headers, Party, Request, Response, Timing
 from tapproxy.contract.check import check_records
 from tapproxy.contract.draft import draft_own
 from tapproxy.contract.draft_openapi import draft_openapi, schema_of
-from tapproxy.contract.draft_pact import draft_pact
+from tapproxy.contract.draft_pact import draft_pact, json_text
 from tapproxy.contract.draft_traffic import gather, named_template
 from tapproxy.contract.load import load_contract
 from tapproxy.errors import ContractError
@@ -89,7 +91,7 @@ def _write(tmp_path: Path, kind: str, records: list) -> list[str]:
     specs = []
     for (consumer, provider), doc in draft_pact(records).items():
         path = tmp_path / f"{consumer}-{provider}.json"
-        path.write_text(json.dumps(doc))
+        path.write_text(json_text(doc), encoding="utf-8")  # as the CLI writes it
         specs.append(str(path))
     return specs
 
@@ -264,3 +266,23 @@ def test_fields_named_like_ids_are_never_constants() -> None:
              {"sku": "A"})]
     body = draft_own(xs)["interactions"][0]["response"]["body"]
     assert body == {"id": {"type": "integer"}, "orderId": {"type": "integer"}, "n": 1}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False, width=32) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["a", "id", "type", "x/y", "t~", "each", "é", ""]),
+                      inner, max_size=4),
+    max_leaves=12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bodies=st.lists(_json, min_size=1, max_size=3),
+       statuses=st.lists(st.sampled_from([200, 404]), min_size=3, max_size=3))
+def test_any_json_answers_pass_their_own_draft(tmp_path, kind, bodies, statuses) -> None:
+    xs = [_x(i, "web", "s", "POST", f"/items/{i + 1}", statuses[i], body, {"q": i})
+          for i, body in enumerate(bodies)]
+    assert _check(_write(tmp_path, kind, xs), xs) == []
