@@ -57,6 +57,17 @@ def _structural_mix(shape: Shape) -> bool:
     return len(types) > 1 and bool(types & {"object", "array"})
 
 
+def _uniform(shape: Shape) -> bool:
+    """Whether one example stands for every value seen here in a request, where Pact
+    allows no unexpected key: one structure, and every object with the same keys."""
+    if _structural_mix(shape):
+        return False
+    if shape.fields and any(shape.optional(c) or not _uniform(c)
+                            for c in shape.fields.values()):
+        return False
+    return shape.items is None or _uniform(shape.items)
+
+
 def _any_of(types: set[str]) -> dict:
     """A rule accepting each of the scalar `types` (Pact's `type` would hold every value
     to the example's one type)."""
@@ -77,7 +88,8 @@ def _rules(shape: Shape, path: str, rules: dict[str, dict], response: bool) -> N
                 _rules(child, _key(path, k), rules, response)
     elif types == {"array"}:
         rules[path] = {"matchers": [{"match": "type", "min": 0}]}
-        if shape.items is not None and not _structural_mix(shape.items):
+        if shape.items is not None and not _structural_mix(shape.items) and \
+                (response or _uniform(shape.items)):
             _rules(shape.items, f"{path}[*]", rules, response)
     elif types and not shape.constant[0]:
         regex = _KIND_REGEX.get(shape.kind or "") if types == {"string"} else None
@@ -93,13 +105,14 @@ def _kept(parent: Shape, child: Shape) -> bool:
 
 def _example(shape: Shape, value: object, response: bool) -> object:
     """The example: `value` (the first call's) with one item per array (the model of
-    the others; none where items differ in structure) and, in a response, without the
-    fields `_kept` leaves out."""
+    the others; none where items differ in structure, or in a request in their keys)
+    and, in a response, without the fields `_kept` leaves out."""
     if isinstance(value, dict) and _types(shape) == {"object"}:
         return {k: _example(shape.fields[k], v, response) for k, v in value.items()
                 if not response or _kept(shape, shape.fields[k])}
     if isinstance(value, list) and _types(shape) == {"array"}:
-        if shape.items is None or _structural_mix(shape.items):
+        if shape.items is None or _structural_mix(shape.items) or \
+                (not response and not _uniform(shape.items)):
             return []  # with `type` and `min: 0`, an empty example takes any items
         return [_example(shape.items, v, response) for v in value[:1]]
     return value
@@ -109,8 +122,8 @@ def _skeleton(v: object) -> object:
     """A request body's structure: what must be alike for one example to stand for all."""
     if isinstance(v, dict):
         return tuple(sorted((k, _skeleton(x)) for k, x in v.items()))
-    if isinstance(v, list):
-        return ("[]", _skeleton(v[0]) if v else None)
+    if isinstance(v, list):  # items are judged by one example or none: not told apart
+        return "[]"
     return "text" if isinstance(v, str) else "value" if v is not ABSENT else "absent"
 
 
@@ -134,7 +147,8 @@ def _interaction(op: Operation, status: int, samples: list[Sample], noise,
     if first.query:
         request["query"] = first.query
         req_rules["query"] = {k: {"matchers": [_TYPE]} for k in first.query}
-    if first.request_body is not ABSENT:
+    # (Pact reads an empty content as no body, so a JSON "" cannot be an example.)
+    if first.request_body is not ABSENT and first.request_body != "":
         rules: dict[str, dict] = {}
         example = first.request_body
         if json_type(example) != "string" or "json" in first.request_type:
@@ -159,7 +173,6 @@ def _interaction(op: Operation, status: int, samples: list[Sample], noise,
     shape = shape_of(((s.response_body, echoes(s)) for s in bodies),
                      lambda p: noise.noise_kind(op.route_key, p) is not None)
     # A body every call had, of one structure: else no one example stands for them all.
-    # (Pact reads an empty content as no body, so a JSON "" cannot be an example.)
     if len(bodies) == len(samples) and not _structural_mix(shape) \
             and first.response_body != "":
         response["body"] = _body(_example(shape, first.response_body, True),
@@ -180,7 +193,9 @@ def _groups(samples: list[Sample]) -> list[list[Sample]]:
     for s in samples:
         key = (tuple(sorted(s.query)), _skeleton(s.request_body))
         out.setdefault(key, []).append(s)
-    return list(out.values())
+    # An interaction without a request body takes any body, and Pact gives a call to the
+    # first interaction that takes it: those come last, after the ones that say a body.
+    return sorted(out.values(), key=lambda g: g[0].request_body in (ABSENT, ""))
 
 
 def pact_from_traffic(traffic: Traffic, consumer: str, provider: str) -> dict:

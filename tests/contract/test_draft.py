@@ -280,9 +280,12 @@ _json = st.recursive(
 @pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(bodies=st.lists(_json, min_size=1, max_size=3),
+# Requests always carry a body here: an own contract whose interaction requires a request
+# body raises TypeError on a call without one (tapproxy/contract/own_rules.py, reported).
+@given(bodies=st.lists(st.tuples(_json.filter(lambda v: v is not None), _json),
+                       min_size=1, max_size=3),
        statuses=st.lists(st.sampled_from([200, 404]), min_size=3, max_size=3))
-def test_any_json_answers_pass_their_own_draft(tmp_path, kind, bodies, statuses) -> None:
-    xs = [_x(i, "web", "s", "POST", f"/items/{i + 1}", statuses[i], body, {"q": i})
-          for i, body in enumerate(bodies)]
+def test_any_json_calls_pass_their_own_draft(tmp_path, kind, bodies, statuses) -> None:
+    xs = [_x(i, "web", "s", "POST", f"/items/{i + 1}", statuses[i], answer, sent)
+          for i, (sent, answer) in enumerate(bodies)]
     assert _check(_write(tmp_path, kind, xs), xs) == []
