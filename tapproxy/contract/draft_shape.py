@@ -2,9 +2,10 @@
 
 A value is drafted as a constant only when every sample had that one value and nothing
 says it varies: it was not learned as noise (it differed between repeated identical
-requests), is not of a volatile kind (UUID, timestamp, token: `value_kind`), does not
-echo the request's own path or query values, and is not named like an id (`id`,
-`orderId`, `order_id`), whose values a re-run against a fresh database renumbers.
+requests), is not of a volatile kind (UUID, timestamp, token: `value_kind`) nor text
+with one inside (`mask_text`), does not echo the request's own path or query values,
+and is not named like an id (`id`, `orderId`, `order_id`), whose values a re-run
+against a fresh database renumbers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from tapproxy.noise import escape, value_kind
+from tapproxy.noise import escape, mask_text, value_kind
 
 __all__ = ["Shape", "json_type", "shape_of"]
 
@@ -69,7 +70,10 @@ class Shape:
         if (not scalar or self.many or len(self.values) != 1 or self.noisy or self.echo
                 or self.kinds != {None} or _id_like(self.name)):
             return False, None
-        return True, next(iter(self.values.values()))
+        value = next(iter(self.values.values()))
+        if isinstance(value, str) and mask_text(value) != value:
+            return False, None  # "order 3f2b…-… created at 2026-…": a UUID or time inside
+        return True, value
 
     def optional(self, child: Shape) -> bool:
         """Whether a field of this object was absent from some of its objects."""

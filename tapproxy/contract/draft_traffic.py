@@ -21,6 +21,7 @@ from tapproxy.noise import NoiseModel, RouteKey, path_template
 
 __all__ = ["ABSENT", "Operation", "Sample", "Traffic", "gather", "named_template"]
 
+_TEXTUAL = ("text/", "application/xml", "application/x-www-form-urlencoded")
 #: Samples kept per operation and status: enough to tell constants from data.
 MAX_SAMPLES = 50
 
@@ -129,6 +130,8 @@ def _body(msg: Request | Response) -> tuple[object, str]:
             return json.loads(raw), ctype
         except ValueError:
             pass
+    if ctype and not ctype.startswith(_TEXTUAL):
+        return ABSENT, ctype  # an image or archive: its bytes are no contract's business
     return raw.decode("utf-8", "replace"), ctype
 
 

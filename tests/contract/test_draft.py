@@ -11,6 +11,7 @@ import itertools
 import json
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -238,7 +239,6 @@ def test_nothing_to_draft_from_is_an_error() -> None:
     with pytest.raises(ContractError, match="no answered HTTP exchanges"):
         gather([])
     failed = _x(0, "web", "s", "GET", "/a", 200, {})
-    from dataclasses import replace
     with pytest.raises(ContractError):
         gather([replace(failed, response=None)])
 
@@ -289,3 +289,18 @@ def test_any_json_calls_pass_their_own_draft(tmp_path, kind, bodies, statuses) -
     xs = [_x(i, "web", "s", "POST", f"/items/{i + 1}", statuses[i], answer, sent)
           for i, (sent, answer) in enumerate(bodies)]
     assert _check(_write(tmp_path, kind, xs), xs) == []
+
+
+def test_text_with_a_volatile_part_and_binary_bodies() -> None:
+    def answer(n: int, body: bytes, ctype: str) -> Exchange:
+        x = _x(n, "web", "s", "GET", "/a" if ctype.startswith("text") else "/logo", 200)
+        return replace(x, response=Response(200, "", "HTTP/1.1",
+                                            Headers((("content-type", ctype),)), body))
+
+    ref = uuid.uuid4()
+    xs = [answer(0, f"made {ref} for you".encode(), "text/plain"),
+          answer(1, b"\x89PNG\r\n\x1a\n\x00", "image/png")]
+    by_path = {i["request"]["path"]: i["response"] for i in draft_own(xs)["interactions"]}
+    assert by_path["/a"]["body"] == {"type": "string"}
+    assert "body" not in by_path["/logo"]
+    assert by_path["/logo"]["headers"] == {"content-type": {"regex": "^image/png"}}
