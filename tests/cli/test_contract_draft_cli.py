@@ -243,3 +243,34 @@ def test_openapi_to_one_file_needs_one_service(shop, tmp_path) -> None:
     check = run_cli("check", shop.where / "run2.tap", "--contract",
                     f"orders={tmp_path / 'api.yaml'}", "--format", "json")
     assert check.returncode == 0, check.stdout
+
+
+def _pacts_verifier(shop: Shop, pact_file: Path) -> dict[str, bool]:
+    """Pact's own verifier (the Rust engine) on the real orders service: per interaction,
+    whether it passed."""
+    pytest.importorskip("pact", reason="pact-python is in the test extra")
+    import contextlib
+
+    from pact import Verifier
+
+    verifier = Verifier("orders", host="127.0.0.1").add_transport(url=shop.orders.url)
+    verifier.add_source(pact_file)
+    with contextlib.suppress(RuntimeError):  # a failed verification: read its results
+        verifier.verify()
+    return {r["description"]: r["result"] == "OK"
+            for r in verifier.results["interactionResults"]}
+
+
+def test_drafted_pacts_pass_pacts_own_verifier_and_it_sees_the_drift(shop) -> None:
+    _draft(shop, "pact")
+    for name in ("web-orders.json", "pytest-orders.json"):
+        verdicts = _pacts_verifier(shop, shop.where / "pacts" / name)
+        assert verdicts and all(verdicts.values()), (name, verdicts)
+    DRIFT.update({"type", "missing", "status"})
+    try:
+        verdicts = _pacts_verifier(shop, shop.where / "pacts" / "web-orders.json")
+        listing = _pacts_verifier(shop, shop.where / "pacts" / "pytest-orders.json")
+    finally:
+        DRIFT.clear()
+    assert verdicts == {"POST /orders → 201": False, "GET /orders/{orderId} → 200": False}
+    assert listing == {"GET /orders → 200": False, "GET /orders/{orderId} → 404": True}
