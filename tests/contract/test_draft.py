@@ -19,6 +19,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openapi_spec_validator import validate
 
 from tapproxy.capture import Exchange, Headers, Party, Request, Response, Timing
 from tapproxy.contract.check import check_records
@@ -212,6 +213,8 @@ def test_openapi_schemas_tightened_where_genson_is_loose() -> None:
 def test_openapi_draft_per_callee_with_parameters() -> None:
     docs = draft_openapi(shop_run())
     assert set(docs) == {"orders", "web"}
+    for doc in docs.values():
+        validate(doc)  # openapi-spec-validator: valid OpenAPI 3.1
     op = docs["orders"]["paths"]["/orders/{orderId}"]["get"]
     assert op["parameters"] == [{"name": "orderId", "in": "path", "required": True,
                                  "schema": {"type": "integer"}}]
