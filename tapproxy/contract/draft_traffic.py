@@ -24,6 +24,9 @@ __all__ = ["ABSENT", "Operation", "Sample", "Traffic", "gather", "named_template
 _TEXTUAL = ("text/", "application/xml", "application/x-www-form-urlencoded")
 #: Samples kept per operation and status: enough to tell constants from data.
 MAX_SAMPLES = 50
+#: Body bytes kept per operation and status past the first sample: a draft of a capture
+#: with large bodies stays within memory.
+MAX_SAMPLE_BYTES = 4 << 20
 
 
 class _Absent:
@@ -153,6 +156,7 @@ class _Gatherer:
     def __init__(self, max_samples: int) -> None:
         self.max = max_samples
         self.ops: dict[tuple[str, str, str, str], Operation] = {}
+        self.kept: dict[tuple[int, int], int] = {}  # (id of op, status) → body bytes
         self.exchanges = 0
 
     def add(self, x: Exchange) -> None:
@@ -169,6 +173,11 @@ class _Gatherer:
         samples = op.responses.setdefault(resp.status, [])
         if len(samples) >= self.max or r.body_truncated or resp.body_truncated:
             return
+        size = len(r.body) + len(resp.body)
+        kept = self.kept.get((id(op), resp.status), 0)
+        if samples and kept + size > MAX_SAMPLE_BYTES:
+            return
+        self.kept[(id(op), resp.status)] = kept + size
         values = _template_values(template, r.path_only)
         req_body, req_type = _body(r)
         resp_body, resp_type = _body(resp)

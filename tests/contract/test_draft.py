@@ -252,6 +252,10 @@ def test_samples_are_bounded_but_every_call_counted() -> None:
     (op,) = traffic.operations
     assert (op.calls, len(op.responses[200]), traffic.exchanges) == (120, 10, 120)
     assert Counter(op.template for op in traffic.operations) == {"/items/{itemId}": 1}
+    big = "x" * 1_500_000  # 1.5 MB answers: a few kept (4 MiB), the first always
+    (op,) = gather([_x(i, "web", "s", "GET", "/big", 200, {"b": big}) for i in range(6)]
+                   ).operations
+    assert (op.calls, len(op.responses[200])) == (6, 2)
 
 
 def test_noise_learned_on_two_routes_loosens_a_route_called_once() -> None:
