@@ -1,0 +1,236 @@
+"""OpenAPI 3.0 and 3.1 documents as contracts: each exchange is matched to an operation
+by method and path template, then its request and response are checked against it.
+
+The matched template becomes the route (`Verdict.item` = "GET /pets/{petId}"). Path
+templates are matched by `capture.routes.RouteTable`, the project's one route matcher
+(most specific first: OpenAPI's concrete paths win over templated ones); a table per
+segment count keeps a 50-operation contract to a few regex matches per exchange.
+
+Binding: `--contract SERVICE=FILE` makes every call to SERVICE subject to the document,
+as does a `servers` URL whose host:port is the exchange's callee address; a bound call
+that no operation matches is an unexpected interaction. Unbound, the document applies
+to whatever exchange one of its operations matches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from tapproxy.capture.model import Exchange
+from tapproxy.capture.routes import RouteTable
+from tapproxy.contract.model import ContractItem, Hit, Location, Mismatch, Verdict
+from tapproxy.contract.openapi_exchange import Judge
+from tapproxy.contract.openapi_params import Param, operation_params
+from tapproxy.contract.openapi_schema import SchemaSet
+from tapproxy.contract.openapi_spec import Node, Spec, load_spec
+from tapproxy.contract.source import Document
+from tapproxy.errors import UsageError
+
+__all__ = ["OpenApiContract", "Operation", "load"]
+
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_PARAM = re.compile(r"\{([^{}/]+)\}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(slots=True)
+class Operation:
+    """One operation: what its item is called and what checking it needs."""
+
+    id: str  # "GET /pets/{petId}"
+    method: str  # upper case
+    template: str  # the path as the document writes it
+    node: Node
+    params: list[Param]
+    request_body: Node | None
+    responses: Node | None
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """A registered route (base path + template) and how to read its parameters."""
+
+    template: str
+    operations: dict[str, Operation]  # by upper-case method
+    segments: tuple[tuple[int, str | re.Pattern[str]], ...]  # (index, name or regex)
+
+    def params(self, path: str) -> dict[str, list[str]]:
+        parts = path.split("/")
+        out: dict[str, list[str]] = {}
+        for i, how in self.segments:
+            if i >= len(parts):
+                continue
+            if isinstance(how, str):
+                out[how] = [unquote(parts[i])]
+            elif (m := how.fullmatch(parts[i])) is not None:
+                out.update((k, [unquote(v)]) for k, v in m.groupdict().items())
+        return out
+
+
+def _segments(template: str) -> tuple[tuple[int, str | re.Pattern[str]], ...]:
+    out: list[tuple[int, str | re.Pattern[str]]] = []
+    for i, part in enumerate(template.split("/")):
+        names = _PARAM.findall(part)
+        if not names:
+            continue
+        if part == "{" + names[0] + "}":
+            out.append((i, names[0]))
+        else:  # a segment mixing text and parameters: "{name}.{ext}"
+            pieces = _PARAM.split(part)
+            regex = "".join(re.escape(p) if j % 2 == 0 else f"(?P<_{j}>[^/]+?)"
+                            for j, p in enumerate(pieces))
+            names_by_group = {f"_{j}": p for j, p in enumerate(pieces) if j % 2}
+            pattern = re.compile(regex)
+            out.append((i, _NamedPattern(pattern, names_by_group)))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+class _NamedPattern:
+    """A segment regex whose groups are renamed to the parameter names they capture
+    (a parameter name need not be a valid group name)."""
+
+    def __init__(self, pattern: re.Pattern[str], names: dict[str, str]) -> None:
+        self._pattern, self._names = pattern, names
+
+    def fullmatch(self, text: str):
+        m = self._pattern.fullmatch(text)
+        return None if m is None else _Renamed(m, self._names)
+
+
+class _Renamed:
+    def __init__(self, m: re.Match[str], names: dict[str, str]) -> None:
+        self._m, self._names = m, names
+
+    def groupdict(self) -> dict[str, str]:
+        return {self._names[k]: v for k, v in self._m.groupdict().items()}
+
+
+def _depth(path: str) -> int:
+    return (path.rstrip("/") or "/").count("/")
+
+
+def _server_bindings(spec: Spec) -> tuple[set[str], list[str]]:
+    """(host:port addresses, base paths) of the document's `servers`."""
+    addresses, bases = set(), [""]
+    servers = spec.resolve(spec.root.child("servers"))
+    for _, server in servers.items() if servers is not None else ():
+        url = server.value.get("url") if isinstance(server.value, dict) else None
+        if not isinstance(url, str):
+            continue
+        variables = server.value.get("variables") or {}
+        for name, var in variables.items() if isinstance(variables, dict) else ():
+            if isinstance(var, dict) and "default" in var:
+                url = url.replace("{" + name + "}", str(var["default"]))
+        parts = urlsplit(url)
+        base = parts.path.rstrip("/")
+        if base and "{" not in base and base not in bases:
+            bases.append(base)
+        if parts.hostname and "{" not in parts.netloc:
+            try:
+                port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
+            except ValueError:
+                continue
+            hosts = {parts.hostname}
+            if parts.hostname == "localhost":
+                hosts.add("127.0.0.1")
+            addresses.update(f"{h}:{port}" for h in hosts)
+    return addresses, bases
+
+
+class OpenApiContract:
+    """An OpenAPI document as a `Contract` (see `tapproxy.contract.model`)."""
+
+    kind = "openapi"
+    per_test = False  # every check is of one exchange
+
+    def __init__(self, spec: Spec, service: str | None = None) -> None:
+        self.spec = spec
+        self.path: Path = spec.documents[spec.root_uri].path
+        self.service = service
+        self.addresses, bases = _server_bindings(spec)
+        self._operations: list[Operation] = []
+        self._templates: dict[str, _Template] = {}
+        by_depth: dict[int, list[str]] = {}
+        paths = spec.resolve(spec.root.child("paths"))
+        for template, raw_item in paths.items() if paths is not None else ():
+            item = spec.resolve(raw_item)
+            ops = {}
+            for method in _METHODS:
+                node = item.child(method)
+                if node is not None and isinstance(node.value, dict):
+                    ops[method.upper()] = self._operation(item, node, method, template)
+            self._operations.extend(ops.values())
+            for base in bases:
+                full = base + template
+                if full in self._templates:
+                    continue
+                self._templates[full] = _Template(full, ops, _segments(full))
+                by_depth.setdefault(_depth(full), []).append(full)
+        try:
+            self._tables = {d: RouteTable(tuple(ts)) for d, ts in by_depth.items()}
+        except UsageError as e:
+            raise spec.error(paths, f"a path template RouteTable cannot read: {e}") \
+                from None
+        self._judge = Judge(spec, SchemaSet(spec, "request"), SchemaSet(spec, "response"),
+                            self.path)
+
+    def _operation(self, item: Node, node: Node, method: str, template: str) -> Operation:
+        spec = self.spec
+        return Operation(
+            id=f"{method.upper()} {template}", method=method.upper(), template=template,
+            node=node, params=operation_params(spec, item, node),
+            request_body=spec.resolve(node.child("requestBody")),
+            responses=spec.resolve(node.child("responses")),
+            location=spec.location(node.uri, node.pointer))
+
+    def items(self) -> Sequence[ContractItem]:
+        prefix = f"{self.service} " if self.service else ""
+        return [ContractItem(op.id, f"{prefix}{op.id}", op.location, callee=self.service)
+                for op in self._operations]
+
+    def _bound(self, x: Exchange) -> bool:
+        if self.service is not None:
+            return x.callee.name == self.service
+        return bool(self.addresses) and (
+            x.callee.address in self.addresses
+            or f"{x.request.host}:{x.request.port}" in self.addresses)
+
+    def match(self, method: str, path: str) -> tuple[Operation | None, _Template | None]:
+        """The operation for `method` and `path` (and its template, also when only the
+        path matched)."""
+        table = self._tables.get(_depth(path))
+        full = table.route_of("", path) if table is not None else None
+        if full is None:
+            return None, None
+        t = self._templates[full]
+        return t.operations.get(method), t
+
+    def check(self, x: Exchange) -> Verdict | None:
+        if self.service is not None and x.callee.name != self.service:
+            return None
+        if x.grpc_messages:
+            return None
+        path = x.request.path_only
+        op, template = self.match(x.request.method, path)
+        if op is None:
+            if not self._bound(x):
+                return None
+            return Verdict(None, (self._judge.unexpected(x, template is not None),))
+        return Verdict(op.id, self._judge.exchange(x, op, template.params(path)))
+
+    def check_test(self, test: str | None, hits: Sequence[Hit]) -> Sequence[Mismatch]:
+        return ()
+
+    def check_run(self, counts: Mapping[str, int]) -> Sequence[Mismatch]:
+        return ()  # an operation no test called is coverage, not a mismatch
+
+
+def load(doc: Document, service: str | None = None) -> OpenApiContract:
+    """An OpenAPI 3.0/3.1 document as a contract (ContractError at file:line:column if
+    it is not valid OpenAPI)."""
+    return OpenApiContract(load_spec(doc), service)
