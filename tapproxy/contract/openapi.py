@@ -23,7 +23,13 @@ from urllib.parse import unquote, urlsplit
 from tapproxy.capture.model import Exchange
 from tapproxy.capture.routes import RouteTable
 from tapproxy.contract.model import ContractItem, Hit, Location, Mismatch, Verdict
-from tapproxy.contract.openapi_exchange import Judge
+from tapproxy.contract.openapi_exchange import (
+    BodySpec,
+    Judge,
+    ResponseSpec,
+    prepare_body,
+    prepare_responses,
+)
 from tapproxy.contract.openapi_params import Param, operation_params
 from tapproxy.contract.openapi_schema import SchemaSet
 from tapproxy.contract.openapi_spec import Node, Spec, load_spec
@@ -46,9 +52,11 @@ class Operation:
     template: str  # the path as the document writes it
     node: Node
     params: list[Param]
-    request_body: Node | None
-    responses: Node | None
+    request_body: BodySpec | None
+    responses: dict[str, ResponseSpec]  # by key: "200", "4XX", "default"
+    responses_node: Node | None
     location: Location
+    by_status: dict[int, ResponseSpec | None]  # the lookup's answers, per status
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +118,12 @@ class _Renamed:
         return {self._names[k]: v for k, v in self._m.groupdict().items()}
 
 
-def _depth(path: str) -> int:
-    return (path.rstrip("/") or "/").count("/")
+def _bucket(path: str) -> tuple[int, str]:
+    """(segment count, first segment): the templates a path can match share both,
+    unless their first segment is a parameter (bucket first segment "")."""
+    trimmed = path.rstrip("/") or "/"
+    first = trimmed.split("/", 2)[1] if len(trimmed) > 1 else ""
+    return trimmed.count("/"), first
 
 
 def _server_bindings(spec: Spec) -> tuple[set[str], list[str]]:
@@ -142,6 +154,10 @@ def _server_bindings(spec: Spec) -> tuple[set[str], list[str]]:
     return addresses, bases
 
 
+def _literal_chars(template: str) -> int:
+    return len(_PARAM.sub("", template))
+
+
 class OpenApiContract:
     """An OpenAPI document as a `Contract` (see `tapproxy.contract.model`)."""
 
@@ -155,7 +171,7 @@ class OpenApiContract:
         self.addresses, bases = _server_bindings(spec)
         self._operations: list[Operation] = []
         self._templates: dict[str, _Template] = {}
-        by_depth: dict[int, list[str]] = {}
+        by_bucket: dict[tuple[int, str], list[str]] = {}
         paths = spec.resolve(spec.root.child("paths"))
         for template, raw_item in paths.items() if paths is not None else ():
             item = spec.resolve(raw_item)
@@ -170,9 +186,11 @@ class OpenApiContract:
                 if full in self._templates:
                     continue
                 self._templates[full] = _Template(full, ops, _segments(full))
-                by_depth.setdefault(_depth(full), []).append(full)
+                depth, first = _bucket(full)
+                key = (depth, "" if "{" in first else first)
+                by_bucket.setdefault(key, []).append(full)
         try:
-            self._tables = {d: RouteTable(tuple(ts)) for d, ts in by_depth.items()}
+            self._tables = {k: RouteTable(tuple(ts)) for k, ts in by_bucket.items()}
         except UsageError as e:
             raise spec.error(paths, f"a path template RouteTable cannot read: {e}") \
                 from None
@@ -181,12 +199,13 @@ class OpenApiContract:
 
     def _operation(self, item: Node, node: Node, method: str, template: str) -> Operation:
         spec = self.spec
+        responses = spec.resolve(node.child("responses"))
         return Operation(
             id=f"{method.upper()} {template}", method=method.upper(), template=template,
             node=node, params=operation_params(spec, item, node),
-            request_body=spec.resolve(node.child("requestBody")),
-            responses=spec.resolve(node.child("responses")),
-            location=spec.location(node.uri, node.pointer))
+            request_body=prepare_body(spec, node.child("requestBody")),
+            responses=prepare_responses(spec, responses), responses_node=responses,
+            location=spec.location(node.uri, node.pointer), by_status={})
 
     def items(self) -> Sequence[ContractItem]:
         prefix = f"{self.service} " if self.service else ""
@@ -203,8 +222,14 @@ class OpenApiContract:
     def match(self, method: str, path: str) -> tuple[Operation | None, _Template | None]:
         """The operation for `method` and `path` (and its template, also when only the
         path matched)."""
-        table = self._tables.get(_depth(path))
+        depth, first = _bucket(path)
+        table = self._tables.get((depth, first))
         full = table.route_of("", path) if table is not None else None
+        table = self._tables.get((depth, ""))
+        other = table.route_of("", path) if table is not None else None
+        # The more specific of the two buckets' answers, as one RouteTable would rank them.
+        if other is not None and (full is None or _literal_chars(other) > _literal_chars(full)):
+            full = other
         if full is None:
             return None, None
         t = self._templates[full]

@@ -7,6 +7,7 @@ Request checks are skipped when the service answered a 4xx the operation documen
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,17 +39,85 @@ def _is_json(media_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
-def _media(content: Node, content_type: str) -> Node | None:
-    """The Media Type Object for `content_type`: exact, then `type/*`, then `*/*`."""
-    value = content.value
-    if not isinstance(value, dict):
+@dataclass(frozen=True, slots=True)
+class _Content:
+    """A `content` map: Media Type Objects by lower-case type, each with its schema."""
+
+    node: Node
+    by_type: dict[str, tuple[Node, Node | None]]
+    declared: str  # "application/json, text/plain", as a mismatch names them
+
+    def find(self, content_type: str) -> tuple[Node, Node | None] | None:
+        """Exact type, then `type/*`, then `*/*`."""
+        by = self.by_type
+        return by.get(content_type) or by.get(content_type.split("/")[0] + "/*") \
+            or by.get("*/*")
+
+
+def _content(node: Node | None) -> _Content | None:
+    if node is None or not isinstance(node.value, dict):
         return None
-    for key in (content_type, content_type.split("/")[0] + "/*", "*/*"):
-        if key in value:
-            return content.child(key)
-    lowered = {k.split(";")[0].strip().lower(): k for k in value}
-    key = lowered.get(content_type)
-    return content.child(key) if key is not None else None
+    by = {}
+    for key, media in node.items():
+        by[key.split(";")[0].strip().lower()] = (media, media.child("schema"))
+    return _Content(node, by, ", ".join(node.value))
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    name: str
+    node: Node
+    required: bool
+    param: Param | None  # how to read and judge its value, None without a schema
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseSpec:
+    """A Response Object prepared once: its headers and content."""
+
+    key: str  # "200", "4XX", "default"
+    node: Node
+    headers: tuple[_Header, ...]
+    content: _Content | None
+
+
+@dataclass(frozen=True, slots=True)
+class BodySpec:
+    """A Request Body Object prepared once."""
+
+    node: Node
+    required: bool
+    content: _Content | None
+
+
+def prepare_responses(spec: Spec, responses: Node | None) -> dict[str, ResponseSpec]:
+    """An operation's responses by key, references followed once."""
+    out = {}
+    for key, raw in responses.items() if responses is not None else ():
+        node = spec.resolve(raw)
+        headers = []
+        hs = spec.resolve(node.child("headers"))
+        for name, raw_h in hs.items() if hs is not None else ():
+            if name.lower() == "content-type":
+                continue  # OpenAPI: described by `content`, ignored as a header
+            h = spec.resolve(raw_h)
+            v = h.value if isinstance(h.value, dict) else {}
+            schema = h.child("schema")
+            param = None if schema is None else Param(
+                name, "header", False, "simple", bool(v.get("explode")),
+                schema_types(spec, schema), (), schema, h)
+            headers.append(_Header(name, h, v.get("required") is True, param))
+        out[key] = ResponseSpec(key, node, tuple(headers), _content(node.child("content")))
+    return out
+
+
+def prepare_body(spec: Spec, body: Node | None) -> BodySpec | None:
+    """An operation's requestBody, references followed once."""
+    body = spec.resolve(body)
+    if body is None or not isinstance(body.value, dict):
+        return None
+    return BodySpec(body, body.value.get("required") is True,
+                    _content(body.child("content")))
 
 
 def _cookies(request: Request) -> dict[str, list[str]]:
@@ -92,41 +161,46 @@ class Judge:
         out: list[Mismatch] = []
         response = x.response
         documented = None
+        negative = False
         if response is not None:
-            key, documented = self._response_for(op, response.status)
+            documented = self._response_for(op, response.status)
             if documented is None:
-                codes = ", ".join(op.responses.value) if op.responses is not None and \
-                    isinstance(op.responses.value, dict) else "none"
+                codes = ", ".join(op.responses) or "none"
                 out.append(self._mismatch(
                     x, "status", f"status {response.status} is not documented "
-                    f"(documented: {codes})", self._loc(op.responses or op.node), op,
+                    f"(documented: {codes})", self._loc(op.responses_node or op.node), op,
                     side="response", expected=codes, actual=str(response.status),
                     excerpt=f"HTTP {response.status} {response.reason}".strip()))
-            negative = 400 <= response.status < 500 and key is not None and key != "default"
-        else:
-            negative = False
+            else:
+                negative = 400 <= response.status < 500 and documented.key != "default"
         if not negative:
-            self._parameters(x, op, path_params, out)
-            self._request_body(x, op, out)
+            if op.params:
+                self._parameters(x, op, path_params, out)
+            if op.request_body is not None:
+                self._request_body(x, op, op.request_body, out)
         if documented is not None:
             self._response(x, op, documented, out)
         return tuple(out)
 
-    def _response_for(self, op: Operation, status: int) -> tuple[str | None, Node | None]:
+    @staticmethod
+    def _response_for(op: Operation, status: int) -> ResponseSpec | None:
+        cache = op.by_status
+        if status in cache:
+            return cache[status]
         responses = op.responses
-        if responses is None or not isinstance(responses.value, dict):
-            return None, None
+        found = None
         for key in (str(status), f"{status // 100}XX", f"{status // 100}xx", "default"):
-            if key in responses.value:
-                return key, self.spec.resolve(responses.child(key))
-        return None, None
+            if key in responses:
+                found = responses[key]
+                break
+        if len(cache) < 64:  # statuses are few; bounded all the same
+            cache[status] = found
+        return found
 
     # --- request --------------------------------------------------------------------
 
     def _parameters(self, x: Exchange, op: Operation, path_params: dict,
                     out: list[Mismatch]) -> None:
-        if not op.params:
-            return
         request = x.request
         query = cookies = None
         for p in op.params:
@@ -153,7 +227,7 @@ class Judge:
                 continue
             # Cookies are redacted when recorded: their values are not the service's.
             if is_checked(value) and p.schema is not None and p.where != "cookie":
-                self._param_schema(x, op, p, value, raw, out)
+                self._param_schema(x, op, p, value, raw, self.requests, "request", out)
 
     def _missing_param(self, x: Exchange, op: Operation, p: Param,
                        out: list[Mismatch]) -> None:
@@ -164,87 +238,74 @@ class Judge:
             actual="absent"))
 
     def _param_schema(self, x: Exchange, op: Operation, p: Param, value: object,
-                      raw: list[str] | None, out: list[Mismatch]) -> None:
-        for e in self.requests.errors(p.schema, value):
+                      raw: list[str] | None, schemas: SchemaSet, side: str,
+                      out: list[Mismatch]) -> None:
+        for e in schemas.errors(p.schema, value):  # type: ignore[arg-type]
             at = f"{p.where} {p.name}{e.where}"
             kind = "header" if p.where == "header" else e.kind
             out.append(self._mismatch(
                 x, kind, f"{at}: expected {e.expected}, got {e.actual}", e.location, op,
-                at=at, side="request", expected=e.expected, actual=e.actual,
+                at=at, side=side, expected=e.expected, actual=e.actual,
                 excerpt=f"{p.name}: {','.join(raw or ())}"[:76]))
 
-    def _request_body(self, x: Exchange, op: Operation, out: list[Mismatch]) -> None:
-        body_spec = op.request_body
-        if body_spec is None or not isinstance(body_spec.value, dict):
-            return
+    def _request_body(self, x: Exchange, op: Operation, body: BodySpec,
+                      out: list[Mismatch]) -> None:
         request = x.request
         if not request.body and not request.body_size:
-            if body_spec.value.get("required") is True:
+            if body.required:
                 out.append(self._mismatch(
                     x, "missing-field", "request body: required, absent",
-                    self._loc(body_spec), op, side="request", expected="a body",
+                    self._loc(body.node), op, side="request", expected="a body",
                     actual="none"))
             return
-        content = body_spec.child("content")
-        if content is not None:
-            self._body(x, op, request, content, self.requests, "request", out)
+        if body.content is not None:
+            self._body(x, op, request, body.content, self.requests, "request", out)
 
     # --- response -------------------------------------------------------------------
 
-    def _response(self, x: Exchange, op: Operation, documented: Node,
+    def _response(self, x: Exchange, op: Operation, documented: ResponseSpec,
                   out: list[Mismatch]) -> None:
         response: Response = x.response  # type: ignore[assignment]
-        headers = self.spec.resolve(documented.child("headers"))
-        for name, raw in headers.items() if headers is not None else ():
-            if name.lower() == "content-type":
-                continue  # OpenAPI: described by `content`, ignored here
-            self._response_header(x, op, name, self.spec.resolve(raw), response, out)
-        content = documented.child("content")
-        if content is not None and (response.body or response.body_size):
-            self._body(x, op, response, content, self.responses, "response", out)
+        if documented.headers:
+            for h in documented.headers:
+                self._response_header(x, op, h, response, out)
+        if documented.content is not None and (response.body or response.body_size):
+            self._body(x, op, response, documented.content, self.responses, "response",
+                       out)
 
-    def _response_header(self, x: Exchange, op: Operation, name: str, header: Node,
+    def _response_header(self, x: Exchange, op: Operation, h: _Header,
                          response: Response, out: list[Mismatch]) -> None:
-        spec = header.value if isinstance(header.value, dict) else {}
-        values = response.headers.get_all(name)
+        values = response.headers.get_all(h.name)
         if not values:
-            if spec.get("required") is True:
+            if h.required:
                 out.append(self._mismatch(
-                    x, "header", f"header {name}: required, absent", self._loc(header), op,
-                    at=f"header {name}", side="response", expected="present",
+                    x, "header", f"header {h.name}: required, absent", self._loc(h.node),
+                    op, at=f"header {h.name}", side="response", expected="present",
                     actual="absent"))
             return
-        schema = header.child("schema")
-        if schema is None:
+        if h.param is None:
             return
-        types = schema_types(self.spec, schema)
-        p = Param(name, "header", False, "simple", bool(spec.get("explode")), types,
-                  (), schema, header)
-        value = param_value(p, [",".join(values)])
-        if not is_checked(value):
-            return
-        for e in self.responses.errors(schema, value):
-            at = f"header {name}{e.where}"
-            out.append(self._mismatch(
-                x, "header", f"{at}: expected {e.expected}, got {e.actual}", e.location,
-                op, at=at, side="response", expected=e.expected, actual=e.actual,
-                excerpt=f"{name}: {','.join(values)}"[:76]))
+        raw = [",".join(values)]
+        value = param_value(h.param, raw)
+        if is_checked(value):
+            self._param_schema(x, op, h.param, value, raw, self.responses, "response",
+                               out)
 
     # --- bodies ---------------------------------------------------------------------
 
-    def _body(self, x: Exchange, op: Operation, msg: Request | Response, content: Node,
-              schemas: SchemaSet, side: str, out: list[Mismatch]) -> None:
+    def _body(self, x: Exchange, op: Operation, msg: Request | Response,
+              content: _Content, schemas: SchemaSet, side: str,
+              out: list[Mismatch]) -> None:
         content_type = msg.content_type
-        media = _media(content, content_type) if content_type else None
+        media = content.find(content_type) if content_type else None
         if media is None:
-            declared = ", ".join(content.value) if isinstance(content.value, dict) else ""
             out.append(self._mismatch(
                 x, "header", f"{side} content-type {content_type or 'absent'} is not "
-                f"documented ({declared})", self._loc(content), op,
-                at="header content-type", side=side, expected=declared,
+                f"documented ({content.declared})", self._loc(content.node), op,
+                at="header content-type", side=side, expected=content.declared,
                 actual=content_type or "absent"))
             return
-        schema = media.child("schema")
+        media_node, schema = media
         if schema is None or not _is_json(content_type) or msg.body_size is not None:
             return  # only JSON is judged, and only a body kept whole
         try:
@@ -252,8 +313,8 @@ class Judge:
         except (orjson.JSONDecodeError, CaptureError) as e:
             reason = str(e).split(":")[0][:40]
             out.append(self._mismatch(
-                x, "body-type", f"{side} body is not JSON ({reason})", self._loc(media), op,
-                side=side, expected="JSON", actual="not JSON",
+                x, "body-type", f"{side} body is not JSON ({reason})",
+                self._loc(media_node), op, side=side, expected="JSON", actual="not JSON",
                 excerpt=msg.body[:76].decode("utf-8", "replace")))
             return
         for e in schemas.errors(schema, value):

@@ -11,7 +11,7 @@ checked for presence only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from tapproxy.contract.openapi_spec import Node, Spec
 
@@ -100,7 +100,12 @@ def _coerce(text: str, types: tuple[str, ...]) -> object:
 def query_values(query: str) -> dict[str, list[str]]:
     """The query string's values by name, in order (blank values kept)."""
     out: dict[str, list[str]] = {}
-    for k, v in parse_qsl(query, keep_blank_values=True):
+    for part in query.split("&") if query else ():
+        if not part:
+            continue
+        k, _, v = part.partition("=")
+        if "%" in part or "+" in part:  # as parse_qsl decodes, without its cost per call
+            k, v = unquote_plus(k), unquote_plus(v)
         out.setdefault(k, []).append(v)
     return out
 
