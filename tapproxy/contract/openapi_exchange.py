@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from tapproxy.capture.encoding import decoded_body
+from tapproxy.capture.encoding import decode_body
 from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.contract.json_excerpt import json_excerpt
 from tapproxy.contract.model import Location, Mismatch
@@ -118,6 +118,18 @@ def prepare_body(spec: Spec, body: Node | None) -> BodySpec | None:
         return None
     return BodySpec(body, body.value.get("required") is True,
                     _content(body.child("content")))
+
+
+def _content_type_and_coding(msg: Request | Response) -> tuple[str, str | None]:
+    # From the raw fields: decoding every header of every exchange (as Headers.get
+    # does on first use) costs more than the rest of a small exchange's check.
+    content_type, coding = "", None
+    for k, v in msg.headers.raw:
+        if len(k) == 12 and k.lower() == b"content-type":
+            content_type = v.decode("latin-1").split(";")[0].strip().lower()
+        elif len(k) == 16 and k.lower() == b"content-encoding":
+            coding = v.decode("latin-1")
+    return content_type, coding
 
 
 def _cookies(request: Request) -> dict[str, list[str]]:
@@ -296,7 +308,7 @@ class Judge:
     def _body(self, x: Exchange, op: Operation, msg: Request | Response,
               content: _Content, schemas: SchemaSet, side: str,
               out: list[Mismatch]) -> None:
-        content_type = msg.content_type
+        content_type, coding = _content_type_and_coding(msg)
         media = content.find(content_type) if content_type else None
         if media is None:
             out.append(self._mismatch(
@@ -309,7 +321,7 @@ class Judge:
         if schema is None or not _is_json(content_type) or msg.body_size is not None:
             return  # only JSON is judged, and only a body kept whole
         try:
-            value = orjson.loads(decoded_body(msg))
+            value = orjson.loads(decode_body(msg.body, coding) if coding else msg.body)
         except (orjson.JSONDecodeError, CaptureError) as e:
             reason = str(e).split(":")[0][:40]
             out.append(self._mismatch(
