@@ -59,13 +59,18 @@ class Operation:
     by_status: dict[int, ResponseSpec | None]  # the lookup's answers, per status
 
 
+#: How a template segment holding parameters is read: the parameter's name for a whole
+#: segment (`{id}`), else a regex with the names of its groups in order (`{name}.{ext}`).
+_SegmentReader = str | tuple[re.Pattern[str], tuple[str, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Template:
     """A registered route (base path + template) and how to read its parameters."""
 
     template: str
     operations: dict[str, Operation]  # by upper-case method
-    segments: tuple[tuple[int, str | re.Pattern[str]], ...]  # (index, name or regex)
+    segments: tuple[tuple[int, _SegmentReader], ...]
 
     def params(self, path: str) -> dict[str, list[str]]:
         parts = path.split("/")
@@ -75,47 +80,26 @@ class _Template:
                 continue
             if isinstance(how, str):
                 out[how] = [unquote(parts[i])]
-            elif (m := how.fullmatch(parts[i])) is not None:
-                out.update((k, [unquote(v)]) for k, v in m.groupdict().items())
+            elif (m := how[0].fullmatch(parts[i])) is not None:
+                out.update((name, [unquote(v)]) for name, v in zip(how[1], m.groups(), strict=True))
         return out
 
 
-def _segments(template: str) -> tuple[tuple[int, str | re.Pattern[str]], ...]:
-    out: list[tuple[int, str | re.Pattern[str]]] = []
+def _segments(template: str) -> tuple[tuple[int, _SegmentReader], ...]:
+    out: list[tuple[int, _SegmentReader]] = []
     for i, part in enumerate(template.split("/")):
         names = _PARAM.findall(part)
         if not names:
             continue
         if part == "{" + names[0] + "}":
             out.append((i, names[0]))
-        else:  # a segment mixing text and parameters: "{name}.{ext}"
+        else:
+            # text, name, text, ..., text; greedy: "a.tar.gz" for {name}.{ext} is a.tar + gz
             pieces = _PARAM.split(part)
-            regex = "".join(re.escape(p) if j % 2 == 0 else f"(?P<_{j}>[^/]+?)"
+            regex = "".join(re.escape(p) if j % 2 == 0 else "([^/]+)"
                             for j, p in enumerate(pieces))
-            names_by_group = {f"_{j}": p for j, p in enumerate(pieces) if j % 2}
-            pattern = re.compile(regex)
-            out.append((i, _NamedPattern(pattern, names_by_group)))  # type: ignore[arg-type]
+            out.append((i, (re.compile(regex), tuple(names))))
     return tuple(out)
-
-
-class _NamedPattern:
-    """A segment regex whose groups are renamed to the parameter names they capture
-    (a parameter name need not be a valid group name)."""
-
-    def __init__(self, pattern: re.Pattern[str], names: dict[str, str]) -> None:
-        self._pattern, self._names = pattern, names
-
-    def fullmatch(self, text: str):
-        m = self._pattern.fullmatch(text)
-        return None if m is None else _Renamed(m, self._names)
-
-
-class _Renamed:
-    def __init__(self, m: re.Match[str], names: dict[str, str]) -> None:
-        self._m, self._names = m, names
-
-    def groupdict(self) -> dict[str, str]:
-        return {self._names[k]: v for k, v in self._m.groupdict().items()}
 
 
 def _bucket(path: str) -> tuple[int, str]:

@@ -306,3 +306,24 @@ def test_a_clean_recorded_run_has_no_mismatch(recorded) -> None:
     assert result.exchanges == result.checked == 2
     assert result.mismatches == []
     assert result.covered[(0, "GET /orders/{id}")] == 2
+
+
+def test_a_segment_mixing_text_and_parameters_is_read_per_parameter(tmp_path: Path) -> None:
+    doc = tmp_path / "files.yaml"
+    doc.write_text("""openapi: 3.1.0
+info: {title: files, version: "1"}
+paths:
+  /files/{name}.{ext}:
+    get:
+      parameters:
+        - {name: name, in: path, required: true, schema: {type: string, minLength: 2}}
+        - {name: ext, in: path, required: true, schema: {enum: [json, csv]}}
+      responses:
+        "200": {description: the file}
+""")
+    contract = load_contract(f"files={doc}")
+    assert found(contract, exchange("/files/my%20report.tar.csv", 200, callee="files")) \
+        == set()
+    assert found(contract, exchange("/files/a.xml", 200, callee="files")) == {
+        ("body-value", "GET /files/{name}.{ext}", "request", "path name"),
+        ("body-value", "GET /files/{name}.{ext}", "request", "path ext")}
