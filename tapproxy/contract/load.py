@@ -14,23 +14,33 @@ from tapproxy.errors import ContractError
 
 __all__ = ["detect_kind", "load_contract", "load_contracts"]
 
+# What protoc's descriptor sets are usually called (buf writes .binpb).
+_DESCRIPTOR_SUFFIXES = (".desc", ".pb", ".binpb", ".protoset", ".dsc")
 _KINDS = "a tapproxy expectation file, OpenAPI 3 document, Pact file or protobuf descriptor"
 
 
-def _is_descriptor_set(head: bytes) -> bool:
-    # A FileDescriptorSet starts with field 1 (file), wire type 2: tag byte 0x0a.
-    return head[:1] == b"\x0a" and b"\x00" not in head[:1]
+def _is_descriptor_set(raw: bytes) -> bool:
+    # A FileDescriptorSet's only field is 1 (file), length-delimited: tag byte 0x0a. A
+    # short set can be valid UTF-8, so this is asked before the bytes are read as text.
+    if raw[:1] != b"\x0a":
+        return False
+    from tapproxy.contract.grpc_schema import parse_descriptor_set
+
+    return parse_descriptor_set(raw) is not None
 
 
 def detect_kind(path: Path, raw: bytes) -> tuple[str, Document | None]:
     """("tapproxy" | "openapi" | "pact" | "proto" | "descriptor", the parsed document)."""
     if path.suffix == ".proto":
         return "proto", None
+    if _is_descriptor_set(raw):
+        return "descriptor", None
+    if path.suffix in _DESCRIPTOR_SUFFIXES:
+        raise ContractError(f"{path}: not a protobuf descriptor set "
+                            "(protoc --descriptor_set_out=FILE --include_imports)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        if _is_descriptor_set(raw):
-            return "descriptor", None
         raise ContractError(f"{path}: not {_KINDS} (binary, not a descriptor set)") from None
     doc = read_document(path, text)
     data = doc.data

@@ -58,6 +58,11 @@ class Document:
         return ContractError(f"{self.location(pointer)}: {reason}")
 
 
+def _one_line(text: str | None) -> str:
+    # PyYAML's messages can span lines and name "<unicode string>" for the file.
+    return " ".join((text or "malformed").replace(' in "<unicode string>"', "").split())
+
+
 def read_document(path: Path, text: str | None = None) -> Document:
     """Parse `path` as YAML or JSON; ContractError with file:line:column when it is neither."""
     if text is None:
@@ -74,9 +79,9 @@ def read_document(path: Path, text: str | None = None) -> Document:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ContractError(f"{where}: {e.problem or e.context}") from None
+        raise ContractError(f"{where}: {_one_line(e.problem or e.context)}") from None
     except yaml.YAMLError as e:
-        raise ContractError(f"{path}: not YAML or JSON: {e}") from None
+        raise ContractError(f"{path}: not YAML or JSON: {_one_line(str(e))}") from None
     finally:
         loader.dispose()
     return Document(path, data, root)
