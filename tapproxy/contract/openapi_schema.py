@@ -142,8 +142,9 @@ class _Converter:
                     out[k] = self.schema(x)
                 elif k == "schemas" and key == "components" and isinstance(x, dict):
                     out[k] = {n: self.schema(s) for n, s in x.items()}
-                elif k in _LITERALS or k.startswith("x-"):
-                    out[k] = x
+                elif (k in _LITERALS and not (k == "default" and key == "responses")) \
+                        or k.startswith("x-"):
+                    out[k] = x  # literal data (a `default` response is no literal)
                 else:
                     out[k] = self.document(x, k)
             return out
@@ -199,7 +200,11 @@ class SchemaSet:
         v = self._compiled.get(key)
         if v is None:
             ref = f"{node.uri}#{quote(node.pointer, safe='/~')}"
-            v = self._cls({"$ref": ref}, registry=self._registry, validate_formats=True)
+            try:
+                v = self._cls({"$ref": ref}, registry=self._registry, validate_formats=True)
+            except (ValueError, jsonschema_rs.ReferencingError) as e:
+                raise self.spec.error(node, "schema cannot be compiled: "
+                                            f"{str(e).splitlines()[0][:80]}") from None
             self._compiled[key] = v
         return v
 

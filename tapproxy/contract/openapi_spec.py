@@ -138,21 +138,23 @@ class Spec:
     def check_references(self) -> None:
         """Follow every reference once, so a dangling one is reported where it is."""
         seen: set[str] = set()
-        stack = [self.root]
+        stack = [(self.root, "")]
         while stack:
-            node = stack.pop()
+            node, parent_key = stack.pop()
             if isinstance(node.value, dict):
                 if isinstance(node.value.get("$ref"), str):
                     target = self.target(node)
                     if target.uri not in seen:
                         seen.add(target.uri)
-                        stack.append(Node(target.uri, "", self.data[target.uri]))
+                        stack.append((Node(target.uri, "", self.data[target.uri]), ""))
                 for key, child in node.items():
-                    if key not in _LITERAL_KEYS and not key.startswith("x-") \
+                    literal = key in _LITERAL_KEYS and not (
+                        key == "default" and parent_key == "responses")
+                    if not literal and not key.startswith("x-") \
                             and not (key == "examples" and isinstance(child.value, list)):
-                        stack.append(child)
+                        stack.append((child, key))
             elif isinstance(node.value, list):
-                stack.extend(child for _, child in node.items())
+                stack.extend((child, "") for _, child in node.items())
 
 
 def _pointer(parts) -> str:
@@ -171,10 +173,15 @@ def _locating(base: type) -> type:
     class Locating(base):  # type: ignore[misc, valid-type]
         def __call__(self, *args, **kwargs):
             at = next((a for a in args if isinstance(a, SchemaPath)), None)
-            for err in super().__call__(*args, **kwargs):
-                if at is not None and getattr(err, "tapproxy_at", None) is None:
-                    err.tapproxy_at = tuple(at.parts)
-                yield err
+            try:
+                for err in super().__call__(*args, **kwargs):
+                    if at is not None and getattr(err, "tapproxy_at", None) is None:
+                        err.tapproxy_at = tuple(at.parts)
+                    yield err
+            except Exception as e:  # the validator failing on a node: still located
+                if at is not None and getattr(e, "tapproxy_at", None) is None:
+                    e.tapproxy_at = tuple(at.parts)
+                raise
 
     return Locating
 
@@ -216,8 +223,10 @@ def load_spec(doc: Document) -> Spec:
         found = _first_invalidity(spec)
     except ContractError:
         raise
-    except Exception as e:  # the validator's own failures: a reference it cannot follow
-        raise ContractError(f"{doc.path}: not valid OpenAPI {spec.version}: "
+    except Exception as e:  # the validator's own failure on a node it could not read
+        at = getattr(e, "tapproxy_at", None)
+        where = doc.location(_pointer(at)) if at is not None else doc.path
+        raise ContractError(f"{where}: not valid OpenAPI {spec.version}: "
                             f"{_short(str(e))}") from None
     if found is not None:
         pointer, reason = found

@@ -106,6 +106,11 @@ _BAD = [
     ("undeclared path parameter", PETSTORE_30, "name: petId", "name: pet_id", 58, 7,
      "Path parameter 'petId' for 'get' operation in '/pets/{petId}' was not resolved"),
     ("not YAML", PETSTORE_30, "paths:\n", "paths: [\n", 73, 1, ""),
+    ("unbalanced path template", PETSTORE_30, "  /pets/{petId}:", "  /pets/{petId:", 58, 7,
+     "expected '}' before end of string"),
+    ("bad pattern", PETSTORE_31, "        name:\n          type: string\n",
+     '        name:\n          type: string\n          pattern: "["\n', 71, 20,
+     "'[' is not a 'regex'"),
 ]
 
 
@@ -327,3 +332,30 @@ paths:
     assert found(contract, exchange("/files/a.xml", 200, callee="files")) == {
         ("body-value", "GET /files/{name}.{ext}", "request", "path name"),
         ("body-value", "GET /files/{name}.{ext}", "request", "path ext")}
+
+
+def test_a_default_response_is_converted_like_any_other(tmp_path: Path) -> None:
+    doc = tmp_path / "default.yaml"
+    doc.write_text("""openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /things:
+    get:
+      responses:
+        default:
+          description: anything
+          content:
+            application/json:
+              schema: {type: object, nullable: true, required: [n],
+                       properties: {n: {type: integer, minimum: 1, exclusiveMinimum: true}}}
+""")
+    contract = load_contract(str(doc))
+    assert found(contract, exchange("/things", 200, None), exchange("/things", 500, None)) \
+        == set()
+    null = exchange("/things", 200, None)
+    null = Exchange(null.id, null.caller, null.callee, null.request, null.timing,
+                    Response(200, "", "HTTP/1.1",
+                             Headers((("Content-Type", "application/json"),)), b"null"))
+    assert found(contract, null) == set()
+    assert found(contract, exchange("/things", 200, {"n": 1})) == {
+        ("body-value", "GET /things", "response", "/n")}
