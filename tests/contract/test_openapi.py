@@ -238,6 +238,7 @@ DRIFTS = {
     5: (200, {**ORDER, "status": "lost"}, True),  # enum value
     6: (200, ORDER, False),  # required response header missing
     7: (418, {"error": "teapot"}, True),  # undocumented status
+    8: (200, ORDER, True),  # clean, sent gzip-compressed (judged decoded)
 }
 
 
@@ -245,13 +246,17 @@ def _shop_app() -> web.Application:
     async def order(request: web.Request) -> web.Response:
         status, body, with_id = DRIFTS[int(request.match_info["id"])]
         headers = {"X-Request-Id": "req-1"} if with_id else {}
-        return web.json_response(body, status=status, headers=headers)
+        response = web.json_response(body, status=status, headers=headers)
+        if request.match_info["id"] == "8":
+            response.enable_compression(web.ContentCoding.gzip)
+        return response
 
     async def refunds(request: web.Request) -> web.Response:
         return web.json_response([])
 
     app = web.Application()
     app.router.add_get("/orders/{id}", order)
+    app.router.add_delete("/orders/{id}", refunds)
     app.router.add_get("/refunds", refunds)
     return app
 
@@ -264,16 +269,20 @@ def recorded(start_proxy, services):
     def record(*paths: str) -> list:
         with requests.Session() as s:
             for path in paths:
-                s.get(f"{svc.url}{path}", proxies={"http": proxy.url}, timeout=10)
+                method, _, path = path.rpartition(" ")
+                s.request(method or "GET", f"{svc.url}{path}", proxies={"http": proxy.url},
+                          timeout=10)
         return proxy.records()
 
     return record
 
 
 def test_recorded_drift_of_every_class_is_reported(recorded) -> None:
-    records = recorded(*(f"/orders/{i}" for i in DRIFTS), "/refunds")
-    exchanges = {x.request.path: x for x in records if isinstance(x, Exchange)}
-    assert len(exchanges) == len(DRIFTS) + 1
+    records = recorded(*(f"/orders/{i}" for i in DRIFTS), "/refunds", "DELETE /orders/1")
+    exchanges = {f"{x.request.method} {x.request.path}".removeprefix("GET "): x
+                 for x in records if isinstance(x, Exchange)}
+    assert len(exchanges) == len(DRIFTS) + 2
+    assert exchanges["/orders/8"].response.headers.get("content-encoding") == "gzip"
     result = check_records(records, [load_contract(f"shop={SHOP}")])
     got = {}
     for m in result.mismatches:
@@ -292,8 +301,11 @@ def test_recorded_drift_of_every_class_is_reported(recorded) -> None:
                                 'one of ["placed", "paid", "sent"]', '"lost"')}
     assert of("/orders/6") == {("header", item, "header X-Request-Id", "present", "absent")}
     assert of("/orders/7") == {("status", item, "", "200, 404", "418")}
+    assert of("/orders/8") == set()
     assert of("/refunds") == {("unexpected-interaction", None, "", "a documented operation",
                                "GET /refunds")}
+    assert of("DELETE /orders/1") == {("unexpected-interaction", None, "",
+                                       "a documented operation", "DELETE /orders/1")}
     assert got == {}
     # Every mismatch names its exchange's parties and the contract line that says so.
     for m in result.mismatches:
@@ -303,6 +315,7 @@ def test_recorded_drift_of_every_class_is_reported(recorded) -> None:
     assert (wrong_type.contract.line, wrong_type.contract.column) == (80, 21)  # `integer`
     assert '"qty": "2"' in wrong_type.excerpt
     assert result.covered[(0, item)] == len(DRIFTS)
+    assert result.exchanges == result.checked == len(DRIFTS) + 2
 
 
 def test_a_clean_recorded_run_has_no_mismatch(recorded) -> None:
