@@ -4,10 +4,10 @@ errors as mismatch kinds with a JSON pointer and the schema keyword's file locat
 3.0 schemas are a JSON Schema dialect of their own and are converted first (`nullable`,
 boolean `exclusiveMinimum`/`exclusiveMaximum`, `$ref` siblings ignored, `example` and
 `x-` keys dropped); 3.1 schemas are JSON Schema 2020-12 as they are. Both directions
-honour `readOnly`/`writeOnly`: a required read-only property is required in responses
-only, a write-only one in requests only. Every file of the document is one resource of a
-registry, so `$ref`s resolve as written and an error's keyword location is a place in
-the document's own files.
+honour `readOnly`/`writeOnly`: a read-only property is required (if so declared) and
+allowed in responses only, a write-only one in requests only. Every file of the
+document is one resource of a registry, so `$ref`s resolve as written and an error's
+keyword location is a place in the document's own files.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ class _Converter:
             return s
         if self.is_30 and isinstance(s.get("$ref"), str):
             return {"$ref": s["$ref"]}  # 3.0: a Reference Object's siblings are ignored
+        if s.get(self.hidden) is True:
+            return False  # a readOnly value in a request, a writeOnly one in a response
         out: dict = {}
         for k, v in s.items():
             if self.is_30 and (k in _ANNOTATIONS_30 or k.startswith("x-")):
@@ -185,7 +187,7 @@ class SchemaSet:
     """The document's schemas for one direction, each compiled once on first use."""
 
     def __init__(self, spec: Spec, direction: str) -> None:
-        self.spec = spec
+        self.spec, self.direction = spec, direction
         resources = [(uri, convert_document(data, direction, spec.is_30))
                      for uri, data in spec.data.items()]
         draft = jsonschema_rs.Draft7 if spec.is_30 else jsonschema_rs.Draft202012
@@ -246,6 +248,10 @@ class SchemaSet:
             prop = str(detail.get("property", ""))
             return [SchemaError("missing-field", f"{where}/{escape(prop)}",
                                 "present", "absent", loc)]
+        if kind == "falseSchema":  # a readOnly/writeOnly value on the wrong side
+            flag = "readOnly" if self.direction == "request" else "writeOnly"
+            return [SchemaError("extra-field", where, f"absent ({flag})",
+                                _short(e.instance), loc)]
         if kind in ("additionalProperties", "unevaluatedProperties"):
             names = detail.get("unexpected") or [""]
             inst = e.instance if isinstance(e.instance, dict) else {}

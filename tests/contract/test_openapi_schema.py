@@ -175,6 +175,13 @@ def test_read_only_fields_are_required_in_responses_only() -> None:
     assert not request.validator(_node(spec, "S")).is_valid({"id": 1})
     assert response.validator(_node(spec, "S")).is_valid({"id": 1})
     assert not response.validator(_node(spec, "S")).is_valid({"pw": "x"})
+    # Sent on the wrong side at all, such a field is one the contract forbids there.
+    leaked = response.errors(_node(spec, "S"), {"id": 1, "pw": "secret"})
+    assert [(e.kind, e.where, e.expected) for e in leaked] == \
+        [("extra-field", "/pw", "absent (writeOnly)")]
+    sent = request.errors(_node(spec, "S"), {"id": 1, "pw": "x"})
+    assert [(e.kind, e.where, e.expected) for e in sent] == \
+        [("extra-field", "/id", "absent (readOnly)")]
 
 
 def test_errors_name_kind_pointer_and_the_failing_keyword() -> None:
