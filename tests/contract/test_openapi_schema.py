@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jsonschema
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator
 from referencing import Registry, Resource
@@ -86,6 +86,14 @@ instances = st.recursive(
                         st.dictionaries(st.sampled_from((*_KEYS, "d")), c, max_size=3)),
     max_leaves=8)
 
+def _integral_floats(value: object) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, list):
+        return any(map(_integral_floats, value))
+    return isinstance(value, dict) and any(map(_integral_floats, value.values()))
+
+
 _many = settings(max_examples=300, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow])
 
@@ -116,6 +124,10 @@ def test_30_conversion_agrees_with_openapi_schema_validator(schema, instance,
                                                           direction) -> None:
     # openapi-schema-validator judges OpenAPI 3.0 schemas natively: the conversion must
     # mean what the 3.0 dialect means (nullable, boolean exclusive bounds, readOnly).
+    # One known, documented difference: JSON Schema draft 4 (which that validator
+    # follows) says 2.0 is no integer, draft 6 on and OpenAPI 3.1 say it is; tapproxy
+    # judges 3.0 as 3.1 does here (docs/contracts.md).
+    assume(not _integral_floats(instance))
     spec = _spec({"S": schema})
     ours = SchemaSet(spec, direction).validator(_node(spec, "S")).is_valid(instance)
     oracle = OAS30WriteValidator if direction == "request" else OAS30ReadValidator
