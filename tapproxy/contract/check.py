@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tapproxy.capture.model import Exchange, Record, TestCase
 from tapproxy.contract.model import Contract, Hit, Mismatch
+from tapproxy.noise import path_template
 
 __all__ = ["CheckResult", "Edge", "check_records"]
 
@@ -54,9 +55,7 @@ class CheckResult:
 
 
 def _route(x: Exchange) -> str:
-    from tapproxy.analysis.baseline import path_shape  # until tapproxy.noise lands
-
-    return x.route or path_shape(x.request.path)
+    return x.route or path_template(x.request.path)
 
 
 def check_records(records: Iterable[Record], contracts: Sequence[Contract]) -> CheckResult:
