@@ -3,8 +3,8 @@ by method and path template, then its request and response are checked against i
 
 The matched template becomes the route (`Verdict.item` = "GET /pets/{petId}"). Path
 templates are matched by `capture.routes.RouteTable`, the project's one route matcher
-(most specific first: OpenAPI's concrete paths win over templated ones); a table per
-segment count keeps a 50-operation contract to a few regex matches per exchange.
+(most specific first: OpenAPI's concrete paths win over templated ones; one combined
+regex per table, so a 50-operation contract costs one match per exchange).
 
 Binding: `--contract SERVICE=FILE` makes every call to SERVICE subject to the document,
 as does a `servers` URL whose host:port is the exchange's callee address; a bound call
@@ -14,14 +14,13 @@ to whatever exchange one of its operations matches.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from tapproxy.capture.model import Exchange
-from tapproxy.capture.routes import RouteTable
+from tapproxy.capture.routes import RouteTable, make_route
 from tapproxy.contract.model import ContractItem, Hit, Location, Mismatch, Verdict
 from tapproxy.contract.openapi_exchange import (
     BodySpec,
@@ -39,7 +38,6 @@ from tapproxy.errors import UsageError
 __all__ = ["OpenApiContract", "Operation", "load"]
 
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-_PARAM = re.compile(r"\{([^{}/]+)\}")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -57,57 +55,6 @@ class Operation:
     responses_node: Node | None
     location: Location
     by_status: dict[int, ResponseSpec | None]  # the lookup's answers, per status
-
-
-#: How a template segment holding parameters is read: the parameter's name for a whole
-#: segment (`{id}`), else a regex with the names of its groups in order (`{name}.{ext}`).
-_SegmentReader = str | tuple[re.Pattern[str], tuple[str, ...]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Template:
-    """A registered route (base path + template) and how to read its parameters."""
-
-    template: str
-    operations: dict[str, Operation]  # by upper-case method
-    segments: tuple[tuple[int, _SegmentReader], ...]
-
-    def params(self, path: str) -> dict[str, list[str]]:
-        parts = path.split("/")
-        out: dict[str, list[str]] = {}
-        for i, how in self.segments:
-            if i >= len(parts):
-                continue
-            if isinstance(how, str):
-                out[how] = [unquote(parts[i])]
-            elif (m := how[0].fullmatch(parts[i])) is not None:
-                out.update((name, [unquote(v)]) for name, v in zip(how[1], m.groups(), strict=True))
-        return out
-
-
-def _segments(template: str) -> tuple[tuple[int, _SegmentReader], ...]:
-    out: list[tuple[int, _SegmentReader]] = []
-    for i, part in enumerate(template.split("/")):
-        names = _PARAM.findall(part)
-        if not names:
-            continue
-        if part == "{" + names[0] + "}":
-            out.append((i, names[0]))
-        else:
-            # text, name, text, ..., text; greedy: "a.tar.gz" for {name}.{ext} is a.tar + gz
-            pieces = _PARAM.split(part)
-            regex = "".join(re.escape(p) if j % 2 == 0 else "([^/]+)"
-                            for j, p in enumerate(pieces))
-            out.append((i, (re.compile(regex), tuple(names))))
-    return tuple(out)
-
-
-def _bucket(path: str) -> tuple[int, str]:
-    """(segment count, first segment): the templates a path can match share both,
-    unless their first segment is a parameter (bucket first segment "")."""
-    trimmed = path.rstrip("/") or "/"
-    first = trimmed.split("/", 2)[1] if len(trimmed) > 1 else ""
-    return trimmed.count("/"), first
 
 
 def _server_bindings(spec: Spec) -> tuple[set[str], list[str]]:
@@ -138,10 +85,6 @@ def _server_bindings(spec: Spec) -> tuple[set[str], list[str]]:
     return addresses, bases
 
 
-def _literal_chars(template: str) -> int:
-    return len(_PARAM.sub("", template))
-
-
 class OpenApiContract:
     """An OpenAPI document as a `Contract` (see `tapproxy.contract.model`)."""
 
@@ -154,8 +97,7 @@ class OpenApiContract:
         self.service = service
         self.addresses, bases = _server_bindings(spec)
         self._operations: list[Operation] = []
-        self._templates: dict[str, _Template] = {}
-        by_bucket: dict[tuple[int, str], list[str]] = {}
+        routes, seen = [], set()
         paths = spec.resolve(spec.root.child("paths"))
         for template, raw_item in paths.items() if paths is not None else ():
             item = spec.resolve(raw_item)
@@ -166,18 +108,15 @@ class OpenApiContract:
                     ops[method.upper()] = self._operation(item, node, method, template)
             self._operations.extend(ops.values())
             for base in bases:
-                full = base + template
-                if full in self._templates:
+                if base + template in seen:
                     continue
-                self._templates[full] = _Template(full, ops, _segments(full))
-                depth, first = _bucket(full)
-                key = (depth, "" if "{" in first else first)
-                by_bucket.setdefault(key, []).append(full)
-        try:
-            self._tables = {k: RouteTable(tuple(ts)) for k, ts in by_bucket.items()}
-        except UsageError as e:
-            raise spec.error(paths, f"a path template RouteTable cannot read: {e}") \
-                from None
+                seen.add(base + template)
+                try:
+                    routes.append(make_route(base + template, value=ops,
+                                             what="OpenAPI path"))
+                except UsageError as e:
+                    raise spec.error(raw_item, str(e)) from None
+        self._routes = RouteTable(routes)
         requests, responses = SchemaSet(spec, "request"), SchemaSet(spec, "response")
         self._judge = Judge(spec, requests, responses, self.path)
         # Schemas compile on first use: a capture exercises a few operations of a large
@@ -205,34 +144,27 @@ class OpenApiContract:
             x.callee.address in self.addresses
             or f"{x.request.host}:{x.request.port}" in self.addresses)
 
-    def match(self, method: str, path: str) -> tuple[Operation | None, _Template | None]:
-        """The operation for `method` and `path` (and its template, also when only the
-        path matched)."""
-        depth, first = _bucket(path)
-        table = self._tables.get((depth, first))
-        full = table.route_of("", path) if table is not None else None
-        table = self._tables.get((depth, ""))
-        other = table.route_of("", path) if table is not None else None
-        # The more specific of the two buckets' answers, as one RouteTable would rank them.
-        if other is not None and (full is None or _literal_chars(other) > _literal_chars(full)):
-            full = other
-        if full is None:
+    def match(self, method: str, path: str) -> tuple[Operation | None,
+                                                     dict[str, str] | None]:
+        """The operation for `method` and `path`, with the path's parameters (those also
+        when only the path matched; None when no template matches)."""
+        found = self._routes.match("", path)
+        if found is None:
             return None, None
-        t = self._templates[full]
-        return t.operations.get(method), t
+        route, params = found
+        return route.value.get(method), params  # type: ignore[union-attr]
 
     def check(self, x: Exchange) -> Verdict | None:
         if self.service is not None and x.callee.name != self.service:
             return None
         if x.grpc_messages:
             return None
-        path = x.request.path_only
-        op, template = self.match(x.request.method, path)
+        op, params = self.match(x.request.method, x.request.path_only)
         if op is None:
             if not self._bound(x):
                 return None
-            return Verdict(None, (self._judge.unexpected(x, template is not None),))
-        return Verdict(op.id, self._judge.exchange(x, op, template.params(path)))
+            return Verdict(None, (self._judge.unexpected(x, params is not None),))
+        return Verdict(op.id, self._judge.exchange(x, op, params))
 
     def check_test(self, test: str | None, hits: Sequence[Hit]) -> Sequence[Mismatch]:
         return ()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 import orjson
 
@@ -217,7 +218,8 @@ class Judge:
         query = cookies = None
         for p in op.params:
             if p.where == "path":
-                raw = path_params.get(p.name)
+                text = path_params.get(p.name)
+                raw = None if text is None else [unquote(text)]
             elif p.where == "query":
                 if query is None:
                     query = query_values(request.query)
