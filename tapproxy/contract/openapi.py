@@ -133,8 +133,8 @@ class OpenApiContract:
             location=spec.location(node.uri, node.pointer), by_status={})
 
     def items(self) -> Sequence[ContractItem]:
-        prefix = f"{self.service} " if self.service else ""
-        return [ContractItem(op.id, f"{prefix}{op.id}", op.location, callee=self.service)
+        edge = f"* → {self.service} " if self.service else ""  # as the own format's
+        return [ContractItem(op.id, f"{edge}{op.id}", op.location, callee=self.service)
                 for op in self._operations]
 
     def _bound(self, x: Exchange) -> bool:

@@ -16,7 +16,7 @@ import orjson
 
 from tapproxy.capture.encoding import decode_body
 from tapproxy.capture.model import Exchange, Request, Response
-from tapproxy.contract.json_excerpt import json_excerpt
+from tapproxy.contract.excerpt import payload_excerpt
 from tapproxy.contract.model import Location, Mismatch
 from tapproxy.contract.openapi_params import (
     MISSING,
@@ -336,4 +336,4 @@ class Judge:
             out.append(self._mismatch(
                 x, e.kind, f"{side} body {at or '/'}: expected {e.expected}, got "
                 f"{e.actual}", e.location, op, at=at, side=side, expected=e.expected,
-                actual=e.actual, excerpt=json_excerpt(value, at)))
+                actual=e.actual, excerpt=payload_excerpt(value, at)))

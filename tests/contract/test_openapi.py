@@ -21,6 +21,8 @@ from tapproxy.contract import check_records
 from tapproxy.contract.load import load_contract
 from tapproxy.errors import ContractError
 from tapproxy.proxy.options import ServiceSpec
+from tests.conftest import run_cli
+from tests.spans.build import write_capture
 
 DATA = Path(__file__).parent / "data" / "openapi"
 PETSTORE_30 = DATA / "petstore-3.0.yaml"
@@ -81,7 +83,7 @@ def test_published_petstore_documents_are_loaded_and_judge_traffic(doc: Path) ->
     assert by_where["/0/id"].contract.file.name == ("Pet.yaml" if doc == PETSTORE_SPLIT
                                                     else doc.name)
     assert by_where["/0/id"].item == "GET /pets/{petId}"
-    assert by_where["/0/id"].excerpt.splitlines()[1] == '  "id": "7",'
+    assert by_where["/0/id"].excerpt.splitlines()[1] == '  "id": "7",  ◀'
 
 
 def test_petstore_31_path_item_reference_and_routes() -> None:
@@ -274,6 +276,7 @@ def recorded(start_proxy, services):
                           timeout=10)
         return proxy.records()
 
+    record.capture = lambda: proxy.capture  # type: ignore[attr-defined]
     return record
 
 
@@ -372,3 +375,40 @@ paths:
     assert found(contract, null) == set()
     assert found(contract, exchange("/things", 200, {"n": 1})) == {
         ("body-value", "GET /things", "response", "/n")}
+
+
+# --- through `tapproxy check` ---------------------------------------------------------------
+
+def test_check_reports_recorded_drift_and_passes_a_clean_run(recorded, tmp_path: Path) -> None:
+    recorded("/orders/1", "/orders/2", "/orders/7")
+    r = run_cli("check", recorded.capture(), "--contract", f"shop={SHOP}", "--format", "json")
+    assert r.returncode == 1, r.stderr
+    report = json.loads(r.stdout)
+    assert sorted((m["kind"], m["where"]) for m in report["mismatches"]) == \
+        [("body-type", "/qty"), ("status", "")]
+    assert {m["contract"]["file"] for m in report["mismatches"]} == {str(SHOP)}
+    calls = {i["id"]: i["calls"] for c in report["coverage"] for i in c["items"]}
+    assert calls == {"GET /orders": 0, "POST /orders": 0, "GET /orders/mine": 0,
+                     "GET /orders/{id}": 3}
+    text = run_cli("check", recorded.capture(), "--contract", f"shop={SHOP}")
+    assert text.returncode == 1
+    assert "body type or schema: response body /qty" in text.stdout
+    assert "shop-3.0.yaml:80:21\n" in text.stdout  # the `integer` of qty
+    assert max(map(len, text.stdout.splitlines())) <= 80
+
+    clean = write_capture(tmp_path / "clean.tap", [
+        r for r in recorded("/orders/1") if getattr(r, "request", None) is None
+        or r.request.path == "/orders/1"])
+    ok = run_cli("check", clean, "--contract", f"shop={SHOP}")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_check_refuses_an_invalid_document_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(PETSTORE_30.read_text().replace("type: integer\n", "type: integr\n", 1))
+    capture = write_capture(tmp_path / "run.tap", [exchange("/v1/pets", 200, [])])
+    r = run_cli("check", capture, "--contract", str(bad))
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"tapproxy: error: {bad}:22:19: not valid OpenAPI 3.0.0: 'integr' is not one of "
+        "['array', 'boolean', 'integer', 'number', 'object', 'string']"]
