@@ -412,3 +412,22 @@ def test_check_refuses_an_invalid_document_in_one_line(tmp_path: Path) -> None:
     assert r.stderr.splitlines() == [
         f"tapproxy: error: {bad}:22:19: not valid OpenAPI 3.0.0: 'integr' is not one of "
         "['array', 'boolean', 'integer', 'number', 'object', 'string']"]
+
+
+def test_bodies_are_judged_as_json_reads_them() -> None:
+    contract = load_contract(f"shop={SHOP}")
+    rid = (("X-Request-Id", "r"),)
+    # Beyond 64 bits an integer is still one (orjson alone would read a float).
+    big = exchange("/orders/1", 200, {"id": 10**30, "sku": "a", "qty": 1},
+                   response_headers=rid)
+    assert found(contract, big) == set()
+    assert found(contract, exchange("/orders/1", 200, {"id": 10**30 + 0.5, "sku": "a",
+                                                       "qty": 1}, response_headers=rid)) \
+        == {("body-type", "GET /orders/{id}", "response", "/id")}
+    x = exchange("/orders/1", 200, response_headers=rid)
+    broken = Exchange(x.id, x.caller, x.callee, x.request, x.timing, Response(
+        200, "", "HTTP/1.1", Headers((*rid, ("Content-Type", "application/json"))),
+        b'{"id": 1, "sku": '))
+    result = check_records([broken], [contract])
+    assert [(m.kind, m.expected, m.actual) for m in result.mismatches] == \
+        [("body-type", "JSON", "not JSON")]
