@@ -414,15 +414,29 @@ def test_check_refuses_an_invalid_document_in_one_line(tmp_path: Path) -> None:
         "['array', 'boolean', 'integer', 'number', 'object', 'string']"]
 
 
-def test_bodies_are_judged_as_json_reads_them() -> None:
+def test_bodies_are_judged_as_json_reads_them(tmp_path: Path) -> None:
+    doc = tmp_path / "ids.yaml"
+    doc.write_text("""openapi: 3.1.0
+info: {title: ids, version: "1"}
+paths:
+  /ids:
+    get:
+      responses:
+        "200":
+          description: the one id
+          content:
+            application/json:
+              schema: {type: integer, enum: [123456789012345678901234567891]}
+""")
+    ids = load_contract(str(doc))
+    # Beyond 64 bits an integer is still exact (orjson alone would read a float).
+    assert found(ids, exchange("/ids", 200, 123456789012345678901234567891)) == set()
+    assert found(ids, exchange("/ids", 200, 123456789012345678901234567890)) == {
+        ("body-value", "GET /ids", "response", "")}
     contract = load_contract(f"shop={SHOP}")
     rid = (("X-Request-Id", "r"),)
-    # Beyond 64 bits an integer is still one (orjson alone would read a float).
-    big = exchange("/orders/1", 200, {"id": 10**30, "sku": "a", "qty": 1},
-                   response_headers=rid)
-    assert found(contract, big) == set()
-    assert found(contract, exchange("/orders/1", 200, {"id": 10**30 + 0.5, "sku": "a",
-                                                       "qty": 1}, response_headers=rid)) \
+    assert found(contract, exchange("/orders/1", 200, {"id": 2.5, "sku": "a", "qty": 1},
+                                    response_headers=rid)) \
         == {("body-type", "GET /orders/{id}", "response", "/id")}
     x = exchange("/orders/1", 200, response_headers=rid)
     broken = Exchange(x.id, x.caller, x.callee, x.request, x.timing, Response(
