@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 
 from tapproxy.contract.draft import echoes
-from tapproxy.contract.draft_shape import Shape, json_type, shape_of
+from tapproxy.contract.draft_shape import Shape, shape_of
 from tapproxy.contract.draft_traffic import ABSENT, Operation, Sample, Traffic, gather
 
 __all__ = ["draft_pact", "json_text", "pacts_from_traffic"]
@@ -150,12 +150,10 @@ def _interaction(op: Operation, status: int, samples: list[Sample], noise,
     # (Pact reads an empty content as no body, so a JSON "" cannot be an example.)
     if first.request_body is not ABSENT and first.request_body != "":
         rules: dict[str, dict] = {}
-        example = first.request_body
-        if json_type(example) != "string" or "json" in first.request_type:
-            shape = shape_of((s.request_body, echoes(s)) for s in samples)
-            example = _example(shape, example, False)
-            _rules(shape, "$", rules, False)
-        request["body"] = _body(example, first.request_type)
+        shape = shape_of((s.request_body, echoes(s)) for s in samples)
+        _rules(shape, "$", rules, False)  # text too: a rule at `$` judges the whole
+        request["body"] = _body(_example(shape, first.request_body, False),
+                                first.request_type)
         if rules:
             req_rules["body"] = rules
     if req_rules:
@@ -177,11 +175,10 @@ def _interaction(op: Operation, status: int, samples: list[Sample], noise,
             and first.response_body != "":
         response["body"] = _body(_example(shape, first.response_body, True),
                                  first.response_type)
-        if not isinstance(first.response_body, str) or "json" in first.response_type:
-            rules = {}
-            _rules(shape, "$", rules, True)
-            if rules:
-                resp_rules["body"] = rules
+        rules = {}
+        _rules(shape, "$", rules, True)
+        if rules:
+            resp_rules["body"] = rules
     if resp_rules:
         response["matchingRules"] = resp_rules
     return {"type": "Synchronous/HTTP", "description": description, "pending": False,

@@ -298,6 +298,20 @@ def test_any_json_calls_pass_their_own_draft(tmp_path, kind, bodies, statuses) -
     assert _check(_write(tmp_path, kind, xs), xs) == []
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_text_bodies_round_trip(tmp_path, kind) -> None:
+    def answer(n: int, text: str) -> Exchange:
+        x = _x(n, "web", "s", "GET", "/motd", 200)
+        return replace(x, response=Response(200, "", "HTTP/1.1",
+                                            Headers((("content-type", "text/plain"),)),
+                                            text.encode()))
+
+    xs = [answer(0, "sunny"), answer(1, "rain later")]
+    specs = _write(tmp_path, kind, xs)
+    assert _check(specs, xs) == []
+    assert _check(specs, [answer(2, "fog")]) == []
+
+
 def test_text_with_a_volatile_part_and_binary_bodies() -> None:
     def answer(n: int, body: bytes, ctype: str) -> Exchange:
         x = _x(n, "web", "s", "GET", "/a" if ctype.startswith("text") else "/logo", 200)
