@@ -230,6 +230,17 @@ def test_draft_bad_output_and_empty_capture_are_one_line(shop, tmp_path) -> None
         assert kept.read_text() == "tapproxy: 1\ninteractions: []\n"  # left as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["expected.yaml", "plain"]
 
+    # A recording cut short (the proxy killed mid-write): no draft of part of a run.
+    cut = tmp_path / "cut.tap"
+    cut.write_bytes((shop.where / "run1.tap").read_bytes()[:-7])
+    r = run_cli("contract", "draft", cut, "-o", tmp_path / "cut.yaml")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "cut.tap" in r.stderr and not (tmp_path / "cut.yaml").exists()
+    r = run_cli("contract", "draft", shop.where / "run1.tap", "--callee", "nobody",
+                "-o", tmp_path / "none.yaml")
+    assert r.returncode == 2 and "no calls to nobody (called: orders, web)" in r.stderr
+    assert not (tmp_path / "none.yaml").exists()
+
 
 def test_openapi_to_one_file_needs_one_service(shop, tmp_path) -> None:
     r = run_cli("contract", "draft", shop.where / "run1.tap", "--openapi", "-o",
