@@ -84,8 +84,9 @@ def _openapi_files(traffic, given: str, source: str) -> dict[Path, str]:
                 _dump(openapi_from_traffic(traffic, c, source=source), Path("x.yaml"))
                 for c in callees}
     if len(callees) > 1:
-        raise _fail(f"--openapi: {len(callees)} services were called "
-                    f"({', '.join(callees)}): give -o a directory, or --callee NAME")
+        # Within 80 columns with "tapproxy: error: ": the services are `stats`'s to list.
+        raise _fail(f"--openapi: {len(callees)} services called: give -o DIR/ or "
+                    "--callee NAME")
     return {output: _dump(openapi_from_traffic(traffic, callees[0], source=source), output)}
 
 
