@@ -114,8 +114,8 @@ class _Found:
     def failures(self, side: str, failures: list[Failure], body: object) -> None:
         for f in failures:
             what = f"body {f.where}" if f.where else "body"
-            self.add(f.kind, side, what, f.where, f.expected, f.actual, f.location,
-                     payload_excerpt(body, f.where))
+            excerpt = "" if body is ABSENT else payload_excerpt(body, f.where)
+            self.add(f.kind, side, what, f.where, f.expected, f.actual, f.location, excerpt)
 
     def headers(self, side: str, headers, matchers: dict[str, tuple[str, Matcher]]) -> None:
         for lname, (name, m) in matchers.items():
