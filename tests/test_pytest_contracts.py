@@ -82,6 +82,14 @@ def test_why_with_the_contract_names_the_200_with_the_broken_field_as_root(suite
         "/qty", "response", 'string "3"', "inventory")
     assert m["exchange_id"] == data["root"]["exchange_id"]
 
+    # An OpenAPI document tells the same story, located at its schema's line.
+    told = run_cli("why", capture, "--test", DRIFTED, "--json", "--contract",
+                   f"inventory={DATA / 'stock.openapi.yaml'}", cwd=pytester.path)
+    data = json.loads(told.stdout)
+    assert data["root"]["number"] == 2, told.stdout + told.stderr
+    assert [(m["where"], m["contract"]["file"]) for m in data["root"]["contract_mismatches"]
+            ] == [("/qty", str(DATA / "stock.openapi.yaml"))]
+
     # Every test with a failure: the passing lookup broke the contract too (its own call).
     every = run_cli("why", capture, "--contract", "stock.yaml", cwd=pytester.path)
     assert "test_stock.py::test_stock_lookup  passed" in every.stdout, every.stdout
