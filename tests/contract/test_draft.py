@@ -23,10 +23,10 @@ from openapi_spec_validator import validate
 
 from tapproxy.capture import Exchange, Headers, Party, Request, Response, Timing
 from tapproxy.contract.check import check_records
-from tapproxy.contract.draft import draft_own
-from tapproxy.contract.draft_openapi import draft_openapi, schema_of
-from tapproxy.contract.draft_pact import draft_pact, json_text
-from tapproxy.contract.draft_traffic import gather, named_template
+from tapproxy.contract.draft.openapi import draft_openapi, schema_of
+from tapproxy.contract.draft.own import draft_own
+from tapproxy.contract.draft.pact import draft_pact, json_text
+from tapproxy.contract.draft.traffic import gather, named_template
 from tapproxy.contract.load import load_contract
 from tapproxy.errors import ContractError
 
@@ -288,7 +288,7 @@ _json = st.recursive(
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Requests always carry a body here: an own contract whose interaction requires a request
-# body raises TypeError on a call without one (tapproxy/contract/own_rules.py, reported).
+# body raises TypeError on a call without one (tapproxy/contract/own/rules.py, reported).
 @given(bodies=st.lists(st.tuples(_json.filter(lambda v: v is not None), _json),
                        min_size=1, max_size=3),
        statuses=st.lists(st.sampled_from([200, 404]), min_size=3, max_size=3))

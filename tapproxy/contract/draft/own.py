@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tapproxy.contract.draft_shape import Shape, shape_of
-from tapproxy.contract.draft_traffic import ABSENT, Operation, Sample, Traffic, gather
+from tapproxy.contract.draft.shape import Shape, shape_of
+from tapproxy.contract.draft.traffic import ABSENT, Operation, Sample, Traffic, gather
 from tapproxy.noise import NoiseModel
 
 __all__ = ["KIND_PATTERNS", "draft_own", "echoes", "matcher", "own_from_traffic"]

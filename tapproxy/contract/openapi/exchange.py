@@ -19,7 +19,7 @@ from tapproxy.capture.encoding import decode_body
 from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.contract.excerpt import payload_excerpt
 from tapproxy.contract.model import Location, Mismatch
-from tapproxy.contract.openapi_params import (
+from tapproxy.contract.openapi.params import (
     MISSING,
     Param,
     is_checked,
@@ -27,12 +27,12 @@ from tapproxy.contract.openapi_params import (
     query_values,
     schema_types,
 )
-from tapproxy.contract.openapi_schema import SchemaSet
-from tapproxy.contract.openapi_spec import Node, Spec
+from tapproxy.contract.openapi.schema import SchemaSet
+from tapproxy.contract.openapi.spec import Node, Spec
 from tapproxy.errors import CaptureError
 
 if TYPE_CHECKING:
-    from tapproxy.contract.openapi import Operation
+    from tapproxy.contract.openapi.contract import Operation
 
 __all__ = ["Judge"]
 

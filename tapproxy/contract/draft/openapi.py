@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from genson import SchemaBuilder
 from genson.schema.strategies import String
 
-from tapproxy.contract.draft_traffic import ABSENT, Operation, Sample, Traffic, gather
+from tapproxy.contract.draft.traffic import ABSENT, Operation, Sample, Traffic, gather
 from tapproxy.noise import value_kind
 
 __all__ = ["draft_openapi", "openapi_from_traffic"]

@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote
 import jsonschema_rs
 
 from tapproxy.contract.model import Location
-from tapproxy.contract.openapi_spec import Node, Spec, escape
+from tapproxy.contract.openapi.spec import Node, Spec, escape
 
 __all__ = ["SchemaError", "SchemaSet", "convert_30", "convert_document", "json_type"]
 

@@ -18,12 +18,12 @@ from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import GRPC_STATUS_NAMES, Exchange, Request, Response
 from tapproxy.capture.select import test_matches
 from tapproxy.contract.excerpt import payload_excerpt
-from tapproxy.contract.matchers import ABSENT, Failure, Matcher
 from tapproxy.contract.model import Hit, Location, Mismatch
+from tapproxy.contract.own.matchers import ABSENT, Failure, Matcher
 from tapproxy.errors import CaptureError
 
 if TYPE_CHECKING:
-    from tapproxy.contract.own import Interaction
+    from tapproxy.contract.own.format import Interaction
 
 __all__ = ["Counted", "TestSpec", "exchange_mismatches", "run_mismatches",
            "test_mismatches", "unexpected"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from tapproxy.contract.openapi_spec import Node, Spec
+from tapproxy.contract.openapi.spec import Node, Spec
 
 __all__ = ["MISSING", "Param", "is_checked", "operation_params", "param_value", "query_values",
            "schema_types"]

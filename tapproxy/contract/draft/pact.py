@@ -17,9 +17,9 @@ import json
 import re
 from collections.abc import Iterable
 
-from tapproxy.contract.draft import echoes
-from tapproxy.contract.draft_shape import Shape, shape_of
-from tapproxy.contract.draft_traffic import ABSENT, Operation, Sample, Traffic, gather
+from tapproxy.contract.draft.own import echoes
+from tapproxy.contract.draft.shape import Shape, shape_of
+from tapproxy.contract.draft.traffic import ABSENT, Operation, Sample, Traffic, gather
 
 __all__ = ["draft_pact", "json_text", "pacts_from_traffic"]
 

@@ -22,16 +22,16 @@ from urllib.parse import urlsplit
 from tapproxy.capture.model import Exchange
 from tapproxy.capture.routes import RouteTable, make_route
 from tapproxy.contract.model import ContractItem, Hit, Location, Mismatch, Verdict
-from tapproxy.contract.openapi_exchange import (
+from tapproxy.contract.openapi.exchange import (
     BodySpec,
     Judge,
     ResponseSpec,
     prepare_body,
     prepare_responses,
 )
-from tapproxy.contract.openapi_params import Param, operation_params
-from tapproxy.contract.openapi_schema import SchemaSet
-from tapproxy.contract.openapi_spec import Node, Spec, load_spec
+from tapproxy.contract.openapi.params import Param, operation_params
+from tapproxy.contract.openapi.schema import SchemaSet
+from tapproxy.contract.openapi.spec import Node, Spec, load_spec
 from tapproxy.contract.source import Document
 from tapproxy.errors import UsageError
 
