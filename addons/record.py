@@ -18,7 +18,8 @@ from pathlib import Path
 from mitmproxy import ctx
 
 from tapproxy.proxy.h2c import H2cPriorKnowledge
-from tapproxy.proxy.options import (
+from tapproxy.proxy.recorder import Recorder
+from tapproxy.supervisor.options import (
     Address,
     RecordOptions,
     parse_address,
@@ -26,7 +27,6 @@ from tapproxy.proxy.options import (
     parse_service,
     parse_size,
 )
-from tapproxy.proxy.recorder import Recorder
 
 
 class TapproxyRecord:

@@ -35,7 +35,7 @@ def _callee_names(specs: list[str] | None, then=None, capture: Path | None = Non
     """The record transform for `--service` options, then `then` (routes); None if none.
     With `capture`, read first to give each process one name in all its records."""
     from tapproxy.capture.naming import CalleeNames, GivenNames
-    from tapproxy.proxy.options import parse_service
+    from tapproxy.supervisor.options import parse_service
 
     names = CalleeNames([(s.name, s.host, s.port) for s in map(parse_service, specs or ())],
                         then) or None

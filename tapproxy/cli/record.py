@@ -94,8 +94,10 @@ def record(
     on_interrupt(f"interrupted while starting; {output} was not written")
     from tapproxy.capture.routes import RouteTable
     from tapproxy.proxy.certs import check_ca_bundle, env_exports
-    from tapproxy.proxy.fronting import ServiceProcess, parse_starts
-    from tapproxy.proxy.options import (
+    from tapproxy.proxy.runner import RecordingProxy
+    from tapproxy.spans.export import traces_url
+    from tapproxy.supervisor.fronting import ServiceProcess, parse_starts
+    from tapproxy.supervisor.options import (
         RecordOptions,
         check_listeners,
         parse_address,
@@ -107,8 +109,6 @@ def record(
         parse_service,
         parse_size,
     )
-    from tapproxy.proxy.runner import RecordingProxy
-    from tapproxy.spans.export import traces_url
 
     unnamed, listeners = parse_listen(listen or ())
     fronts = parse_starts(start or ())
@@ -264,7 +264,7 @@ def env(
 ) -> None:
     """Print the shell exports that route a process through the proxy and trust its CA."""
     from tapproxy.proxy.certs import env_exports
-    from tapproxy.proxy.options import check_caller_name, check_name, parse_address
+    from tapproxy.supervisor.options import check_caller_name, check_name, parse_address
 
     if caller:
         check_caller_name(check_name(caller, "--caller"), "--caller")
@@ -276,7 +276,7 @@ def env(
 
 
 def _check_clients(confdir: Path, caller: str | None, tools: list[str] | None) -> int:
-    from tapproxy.proxy.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
+    from tapproxy.supervisor.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
 
     found, notes = find_clients(tools or TOOLS)
     if not found:  # nothing checked is no pass

@@ -43,8 +43,6 @@ from tapproxy.proxy.bodies import (
     request_streams,
     response_streams,
 )
-from tapproxy.proxy.caller_lookups import CallerLookups
-from tapproxy.proxy.control import ControlServer
 from tapproxy.proxy.convert import (
     CALLER_TARGET,
     addressed_by_host,
@@ -53,20 +51,22 @@ from tapproxy.proxy.convert import (
     exchange_from_flow,
     exchange_from_tls_failure,
 )
-from tapproxy.proxy.identity import (
+from tapproxy.proxy.tunnels import TunnelLog, host_ignored
+from tapproxy.supervisor.caller_lookups import CallerLookups
+from tapproxy.supervisor.control import ControlServer
+from tapproxy.supervisor.identity import (
     CalleeNamer,
     OwnListeners,
     address_of,
     caller_from_proxy_auth,
     peer_party,
 )
-from tapproxy.proxy.live import LiveSpans
-from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
-from tapproxy.proxy.own_addresses import OwnAddresses, OwnConnections
-from tapproxy.proxy.processes import SUPPORTED as PROCESS_LOOKUP_SUPPORTED
-from tapproxy.proxy.receiver import OtlpReceiver
-from tapproxy.proxy.testcases import OpenTests
-from tapproxy.proxy.tunnels import TunnelLog, host_ignored
+from tapproxy.supervisor.live import LiveSpans
+from tapproxy.supervisor.options import Address, RecordOptions, ServiceSpec
+from tapproxy.supervisor.own_addresses import OwnAddresses, OwnConnections
+from tapproxy.supervisor.processes import SUPPORTED as PROCESS_LOOKUP_SUPPORTED
+from tapproxy.supervisor.receiver import OtlpReceiver
+from tapproxy.supervisor.testcases import OpenTests
 
 __all__ = ["Recorder"]
 

@@ -9,7 +9,6 @@ import sys
 
 from tapproxy.errors import ProxyError
 from tapproxy.proxy.h2c import H2cPriorKnowledge
-from tapproxy.proxy.options import Address, RecordOptions
 from tapproxy.proxy.recorder import Recorder, mitmproxy_modes, reverse_mode
 from tapproxy.proxy.reverse_upstreams import (
     Held,
@@ -17,6 +16,7 @@ from tapproxy.proxy.reverse_upstreams import (
     connect_reverse_upstreams_on_request,
 )
 from tapproxy.proxy.upstream_tls import UpstreamHandshakeWatch, handshake_limit
+from tapproxy.supervisor.options import Address, RecordOptions
 
 __all__ = ["RecordingProxy"]
 
