@@ -81,11 +81,13 @@ payments: <resources>
  +<t> ! ERROR card declined: issuer said no
 
 capture: {capture}
+report: {capture.with_suffix(".html")}
 the log lines whole (lines above are cut to 80 columns):
   tapproxy show {capture} --logs --test test_shop.py::test_declined_card --service payments"""
     raw = re.search(r"^-+ tapproxy -+\n(.*?)\n(?==+ |- generated)", result.stdout.str(),
                     re.S | re.M).group(1)
-    assert all(len(line) <= 80 for line in raw.splitlines() if str(capture) not in line)
+    assert all(len(line) <= 80 for line in raw.splitlines()
+               if str(capture.with_suffix("")) not in line)  # paths: the capture, its report
     # The section's references resolve in the capture the run leaves behind.
     ref = re.search(r"--exchange ([0-9a-f-]{13})\b", raw).group(1)
     shown = run_cli("show", capture, "--exchange", ref)
@@ -96,7 +98,8 @@ the log lines whole (lines above are cut to 80 columns):
     assert "payments ! ERROR card declined: issuer said no" in logs, logs
     summary = result.stdout.str().rsplit("- tapproxy -", 1)[1].split("\n=")[0]
     assert "test_shop.py::test_declined_card\n  orders → payments POST /charges 500" in summary
-    assert all(len(line) <= 80 for line in summary.splitlines() if str(capture) not in line)
+    assert all(len(line) <= 80 for line in summary.splitlines()
+               if str(capture.with_suffix("")) not in line)
 
     tree = ET.parse(pytester.path / "junit.xml")
     [case] = tree.iter("testcase")

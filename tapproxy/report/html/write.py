@@ -20,7 +20,7 @@ from tapproxy.errors import CaptureError, ReportError
 from tapproxy.report.html.model import Recorded, build_model, collect
 from tapproxy.report.html.page import render_page
 
-__all__ = ["ReportResult", "check_writable", "write_report"]
+__all__ = ["ReportResult", "check_writable", "report_beside", "report_path", "write_report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +83,27 @@ def write_report(capture: Path, output: Path, contracts: Sequence[Contract] = ()
     return ReportResult(output, len(summary["rows"]), len(summary["tests"]),
                         len(html.encode("utf-8")), problem,
                         None if mismatches is None else len(mismatches))
+
+
+def report_path(capture: Path) -> Path:
+    """Where the report of `capture` goes beside it: the same name, `.html`."""
+    return capture.with_suffix(".html")
+
+
+def report_beside(capture: Path) -> Path | None:
+    """Write the report of `capture` beside it (`pytest --tapproxy` at session end); what
+    kept it from being written, or where a damaged capture stopped, is one line on
+    stderr. The report path, or None when none was written."""
+    import sys
+
+    from tapproxy.errors import TapproxyError
+
+    out = report_path(capture)
+    try:
+        result = write_report(capture, out)
+    except TapproxyError as e:
+        print(f"tapproxy: no report: {e}", file=sys.stderr)
+        return None
+    if result.problem is not None:
+        print(f"tapproxy: report of an incomplete capture: {result.problem}", file=sys.stderr)
+    return out
