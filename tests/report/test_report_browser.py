@@ -147,7 +147,7 @@ def test_the_failing_test_opens_with_its_waterfall_map_and_root(opened):
 
 def test_a_click_opens_the_exchange(opened):
     page = opened.page
-    page.locator("#waterfall .row.role-root").click()
+    page.locator("#waterfall .row.role-root .name").click()
     detail = page.locator("#detail")
     detail.wait_for(state="visible")
     text = detail.inner_text()
@@ -155,7 +155,7 @@ def test_a_click_opens_the_exchange(opened):
     assert '"card": "bad"' in text  # the request body, pretty-printed
     assert "card declined" in text and "response_end" in text
     assert "parent inferred by\ttiming" in text
-    page.locator("#waterfall .row").first.click()
+    page.locator("#waterfall .row .name").first.click()
     page.wait_for_function("() => document.querySelector('#detail h3').textContent.includes('#1')")
     assert HOSTILE_HEADER in detail.inner_text()  # shown as text
 
@@ -180,16 +180,16 @@ def test_filters_by_status_service_and_search(opened):
 
 def test_hostile_recorded_values_stay_text(opened):
     page = opened.page
-    page.locator("#waterfall .row.role-root").click()
+    page.locator("#waterfall .row.role-root .name").click()
     page.locator("#detail").wait_for(state="visible")
-    page.locator("#waterfall .row").first.click()
+    page.locator("#waterfall .row .name").first.click()
     page.locator("#tests .test.all").click()
     assert page.evaluate("window.__pwned") is None
     assert opened.dialogs == []
     assert page.locator("#tests img, #view img, #detail img, #detail b").count() == 0
     assert HOSTILE_TEST in page.locator("#tests").inner_text()
     page.locator("#tests .test.bad").click()
-    page.locator("#waterfall .row.role-root").click()
+    page.locator("#waterfall .row.role-root .name").click()
     page.wait_for_function(
         "() => document.querySelector('#detail').textContent.includes('declined')")
     assert HOSTILE_BODY.strip().split(" ")[0] in page.locator("#detail").inner_text()
@@ -198,7 +198,7 @@ def test_hostile_recorded_values_stay_text(opened):
 
 def test_the_page_asks_the_network_for_nothing(opened):
     page = opened.page
-    page.locator("#waterfall .row").first.click()
+    page.locator("#waterfall .row .name").first.click()
     page.locator("#detail").wait_for(state="visible")
     assert opened.requests, "the route log saw not even the page itself"
     assert all(u.startswith(("file://", "data:")) for u in opened.requests), opened.requests
@@ -274,7 +274,7 @@ def test_ten_thousand_exchanges_open_and_scroll(browser, tmp_path):
             "() => [...document.querySelectorAll('#waterfall .row .num')].some("
             "e => e.textContent.trim() === '#100')")
         assert page.locator("#waterfall .row").count() <= 100
-        page.locator("#waterfall .row").last.click()
+        page.locator("#waterfall .row .name").last.click()
         page.locator("#detail").wait_for(state="visible")
         assert "/api/" in page.locator("#detail h3").inner_text()
     finally:

@@ -207,9 +207,11 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
                 node.inference, _ticks(x, frames, t0), roles.get(n, ""),
                 len(by_exchange.get(x.id, ()))])
             details.append(exchange_detail(x, frames, by_exchange.get(x.id, ())))
+        # The time axis: the test's calls (its set-up and teardown would crowd them into
+        # a corner), else the test itself.
         begin = [x.timing.request_start for x in exchanges]
         end = [x.timing.end for x in exchanges]
-        if case is not None:
+        if case is not None and not exchanges:
             begin.append(case.started)
             end.append(case.ended or case.started)
         tests.append({

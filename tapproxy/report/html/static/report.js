@@ -96,7 +96,8 @@
   function scope() {
     if (state.test >= 0) {
       const t = tests[state.test];
-      return [t.start, Math.max(t.end, t.start + 1)];
+      const pad = Math.max(1, t.end - t.start) * 0.04;  // the first and last bars in sight
+      return [t.start - pad, t.end + pad];
     }
     let a = Infinity, b = -Infinity;
     for (const t of tests) { if (t.count || !t.none) { a = Math.min(a, t.start); b = Math.max(b, t.end); } }
@@ -288,7 +289,7 @@
     const used = new Set();
     for (const e of edges) { used.add(e.a); used.add(e.b); }
     const rootRow = t && t.story && t.story.root ? rows[t.story.root.row] : null;
-    const P = S.positions, CW = 340, RH = 74, NW = 150, NH = 34, PAD = 20;
+    const P = S.positions, CW = 290, RH = 74, NW = 124, NH = 34, PAD = 20;
     const cols = Math.max(1, ...P.map((p) => p[0] + 1)), nrows = Math.max(1, ...P.map((p) => p[1] + 1));
     const W = cols * CW + PAD, H = nrows * RH + PAD;
     const root = svg("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, class: "map", role: "img" });
@@ -337,9 +338,20 @@
   function inScope(list, span) {
     return list.filter((x) => x[1] >= span[0] && x[1] <= span[1]);
   }
+  // Samples come every few hundred ms: the ones just outside a short span carry the line
+  // across it (drawn at its edges).
+  function around(list, span) {
+    const before = new Map(), after = new Map(), out = [];
+    for (const x of list) {
+      if (x[1] < span[0]) before.set(x[0], x);
+      else if (x[1] > span[1]) { if (!after.has(x[0])) after.set(x[0], x); }
+      else out.push(x);
+    }
+    return [...before.values(), ...out, ...after.values()].sort((p, q) => p[1] - q[1]);
+  }
   function renderTracks() {
     const span = scope();
-    const logs = inScope(S.logs, span), samples = inScope(S.samples, span);
+    const logs = inScope(S.logs, span), samples = around(S.samples, span);
     const by = new Map();
     for (const l of logs) { if (!by.has(l[0])) by.set(l[0], { logs: [], samples: [] }); by.get(l[0]).logs.push(l); }
     for (const s of samples) { if (!by.has(s[0])) by.set(s[0], { logs: [], samples: [] }); by.get(s[0]).samples.push(s); }
@@ -371,7 +383,7 @@
         bars.append(line);
       }
       frag.append(el("div", "track", el("div", "name", services[i]),
-        el("div", "status", track.logs.length + " lines"), bars, el("div", "dur")));
+        el("div", "status", track.logs.length + (track.logs.length === 1 ? " line" : " lines")), bars, el("div", "dur")));
     }
     $("tracks").replaceChildren(frag);
   }
