@@ -186,6 +186,7 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
         rows_of = {n: first + i for i, n in enumerate(order)}
         roles = _roles(story)
         per_test = Metrics()
+        last_tick = None  # WebSocket frames come after their handshake: the axis reaches them
         for n in order:
             node = tree.node(n)
             x, t = node.exchange, node.exchange.timing
@@ -197,6 +198,9 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
             s_start = t.request_end or t.request_start
             s_end = t.response_end or t.response_start or t.end
             frames = rec.frames.get(x.id, ())
+            ticks = _ticks(x, frames, t0)
+            if ticks:
+                last_tick = max(last_tick or 0, max(tick[0] for tick in ticks))
             rows.append([
                 t_index, service(x.caller.name), service(x.callee.name), x.request.method,
                 x.route or x.request.path, x.status, x.error.kind if x.error else None,
@@ -204,7 +208,7 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
                 _ms(min(s_start, s_end), t0) if server else None,
                 _ms(s_end, t0) if server else None, int(x.failed), n,
                 rows_of[node.parent] if node.parent is not None else -1, node.depth,
-                node.inference, _ticks(x, frames, t0), roles.get(n, ""),
+                node.inference, ticks, roles.get(n, ""),
                 len(by_exchange.get(x.id, ()))])
             details.append(exchange_detail(x, frames, by_exchange.get(x.id, ())))
         # The time axis: the test's calls (its set-up and teardown would crowd them into
@@ -217,7 +221,7 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
         tests.append({
             "name": name if name is not None else _NO_TEST, "outcome": outcome,
             "none": name is None, "start": _ms(min(begin), t0) if begin else 0,
-            "end": _ms(max(end), t0) if end else 0,
+            "end": max(_ms(max(end), t0) if end else 0, last_tick or 0),
             "duration": round((case.ended - case.started) / 1e6, 3)
             if case is not None and case.ended else None,
             "first": first, "count": len(order),
