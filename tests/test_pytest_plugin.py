@@ -578,14 +578,16 @@ def test_the_last_captures_are_kept_and_older_ones_removed(pytester, confdir):
     result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "-k", "test_one",
                   "--tapproxy-keep=3")
     result.assert_outcomes(passed=1)
-    new = sorted(set(runs.iterdir()) - {*old, mine})
+    new = sorted(set(runs.glob("*.tap")) - {*old, mine})
     assert len(new) == 1
-    assert sorted(runs.iterdir()) == sorted([*old[-2:], mine, *new])
+    assert sorted(runs.glob("*.tap")) == sorted([*old[-2:], mine, *new])
+    assert list(runs.glob("*.html")) == [new[0].with_suffix(".html")]  # its report
     pytester.makeini("[pytest]\ntapproxy_keep = 1\n")
     result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "-k", "test_one")
     result.assert_outcomes(passed=1)
-    [last] = set(runs.iterdir()) - {mine}
+    [last] = set(runs.glob("*.tap")) - {mine}
     assert last not in new
+    assert list(runs.glob("*.html")) == [last.with_suffix(".html")]  # pruned with its run
     assert any(isinstance(r, TestCase) for r in _records(last))
 
 
@@ -610,7 +612,7 @@ def test_two_runs_at_once_get_captures_of_their_own(pytester, confdir):
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
     assert all(p.read_bytes() == b"an earlier run" for p in held)
-    new = sorted(set(runs.iterdir()) - set(held))
+    new = sorted(set(runs.glob("*.tap")) - set(held))  # each beside its report
     assert len(new) == 2
     runs_seen = []
     for path in new:
