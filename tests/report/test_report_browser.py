@@ -282,3 +282,45 @@ def test_ten_thousand_exchanges_open_and_scroll(browser, tmp_path):
     print(f"\n10,000 exchanges: report written in {written:.1f} s, {size / 1e6:.2f} MB "
           f"({size / 10 / 1024:.0f} KiB per 1,000 exchanges); opened from file:// in "
           f"{ready_ms:.0f} ms (script ready), {wall:.2f} s until drawn as Playwright saw it")
+
+
+def test_contract_mismatches_show_expected_against_actual(browser, services, start_proxy,
+                                                          tmp_path):
+    capture = Shop(services).record(start_proxy)
+    contract = tmp_path / "gateway.yaml"
+    contract.write_text("tapproxy: 1\ninteractions:\n  - id: checkout\n    request: "
+                        "{method: POST, path: /checkout}\n    response: {status: 200}\n")
+    out = tmp_path / "report.html"
+    assert run_cli("report", capture, "-o", out, "--contract", contract).returncode == 0
+    opened = Opened(browser, out)
+    try:
+        page = opened.page
+        page.locator("#tests .test.ok").click()  # the passing test: its drift is the root
+        assert "First point of failure: #1 tests → gateway" in page.locator("#story").inner_text()
+        table = page.locator("#contract table.mismatches")
+        assert page.locator("#contract h2").inner_text() == "Contract mismatches (1)"
+        assert table.locator("td.expected").all_inner_texts() == ["200"]
+        assert table.locator("td.actual").all_inner_texts() == ["201"]
+        table.locator("button.link").click()
+        page.locator("#detail .mismatches").wait_for(state="visible")
+        assert "status" in page.locator("#detail .mismatches").inner_text()
+    finally:
+        opened.close()
+
+
+def test_a_cut_off_capture_opens_with_a_banner(browser, tmp_path):
+    capture = tmp_path / "cut.tap"
+    _generated_capture(capture, 3, 4)
+    capture.write_bytes(capture.read_bytes()[:-40])
+    out = tmp_path / "report.html"
+    assert run_cli("report", capture, "-o", out).returncode == 2
+    opened = Opened(browser, out)
+    try:
+        page = opened.page
+        banner = page.locator("#banner")
+        assert banner.is_visible()
+        assert banner.inner_text().startswith(f"Incomplete capture: {capture}: ends inside")
+        page.locator("#tests .test.all").click()
+        assert page.locator("#shown").inner_text() == "12 of 12 exchanges"
+    finally:
+        opened.close()
