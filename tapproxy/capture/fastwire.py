@@ -36,7 +36,8 @@ from tapproxy.capture.model import (
     WebSocketMessage,
 )
 
-__all__ = ["KIND_BYTES", "WIRE_KINDS", "Unusual", "decode_record", "peek_kind"]
+__all__ = ["KIND_BYTES", "WIRE_KINDS", "Unusual", "decode_parties", "decode_record",
+           "peek_kind"]
 
 
 class Unusual(Exception):
@@ -275,6 +276,24 @@ _DECODERS = {
     "service_log": (msgspec.msgpack.Decoder(_ServiceLog), _fields(ServiceLog)),
     "resource_sample": (msgspec.msgpack.Decoder(_ResourceSample), _fields(ResourceSample)),
 }
+
+
+class _Parties(msgspec.Struct, gc=False):
+    caller: _Party
+    callee: _Party
+
+
+_parties_decoder = msgspec.msgpack.Decoder(_Parties)
+
+
+def decode_parties(payload: bytes) -> tuple[Party, Party]:
+    """Only the caller and callee of an exchange (the rest is skipped, not built);
+    Unusual for any shape but the common one."""
+    try:
+        w = _parties_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise Unusual from None
+    return _who(w.caller), _who(w.callee)
 
 
 def peek_kind(payload: bytes) -> bytes | None:

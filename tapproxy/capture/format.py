@@ -24,8 +24,15 @@ from tapproxy.capture.codec import (
     header_from_wire,
     record_from_wire,
 )
-from tapproxy.capture.fastwire import KIND_BYTES, WIRE_KINDS, Unusual, decode_record, peek_kind
-from tapproxy.capture.model import Exchange, Record, SessionHeader
+from tapproxy.capture.fastwire import (
+    KIND_BYTES,
+    WIRE_KINDS,
+    Unusual,
+    decode_parties,
+    decode_record,
+    peek_kind,
+)
+from tapproxy.capture.model import Exchange, Party, Record, SessionHeader
 from tapproxy.errors import CaptureError
 
 __all__ = ["FORMAT_MINOR", "FORMAT_VERSION", "FRAME", "MAGIC", "CaptureReader", "new_header",
@@ -272,6 +279,24 @@ class CaptureReader:
             raise self._fail(f"record {index} at byte {start} is gone: the file changed "
                              "while it was read")
         return record
+
+    def parties(self) -> Iterator[tuple[Party, Party]]:
+        """(caller, callee) of each exchange, the rest of each record left unbuilt: for a
+        first pass that needs only who called whom (GivenNames)."""
+        while (payload := self._next_payload()) is not None:
+            peeked = peek_kind(payload)
+            if peeked is not None and KIND_BYTES.get(peeked) != "exchange":
+                continue
+            if peeked is not None:
+                try:
+                    yield decode_parties(payload)
+                    continue
+                except Unusual:
+                    pass
+            start = self._offset - FRAME.size - len(payload)
+            record = self._decode(payload, start, None)
+            if isinstance(record, Exchange):
+                yield record.caller, record.callee
 
     def exchanges(self) -> Iterator[Exchange]:
         """Only the exchange records, in the order they completed."""

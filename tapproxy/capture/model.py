@@ -89,6 +89,16 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name` (case-insensitive), or `default`."""
         lname = name.lower()
+        if self._fields is None and lname.isascii():
+            # Compared as bytes, decoding only the value found: readers ask for one or
+            # two headers of records whose other headers they never look at. A name
+            # that is not ASCII is compared as text (str.lower maps e.g. U+212A to "k").
+            bname = lname.encode()
+            for k, v in self._raw:  # type: ignore[union-attr]
+                if (k.lower() == bname if k.isascii()
+                        else k.decode("utf-8", _SE).lower() == lname):
+                    return v.decode("utf-8", _SE)
+            return default
         for k, v in self.fields:
             if k.lower() == lname:
                 return v
