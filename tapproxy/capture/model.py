@@ -59,16 +59,17 @@ class Headers:
     Immutable, like the records.
     """
 
-    __slots__ = ("_fields", "_raw")
+    __slots__ = ("_fields", "_memo", "_raw")
 
     def __init__(self, fields: tuple[tuple[str, str], ...] = ()) -> None:
         self._fields: tuple[tuple[str, str], ...] | None = tuple(fields)
         self._raw: tuple[tuple[bytes, bytes], ...] | None = None
+        self._memo: tuple[str, str | None] | None = None
 
     @classmethod
     def from_raw(cls, raw: tuple[tuple[bytes, bytes], ...]) -> Headers:
         h = cls.__new__(cls)
-        h._fields, h._raw = None, raw
+        h._fields, h._raw, h._memo = None, raw, None
         return h
 
     @property
@@ -88,6 +89,16 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name` (case-insensitive), or `default`."""
+        # The last answer is kept: readers ask the same one again and again (is_grpc's
+        # content-type, for every span and status of an exchange).
+        memo = self._memo
+        if memo is not None and memo[0] == name:
+            return default if memo[1] is None else memo[1]
+        value = self._get(name)
+        self._memo = (name, value)
+        return default if value is None else value
+
+    def _get(self, name: str) -> str | None:
         lname = name.lower()
         if self._fields is None and lname.isascii():
             # Compared as bytes, decoding only the value found: readers ask for one or
@@ -98,11 +109,11 @@ class Headers:
                 if (k.lower() == bname if k.isascii()
                         else k.decode("utf-8", _SE).lower() == lname):
                     return v.decode("utf-8", _SE)
-            return default
+            return None
         for k, v in self.fields:
             if k.lower() == lname:
                 return v
-        return default
+        return None
 
     def get_all(self, name: str) -> list[str]:
         lname = name.lower()
