@@ -32,6 +32,7 @@ from tapproxy.capture.fastwire import (
     decode_record,
     peek_kind,
 )
+from tapproxy.capture.index import read_index
 from tapproxy.capture.model import Exchange, Party, Record, SessionHeader
 from tapproxy.errors import CaptureError
 
@@ -45,7 +46,9 @@ FORMAT_VERSION = 1  # bumped only for changes an older reader would misread
 # 3 added tunnel records (connections not parsed as HTTP).
 # 4 added request/response trailers and grpc_messages.
 # 5 added service_log and resource_sample records (services the pytest plugin starts).
-FORMAT_MINOR = 6
+# 6 added pid and command to parties named by their process.
+# 7 added the closing index and index_end records (capture.index).
+FORMAT_MINOR = 7
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
 _MAX_FRAME = 1 << 31
 _MAX_CHECK = 64 << 20  # above this, a frame past the end is taken as cut off unexamined
@@ -86,6 +89,7 @@ class CaptureReader:
         except BaseException:
             self._file.close()
             raise
+        self._first = self._offset  # where the records start
 
     def _fail(self, what: str) -> CaptureError:
         return CaptureError(f"{self.path}: {what}")
@@ -297,6 +301,23 @@ class CaptureReader:
             record = self._decode(payload, start, None)
             if isinstance(record, Exchange):
                 yield record.caller, record.callee
+
+    def index(self) -> dict[str, bytes] | None:
+        """The index of tests written at the end of a capture closed cleanly (see
+        capture.index: read it with `records_of_tests`); None when there is no sound one.
+        Reading it leaves the iteration where it was."""
+        try:
+            return read_index(self._file, self._first, os.fstat(self._file.fileno()).st_size)
+        except OSError:
+            return None
+        finally:
+            self._file.seek(self._offset)
+
+    def rewind(self) -> None:
+        """Start the iteration again from the first record."""
+        self._file.seek(self._first)
+        self._offset, self._index = self._first, 1
+        self.truncated, self.problem = False, None
 
     def exchanges(self) -> Iterator[Exchange]:
         """Only the exchange records, in the order they completed."""

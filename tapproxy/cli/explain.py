@@ -44,8 +44,9 @@ def why(
     from tapproxy.analysis.failure import first_failure
     from tapproxy.analysis.grouping import runs_by_test
     from tapproxy.capture.format import open_capture
+    from tapproxy.capture.index import records_of_tests
     from tapproxy.capture.routes import RouteTable
-    from tapproxy.capture.select import TestIndex
+    from tapproxy.capture.select import TestIndex, test_matches
     from tapproxy.report.hints import unnamed_callee_hints
     from tapproxy.report.parties import as_shown
     from tapproxy.report.printable import json_line
@@ -68,7 +69,10 @@ def why(
             return [as_shown(routes(x) if routes else x) for x in baselines.exchanges(name)]
 
         reader = stack.enter_context(open_capture(capture))
-        records = map(routes, reader) if routes else reader
+        source = reader
+        if test is not None:  # its records only: from the capture's index when it has one
+            source = (r for _, r in records_of_tests(reader, lambda n: test_matches(test, n)))
+        records = map(routes, source) if routes else source
         for run in runs_by_test(records, only=test):
             if run.name is None and test is None:
                 continue  # exchanges of no test have no story to tell

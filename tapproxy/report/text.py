@@ -126,34 +126,36 @@ def print_table(rows: Iterable[tuple[int | str, Exchange | Tunnel]], console: Co
     plain = console.color_system is None and not console.record
     batch: list[str] = []
     count = 0
-    for n, x in rows:
-        count += 1
-        test = printable(short_test_name(x.test)) if x.test else "-"
-        edge = _edge(_party(x.caller), _party(x.callee), widths[1])
-        if isinstance(x, Tunnel):
-            what = (f"{x.reason} ↑{_bytes(x.bytes_from_client)} "
-                    f"↓{_bytes(x.bytes_from_server)}")
-            status, style = _tunnel_status(x)
-            before, after = _row(str(n), (test, edge, "TCP", printable(what)), status,
-                                 x.duration_ns / 1e6, _bytes(x.bytes_from_server), widths)
-        else:
-            # The callee column names the host, so the path is what tells calls apart.
-            status, style = _status(x)
-            before, after = _row(str(n), (test, edge, printable(x.request.method),
-                                          printable(x.request.path)), status,
-                                 x.timing.duration_ns / 1e6, _size(x), widths)
-        if plain:
-            batch.append(safe_line(before + status + after))
-            if len(batch) >= 256:
-                console.file.write("\n".join(batch) + "\n")
-                batch.clear()
-        else:
-            line = Text(before)
-            line.append(status, style=style)
-            line.append(after)
-            console.print(line, soft_wrap=True, highlight=False)
-    if batch:
-        console.file.write("\n".join(batch) + "\n")
+    try:
+        for n, x in rows:
+            count += 1
+            test = printable(short_test_name(x.test)) if x.test else "-"
+            edge = _edge(_party(x.caller), _party(x.callee), widths[1])
+            if isinstance(x, Tunnel):
+                what = (f"{x.reason} ↑{_bytes(x.bytes_from_client)} "
+                        f"↓{_bytes(x.bytes_from_server)}")
+                status, style = _tunnel_status(x)
+                before, after = _row(str(n), (test, edge, "TCP", printable(what)), status,
+                                     x.duration_ns / 1e6, _bytes(x.bytes_from_server), widths)
+            else:
+                # The callee column names the host, so the path is what tells calls apart.
+                status, style = _status(x)
+                before, after = _row(str(n), (test, edge, printable(x.request.method),
+                                              printable(x.request.path)), status,
+                                     x.timing.duration_ns / 1e6, _size(x), widths)
+            if plain:
+                batch.append(safe_line(before + status + after))
+                if len(batch) >= 256:
+                    console.file.write("\n".join(batch) + "\n")
+                    batch.clear()
+            else:
+                line = Text(before)
+                line.append(status, style=style)
+                line.append(after)
+                console.print(line, soft_wrap=True, highlight=False)
+    finally:  # the rows before a damaged record are shown, then the error
+        if batch:
+            console.file.write("\n".join(batch) + "\n")
     return count
 
 

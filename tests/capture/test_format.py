@@ -168,8 +168,11 @@ FAST = settings(
 )
 
 
-def write_capture(path: Path, records, header: SessionHeader = HEADER) -> bytes:
-    writer = CaptureWriter(path, header)
+def write_capture(path: Path, records, header: SessionHeader = HEADER,
+                  index: bool = False) -> bytes:
+    # Without the closing index by default: these tests are about the records' frames
+    # (the index's own are in test_index.py).
+    writer = CaptureWriter(path, header, index=index)
     for record in records:
         writer.write(record)
     writer.close()
