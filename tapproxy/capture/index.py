@@ -143,6 +143,10 @@ def _entries(data: bytes) -> Iterator[tuple[int, int, int]]:
     return zip(offsets, numbers, rows, strict=True)
 
 
+def _named(name: str, data: bytes) -> Iterator[tuple[tuple[int, int, int], str]]:
+    return ((entry, name) for entry in _entries(data))
+
+
 class _Stale(Exception):
     pass
 
@@ -159,8 +163,8 @@ def records_of_tests(reader, wanted) -> TestRecords:
     done: set[int] = set()
     if tests is not None:
         # Each test's entries are in file order: merged lazily, they stay in file order.
-        chosen = heapq.merge(*(((entry, name) for entry in _entries(data))
-                               for name, data in tests.items() if wanted(name)))
+        chosen = heapq.merge(*(_named(name, data) for name, data in tests.items()
+                               if wanted(name)))
         try:
             for (offset, number, row), name in chosen:
                 try:
