@@ -315,8 +315,17 @@ class CaptureReader:
 
     def rewind(self) -> None:
         """Start the iteration again from the first record."""
-        self._file.seek(self._first)
-        self._offset, self._index = self._first, 1
+        self.resume((1, self._first))
+
+    @property
+    def next_position(self) -> tuple[int, int]:
+        """(record number, byte offset) where the iteration goes on: for `resume`."""
+        return self._index, self._offset
+
+    def resume(self, position: tuple[int, int]) -> None:
+        """Go on iterating from a `next_position` seen before (after `record_at`)."""
+        self._index, self._offset = position
+        self._file.seek(self._offset)
         self.truncated, self.problem = False, None
 
     def exchanges(self) -> Iterator[Exchange]:

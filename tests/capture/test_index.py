@@ -257,3 +257,29 @@ def test_a_test_not_in_the_index_gives_nothing_and_reads_nothing(tmp_path):
     with open_capture(path) as reader:
         assert list(records_of_tests(reader, lambda name: name == "nope")) == []
         assert reader.position == (0, 0)  # nothing was read
+
+
+def test_a_growing_capture_s_test_index_reads_only_what_was_appended(tmp_path):
+    """The pytest plugin's `tapproxy.exchanges()`: each call reads the records written
+    since the last; a record read before is not read again (damage to it goes unseen)."""
+    from tapproxy.capture.select import TestIndex
+
+    path = tmp_path / "live.tap"
+    w = CaptureWriter(path, new_header())
+    first = [_exchange("t::one", n) for n in range(3)]
+    for x in first:
+        w.write(x)
+    w.flush()
+    with open_capture(path) as reader:
+        seen = TestIndex(reader)
+        assert seen.exchanges("t::one") == first
+        w.write(_exchange("t::two", 10))
+        w.flush()
+        data = bytearray(path.read_bytes())
+        data[len(MAGIC) + 200] ^= 0xFF  # inside the first record: already noted
+        path.write_bytes(bytes(data))
+        w.write(_exchange("t::two", 11))
+        w.flush()
+        seen.update()
+        assert [x.id for x in seen.exchanges("t::two")] == ["x10", "x11"]
+    w.close()

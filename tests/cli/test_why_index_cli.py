@@ -22,7 +22,7 @@ def _capture(tmp_path):
     ])
     data = bytearray(path.read_bytes())
     with open_capture(path) as reader:  # damage the other test's second exchange
-        start = [reader.position[1] for r in reader if getattr(r, "id", "") == "o2"][0]
+        start = next(reader.position[1] for r in reader if getattr(r, "id", "") == "o2")
     data[start + 30] ^= 0xFF
     path.write_bytes(bytes(data))
     return path
