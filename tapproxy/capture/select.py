@@ -88,11 +88,14 @@ class TestIndex:
         self._reader = reader
         self._only = only
         self._at: dict[str | None, array] = {}
+        self._next: tuple[int, int] | None = None
         self.update()
 
     def update(self) -> None:
         """Note the exchanges written since the last pass (whole records only)."""
         reader, only = self._reader, self._only
+        if self._next is not None:  # back from where `exchanges` read
+            reader.resume(self._next)
         for r in reader.records(kinds=(Exchange,)):
             assert isinstance(r, Exchange)
             if only is None or test_matches(only, r.test):
@@ -106,11 +109,8 @@ class TestIndex:
         """The exchanges of `test` (None: of no test), in the order they were written."""
         at = self._at.get(test, ())
         out = []
-        try:
-            for i in range(0, len(at), 2):
-                x = self._reader.record_at((at[i], at[i + 1]))
-                assert isinstance(x, Exchange)
-                out.append(x)
-        finally:
-            self._reader.resume(self._next)
+        for i in range(0, len(at), 2):
+            x = self._reader.record_at((at[i], at[i + 1]))
+            assert isinstance(x, Exchange)
+            out.append(x)
         return out
