@@ -64,7 +64,7 @@ class Headers:
     def __init__(self, fields: tuple[tuple[str, str], ...] = ()) -> None:
         self._fields: tuple[tuple[str, str], ...] | None = tuple(fields)
         self._raw: tuple[tuple[bytes, bytes], ...] | None = None
-        self._memo: tuple[str, str | None] | None = None
+        self._memo: dict[str, str | None] | None = None
 
     @classmethod
     def from_raw(cls, raw: tuple[tuple[bytes, bytes], ...]) -> Headers:
@@ -89,13 +89,15 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name` (case-insensitive), or `default`."""
-        # The last answer is kept: readers ask the same one again and again (is_grpc's
+        # Answers are kept: readers ask the same few again and again (is_grpc's
         # content-type, for every span and status of an exchange).
         memo = self._memo
-        if memo is not None and memo[0] == name:
-            return default if memo[1] is None else memo[1]
-        value = self._get(name)
-        self._memo = (name, value)
+        if memo is None:
+            memo = self._memo = {}
+        elif name in memo:
+            value = memo[name]
+            return default if value is None else value
+        value = memo[name] = self._get(name)
         return default if value is None else value
 
     def _get(self, name: str) -> str | None:
@@ -293,7 +295,9 @@ class GrpcMessage:
 
 def is_grpc_content_type(content_type: str | None) -> bool:
     """application/grpc or application/grpc+<codec> (not gRPC-Web), parameters aside."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
+    if not content_type or "grpc" not in content_type.lower():
+        return False  # most calls: one cheap test, as every span and status asks
+    ctype = content_type.split(";")[0].strip().lower()
     return ctype == "application/grpc" or ctype.startswith("application/grpc+")
 
 
