@@ -286,13 +286,16 @@ class _Parties(msgspec.Struct, gc=False):
 _parties_decoder = msgspec.msgpack.Decoder(_Parties)
 
 
-def decode_parties(payload: bytes) -> tuple[Party, Party]:
-    """Only the caller and callee of an exchange (the rest is skipped, not built);
-    Unusual for any shape but the common one."""
+def decode_parties(payload: bytes) -> tuple[Party, Party] | None:
+    """Only the caller and callee of an exchange (the rest is skipped, not built), when
+    either was named by its process (has a pid), else None; Unusual for any shape but
+    the common one."""
     try:
         w = _parties_decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise Unusual from None
+    if w.caller.pid is None and w.callee.pid is None:
+        return None
     return _who(w.caller), _who(w.callee)
 
 

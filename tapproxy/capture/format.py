@@ -284,22 +284,27 @@ class CaptureReader:
                              "while it was read")
         return record
 
-    def parties(self) -> Iterator[tuple[Party, Party]]:
-        """(caller, callee) of each exchange, the rest of each record left unbuilt: for a
-        first pass that needs only who called whom (GivenNames)."""
+    def process_parties(self) -> Iterator[tuple[Party, Party]]:
+        """(caller, callee) of each exchange where either was named by its process (has
+        a pid), the rest of each record left unbuilt: for a first pass that needs only
+        which process was given which name (GivenNames)."""
         while (payload := self._next_payload()) is not None:
             peeked = peek_kind(payload)
             if peeked is not None and KIND_BYTES.get(peeked) != "exchange":
                 continue
             if peeked is not None:
                 try:
-                    yield decode_parties(payload)
-                    continue
+                    pair = decode_parties(payload)
                 except Unusual:
                     pass
+                else:
+                    if pair is not None:
+                        yield pair
+                    continue
             start = self._offset - FRAME.size - len(payload)
             record = self._decode(payload, start, None)
-            if isinstance(record, Exchange):
+            if isinstance(record, Exchange) and (record.caller.pid is not None
+                                                 or record.callee.pid is not None):
                 yield record.caller, record.callee
 
     def index(self) -> dict[str, bytes] | None:

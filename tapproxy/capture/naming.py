@@ -59,7 +59,8 @@ class GivenNames:
 
     def __init__(self, parties: Iterable[tuple[Party, Party]],
                  then: Callable[[Record], Record] | None = None) -> None:
-        """`parties`: (caller, callee) of every exchange (CaptureReader.parties())."""
+        """`parties`: (caller, callee) of the exchanges, or of those where a party has a
+        pid (CaptureReader.process_parties()): only those count."""
         given: dict[tuple[int, str], set[str]] = {}
         for pair in parties:
             for p in pair:
