@@ -49,14 +49,20 @@ def _be(a: array) -> bytes:
     return a.tobytes()
 
 
+#: Records of tests an index notes at most (16 bytes each: 128 MiB); a longer recording
+#: ends without one (readers read it whole) rather than let the writer's memory grow.
+MAX_ENTRIES = 8 << 20
+
+
 class IndexBuilder:
     """The writer's side: each record's place, noted as it is written (16 bytes a
     record of a test), turned into the two closing frames' payloads."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_ENTRIES) -> None:
         self._tests: dict[str, tuple[array, array, array]] = {}
         self._exchanges = self._tunnels = 0
-        self.usable = True  # false past 2**32 records: their numbers would not fit
+        self._entries, self._limit = 0, limit
+        self.usable = True  # false past `limit` entries or 2**32 records
 
     def add(self, record: Record, number: int, offset: int) -> None:
         """Note `record`, the `number`-th of the capture, written at byte `offset`."""
@@ -70,8 +76,12 @@ class IndexBuilder:
         test = _belongs_to(record)
         if test is None:
             return
-        if number > _MAX_U32 or row > _MAX_U32:
+        if not self.usable:
+            return
+        self._entries += 1
+        if number > _MAX_U32 or row > _MAX_U32 or self._entries > self._limit:
             self.usable = False
+            self._tests.clear()  # no index: nothing more to keep
             return
         at = self._tests.get(test)
         if at is None:

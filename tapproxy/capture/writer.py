@@ -169,7 +169,8 @@ class CaptureWriter:
 
     With `index` (the default), `close` ends a regular file with the index of tests
     (capture.index): where each test's records are, so that readers find one test's
-    without reading the capture. Until then it keeps 16 bytes per record of a test.
+    without reading the capture. Until then it keeps 16 bytes per record of a test (at
+    most 8 Mi of them: a longer recording ends without an index).
     """
 
     def __init__(

@@ -283,3 +283,19 @@ def test_a_growing_capture_s_test_index_reads_only_what_was_appended(tmp_path):
         seen.update()
         assert [x.id for x in seen.exchanges("t::two")] == ["x10", "x11"]
     w.close()
+
+
+def test_past_its_limit_the_writer_keeps_nothing_and_writes_no_index(tmp_path):
+    from tapproxy.capture.index import IndexBuilder
+
+    path = tmp_path / "long.tap"
+    w = CaptureWriter(path, new_header())
+    w._index = IndexBuilder(limit=10)  # the limit is 8 Mi records; 10 here
+    for r in _records():
+        w.write(r)
+    w.close()
+    with open_capture(path) as reader:
+        assert reader.index() is None
+        assert list(reader) == _records()
+        assert not reader.truncated
+    assert _by_index(path, TEST_B) == _scan_rows(path, TEST_B)
