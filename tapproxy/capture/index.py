@@ -3,7 +3,7 @@
 A capture closed cleanly ends with two frames (format minor 7): an `index` record
 mapping each test to the byte offsets of its records (exchanges, tunnels, its test
 record), then `index_end`, a frame of fixed size holding the index's offset. A reader
-finds them from the file's last 39 bytes, so one test's records are read without
+finds them from the file's last 40 bytes, so one test's records are read without
 reading the capture: `why --test` on a gigabyte answers at once. Older readers skip
 both kinds. A capture without them (cut short, still being written, older) or whose
 index does not match its records (a frame where the index says, but of another test)

@@ -299,3 +299,9 @@ def test_past_its_limit_the_writer_keeps_nothing_and_writes_no_index(tmp_path):
         assert list(reader) == _records()
         assert not reader.truncated
     assert _by_index(path, TEST_B) == _scan_rows(path, TEST_B)
+
+
+def test_the_pointer_frame_is_the_40_bytes_the_format_document_gives():
+    payload = (b"\x82\xa4kind\xa9index_end\xa6offset\xcf" + (1234).to_bytes(8, "big"))
+    assert len(payload) == 32 and END_SIZE == 40
+    assert end_frame(1234) == struct.pack(">II", 32, zlib.crc32(payload)) + payload
