@@ -20,6 +20,7 @@ from tapproxy.cli.app import (
     _out,
     app,
 )
+from tapproxy.cli.progress import reading
 
 
 @app.command()
@@ -78,6 +79,7 @@ def why(
 
         reader = stack.enter_context(open_capture(capture))
         records = map(routes, reader) if routes else reader
+        records = stack.enter_context(reading(records, reader))
         for run in runs_by_test(records, only=test):
             if run.name is None and (test is not None or total):
                 # Calls outside the tests beside them are no test's story; a capture with
@@ -146,8 +148,8 @@ def stats(
             raise _fail(f"bad --by {d!r}: expected test, edge or route")
     routes = _callee_names(service, RouteTable(tuple(route or ())) or None, capture)
     metrics, tunnels = Metrics(), TunnelTally()
-    with open_capture(capture) as reader:
-        for r in reader:
+    with open_capture(capture) as reader, reading(reader, reader) as records:
+        for r in records:
             if isinstance(r, Exchange):
                 # Parties as every output names them: ?IP for an address-only caller.
                 metrics.add(as_shown(routes(r) if routes else r))
