@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import TAPPROXY
 from tests.report.test_report_browser import _generated_capture
 
+pytestmark = pytest.mark.slow  # ten commands, each twice on 4,000 exchanges
+
 _CONTRACT = "tapproxy: 1\ninteractions:\n  - request: {path: /api/payments/3}\n    count: any\n"
 
 # (command line after `tapproxy`, the bar's label); {cap} the capture, {dir} the folder.
@@ -53,7 +55,7 @@ def _on_terminal(args: list[str]) -> tuple[int, bytes, bytes]:
     """Exit code, stdout (a pipe) and what a terminal on stderr showed."""
     main, side = os.openpty()
     # stdout to a file: a full pipe nobody reads while the terminal is read would stall.
-    out_file = tempfile.TemporaryFile()
+    out_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally
     try:
         proc = subprocess.Popen([*TAPPROXY, *args], stdout=out_file, stderr=side,
                                 env={**os.environ, "COLUMNS": "80"})
