@@ -7,6 +7,7 @@ terminal (a pty). The terminal shows the bar; stdout is the same byte for byte.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -99,3 +100,32 @@ def test_the_bar_is_gone_when_the_command_ends(large) -> None:
     assert code == 0 and out == b""
     last = shown.rsplit(b"\x1b[2K", 1)[-1]  # after the bar's line was last erased
     assert b" spans for 400 tests" in last and "━".encode() not in last
+
+
+def test_ctrl_c_erases_the_bar_and_says_one_line(tmp_path) -> None:
+    # Large enough that reading it is still under way when the first bar is drawn.
+    capture = tmp_path / "big.tap"
+    _generated_capture(capture, 2000, 10)
+    main, side = os.openpty()
+    try:
+        proc = subprocess.Popen([*TAPPROXY, "stats", str(capture)],
+                                stdout=subprocess.DEVNULL, stderr=side)
+        os.close(side)
+        shown, sent = b"", False
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not sent and "━".encode() in shown:
+                proc.send_signal(signal.SIGINT)
+                sent = True
+        proc.wait(timeout=120)
+    finally:
+        os.close(main)
+    assert proc.returncode == 130
+    last = shown.rsplit(b"\x1b[2K", 1)[-1]
+    assert last == b"tapproxy: interrupted\r\n", shown[-300:]
