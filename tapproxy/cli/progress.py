@@ -48,8 +48,10 @@ def progress_bar(label: str, total: int | None, unit: str | None = None,
     # after the command stops (a Ctrl-C's one line is the last thing on the terminal).
     # Output for the same terminal goes above the bar, else it would break the bar's
     # line; output for anywhere else (a pipe, a file) is left alone, byte for byte.
-    bar = Progress(*columns, console=Console(stderr=True), transient=True,
-                   auto_refresh=False, redirect_stdout=_same_terminal())
+    # soft_wrap: a long line of output it moves above the bar keeps no added breaks.
+    console = Console(stderr=True, soft_wrap=True)
+    bar = Progress(*columns, console=console, transient=True, auto_refresh=False,
+                   redirect_stdout=_same_terminal())
     task = bar.add_task(label, total=total or None)
     shown = time.monotonic()
 
@@ -60,8 +62,11 @@ def progress_bar(label: str, total: int | None, unit: str | None = None,
             shown = now
             bar.update(task, completed=done, refresh=True)
 
-    with bar:
+    try:  # not `with bar`: a Ctrl-C inside start() must still undo what it began
+        bar.start()
         yield advance
+    finally:
+        bar.stop()
 
 
 def _same_terminal() -> bool:
