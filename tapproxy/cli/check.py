@@ -7,14 +7,14 @@ cannot be read or is none of the kinds).
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tapproxy.cli.app import Services, _callee_names, _check_tail, _error, _fail, app
+from tapproxy.cli.progress import reading
 
 _FORMATS = ("text", "json", "junit", "sarif")
 
@@ -33,20 +33,6 @@ def _load(specs: list[str]):
             kind = e.name.rpartition(".")[2]
             raise _fail(f"{spec}: this tapproxy cannot check {kind} contracts yet") from None
     return contracts
-
-
-def _with_progress(records: Iterable, reader, size: int) -> Iterator:
-    """`records`, with a progress bar on stderr while they are read (a terminal only)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    columns = (TextColumn("checking"), BarColumn(), DownloadColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("check", total=size)
-        for n, record in enumerate(records):
-            if n % 512 == 0:
-                progress.update(task, completed=reader.position[1])
-            yield record
 
 
 @app.command()
@@ -77,9 +63,8 @@ def check(
     names = _callee_names(service, capture=capture)
     with open_capture(capture) as reader:
         records: Iterable = map(names, reader) if names else reader
-        if sys.stderr.isatty():
-            records = _with_progress(records, reader, capture.stat().st_size)
-        result = check_records(records, contracts)
+        with reading(records, reader, "checking") as records:
+            result = check_records(records, contracts)
         shown = str(capture)
         if output_format == "json":
             print(json_line(render.check_json(result, shown)))

@@ -20,6 +20,7 @@ from tapproxy.cli.app import (
     _out,
     app,
 )
+from tapproxy.cli.progress import reading
 
 
 @app.command()
@@ -82,6 +83,7 @@ def why(
         if test is not None:  # its records only: from the capture's index when it has one
             source = (r for _, r in records_of_tests(reader, lambda n: test_matches(test, n)))
         records = map(routes, source) if routes else source
+        records = stack.enter_context(reading(records, reader))
         for run in runs_by_test(records, only=test):
             if run.name is None and (test is not None or total):
                 # Calls outside the tests beside them are no test's story; a capture with
@@ -154,8 +156,8 @@ def stats(
             raise _fail(f"bad --by {d!r}: expected test, edge or route")
     routes = _callee_names(service, RouteTable(tuple(route or ())) or None, capture)
     metrics, tunnels = Metrics(), TunnelTally()
-    with open_capture(capture) as reader:
-        for r in reader:
+    with open_capture(capture) as reader, reading(reader, reader) as records:
+        for r in records:
             if isinstance(r, Exchange):
                 # Parties as every output names them: ?IP for an address-only caller.
                 metrics.add(as_shown(routes(r) if routes else r))

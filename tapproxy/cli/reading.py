@@ -23,6 +23,7 @@ from tapproxy.cli.app import (
     _out,
     app,
 )
+from tapproxy.cli.progress import progress_bar, reading
 
 
 @app.command()
@@ -73,11 +74,11 @@ def show(
     schema = None if proto_descriptor is None else ProtoSchema(proto_descriptor)
     names = _callee_names([s for s in service or () if "=" in s], capture=capture)
     console = _out()
-    with open_capture(capture) as reader:
+    with open_capture(capture) as reader, reading(reader, reader) as source:
         tests: dict[str, TestCase] = {}
 
         def records():
-            for r in reader:
+            for r in source:
                 if isinstance(r, TestCase):
                     tests[r.name] = r
                 yield names(r) if names else r
@@ -129,16 +130,16 @@ def _show_logs(capture: Path, test: str | None, service: str | None, as_json: bo
 
     windows: list[tuple[int, float]] | None = None
     if test is not None:  # test cases are written when they end: find them first
-        with open_capture(capture) as reader:
+        with open_capture(capture) as reader, reading(reader, reader) as records:
             windows = [(r.started, r.ended if r.ended is not None else float("inf"))
-                       for r in reader
+                       for r in records
                        if isinstance(r, TestCase) and (r.name == test
                                                        or test_matches(test, r.name))]
         if not windows:
             raise _fail(f"{capture}: no test {test!r}")
     count = 0
-    with open_capture(capture) as reader:
-        for r in reader:
+    with open_capture(capture) as reader, reading(reader, reader) as records:
+        for r in records:
             if not isinstance(r, ServiceLog):
                 continue
             if service is not None and not (r.service == service
@@ -210,10 +211,10 @@ def export_(
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.har import export_har
 
-    with open_capture(capture) as reader:
+    with open_capture(capture) as reader, reading(reader, reader, "exporting") as records:
         try:
             with atomic_output(har) as out:  # a failed export leaves the old file
-                n = export_har(reader, out, __version__)
+                n = export_har(records, out, __version__)
         except OSError as e:
             raise _fail(f"{har}: cannot write: {e.strerror}") from e
         print(f"{n} exchanges written to {har}")
@@ -257,17 +258,21 @@ def import_(
                         masks["redact_json"]) if masks["redact"] else None
     writer = CaptureWriter(output, new_header(meta), redactor, provisional=True)
     n = 0
+    # A HAR file is parsed whole and a flow file streamed: the bar counts, not bytes.
     try:
-        for rec in records:
-            try:
-                writer.write(rec)
-            except CaptureError as e:
-                if not isinstance(e.__cause__, CaptureError):
-                    raise  # the file, not the record
-                # The writer refuses what the reader would: name the entry that holds it.
-                what = f"entry {n}" if kind == "har" else f"HTTP flow {n + 1}"
-                raise CaptureError(f"{source}: {what} cannot be stored: {e.__cause__}") from None
-            n += 1
+        with progress_bar("importing", None, "exchanges") as advance:
+            for rec in records:
+                try:
+                    writer.write(rec)
+                except CaptureError as e:
+                    if not isinstance(e.__cause__, CaptureError):
+                        raise  # the file, not the record
+                    # The writer refuses what the reader would: name the entry that holds it.
+                    what = f"entry {n}" if kind == "har" else f"HTTP flow {n + 1}"
+                    raise CaptureError(f"{source}: {what} cannot be stored: "
+                                       f"{e.__cause__}") from None
+                n += 1
+                advance(n)
     except BaseException:
         writer.discard()  # a failed import leaves no capture, and the old one as it was
         raise
@@ -312,7 +317,10 @@ def spans(
             sink = stack.enter_context(atomic_output(out)) if out else None
             routes = _callee_names(service, RouteTable(tuple(route or ())) or None,
                                    capture)
-            for group in spans_of_capture(capture, bodies, on_tail=problems.append, routes=routes):
+            size = capture.stat().st_size if capture.is_file() else 0
+            advance = stack.enter_context(progress_bar("reading", size))
+            for group in spans_of_capture(capture, bodies, on_tail=problems.append,
+                                          routes=routes, progress=advance):
                 if test is not None and not test_matches(test, group.test):
                     continue
                 totals["spans"] += len(group.spans)

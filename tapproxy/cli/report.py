@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,21 +9,7 @@ from typing import Annotated
 import typer
 
 from tapproxy.cli.app import _error, app
-
-
-@contextlib.contextmanager
-def _progress(total: int):
-    """A callback taking the bytes read so far: a bar on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    columns = (TextColumn("reading"), BarColumn(), DownloadColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("report", total=total)
-        yield lambda done: bar.update(task, completed=done)
+from tapproxy.cli.progress import progress_bar
 
 
 @app.command()
@@ -49,7 +34,7 @@ def report(
         size = capture.stat().st_size
     except OSError:
         size = 0  # open_capture says what is wrong with it
-    with _progress(size) as progress:
+    with progress_bar("reading", size) as progress:
         result = write_report(capture, output, contracts, progress)
     print(f"report written to {output}: {result.exchanges} exchanges, {result.tests} tests, "
           f"{result.size / 1024:.0f} KiB", file=sys.stderr)

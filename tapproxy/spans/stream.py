@@ -80,11 +80,13 @@ def spans_of_capture(
     window: int = 10_000,
     on_tail: Callable[[str], None] | None = None,
     routes: RouteTable | Callable[[Record], Record] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[SpanGroup]:
     """Yield the spans of each test case as soon as the capture has all of it.
 
     `routes` names the route of exchanges the capture does not know one for (or any
-    record transform: `--service` names too)."""
+    record transform: `--service` names too). `progress` is called now and then with
+    the byte offset read so far."""
     with open_capture(path) as reader:
         salt = str(reader.header.created)
         received = _received_by_trace(path) if reader.header.meta.get("otlp_receive") else {}
@@ -102,7 +104,9 @@ def spans_of_capture(
             return SpanGroup(test, case.outcome if case else None, merge_received(spans, real),
                              findings, len(exchanges))
 
-        for r in reader:
+        for n, r in enumerate(reader):
+            if progress is not None and n % 64 == 0:
+                progress(reader.position[1])
             if isinstance(r, Exchange):
                 pending.setdefault(r.test, []).append(routes(r) if routes else r)
                 if r.test is None and len(pending[None]) >= window:
