@@ -757,3 +757,16 @@ def test_one_port_for_every_xdist_worker_fails_saying_what_to_give(suite, pytest
     result.stdout.fnmatch_lines(["*address already in use (each pytest-xdist worker starts "
                                  "its own services: give "
                                  "port=tapproxy_service.worker_port(P))*"])
+
+
+def test_a_run_without_pytest_xdist_records(pytester, confdir):
+    # The xdist hooks are optional: without the plugin (here blocked, as if not
+    # installed) pluggy would reject them as unknown hooks, before any test ran.
+    pytester.makepyfile(test_plain="def test_plain(tapproxy):\n    assert tapproxy.url\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:xdist", "--tapproxy",
+        f"--tapproxy-confdir={confdir}", f"--tapproxy-capture={pytester.path / 'run.tap'}",
+        timeout=120)
+    result.assert_outcomes(passed=1)
+    assert [r.name for r in _records(pytester.path / "run.tap")
+            if isinstance(r, TestCase)] == ["test_plain.py::test_plain"]
