@@ -1,7 +1,7 @@
 // The catalog: a Node service that knows nothing of tapproxy. The demo fronts it on its
 // port, so its callers are recorded with no setting in any client.
 //
-// The drift: `mug` came in from a new import with its price as a string.
+// `node catalog.js PORT [HOST]`. The drift: `mug` came in from a new import with its price as a string.
 const http = require("http");
 
 const products = {
@@ -17,4 +17,4 @@ http
     res.writeHead(product ? 200 : 404, { "content-type": "application/json" });
     res.end(JSON.stringify(product || { error: "no such product" }));
   })
-  .listen(Number(process.argv[2]), "127.0.0.1");
+  .listen(Number(process.argv[2]), process.argv[3] || "127.0.0.1");

@@ -1,6 +1,6 @@
 """The payments service (aiohttp), instrumented with the OpenTelemetry SDK: it sends its
 own spans over OTLP to OTEL_EXPORTER_OTLP_ENDPOINT (the proxy's receiver in the demo)
-and continues the trace of the `traceparent` its requests carry. `python -m … PORT`."""
+and continues the trace of the `traceparent` its requests carry. `python -m … PORT [HOST]`."""
 
 from __future__ import annotations
 
@@ -43,11 +43,11 @@ async def charge(request: web.Request) -> web.Response:
                                  status=201)
 
 
-def main(port: int) -> None:
+def main(port: int, host: str = "127.0.0.1") -> None:
     app = web.Application()
     app.router.add_post("/charges", charge)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), *sys.argv[2:3])

@@ -17,7 +17,8 @@ from tapproxy.demo.services.inventory_api import METHOD, ReserveReply, ReserveRe
 
 
 async def _startup(app: web.Application) -> None:
-    app["http"] = aiohttp.ClientSession()
+    # trust_env: through HTTP_PROXY where one is set (compose/), as most clients do.
+    app["http"] = aiohttp.ClientSession(trust_env=True)
     app["grpc"] = grpc.aio.insecure_channel(os.environ["INVENTORY_ADDRESS"])
     app["reserve"] = app["grpc"].unary_unary(
         METHOD, request_serializer=ReserveRequest.SerializeToString,
