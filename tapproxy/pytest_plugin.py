@@ -174,10 +174,9 @@ class _Session:
             url = self.config.getoption("tapproxy_url")
             receive = self.config.getoption("tapproxy_otlp_receive")
             inject = self.config.getoption("tapproxy_inject_traceparent")
-            if url and (receive or inject):
-                raise UsageError("--tapproxy-otlp-receive and --tapproxy-inject-traceparent "
-                                 "are the embedded proxy's: give them to the running "
-                                 "tapproxy (record --otlp-receive, --inject-traceparent)")
+            if url and (receive or inject):  # a running tapproxy has its own (record's)
+                given = "--tapproxy-otlp-receive" if receive else "--tapproxy-inject-traceparent"
+                raise UsageError(f"{given} needs --tapproxy (not --tapproxy-url)")
             if url:
                 # Its capture may live where this machine cannot read it (a compose
                 # sidecar, another host): a test's records come through the control API.

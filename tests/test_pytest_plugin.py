@@ -770,3 +770,16 @@ def test_a_run_without_pytest_xdist_records(pytester, confdir):
     result.assert_outcomes(passed=1)
     assert [r.name for r in _records(pytester.path / "run.tap")
             if isinstance(r, TestCase)] == ["test_plain.py::test_plain"]
+
+
+def test_the_otlp_options_are_the_embedded_proxys(pytester, confdir):
+    # A running tapproxy has its own (record --otlp-receive): asking the plugin for them
+    # there would silently receive nothing.
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--tapproxy-url", "http://127.0.0.1:9",
+        "--tapproxy-otlp-receive", f"--tapproxy-confdir={confdir}", timeout=120)
+    assert result.ret == 4, result.stdout.str() + result.stderr.str()
+    assert "tapproxy: --tapproxy-otlp-receive needs --tapproxy (not --tapproxy-url)" \
+        in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
