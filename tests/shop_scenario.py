@@ -21,8 +21,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
 from tapproxy.proxy.runner import RecordingProxy
+from tapproxy.supervisor.options import Address, RecordOptions, ServiceSpec
 
 __all__ = ["DemoResult", "record_shop_scenario", "run_demo"]
 

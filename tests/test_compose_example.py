@@ -47,7 +47,7 @@ def _cli_params(command: str, args: list[str]) -> dict:
 
 def _record(args: list[str]) -> dict:
     """`tapproxy record ARGS` parsed, then its values through the parsers record applies."""
-    from tapproxy.proxy.options import parse_address, parse_listen
+    from tapproxy.supervisor.options import parse_address, parse_listen
 
     params = _cli_params("record", args)
     unnamed, listeners = parse_listen(params["listen"] or ())

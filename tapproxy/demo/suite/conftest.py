@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tapproxy.proxy.fronting import free_loopback_port
+from tapproxy.supervisor.fronting import free_loopback_port
 
 SERVICES = Path(__import__("tapproxy.demo.services", fromlist=["_"]).__file__).parent
 
