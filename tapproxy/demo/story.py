@@ -24,9 +24,9 @@ __all__ = ["CAPTURE", "SPANS", "tell_story"]
 CAPTURE = "demo.tap"
 SPANS = "spans.json"
 _SHOP = """\
-  tests ──▶ shop ──▶ catalog    Node, fronted by tapproxy: nothing in it changed
-  (pytest)   │  └──▶ inventory  gRPC (grpcio)
-  aiohttp    └─────▶ payments   OpenTelemetry: sends its spans to tapproxy
+  tests ──▶ shop ──────┬─▶ catalog    Node, fronted by tapproxy: nothing changed
+  (pytest)  (aiohttp)  ├─▶ inventory  gRPC (grpcio)
+                       └─▶ payments   OpenTelemetry: sends its spans to tapproxy
 """
 _FAILURES = "= FAILURES ="
 
