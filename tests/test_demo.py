@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tapproxy.capture import Exchange, TestCase, open_capture
 from tests.conftest import require_tool, run_cli
+from tests.report.test_html_report import blocks
 
 SERVICES = {"shop", "catalog", "inventory", "payments"}
 
@@ -51,8 +52,8 @@ def test_the_demo_prints_pytests_failure_section_and_the_figures(demo):
                      "shop → payments": "2"}
     # What to open next, in two lines, and nothing wider than 80 columns.
     nexts = text.splitlines()[-2:]
-    assert nexts[0].startswith("open next: ") and "demo.tap" in nexts[0], nexts
-    assert "demo.tap" in nexts[1]
+    assert nexts[0].startswith("open next: report.html"), nexts
+    assert "tapproxy show demo.tap" in nexts[1]
     assert max(map(len, text.splitlines())) <= 80
 
 
@@ -115,6 +116,18 @@ def test_spans_json_is_otlp_with_the_instrumented_services_spans_joined(demo):
         assert (client_svc, client.kind, client.trace_id) == (
             "shop", client.SPAN_KIND_CLIENT, s.trace_id)
     assert {svc for svc, _ in spans} >= SERVICES | {"tests"}
+
+
+@pytest.mark.slow
+def test_the_report_is_written_with_the_contracts_mismatch(demo):
+    out, where = demo
+    assert out.returncode == 0, out.stderr
+    # The data is inline (compressed when large): read it as the page does.
+    data = json.dumps(blocks((where / "report.html").read_text()))
+    assert "/price" in data and "7.00" in data
+    assert {"shop", "catalog", "inventory", "payments"} <= set(re.findall(r"\w+", data))
+    assert sorted(p.name for p in where.iterdir()) == [
+        "demo.html", "demo.tap", "report.html", "spans.json"]
 
 
 @pytest.mark.slow

@@ -164,8 +164,8 @@ def stats(
 def demo(confdir: Confdir = _DEFAULT_CONFDIR) -> None:
     """A shop of four services under a real pytest --tapproxy session: the whole story.
 
-    Writes demo.tap and spans.json in the current directory; exit 0 when the story is
-    told (two of the shop's tests fail on purpose)."""
+    Writes demo.tap, report.html and spans.json in the current directory; exit 0 when
+    the story is told (two of the shop's tests fail on purpose)."""
     from tapproxy.demo import tell_story
 
     tell_story(Path.cwd(), confdir.expanduser(), print)

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from tapproxy.errors import DemoError
 
-__all__ = ["CONTRACT", "InnerRun", "run_suite"]
+__all__ = ["CONTRACT", "CONTRACT_SPEC", "InnerRun", "run_suite"]
 
 SUITE = Path(__file__).parent / "suite"
 CONTRACT = SUITE / "catalog.yaml"
+CONTRACT_SPEC = f"catalog={CONTRACT}"  # as --contract takes it
 _FILES = ("conftest.py", "test_shop.py")
 # What would send the inner run's calls elsewhere, or change its options.
 _LEFT_OUT = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
@@ -38,7 +39,7 @@ class InnerRun:
 def run_suite(capture: Path, confdir: Path) -> InnerRun:
     """Run the suite under `pytest --tapproxy`, recording into `capture`."""
     args = ["--tapproxy", f"--tapproxy-capture={capture}", f"--tapproxy-confdir={confdir}",
-            f"--tapproxy-contract=catalog={CONTRACT}",
+            f"--tapproxy-contract={CONTRACT_SPEC}",
             "--tapproxy-otlp-receive", "--tapproxy-inject-traceparent"]
     shown = ["pytest", "--tapproxy", "--tapproxy-contract", "catalog=catalog.yaml",
              "--tapproxy-otlp-receive", "--tapproxy-inject-traceparent", "test_shop.py"]

@@ -1,5 +1,5 @@
 """What `tapproxy demo` prints and writes: pytest's own failure section, the figures
-per edge, then spans.json (and the report) beside the capture, and what to open next."""
+per edge, then spans.json and report.html beside the capture, and what to open next."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ from tapproxy.analysis.metrics import Metrics
 from tapproxy.atomic import atomic_output
 from tapproxy.capture.format import open_capture
 from tapproxy.capture.model import Exchange
+from tapproxy.contract.load import load_contracts
 from tapproxy.demo.requirements import missing_requirements
-from tapproxy.demo.session import run_suite
+from tapproxy.demo.session import CONTRACT_SPEC, run_suite
 from tapproxy.errors import DemoError
+from tapproxy.report.html.write import write_report
 from tapproxy.report.parties import as_shown
 from tapproxy.report.stats import stats_lines
 from tapproxy.spans.export import write_otlp_json
 from tapproxy.spans.stream import spans_of_capture
 
-__all__ = ["CAPTURE", "SPANS", "tell_story"]
+__all__ = ["CAPTURE", "REPORT", "SPANS", "tell_story"]
 
 CAPTURE = "demo.tap"
+REPORT = "report.html"
 SPANS = "spans.json"
 _SHOP = """\
   tests ──▶ shop ──────┬─▶ catalog    Node, fronted by tapproxy: nothing changed
@@ -54,9 +57,14 @@ def tell_story(directory: Path, confdir: Path, say: Callable[[str], None]) -> No
     with atomic_output(directory / SPANS) as out:
         for group in spans_of_capture(capture):
             write_otlp_json(group.spans, out)
-    say(f"\nwritten: {CAPTURE} (every exchange), {SPANS} (OTLP JSON)")
-    say(f"open next: tapproxy show {CAPTURE} --errors, then --exchange N for one call\n"
-        f"           tapproxy spans {CAPTURE} --tree (or --otlp http://localhost:4318)")
+    # As `tapproxy report demo.tap -o report.html --contract catalog=…` writes it: with
+    # the mismatches (pytest's own report beside the capture has the calls alone).
+    write_report(capture, directory / REPORT, load_contracts([CONTRACT_SPEC]))
+    say(f"\nwritten: {CAPTURE}, {REPORT} (tapproxy report, with the contract),\n"
+        f"  {SPANS} (OTLP JSON), {capture.with_suffix('.html').name} (the report pytest "
+        "--tapproxy leaves)")
+    say(f"open next: {REPORT} in a browser (the waterfall, the map, the failures)\n"
+        f"           tapproxy show {CAPTURE} --errors, then --exchange N for one call")
 
 
 def _edge_lines(capture: Path) -> list[str]:
