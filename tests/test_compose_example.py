@@ -183,12 +183,16 @@ def test_the_capture_is_on_the_volume_every_reader_mounts(spec):
     assert set(spec["volumes"]) == {"captures", "ca"}
     readers = [n for n, s in spec["services"].items()
                if s.get("command", [None])[0] in ("spans", "report", "why", "check")]
-    assert set(readers) >= {"spans", "traces"}
+    assert set(readers) == {"spans", "report", "traces"}
     for name in readers:
         argv = spec["services"][name]["command"]
         assert argv[1] == str(output), name
         assert _mounts(spec["services"][name])[str(output.parent)] == "captures", name
-        _cli_params(argv[0], argv[1:])  # the options exist and parse
+        params = _cli_params(argv[0], argv[1:])  # the options exist and parse
+        for spec_ in params.get("contract") or ():  # in the image: /src is the package's
+            _, _, path = spec_.rpartition("=")
+            assert path.startswith("/src/"), path
+            assert (ROOT / path.removeprefix("/src/")).is_file(), path
 
 
 def test_bind_mounts_and_modules_exist(spec):
