@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tapproxy.demo import services
 from tapproxy.supervisor.fronting import free_loopback_port
 
-SERVICES = Path(__import__("tapproxy.demo.services", fromlist=["_"]).__file__).parent
+SERVICES = Path(services.__file__).parent
 
 
 def _python(module: str) -> list[str]:
