@@ -142,3 +142,15 @@ def test_the_demo_writes_nothing_where_it_cannot_run(tmp_path):
         "tapproxy: error: the demo needs node (Node.js) on PATH: apt-get install nodejs"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin"]
     assert not Path(tmp_path / "demo.tap").exists()
+
+
+@pytest.mark.slow
+def test_an_inner_run_that_cannot_start_is_shown_and_fails_the_demo(tmp_path):
+    require_tool("node", "nodejs")
+    (tmp_path / "not-a-dir").write_text("")
+    out = run_cli("demo", "--confdir", tmp_path / "not-a-dir", cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out
+    assert "cannot create the proxy's CA there" in out.stdout  # pytest's own line
+    assert out.stderr.splitlines() == ["tapproxy: error: the demo's pytest run ended with "
+                                       "exit code 4, not 1 (output above)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-dir"]
