@@ -3,8 +3,8 @@
 The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
-__all__ = ["CaptureError", "ContractError", "ProxyError", "ReportError", "SpansError",
-           "TapproxyError", "UsageError"]
+__all__ = ["CaptureError", "ContractError", "DemoError", "ProxyError", "ReportError",
+           "SpansError", "TapproxyError", "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -17,6 +17,10 @@ class CaptureError(TapproxyError):
 
 class ContractError(TapproxyError):
     """A contract file cannot be read or understood (names the file, line and column)."""
+
+
+class DemoError(TapproxyError):
+    """`tapproxy demo` cannot tell its story (a missing tool, an inner run gone wrong)."""
 
 
 class ProxyError(TapproxyError):

@@ -40,7 +40,7 @@ from tapproxy.capture import (
 )
 from tapproxy.capture.runs import prune_runs
 from tapproxy.capture.select import TestIndex
-from tapproxy.errors import ProxyError, TapproxyError
+from tapproxy.errors import ProxyError, TapproxyError, UsageError
 from tapproxy.pytest_contracts import PROPERTIES, ContractWatch
 from tapproxy.pytest_handles import TEST_CALLER, Tapproxy, TapproxyService
 from tapproxy.pytest_settings import KEEP, Settings, read_settings
@@ -79,6 +79,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                                      "`tapproxy check --contract` does (repeatable).")
     group.addoption("--tapproxy-contract-strict", action="store_true",
                     help="A passing test whose calls broke a contract errors.")
+    group.addoption("--tapproxy-otlp-receive", action="store_true",
+                    help="Take OTLP spans from instrumented services: the fixtures' "
+                         "services get OTEL_EXPORTER_OTLP_ENDPOINT naming the receiver.")
+    group.addoption("--tapproxy-inject-traceparent", action="store_true",
+                    help="Give requests without trace context a traceparent, so "
+                         "instrumented services join each test's trace.")
     parser.addini("tapproxy_keep", f"Captures kept in .tapproxy/ (default {KEEP}; 0: all).",
                   default=str(KEEP))
     parser.addini("tapproxy_services", "NAME=HOST[:PORT] lines naming services started "
@@ -131,6 +137,7 @@ class _Session:
         self._tests_seen: TestIndex | None = None  # where its tests' exchanges are
         self.shown_capture: Path = self.capture  # what the footer names
         self._envs: dict[str | None, dict[str, str]] = {}
+        self.otlp_receive = None  # Address of the embedded proxy's OTLP receiver
         self.journal = None
         self._journal_writer: CaptureWriter | None = None
         self.services: dict[str, TapproxyService] = {}
@@ -147,6 +154,7 @@ class _Session:
     def _part(self, what: str) -> Path:
         return self.capture.with_name(f".{self.capture.name}.{self.worker or 'main'}.{what}")
 
+    @pytest.hookimpl(optionalhook=True)  # xdist's hooks: unknown without it
     def pytest_configure_node(self, node) -> None:  # xdist controller: one capture name
         node.workerinput["tapproxy_capture"] = str(self.capture)
 
@@ -166,6 +174,11 @@ class _Session:
 
         try:
             url = self.config.getoption("tapproxy_url")
+            receive = self.config.getoption("tapproxy_otlp_receive")
+            inject = self.config.getoption("tapproxy_inject_traceparent")
+            if url and (receive or inject):  # a running tapproxy has its own (record's)
+                given = "--tapproxy-otlp-receive" if receive else "--tapproxy-inject-traceparent"
+                raise UsageError(f"{given} needs --tapproxy (not --tapproxy-url)")
             if url:
                 # Its capture may live where this machine cannot read it (a compose
                 # sidecar, another host): a test's records come through the control API.
@@ -173,11 +186,15 @@ class _Session:
                 self.listen = self.control.proxy_address()
                 self.shown_capture = Path(str(self.control.stats().get("capture", "")))
             else:
+                if receive:
+                    self.otlp_receive = Address("127.0.0.1", free_loopback_port())
                 opts = RecordOptions(output=self._part("proxy.tap"),
                                      listen=Address("127.0.0.1", free_loopback_port()),
                                      control=Address("127.0.0.1", 0), confdir=self.confdir,
                                      process_callers=not self.config.getoption(
-                                         "tapproxy_no_process_names"))
+                                         "tapproxy_no_process_names"),
+                                     otlp_receive=self.otlp_receive,
+                                     inject_traceparent=inject)
                 self.proxy = BackgroundProxy(opts)
                 self.proxy.start()
                 # The tests' own calls are `tests`, however they are sent; only this
@@ -209,7 +226,15 @@ class _Session:
 
         # Once per caller: the exports load the CA (its private key too), ~30 ms a time.
         if caller not in self._envs:
-            self._envs[caller] = env_exports(self.listen, self.confdir, caller)
+            env = env_exports(self.listen, self.confdir, caller)
+            if self.otlp_receive is not None:
+                # The exporter must reach the receiver directly (through the proxy it
+                # would get a 403): by a name NO_PROXY can hold with its port, as
+                # requests and urllib compare an IP without one.
+                port = self.otlp_receive.port
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://localhost:{port}"
+                env["NO_PROXY"] = env["no_proxy"] = f"localhost:{port}"
+            self._envs[caller] = env
         return dict(self._envs[caller])
 
     def footer(self) -> list[tuple[str, str]]:
@@ -262,6 +287,7 @@ class _Session:
         if self.settings.reserved:
             prune_runs(self.capture.parent, self.settings.keep, self.capture)
 
+    @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error) -> None:  # xdist controller
         out = getattr(node, "workeroutput", {})
         self.parts.extend(Path(p) for p in out.get("tapproxy_parts", ()))

@@ -762,3 +762,29 @@ def test_one_port_for_every_xdist_worker_fails_saying_what_to_give(suite, pytest
     result.stdout.fnmatch_lines(["*address already in use (each pytest-xdist worker starts "
                                  "its own services: give "
                                  "port=tapproxy_service.worker_port(P))*"])
+
+
+def test_a_run_without_pytest_xdist_records(pytester, confdir):
+    # The xdist hooks are optional: without the plugin (here blocked, as if not
+    # installed) pluggy would reject them as unknown hooks, before any test ran.
+    pytester.makepyfile(test_plain="def test_plain(tapproxy):\n    assert tapproxy.url\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:xdist", "--tapproxy",
+        f"--tapproxy-confdir={confdir}", f"--tapproxy-capture={pytester.path / 'run.tap'}",
+        timeout=120)
+    result.assert_outcomes(passed=1)
+    assert [r.name for r in _records(pytester.path / "run.tap")
+            if isinstance(r, TestCase)] == ["test_plain.py::test_plain"]
+
+
+def test_the_otlp_options_are_the_embedded_proxys(pytester, confdir):
+    # A running tapproxy has its own (record --otlp-receive): asking the plugin for them
+    # there would silently receive nothing.
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--tapproxy-url", "http://127.0.0.1:9",
+        "--tapproxy-otlp-receive", f"--tapproxy-confdir={confdir}", timeout=120)
+    assert result.ret == 4, result.stdout.str() + result.stderr.str()
+    assert "tapproxy: --tapproxy-otlp-receive needs --tapproxy (not --tapproxy-url)" \
+        in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from pathlib import Path
@@ -17,7 +16,6 @@ from tapproxy.cli.app import (
     _callee_names,
     _check_tail,
     _fail,
-    _out,
     app,
 )
 from tapproxy.cli.progress import reading
@@ -173,44 +171,11 @@ def stats(
 
 
 @app.command()
-def demo(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Capture file to write.")]
-    = Path("demo.tap"),
-    confdir: Confdir = _DEFAULT_CONFDIR,
-) -> None:
-    """Run three services behind the proxy through a short scenario, then show the capture."""
-    from tapproxy.capture.format import open_capture
-    from tapproxy.capture.select import numbered_exchanges
-    from tapproxy.demo import run_demo
-    from tapproxy.report.text import print_table
-    from tapproxy.report.tree import print_span_tree
-    from tapproxy.spans.stream import spans_of_capture
+def demo(confdir: Confdir = _DEFAULT_CONFDIR) -> None:
+    """A shop of four services under a real pytest --tapproxy session: the whole story.
 
-    console = _out()
-    console.print("[bold]tapproxy demo[/]: shop → inventory, shop → payments, all through "
-                  "the recording proxy\n")
-    result = asyncio.run(run_demo(output, confdir.expanduser()))
-    for test, outcome in result.outcomes.items():
-        style = "green" if outcome == "passed" else "bold red"
-        console.print(f"  {test:<24} [{style}]{outcome}[/]")
-    console.print()
-    first_failed = None
+    Writes demo.tap, report.html and spans.json in the current directory; exit 0 when
+    the story is told (two of the shop's tests fail on purpose)."""
+    from tapproxy.demo import tell_story
 
-    def rows(reader):
-        nonlocal first_failed
-        for n, x in numbered_exchanges(reader):
-            if first_failed is None and x.failed:
-                first_failed = n
-            yield n, x
-
-    with open_capture(output) as reader:
-        print_table(rows(reader), console)
-    for group in spans_of_capture(output):
-        if group.outcome == "failed":
-            console.print(f"\n[bold]call tree of {group.test}[/]\n(spans tapproxy "
-                          "synthesized: no service here is instrumented)")
-            print_span_tree(group.spans, group.findings, console)
-    console.print(f"\ncapture written to {output}; look closer with:\n"
-                  f"  tapproxy show {output} --errors\n"
-                  f"  tapproxy show {output} --exchange {first_failed or 1}\n"
-                  f"  tapproxy spans {output} --tree   (or --otlp http://localhost:4318)")
+    tell_story(Path.cwd(), confdir.expanduser(), print)

@@ -68,3 +68,21 @@ def test_a_malformed_resource_sample_is_named_with_its_field(tmp_path):
         for rec in r:
             records.append(rec)
     assert records[0].cpu_percent == 1.0 and records[0].fds is None
+
+
+def test_the_merged_header_keeps_what_the_first_input_synthesizes_spans_by(tmp_path):
+    # The recorder injected traceparents salted by its header's `created` and received
+    # spans (meta `otlp_receive`): `spans` on the merged capture must use the same salt
+    # and read those spans, as on the proxy's own part.
+    proxy = new_header({"otlp_receive": True, "inject_traceparent": True, "listen": "x"})
+    w = CaptureWriter(tmp_path / "proxy.tap", proxy)
+    w.write(TestCase("t::a", T0))
+    w.close()
+    _write(tmp_path / "services.tap", [ServiceLog("web", "stdout", "up", T0 + 1)])
+    merge_captures([tmp_path / "proxy.tap", tmp_path / "services.tap"], tmp_path / "run.tap",
+                   {"pytest": True})
+    with open_capture(tmp_path / "run.tap") as r:
+        assert r.header.created == proxy.created
+        assert (r.header.meta["otlp_receive"], r.header.meta["inject_traceparent"],
+                r.header.meta["pytest"]) == (True, True, True)
+        assert "listen" not in r.header.meta

@@ -1,6 +1,6 @@
 """`tapproxy show`, `export` and `import` on real captures, run as the real command.
 
-The captures come from `tapproxy demo` (run once for the module) and from real traffic
+The captures come from tests/shop_scenario.py (run once for the module) and from real traffic
 through a bare `mitmdump -w`; damaged ones are cut or edited copies of the demo's.
 """
 
@@ -26,6 +26,7 @@ from aiohttp import web
 from tapproxy.capture import open_capture
 from tapproxy.capture.format import MAGIC
 from tests.conftest import LoopThread, Services, free_port, run_cli, wait_for
+from tests.shop_scenario import record_shop_scenario
 
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
 FAILING_CARD = "4000-0000-0000-0119"
@@ -53,8 +54,7 @@ def confdir(tmp_path_factory) -> Path:
 def demo(tmp_path_factory, confdir) -> Path:
     """The demo's capture: 8 exchanges, 3 test cases, one failing payment."""
     path = tmp_path_factory.mktemp("demo") / "demo.tap"
-    out = run_cli("demo", "-o", path, "--confdir", confdir, cwd=path.parent)
-    assert out.returncode == 0, out.stderr
+    record_shop_scenario(path, confdir)
     return path
 
 

@@ -1,7 +1,7 @@
 """Records with a valid CRC but a damaged structure, fed to every command that reads captures.
 
-The records are real: the demo's capture, recorded by the real proxy, plus WebSocket and
-OTLP records written by CaptureWriter. Hypothesis changes the decoded msgpack maps (a
+The records are real: tests/shop_scenario.py's capture, recorded by the real proxy, plus
+WebSocket and OTLP records written by CaptureWriter. Hypothesis changes the decoded msgpack maps (a
 field's type, a missing key, a map where an array belongs, numbers out of range), the
 writer's own framing code frames them again with a correct CRC, and each reader must
 either succeed or fail as a user sees it: CaptureError / one line and exit 2, never a
@@ -28,6 +28,7 @@ from tapproxy.capture.codec import record_to_wire
 from tapproxy.capture.format import MAGIC
 from tapproxy.capture.writer import encode_frame
 from tests.conftest import run_cli
+from tests.shop_scenario import record_shop_scenario
 
 T0 = 1_767_225_600_000_000_000
 
@@ -37,8 +38,7 @@ def recorded(tmp_path_factory) -> list[dict]:
     """The decoded maps of a real capture: the demo's, then records of the other kinds."""
     path = tmp_path_factory.mktemp("demo") / "demo.tap"
     confdir = tmp_path_factory.mktemp("mitmconf")
-    out = run_cli("demo", "-o", path, "--confdir", confdir, cwd=path.parent)
-    assert out.returncode == 0, out.stderr
+    record_shop_scenario(path, confdir)
     data, maps, at = path.read_bytes(), [], len(MAGIC)
     while at < len(data):
         (length,) = struct.unpack_from(">I", data, at)

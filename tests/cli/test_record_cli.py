@@ -1,4 +1,4 @@
-"""`tapproxy record`, `env`, `demo` and the mitmdump addon, run as real subprocesses.
+"""`tapproxy record`, `env` and the mitmdump addon, run as real subprocesses.
 
 Every test drives the real command on loopback ports with real clients (curl, requests)
 and then reads the capture back, as a user would after a test run.
@@ -843,31 +843,3 @@ def test_mitmdump_addon_names_listeners_and_records_tunnels_and_failed_connects(
     assert (refused.request.method, refused.error.kind) == ("CONNECT", "refused")
     assert (tunnel.reason, tunnel.first_from_server) == ("server_first", GREETING)
     assert (left_out.reason, left_out.callee.name) == ("ignored", "localhost")
-
-
-# --- 7. the demo ----------------------------------------------------------------------------
-
-
-def test_demo_runs_the_scenario_and_records_it(tmp_path, confdir):
-    output = tmp_path / "demo.tap"
-    out = run_cli("demo", "-o", output, "--confdir", confdir, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert "Traceback" not in out.stderr
-    lines = out.stdout.splitlines()
-    outcome = {line.split()[0]: line.split()[1] for line in lines
-               if line.strip().startswith("test_") and len(line.split()) == 2}
-    assert outcome == {"test_place_order": "passed", "test_out_of_stock": "passed",
-                       "test_declined_card": "failed"}
-    rows = [line.split() for line in lines if line[:1].isdigit()]
-    assert [int(r[0]) for r in rows] == list(range(1, 9))
-    statuses = [r[7] for r in rows]
-    assert "500" in statuses and "502" in statuses
-    assert f"tapproxy show {output} --exchange 7" in out.stdout  # the first failure
-
-    exchanges, tests, truncated = read_capture(output)
-    assert not truncated
-    assert len(exchanges) == 8
-    assert {t.name: t.outcome for t in tests} == outcome
-    assert {x.caller.name for x in exchanges} == {"shop", "tests"}
-    assert {x.callee.name for x in exchanges} == {"shop", "inventory", "payments"}
-    assert [x.status for x in exchanges] == [int(s) for s in statuses]

@@ -1,4 +1,5 @@
-"""The built-in demo: three services on loopback behind the proxy, one call that fails.
+"""A recorded scenario for the inspection tests (formerly `tapproxy demo`'s): three
+services on loopback behind the proxy, one call that fails.
 
     tests ──▶ shop ──▶ inventory
                   └──▶ payments   (declines with a 500 for one card)
@@ -10,7 +11,10 @@ case per step through the control API, like the pytest plugin will.
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from aiohttp import web
 from tapproxy.proxy.runner import RecordingProxy
 from tapproxy.supervisor.options import Address, RecordOptions, ServiceSpec
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "record_shop_scenario", "run_demo"]
 
 FAILING_CARD = "4000-0000-0000-0119"
 
@@ -138,3 +142,15 @@ async def run_demo(output: Path, confdir: Path) -> DemoResult:
         for runner in runners:
             await runner.cleanup()
     return DemoResult(output, outcomes)
+
+
+def record_shop_scenario(output: Path, confdir: Path) -> None:
+    """Record the scenario into `output` in a process of its own (the proxy's loop and
+    its process lookups stay out of the test process)."""
+    done = subprocess.run([sys.executable, __file__, str(output), str(confdir)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+if __name__ == "__main__":
+    asyncio.run(run_demo(Path(sys.argv[1]), Path(sys.argv[2])))
