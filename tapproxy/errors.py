@@ -3,7 +3,7 @@
 The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
-__all__ = ["CaptureError", "ProxyError", "SpansError", "TapproxyError", "UsageError"]
+__all__ = ["CaptureError", "DiffError", "ProxyError", "SpansError", "TapproxyError", "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -12,6 +12,10 @@ class TapproxyError(Exception):
 
 class CaptureError(TapproxyError):
     """A capture file cannot be read or written (names the file and the record)."""
+
+
+class DiffError(TapproxyError):
+    """Captures or exchanges cannot be compared as asked (names the file or exchange)."""
 
 
 class ProxyError(TapproxyError):
