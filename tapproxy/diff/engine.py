@@ -104,7 +104,9 @@ class DiffRun:
                 self.summary.learned = self._filter.listed()
             spill.seek(0)
             for entry in msgpack.Unpacker(spill, raw=False, strict_map_key=False):
-                yield self._told(entry)
+                pair = self._told(entry)
+                if pair.changes or self._options.show_noise:
+                    yield pair
         left = sorted(aligner.leftovers(), key=lambda e: (e[0], _order(e[2].number)))
         for side, key, item in left:
             record = item.record or self._record_at(side, item.position)

@@ -43,7 +43,7 @@ def pointer_child(pointer: str, token: object) -> str:
 
 def json_changes(a: object, b: object, part: str, pointer: str = "") -> Iterator[Change]:
     """Each place where JSON value `b` (actual) differs from `a` (expected)."""
-    if a == b and type(a) is type(b):
+    if a == b and type(a) is type(b) and (type(a) not in (dict, list) or _same_types(a, b)):
         return  # most subtrees of two similar bodies: one C-level comparison
     ta, tb = json_type(a), json_type(b)
     if ta != tb:
@@ -62,6 +62,18 @@ def json_changes(a: object, b: object, part: str, pointer: str = "") -> Iterator
         yield from _array_changes(a, b, part, pointer)  # type: ignore[arg-type]
     elif a != b:
         yield Change(part, pointer, "changed", a, b)
+
+
+def _same_types(a: object, b: object) -> bool:
+    """Whether two equal values are equal as JSON too: Python has True == 1."""
+    if type(a) is not type(b):
+        return isinstance(a, int | float) and isinstance(b, int | float) and not (
+            isinstance(a, bool) or isinstance(b, bool))
+    if type(a) is dict:
+        return all(_same_types(v, b[k]) for k, v in a.items())  # type: ignore[index]
+    if type(a) is list:
+        return all(_same_types(u, v) for u, v in zip(a, b, strict=True))  # type: ignore[call-overload]
+    return True
 
 
 def _array_changes(a: list, b: list, part: str, pointer: str) -> Iterator[Change]:
