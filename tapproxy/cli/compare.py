@@ -32,11 +32,15 @@ def diff_options(ignore: list[str] | None, show_noise: bool, latency_threshold: 
     """The options as DiffOptions: every malformed one refused before anything is read."""
     from tapproxy.capture.protobuf import ProtoSchema
     from tapproxy.diff import DiffOptions, parse_latency_threshold
+    from tapproxy.errors import UsageError
     from tapproxy.noise import parse_pointer_glob
 
     if output_format not in ("text", "json"):
         raise _fail(f"bad --format {output_format!r}: expected text or json")
-    globs = tuple(parse_pointer_glob(g) for g in ignore or ())
+    try:
+        globs = tuple(parse_pointer_glob(g) for g in ignore or ())
+    except UsageError as e:  # name the option: the message names only the pattern
+        raise _fail(f"--ignore: {e}") from None
     return DiffOptions(
         ignore=globs,
         schema=None if proto_descriptor is None else ProtoSchema(proto_descriptor),

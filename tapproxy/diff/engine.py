@@ -23,7 +23,7 @@ from tapproxy.diff.align import Aligner, align_key, tunnel_key
 from tapproxy.diff.compare import LatencyThreshold, compare_exchanges, compare_tunnels
 from tapproxy.diff.learning import NoiseLearner
 from tapproxy.diff.model import AlignKey, Change, PairDiff, Side, Summary, Unpaired
-from tapproxy.diff.noise import NoiseFilter
+from tapproxy.diff.noise import NoiseFilter, carried_ids
 from tapproxy.errors import DiffError
 
 __all__ = ["DiffOptions", "DiffRun", "diff_captures", "side_of"]
@@ -140,7 +140,7 @@ class DiffRun:
                 if other is None:
                     continue
                 pair = (other, item) if side == 1 else (item, other)
-                entry = self._compared(key, *pair, r)
+                entry = self._compared(key, *pair)
                 if entry is not None:
                     spill.write(_packed(pack, entry))
         except BaseException:
@@ -157,20 +157,20 @@ class DiffRun:
             record = self._routes(record)
         return record  # type: ignore[return-value]
 
-    def _compared(self, key: AlignKey, a: _Waiting, b: _Waiting, current) -> list | None:
+    def _compared(self, key: AlignKey, a: _Waiting, b: _Waiting) -> list | None:
         """The spill entry for a pair, or None for a pair equal but for static noise."""
         ra = a.record if a.record is not None else self._record_at(0, a.position)
         rb = b.record if b.record is not None else self._record_at(1, b.position)
         self.summary.pairs += 1
-        if isinstance(ra, Tunnel) and isinstance(rb, Tunnel):
-            changes, route = compare_tunnels(ra, rb), ()
-        else:
+        if isinstance(ra, Exchange) and isinstance(rb, Exchange):
             from tapproxy.noise import route_key
 
-            changes = compare_exchanges(ra, rb, self._options.schema,  # type: ignore[arg-type]
-                                        self._options.latency)
-            route = route_key(ra)  # type: ignore[arg-type]
-        kept, noise = self._filter.static(changes)
+            changes = compare_exchanges(ra, rb, self._options.schema, self._options.latency)
+            route: tuple = route_key(ra)
+            kept, noise = self._filter.static(changes, carried_ids(ra, rb))
+        else:  # two tunnels (a key says which kind)
+            kept, noise = compare_tunnels(ra, rb), []  # type: ignore[arg-type]
+            route = ()
         if not kept and not (noise and self._options.show_noise):
             self.summary.noise_fields += len(noise)
             return None

@@ -2,7 +2,8 @@
 
 Some noise is known from the pair alone and set aside as it is compared: both values of
 one volatile kind (two UUIDs, two timestamps), text equal once the volatile values in it
-are masked, or a pointer an `--ignore` glob names.
+are masked, the ids each request's path carried (`/orders/1` answering `"id": 1`), or a
+pointer an `--ignore` glob names.
 Learned noise (a field that differs between repeated identical requests within either
 capture) is known only once both captures are read (`learned`).
 """
@@ -11,15 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tapproxy.capture.model import Exchange
 from tapproxy.diff.model import Change
 
-__all__ = ["NoiseFilter"]
+__all__ = ["NoiseFilter", "carried_ids"]
 
 # Parts whose paths are JSON pointers, which --ignore globs name.
 _POINTER_PARTS = ("request.query", "request.body", "request.messages", "response.body",
                   "response.messages")
 # Parts noise is learned for (responses: what a service answers).
 _LEARNED_PARTS = ("response.body", "response.messages")
+
+
+def carried_ids(a: Exchange, b: Exchange) -> frozenset[tuple[str, str]]:
+    """(a's, b's) path segment, where the two paths differ only by ids (`/orders/1` and
+    `/orders/3`, a database sequence that went on between runs)."""
+    pa, pb = a.request.path_only, b.request.path_only
+    if pa == pb:
+        return frozenset()
+    sa, sb = pa.split("/"), pb.split("/")
+    if len(sa) != len(sb):
+        return frozenset()
+    return frozenset((u, v) for u, v in zip(sa, sb, strict=True) if u != v)
 
 
 class NoiseFilter:
@@ -43,13 +57,18 @@ class NoiseFilter:
         return (isinstance(c.expected, str) and isinstance(c.actual, str)
                 and self._mask(c.expected) == self._mask(c.actual))
 
-    def static(self, changes: list[Change]) -> tuple[list[Change], list[Change]]:
-        """(changes, noise): what the pair alone shows to be noise set aside."""
+    def static(self, changes: list[Change], carried: frozenset[tuple[str, str]] = frozenset()
+               ) -> tuple[list[Change], list[Change]]:
+        """(changes, noise): what the pair alone shows to be noise set aside. `carried`:
+        (expected, actual) ids the two requests' paths held at one place (`carried_ids`):
+        a value that is that id in each answer is the same thing in both."""
         if not changes:
             return changes, []
         kept, noise = [], []
         for c in changes:
-            (noise if self._static(c) else kept).append(c)
+            is_noise = self._static(c) or (carried and c.kind == "changed" and (
+                str(c.expected), str(c.actual)) in carried)
+            (noise if is_noise else kept).append(c)
         return kept, noise
 
     def learned(self, model) -> None:

@@ -11,7 +11,7 @@ from tapproxy.diff.align import align_key
 from tapproxy.diff.compare import compare_exchanges
 from tapproxy.diff.engine import DiffOptions, side_of
 from tapproxy.diff.model import PairDiff
-from tapproxy.diff.noise import NoiseFilter
+from tapproxy.diff.noise import NoiseFilter, carried_ids
 from tapproxy.errors import DiffError
 
 __all__ = ["diff_exchanges"]
@@ -50,7 +50,8 @@ def diff_exchanges(reader: CaptureReader, first: str, second: str,
     (na, a), (nb, b) = found[first], found[second]
     noise = NoiseFilter(options.ignore)
     noise.learned(model)
-    kept, noisy = noise.static(compare_exchanges(a, b, options.schema, options.latency))
+    kept, noisy = noise.static(compare_exchanges(a, b, options.schema, options.latency),
+                               carried_ids(a, b))
     route = route_key(a)
     learned = [c for c in kept if noise.is_learned(route, c)]
     kept = [c for c in kept if c not in learned]

@@ -80,8 +80,9 @@ class DiffText:
         self._started = False
 
     def head(self) -> list[str]:
+        # Paths whole, even past 80 columns: a cut path could not be pasted.
         a, b = (printable(n) for n in self._names)
-        return [cut_middle(f"expected: {a}", WIDTH), cut_middle(f"actual:   {b}", WIDTH)]
+        return [f"expected: {a}", f"actual:   {b}"]
 
     def _test_line(self, test: str | None) -> list[str]:
         if test == self._test:
