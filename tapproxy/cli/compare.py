@@ -136,3 +136,48 @@ def _diff_two(capture: Path, keys: list[str], options, routes, output_format: st
         summary = Summary(pairs=1, differing=int(pair.differs), noise_fields=pair.noise_count)
         print("\n".join(summary_lines(summary)))
     return pair.differs
+
+
+def run_against(capture: Path, target: str, *, ignore: list[str] | None = None,
+                show_noise: bool = False, latency_threshold: str | None = None,
+                proto_descriptor: Path | None = None, output_format: str = "text",
+                timeout: float = 30.0) -> int:
+    """`tapproxy replay CAPTURE --against NAME=URL`: re-send what went to NAME, print how
+    each live answer differs from the recorded one; the exit code (0 equal, 1
+    different). Bad input raises TapproxyError (one line, exit 2) before anything is
+    sent."""
+    from tapproxy.capture.format import open_capture
+    from tapproxy.diff.against import parse_target, replay_against
+    from tapproxy.errors import DiffError
+    from tapproxy.report.diff import DiffText, item_json, summary_json, summary_lines
+    from tapproxy.report.printable import json_line, printable
+
+    name, url = parse_target(target)
+    options = diff_options(ignore, show_noise, latency_threshold, proto_descriptor,
+                           output_format)
+    with open_capture(capture) as reader:
+        run = replay_against(reader, name, url, options, timeout)
+        text = DiffText(f"{capture} (recorded {name})", f"{url} (live)", show_noise)
+        printed = False
+        for pair in run:
+            if not (pair.changes or show_noise):
+                continue
+            if output_format == "json":
+                print(json_line(item_json(pair)), flush=True)
+                continue
+            if not printed:
+                print("\n".join(text.head()))
+                printed = True
+            print("\n".join(text.lines(pair)), flush=True)
+        _check_tail(reader)
+    if run.summary.pairs == 0:  # nothing compared is no "equal"
+        reasons = ", ".join(f"{n} {why}" for why, n in run.skipped.items())
+        raise DiffError(printable(f"{capture}: no request to {name} could be re-sent "
+                                  f"({reasons})"))
+    if output_format == "json":
+        print(json_line({**summary_json(run.summary), "skipped": run.skipped}))
+    else:
+        print("\n".join(summary_lines(run.summary, "re-sent exchanges")))
+        for why, n in run.skipped.items():
+            print(f"not re-sent: {n:,} {printable(why)}")
+    return 0 if run.summary.equal else 1

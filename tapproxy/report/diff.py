@@ -35,6 +35,8 @@ def _label(c: Change) -> str:
 def _value(c: Change, value: object, present: bool) -> str:
     if not present:
         return "(absent)"
+    if value is None and c.part == "error":
+        return "(none)"  # an answer where the other side failed
     # Text lines, and a body described as a whole ("(empty)", "12 bytes sha256:…"), as
     # they are; JSON values as JSON.
     raw = c.path.startswith("line ") or (c.path == "" and isinstance(value, str))
@@ -119,14 +121,15 @@ def _fields(n: int) -> str:
     return f"{n:,} field" + ("" if n == 1 else "s")
 
 
-def summary_lines(summary: Summary, what: str = "exchanges") -> list[str]:
+def summary_lines(summary: Summary, what: str = "paired exchanges") -> list[str]:
     """The closing lines: counts, noise, and with --show-noise what was learned."""
     s = summary
     if s.equal:
-        text = f"no differences: {s.pairs:,} paired {what} equal"
+        text = f"no differences: {s.pairs:,} {what} equal"
     else:
-        text = (f"{s.differing:,} of {s.pairs:,} paired {what} differ, "
-                f"{s.removed:,} removed, {s.added:,} added")
+        text = f"{s.differing:,} of {s.pairs:,} {what} differ"
+        if what == "paired exchanges" or s.removed or s.added:
+            text += f", {s.removed:,} removed, {s.added:,} added"
     noise = f"ignored as noise: {_fields(s.noise_fields)}"
     lines = [f"{text}; {noise}"] if len(text) + len(noise) + 2 <= WIDTH else [text, noise]
     if s.learned:

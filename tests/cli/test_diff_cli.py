@@ -178,3 +178,62 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message) -> None:
     assert out.stdout == ""
     [line] = out.stderr.splitlines()
     assert line.startswith(message.format(**fill)), line
+
+
+# --- replay --against: the recorded requests re-sent to a live service -----------------
+
+def against(capture, url, capsys, *args, **kw) -> tuple[int, str]:
+    from tapproxy.cli.compare import run_against
+
+    code = run_against(capture, f"orders={url}", *args, **kw)
+    return code, capsys.readouterr().out
+
+
+def test_against_the_unchanged_service_nothing_differs(record, services, capsys) -> None:
+    a = record("a")
+    [svc] = services.started
+    code, out = against(a, svc.url, capsys)
+    assert code == 0, out
+    assert out.splitlines()[-1].startswith("no differences: 6 re-sent exchanges equal; "
+                                           "ignored as noise: ")
+
+
+def test_against_a_service_whose_behaviour_changed(record, services, capsys) -> None:
+    a = record("a")
+    [svc] = services.started
+    PRICE["A"] = 7
+    code, out = against(a, svc.url, capsys)
+    assert code == 1
+    assert_fits(out)
+    lines = out.splitlines()
+    assert lines[:2] == [f"expected: {a} (recorded orders)", f"actual:   {svc.url} (live)"]
+    assert "≠ #3 ↔ #live  tests → orders  POST /orders" in lines
+    assert [line.split() for line in lines if "body /price" in line] == [
+        ["body", "/price", "5", "7"]] * 3
+    assert lines[-1].startswith("4 of 6 re-sent exchanges differ; ignored as noise: ")
+
+    code, out = against(a, svc.url, capsys, output_format="json", ignore=["/price"])
+    summary = json.loads(out.splitlines()[-1])
+    assert (code, summary["differing"], summary["pairs"]) == (1, 1, 6)  # the report's line
+
+
+def test_against_a_service_that_is_down_every_request_is_refused(record, capsys) -> None:
+    from tests.conftest import free_port
+
+    a = record("a")
+    code, out = against(a, f"http://127.0.0.1:{free_port()}", capsys)
+    assert code == 1
+    errors = [line.split() for line in out.splitlines() if line.strip().startswith("error")]
+    assert errors == [["error", "(none)", "refused"]] * 6
+
+
+def test_against_an_unknown_service_names_those_recorded(record, capsys) -> None:
+    from tapproxy.cli.compare import run_against
+    from tapproxy.errors import DiffError, UsageError
+
+    a = record("a")
+    with pytest.raises(DiffError, match=r"no exchanges to 'payments' \(callees: orders\)"):
+        run_against(a, "payments=http://127.0.0.1:1")
+    with pytest.raises(UsageError, match="bad --against 'orders'"):
+        run_against(a, "orders")
+    assert capsys.readouterr().out == ""
