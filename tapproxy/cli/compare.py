@@ -119,9 +119,8 @@ def _diff_captures(expected: Path, actual: Path, options, routes, output_format:
 
 def _diff_two(capture: Path, keys: list[str], options, routes, output_format: str) -> bool:
     from tapproxy.capture.format import open_capture
-    from tapproxy.diff.model import Summary
     from tapproxy.diff.single import diff_exchanges
-    from tapproxy.report.diff import DiffText, item_json, summary_lines
+    from tapproxy.report.diff import DiffText, item_json
     from tapproxy.report.printable import json_line
 
     with open_capture(capture) as reader:
@@ -133,8 +132,10 @@ def _diff_two(capture: Path, keys: list[str], options, routes, output_format: st
         text = DiffText(f"{capture} #{pair.expected.number}",
                         f"{capture} #{pair.actual.number}", options.show_noise)
         print("\n".join(text.head() + text.lines(pair)))
-        summary = Summary(pairs=1, differing=int(pair.differs), noise_fields=pair.noise_count)
-        print("\n".join(summary_lines(summary)))
+        n = len(pair.changes)
+        print(f"{f'{n:,} difference' + ('s' if n > 1 else '') if n else 'no differences'}; "
+              f"ignored as noise: {pair.noise_count:,} field"
+              + ("" if pair.noise_count == 1 else "s"))
     return pair.differs
 
 

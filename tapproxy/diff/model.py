@@ -69,6 +69,7 @@ class PairDiff:
     changes: tuple[Change, ...] = ()
     noise_count: int = 0
     noise: tuple[Change, ...] = ()
+    actual_key: AlignKey | None = None  # the actual's, where it is another call (--exchange)
 
     @property
     def differs(self) -> bool:

@@ -57,4 +57,5 @@ def diff_exchanges(reader: CaptureReader, first: str, second: str,
     kept = [c for c in kept if c not in learned]
     noisy += learned
     return PairDiff(align_key(a), side_of(str(na), a), side_of(str(nb), b), tuple(kept),
-                    len(noisy), tuple(noisy) if options.show_noise else ())
+                    len(noisy), tuple(noisy) if options.show_noise else (),
+                    None if align_key(b) == align_key(a) else align_key(b))

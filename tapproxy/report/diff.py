@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tapproxy.diff.model import Change, PairDiff, Side, Summary, Unpaired
+from tapproxy.diff.model import AlignKey, Change, PairDiff, Side, Summary, Unpaired
 from tapproxy.report.columns import cut_end, cut_middle
 from tapproxy.report.printable import printable
 
@@ -66,8 +66,7 @@ def _jtype(value: object) -> str:
     return json_type(value)
 
 
-def _route(item: PairDiff | Unpaired) -> str:
-    k = item.key
+def _route(k: AlignKey) -> str:
     what = f"{k.method} {k.route}" if k.route else k.method
     return printable(f"{k.caller} → {k.callee}  {what}")
 
@@ -98,11 +97,15 @@ class DiffText:
             mark, where = ("-", "expected only") if item.kind == "removed" else \
                 ("+", "actual only")
             tail = f"  {printable(item.side.outcome)}  ({where})"
-            out.append(cut_middle(f"{mark} #{item.side.number}  {_route(item)}", WIDTH - len(tail))
-                       + tail)
+            out.append(cut_middle(f"{mark} #{item.side.number}  {_route(item.key)}",
+                                  WIDTH - len(tail)) + tail)
             return out
-        heading = f"≠ #{item.expected.number} ↔ #{item.actual.number}  {_route(item)}"
+        mark = "≠" if item.changes else "="
+        heading = f"{mark} #{item.expected.number} ↔ #{item.actual.number}  {_route(item.key)}"
         out.append(cut_middle(heading, WIDTH))
+        if item.actual_key is not None:  # two calls of one capture (--exchange)
+            out.append(cut_middle(f"  #{item.actual.number}: {_route(item.actual_key)}",
+                                  WIDTH))
         if not item.changes:
             out.append("    (equal)")
         else:
@@ -112,7 +115,7 @@ class DiffText:
         if self._show_noise:
             for c in item.noise:
                 out += _change_lines(c, "~")
-        if item.noise_count:
+        if item.noise_count and item.changes:
             out.append(f"    ignored as noise: {_fields(item.noise_count)}")
         return out
 

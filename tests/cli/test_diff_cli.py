@@ -144,11 +144,14 @@ def test_two_exchanges_of_one_capture(record) -> None:
     a = record("a")
     same = run_cli("diff", a, "--exchange", "1", "--exchange", "2")  # two health polls
     assert same.returncode == 0, same.stdout + same.stderr
-    assert same.stdout.splitlines()[-1].startswith("no differences: 1 paired")
+    assert same.stdout.splitlines()[-1] == "no differences; ignored as noise: 1 field"
     other = run_cli("diff", a, "--exchange", "3", "--exchange", "5")  # create vs get
     assert other.returncode == 1
     assert_fits(other.stdout)
-    assert other.stdout.splitlines()[:2] == [f"expected: {a} #3", f"actual:   {a} #5"]
+    assert other.stdout.splitlines()[:6] == [
+        f"expected: {a} #3", f"actual:   {a} #5", "test test_checkout",
+        "≠ #3 ↔ #5  tests → orders  POST /orders", "  #5: tests → orders  GET /orders/{id}",
+        f"    {'':<26} {'expected':<24} actual"]
 
 
 def empty_capture(path: Path) -> Path:
