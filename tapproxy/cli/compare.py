@@ -139,23 +139,35 @@ def _diff_two(capture: Path, keys: list[str], options, routes, output_format: st
     return pair.differs
 
 
-def run_against(capture: Path, target: str, *, ignore: list[str] | None = None,
+def run_against(capture: Path, target: str | list[str], *, ignore: list[str] | None = None,
                 show_noise: bool = False, latency_threshold: str | None = None,
                 proto_descriptor: Path | None = None, output_format: str = "text",
-                timeout: float = 30.0) -> int:
-    """`tapproxy replay CAPTURE --against NAME=URL`: re-send what went to NAME, print how
-    each live answer differs from the recorded one; the exit code (0 equal, 1
-    different). Bad input raises TapproxyError (one line, exit 2) before anything is
-    sent."""
+                timeout: float = 30.0, match: object = None) -> int:
+    """`tapproxy replay CAPTURE --against NAME=URL` (repeatable): re-send what went to
+    each NAME, print how each live answer differs from the recorded one; the exit code
+    (0 equal, 1 different). Bad input raises TapproxyError (one line, exit 2) before
+    anything is sent. `match` (replay's --match) has no bearing here: every request
+    recorded to NAME is re-sent."""
+    from tapproxy.diff.against import parse_target
+
+    targets = [target] if isinstance(target, str) else list(target)
+    parsed = [parse_target(t) for t in targets]  # every one checked before any is sent
+    options = diff_options(ignore, show_noise, latency_threshold, proto_descriptor,
+                           output_format)
+    codes = [_against_one(capture, name, url, options, output_format, timeout)
+             for name, url in parsed]
+    return max(codes)
+
+
+def _against_one(capture: Path, name: str, url: str, options, output_format: str,
+                 timeout: float) -> int:
     from tapproxy.capture.format import open_capture
-    from tapproxy.diff.against import parse_target, replay_against
+    from tapproxy.diff.against import replay_against
     from tapproxy.errors import DiffError
     from tapproxy.report.diff import DiffText, item_json, summary_json, summary_lines
     from tapproxy.report.printable import json_line, printable
 
-    name, url = parse_target(target)
-    options = diff_options(ignore, show_noise, latency_threshold, proto_descriptor,
-                           output_format)
+    show_noise = options.show_noise
     with open_capture(capture) as reader:
         run = replay_against(reader, name, url, options, timeout)
         text = DiffText(f"{capture} (recorded {name})", f"{url} (live)", show_noise)
@@ -176,9 +188,10 @@ def run_against(capture: Path, target: str, *, ignore: list[str] | None = None,
         raise DiffError(printable(f"{capture}: no request to {name} could be re-sent "
                                   f"({reasons})"))
     if output_format == "json":
-        print(json_line({**summary_json(run.summary), "skipped": run.skipped}))
+        print(json_line({**summary_json(run.summary), "target": name, "url": url,
+                         "skipped": run.skipped}))
     else:
-        print("\n".join(summary_lines(run.summary, "re-sent exchanges")))
+        print("\n".join(summary_lines(run.summary, f"re-sent exchanges to {name}")))
         for why, n in run.skipped.items():
             print(f"not re-sent: {n:,} {printable(why)}")
     return 0 if run.summary.equal else 1

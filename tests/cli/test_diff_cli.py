@@ -197,7 +197,7 @@ def test_against_the_unchanged_service_nothing_differs(record, services, capsys)
     [svc] = services.started
     code, out = against(a, svc.url, capsys)
     assert code == 0, out
-    assert out.splitlines()[-1].startswith("no differences: 6 re-sent exchanges equal; "
+    assert out.splitlines()[-1].startswith("no differences: 6 re-sent exchanges to orders equal; "
                                            "ignored as noise: ")
 
 
@@ -213,7 +213,8 @@ def test_against_a_service_whose_behaviour_changed(record, services, capsys) -> 
     assert "≠ #3 ↔ #live  tests → orders  POST /orders" in lines
     assert [line.split() for line in lines if "body /price" in line] == [
         ["body", "/price", "5", "7"]] * 3
-    assert lines[-1].startswith("4 of 6 re-sent exchanges differ; ignored as noise: ")
+    assert lines[-1].startswith("4 of 6 re-sent exchanges to orders differ; ignored as "
+                           "noise: ")
 
     code, out = against(a, svc.url, capsys, output_format="json", ignore=["/price"])
     summary = json.loads(out.splitlines()[-1])
@@ -238,5 +239,5 @@ def test_against_an_unknown_service_names_those_recorded(record, capsys) -> None
     with pytest.raises(DiffError, match=r"no exchanges to 'payments' \(callees: orders\)"):
         run_against(a, "payments=http://127.0.0.1:1")
     with pytest.raises(UsageError, match="bad --against 'orders'"):
-        run_against(a, "orders")
+        run_against(a, ["orders=http://127.0.0.1:1", "orders"])  # all checked first
     assert capsys.readouterr().out == ""
