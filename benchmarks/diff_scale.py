@@ -68,8 +68,9 @@ def make_capture(path: Path, run: int, exchanges: int) -> None:
     w.close()
 
 
-def run_diff(a: Path, b: Path) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS MiB, exit code and the summary line of one diff."""
+def run_diff(a: Path, b: Path) -> tuple[float, float, int, str, float]:
+    """Wall seconds, peak RSS MiB, exit code, the summary line and CPU seconds of one
+    diff (CPU too: on a shared machine the wall time says as much about the others)."""
     code = ("import resource, sys, time\n"
             "from tapproxy.cli import main\n"
             "sys.argv = ['tapproxy', 'diff', sys.argv[1], sys.argv[2], '--format', 'json']\n"
@@ -78,12 +79,13 @@ def run_diff(a: Path, b: Path) -> tuple[float, float, int, str]:
             "    main()\n"
             "except SystemExit as e:\n"
             "    rc = e.code\n"
-            "sys.stderr.write(f'{time.perf_counter() - t} '\n"
-            "                 f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} {rc}\\n')\n")
+            "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+            "sys.stderr.write(f'{time.perf_counter() - t} {u.ru_utime + u.ru_stime} '\n"
+            "                 f'{u.ru_maxrss} {rc}\\n')\n")
     r = subprocess.run([sys.executable, "-c", code, str(a), str(b)], capture_output=True,
                        text=True, timeout=600)
-    wall, rss, rc = r.stderr.split()[-3:]
-    return float(wall), int(rss) / 1024, int(rc), r.stdout.splitlines()[-1]
+    wall, cpu, rss, rc = r.stderr.split()[-4:]
+    return float(wall), int(rss) / 1024, int(rc), r.stdout.splitlines()[-1], float(cpu)
 
 
 def main() -> None:
@@ -102,11 +104,13 @@ def main() -> None:
         for _ in range(args.rounds):  # interleaved: a load spike hits every size alike
             for size, (a, b) in pairs.items():
                 results[size].append(run_diff(a, b))
-        print("| exchanges per capture | capture MiB | diff s (median) | peak RSS MiB (max) |")
-        print("|---|---|---|---|")
+        print("| exchanges per capture | capture MiB | diff s (median) | CPU s (median) "
+              "| peak RSS MiB (max) |")
+        print("|---|---|---|---|---|")
         for size, runs in results.items():
             mib = pairs[size][0].stat().st_size / 2**20
             print(f"| {size:,} | {mib:.1f} | {statistics.median(r[0] for r in runs):.2f} | "
+                  f"{statistics.median(r[4] for r in runs):.2f} | "
                   f"{max(r[1] for r in runs):.1f} |")
         for size, runs in results.items():
             print(f"{size:,}: exit {runs[-1][2]}; {runs[-1][3]}")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from tapproxy.capture.model import Exchange, Tunnel
 from tapproxy.diff.model import AlignKey
+from tapproxy.noise import route_key
 from tapproxy.report.parties import callee_with_port, party_name
 
 __all__ = ["Aligner", "align_key", "tunnel_key"]
@@ -21,8 +22,6 @@ __all__ = ["Aligner", "align_key", "tunnel_key"]
 
 def align_key(x: Exchange) -> AlignKey:
     """The key `x` pairs by; parties named as every output names them."""
-    from tapproxy.noise import route_key
-
     callee = callee_with_port(x).callee.name
     return AlignKey(x.test, party_name(x.caller), callee, x.request.method, route_key(x)[2])
 

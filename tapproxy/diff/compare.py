@@ -84,7 +84,7 @@ def compare_exchanges(a: Exchange, b: Exchange, schema: ProtoSchema | None = Non
             out.append(Change("error", "", "changed", ka, kb))
     if a.status != b.status and a.response is not None and b.response is not None:
         out.append(Change("status", "", "changed", a.status, b.status))
-    grpc = a.is_grpc or b.is_grpc
+    grpc = a.is_grpc or b.is_grpc  # reads headers: asked once
     if grpc and a.response is not None and b.response is not None:
         if a.grpc_status_name != b.grpc_status_name:
             out.append(Change("grpc-status", "", "changed", a.grpc_status_name,

@@ -25,6 +25,7 @@ from tapproxy.diff.learning import NoiseLearner
 from tapproxy.diff.model import AlignKey, Change, PairDiff, Side, Summary, Unpaired
 from tapproxy.diff.noise import NoiseFilter, carried_ids
 from tapproxy.errors import DiffError
+from tapproxy.noise import route_key
 
 __all__ = ["DiffOptions", "DiffRun", "diff_captures", "side_of"]
 
@@ -163,8 +164,6 @@ class DiffRun:
         rb = b.record if b.record is not None else self._record_at(1, b.position)
         self.summary.pairs += 1
         if isinstance(ra, Exchange) and isinstance(rb, Exchange):
-            from tapproxy.noise import route_key
-
             changes = compare_exchanges(ra, rb, self._options.schema, self._options.latency)
             route: tuple = route_key(ra)
             kept, noise = self._filter.static(changes, carried_ids(ra, rb))
