@@ -6,7 +6,8 @@ Two captures of the same run, as two recordings of a deterministic suite differ:
 response carries a fresh UUID, a timestamp and an epoch (noise the diff sets aside
 from the values alone), `GET /health` is polled in every test with an uptime that
 differs each time (noise learned from the repeated identical request), and 1 % of the
-exchanges differ for real (a price). Tests of 20 exchanges. Each diff runs as the CLI in
+exchanges differ for real (an item's price; orders all cost the same). Tests of 20
+exchanges. Each diff runs as the CLI in
 a fresh process (`--format json` to /dev/null), so its peak RSS is its own; the figure
 asked for is < 5 s for two 100,000-exchange captures, with memory flat in size.
 """
@@ -47,7 +48,7 @@ def _exchanges(run: int, count: int):
             real = n % 100 == 37 and run == 1  # 1 %: differs for real (an item's price)
             body = {"id": str(uuid.uuid4()), "createdAt": f"2026-12-0{run + 1}T10:00:00Z",
                     "at": 1_765_000_000 + n + run, "sku": f"A-{i}", "qty": i,
-                    "price": 5 + i + (1 if real else 0), "tags": ["x", "y"]}
+                    "price": (5 + i + real) if method == "GET" else 5, "tags": ["x", "y"]}
         yield Exchange(
             id=f"{run}-{n:08d}", caller=Party("gateway", "proxy-auth"),
             callee=Party(f"svc{i % 4}", "service-map", "127.0.0.1:5000"),
