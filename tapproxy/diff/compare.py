@@ -11,7 +11,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tapproxy.capture.model import Exchange, Headers, Request, Response, Tunnel
+from tapproxy.capture.model import (
+    Exchange,
+    Headers,
+    Request,
+    Response,
+    Tunnel,
+    is_grpc_content_type,
+)
 from tapproxy.capture.protobuf import ProtoSchema
 from tapproxy.diff.bodies import body_view, form_fields
 from tapproxy.diff.messages import message_trees
@@ -84,7 +91,7 @@ def compare_exchanges(a: Exchange, b: Exchange, schema: ProtoSchema | None = Non
             out.append(Change("error", "", "changed", ka, kb))
     if a.status != b.status and a.response is not None and b.response is not None:
         out.append(Change("status", "", "changed", a.status, b.status))
-    grpc = a.is_grpc or b.is_grpc  # reads headers: asked once
+    grpc = _is_grpc(a) or _is_grpc(b)
     if grpc and a.response is not None and b.response is not None:
         if a.grpc_status_name != b.grpc_status_name:
             out.append(Change("grpc-status", "", "changed", a.grpc_status_name,
@@ -110,6 +117,21 @@ def compare_exchanges(a: Exchange, b: Exchange, schema: ProtoSchema | None = Non
         else:
             out.extend(body_changes(a.response, b.response, "response.body"))
     return out
+
+
+def _is_grpc(x: Exchange) -> bool:
+    """`x.is_grpc` from the raw header bytes: most exchanges' headers are never decoded
+    to text otherwise (`Headers.from_raw`), and this runs for every pair."""
+    for message in (x.request, x.response):
+        if message is None:
+            continue
+        for name, value in message.headers.raw:
+            if len(name) == 12 and name.lower() == b"content-type":
+                if value[:16].lower() == b"application/grpc" and is_grpc_content_type(
+                        value.decode("latin-1")):
+                    return True
+                break
+    return False
 
 
 def _ms(ns: int) -> str:

@@ -25,7 +25,6 @@ from tapproxy.diff.learning import NoiseLearner
 from tapproxy.diff.model import AlignKey, Change, PairDiff, Side, Summary, Unpaired
 from tapproxy.diff.noise import NoiseFilter, carried_ids
 from tapproxy.errors import DiffError
-from tapproxy.noise import route_key
 
 __all__ = ["DiffOptions", "DiffRun", "diff_captures", "side_of"]
 
@@ -165,7 +164,7 @@ class DiffRun:
         self.summary.pairs += 1
         if isinstance(ra, Exchange) and isinstance(rb, Exchange):
             changes = compare_exchanges(ra, rb, self._options.schema, self._options.latency)
-            route: tuple = route_key(ra)
+            route: tuple = (ra.callee.name, key.method, key.route)  # route_key(ra), known
             kept, noise = self._filter.static(changes, carried_ids(ra, rb))
         else:  # two tunnels (a key says which kind)
             kept, noise = compare_tunnels(ra, rb), []  # type: ignore[arg-type]
