@@ -112,6 +112,9 @@ def compare_exchanges(a: Exchange, b: Exchange, schema: ProtoSchema | None = Non
         out.extend(body_changes(a.request, b.request, "request.body"))
     if a.response is not None and b.response is not None:
         out.extend(header_changes(a.response.headers, b.response.headers, "response.header"))
+        if a.response.trailers is not None or b.response.trailers is not None:
+            out.extend(header_changes(a.response.trailers or Headers(),
+                                      b.response.trailers or Headers(), "response.trailer"))
         if grpc:
             out.extend(_message_changes(a, b, False, schema))
         else:

@@ -17,7 +17,8 @@ KINDS = ("changed", "added", "removed", "type")
 
 #: Where in an exchange (or tunnel) a change is, in the order they are listed.
 PARTS = ("error", "status", "grpc-status", "latency", "request.query", "request.header",
-         "request.body", "request.messages", "response.header", "response.body",
+         "request.body", "request.messages", "response.header", "response.trailer",
+         "response.body",
          "response.messages", "tunnel")
 
 

@@ -14,7 +14,8 @@ __all__ = ["DiffText", "change_json", "item_json", "summary_json", "summary_line
 WIDTH = 80
 _LABEL, _VALUE = 26, 24  # 4 + 26 + 1 + 24 + 1 + 24 = 80
 _PREFIX = {"request.query": "query", "request.header": "req header",
-           "response.header": "header", "request.body": "req body", "response.body": "body",
+           "response.header": "header", "response.trailer": "trailer",
+           "request.body": "req body", "response.body": "body",
            "request.messages": "req msg", "response.messages": "msg"}
 # Parts whose values are JSON (shown as JSON, so that 5 and "5" look different).
 _JSON_PARTS = ("request.query", "request.body", "response.body", "request.messages",
