@@ -11,8 +11,9 @@ import typer
 
 from tapproxy.cli.app import _check_tail, _fail, app
 
-Format = Annotated[str, typer.Option("--format", help="text (80 columns) or json (one "
-                                     "object per line, a summary last).")]
+Format = Annotated[str, typer.Option(
+    "--format", metavar="text|json",
+    help="text (80 columns) or json (one object per line, a summary last).")]
 Ignore = Annotated[list[str] | None, typer.Option(
     "--ignore", metavar="POINTER_GLOB",
     help="Never report this JSON pointer of a body ('*' one segment, '**' any depth), "
@@ -20,10 +21,11 @@ Ignore = Annotated[list[str] | None, typer.Option(
 ShowNoise = Annotated[bool, typer.Option(
     "--show-noise", help="List the fields ignored as noise, and what was learned.")]
 LatencyThresholdOpt = Annotated[str | None, typer.Option(
-    "--latency-threshold", help="Report an exchange slower than expected by more than "
-    "this: a duration (100ms) or a percentage (50%).")]
+    "--latency-threshold", metavar="LIMIT",
+    help="Report an exchange slower than expected by more than this: a duration "
+         "(100ms) or a percentage (50%).")]
 ProtoDescriptor = Annotated[Path | None, typer.Option(
-    help="Compare gRPC messages by field name with this `protoc --include_imports "
+    metavar="FILE", help="Compare gRPC messages by field name with this `protoc --include_imports "
          "--descriptor_set_out` file (else by field number).")]
 
 
@@ -55,14 +57,15 @@ def diff(
     actual: Annotated[Path | None, typer.Argument(
         help="The capture compared with it (none with --exchange).")] = None,
     exchange: Annotated[list[str] | None, typer.Option(
-        help="N or an id prefix: give two to compare two exchanges of one capture.")]
+        metavar="N", help="N or an id prefix: give two to compare two exchanges of one capture.")]
     = None,
     ignore: Ignore = None,
     show_noise: ShowNoise = False,
     latency_threshold: LatencyThresholdOpt = None,
     proto_descriptor: ProtoDescriptor = None,
     route: Annotated[list[str] | None, typer.Option(
-        help="[SERVICE:]/path/{param}: pair calls by this route.")] = None,
+        metavar="TEMPLATE", help="[SERVICE:]/path/{param}: pair calls by this route.")]
+    = None,
     output_format: Format = "text",
 ) -> None:
     """Compare two captures exchange by exchange (exit 0 equal, 1 different, 2 bad input):
