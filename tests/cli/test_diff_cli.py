@@ -241,3 +241,17 @@ def test_against_an_unknown_service_names_those_recorded(record, capsys) -> None
     with pytest.raises(UsageError, match="bad --against 'orders'"):
         run_against(a, ["orders=http://127.0.0.1:1", "orders"])  # all checked first
     assert capsys.readouterr().out == ""
+
+
+def test_a_capture_cut_short_is_compared_up_to_where_it_stops_then_exit_2(tmp_path) -> None:
+    from tests.spans.build import exchange, write_capture
+
+    records = [exchange(f"x{i}", "a", "b", i, i + 1, path=f"/n/{i}") for i in range(5)]
+    a = write_capture(tmp_path / "a.tap", records)
+    cut = tmp_path / "cut.tap"
+    cut.write_bytes(a.read_bytes()[:-10])  # the last record cut off, as by a killed recorder
+    out = run_cli("diff", a, cut)
+    assert out.returncode == 2
+    assert "- #5  a → b  GET /n/{id}  200  (expected only)" in out.stdout.splitlines()
+    [line] = out.stderr.splitlines()
+    assert line.startswith(f"tapproxy: error: {cut}: ends inside record 5")
