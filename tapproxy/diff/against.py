@@ -91,7 +91,8 @@ class AgainstRun:
                 if why is not None:
                     self.skipped[why] = self.skipped.get(why, 0) + 1
                     continue
-                live = loop.run_until_complete(_send(session, self.url, x))
+                send = _send_grpc if x.is_grpc else _send
+                live = loop.run_until_complete(send(session, self.url, x, self.timeout))
                 yield self._compared(number, x, live, noise)
         finally:
             loop.run_until_complete(session.close())
@@ -118,8 +119,6 @@ class AgainstRun:
 
 
 def _not_resent(x: Exchange) -> str | None:
-    if x.is_grpc:
-        return "gRPC (HTTP/2 with trailers: not re-sent yet)"
     if x.websocket:
         return "WebSocket"
     if x.request.body_truncated:
@@ -133,7 +132,19 @@ async def _session(timeout: float) -> aiohttp.ClientSession:
         skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"))
 
 
-async def _send(session: aiohttp.ClientSession, base: str, x: Exchange) -> Exchange:
+async def _send_grpc(session: aiohttp.ClientSession, base: str, x: Exchange,
+                     timeout: float) -> Exchange:
+    """A gRPC call over HTTP/2 (aiohttp speaks HTTP/1.1 and reads no trailers)."""
+    from tapproxy.diff.grpc_client import send_grpc
+
+    response, timing, error, messages = await send_grpc(base, x, timeout)
+    return Exchange(id=f"live:{x.id}", caller=Party("tapproxy", "service"),
+                    callee=x.callee, request=x.request, timing=timing, response=response,
+                    error=error, test=x.test, route=x.route, grpc_messages=messages)
+
+
+async def _send(session: aiohttp.ClientSession, base: str, x: Exchange,
+                timeout: float) -> Exchange:
     """`x`'s request sent to `base` + its path; the live answer as an Exchange."""
     q = x.request
     headers = [(k, v) for k, v in q.headers if k.lower() not in _NOT_SENT

@@ -59,3 +59,22 @@ def test_grpc_calls_compare_by_status_and_message_fields(echo, start_echo, start
     rows = [line.split() for line in named.stdout.splitlines()]
     assert ["req", "msg", "/0/text", '"hi"', '"ho"'] in rows
     assert ["grpc-status", "NOT_FOUND", "OK"] in rows
+
+
+def test_against_re_sends_grpc_calls_over_http2_and_compares_statuses(
+        echo, start_echo, start_proxy, capsys):
+    from tapproxy.cli.compare import run_against
+    from tests.conftest import free_port
+
+    server = start_echo()
+    a = record(echo, server, start_proxy, "hi", "not_found", 3)
+    name = server.target  # served in this process: the callee is its address
+    assert run_against(a, f"{name}=http://{name}", output_format="json", show_noise=True) == 0
+    items = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [i["actual"]["outcome"] for i in items[:-1]] == ["200 OK", "200 NOT_FOUND",
+                                                            "200 OK"]
+    assert (items[-1]["pairs"], items[-1]["differing"], items[-1]["skipped"]) == (3, 0, {})
+
+    assert run_against(a, f"{name}=http://127.0.0.1:{free_port()}") == 1  # nothing there
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows.count(["error", "(none)", "refused"]) == 3
