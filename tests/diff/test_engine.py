@@ -123,3 +123,21 @@ def test_tunnels_pair_by_caller_and_server_and_compare_bytes(tmp_path) -> None:
 def test_a_capture_with_no_exchanges_is_bad_input(tmp_path) -> None:
     with pytest.raises(DiffError, match=r"b\.tap: no exchanges to compare"):
         diff(tmp_path, run_of(0), [TestCase("t::x", T0, T0 + 1)])
+
+
+def test_a_route_template_pairs_calls_whose_paths_differ_by_more_than_ids(tmp_path) -> None:
+    from tapproxy.capture.routes import RouteTable
+
+    a = [answered("a", {"sku": "A-1"}, path="/stock/A-1")]
+    b = [answered("b", {"sku": "B-2"}, path="/stock/B-2")]
+    items, _ = diff(tmp_path, a, b)
+    assert [i.kind for i in items] == ["removed", "added"]  # /stock/A-1 is no id
+    pa, pb = tmp_path / "a.tap", tmp_path / "b.tap"
+    with open_capture(pa) as ra, open_capture(pb) as rb:
+        run = diff_captures(ra, rb, DiffOptions(show_noise=True),
+                            routes=RouteTable(("/stock/{sku}",)))
+        [pair] = list(run)
+    assert pair.key.route == "/stock/{sku}" and pair.changes == ()
+    # the sku each path carried is the same thing in both answers
+    assert [(c.path, c.expected, c.actual) for c in pair.noise] == [("/sku", "A-1", "B-2")]
+    assert run.summary.equal
