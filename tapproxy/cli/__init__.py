@@ -59,6 +59,6 @@ def main() -> None:
 
 def _commands() -> None:
     # isort: off
-    from tapproxy.cli import record, reading, explain, compare  # noqa: F401 - registers the commands
+    from tapproxy.cli import record, reading, explain, check, compare  # noqa: F401 - registers the commands
     # isort: on
 
