@@ -84,7 +84,9 @@ def _array_changes(a: list, b: list, part: str, pointer: str) -> Iterator[Change
     # Items inserted or dropped: align the items first, so one insertion at the front
     # is one added item, not every item changed.
     keys_a, keys_b = _item_keys(a), _item_keys(b)
-    matcher = difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False)
+    # autojunk past 2,000 items, as for text: exact alignment is quadratic at worst.
+    matcher = difflib.SequenceMatcher(None, keys_a, keys_b,
+                                      autojunk=len(keys_a) + len(keys_b) > 2000)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             continue

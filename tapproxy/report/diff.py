@@ -12,6 +12,7 @@ from tapproxy.report.printable import printable
 __all__ = ["DiffText", "change_json", "item_json", "summary_json", "summary_lines"]
 
 WIDTH = 80
+MAX_CHANGES = 40  # of one pair, in text: a person scans; --format json has them all
 _LABEL, _VALUE = 26, 24  # 4 + 26 + 1 + 24 + 1 + 24 = 80
 _PREFIX = {"request.query": "query", "request.header": "req header",
            "response.header": "header", "response.trailer": "trailer",
@@ -111,8 +112,11 @@ class DiffText:
             out.append("    (equal)")
         else:
             out.append(f"    {'':<{_LABEL}} {'expected':<{_VALUE}} actual")
-        for c in item.changes:
+        for c in item.changes[:MAX_CHANGES]:
             out += _change_lines(c)
+        if len(item.changes) > MAX_CHANGES:
+            more = len(item.changes) - MAX_CHANGES
+            out.append(f"    … and {more:,} more (--format json lists every one)")
         if self._show_noise:
             for c in item.noise:
                 out += _change_lines(c, "~")

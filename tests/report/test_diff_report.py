@@ -57,3 +57,10 @@ def test_json_items_keep_values_as_json() -> None:
     assert d["kind"] == "differs" and d["expected"]["duration_ms"] == 5.0
     assert d["changes"] == [{"part": "response.body", "path": "/items/1", "kind": "added",
                              "actual": {"sku": "A"}}]
+
+
+def test_a_pair_with_many_changes_shows_the_first_40_and_says_how_many_more() -> None:
+    changes = [Change("response.body", f"/items/{i}", "changed", i, i + 1) for i in range(100)]
+    out = lines_of(*changes)
+    assert sum(line.strip().startswith("body /items/") for line in out) == 40
+    assert "    … and 60 more (--format json lists every one)" in out
