@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -14,7 +15,7 @@ from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import Request, Response
 from tapproxy.errors import CaptureError
 
-__all__ = ["BodyView", "body_view", "form_fields"]
+__all__ = ["BodyView", "body_view", "boundary_masked", "form_fields"]
 
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-ndjson",
                "application/yaml", "application/graphql")
@@ -63,6 +64,8 @@ def body_view(msg: Request | Response) -> BodyView:
     if not data:
         return BodyView("empty", None)
     ctype = msg.content_type
+    if ctype.startswith("multipart/"):
+        data = _without_boundary(data, msg.headers.get("content-type") or "")
     if ctype == "application/json" or ctype.endswith("+json") or (
             not ctype and data[:1] in (b"{", b"[")):
         try:
@@ -78,6 +81,22 @@ def body_view(msg: Request | Response) -> BodyView:
     if ctype.startswith(_TEXT_TYPES) or ctype == "application/json" or _looks_textual(text):
         return BodyView("text", text)
     return _binary(data)
+
+
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;,\s]+))', re.IGNORECASE)
+
+
+def boundary_masked(content_type: str) -> str:
+    """A multipart content-type with its boundary (random in most clients) masked."""
+    return _BOUNDARY.sub("boundary=<boundary>", content_type)
+
+
+def _without_boundary(data: bytes, content_type: str) -> bytes:
+    """A multipart body with its random boundary as `<boundary>`: the parts compare."""
+    m = _BOUNDARY.search(content_type)
+    if m is None:
+        return data
+    return data.replace((m.group(1) or m.group(2)).encode("latin-1"), b"<boundary>")
 
 
 def _looks_textual(text: str) -> bool:

@@ -20,7 +20,7 @@ from tapproxy.capture.model import (
     is_grpc_content_type,
 )
 from tapproxy.capture.protobuf import ProtoSchema
-from tapproxy.diff.bodies import body_view, form_fields
+from tapproxy.diff.bodies import body_view, boundary_masked, form_fields
 from tapproxy.diff.messages import message_trees
 from tapproxy.diff.model import Change
 from tapproxy.diff.structure import json_changes, line_changes
@@ -147,6 +147,8 @@ def _header_map(h: Headers) -> dict[str, str]:
         name = name.lower()
         if name in IGNORED_HEADERS or name.startswith("x-tapproxy-"):
             continue
+        if name == "content-type" and "oundary=" in value:
+            value = boundary_masked(value)
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
 

@@ -150,3 +150,16 @@ def test_tunnels_by_bytes_each_way() -> None:
     u = dataclasses.replace(t, bytes_from_server=2500)
     assert [(c.path, c.expected, c.actual) for c in compare_tunnels(t, u)] == [
         ("bytes_from_server", 2000, 2500)]
+
+
+def test_multipart_bodies_compare_without_their_random_boundaries() -> None:
+    def upload(id: str, boundary: str, name: str):
+        ctype = f"multipart/form-data; boundary={boundary}"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n"
+                f"{name}\r\n--{boundary}--\r\n").encode()
+        return answered(id, {}, method="POST", request_body=body,
+                        request_headers=(("content-type", ctype),))
+
+    assert found(upload("a", "x1b2c3", "one"), upload("b", "99zz88", "one")) == []
+    assert found(upload("a", "x1b2c3", "one"), upload("b", "99zz88", "two")) == [
+        ("request.body", "line 4", "changed", "one", "two")]
