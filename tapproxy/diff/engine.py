@@ -79,7 +79,8 @@ def _numbered(reader: CaptureReader,
 
 class DiffRun:
     """Iterate for the differences (pairs that differ, then removed and added); then
-    `summary` has the counts. `pairs_equal` are counted, not yielded."""
+    `summary` has the counts. Pairs equal once noise is set aside are counted, not
+    yielded (with `show_noise`, yielded too, with the fields set aside)."""
 
     def __init__(self, expected: CaptureReader, actual: CaptureReader, options: DiffOptions,
                  routes: Callable[[Record], Record] | None = None) -> None:
@@ -92,6 +93,14 @@ class DiffRun:
         self.counts = [0, 0]  # exchanges and tunnels read from each capture
 
     def __iter__(self) -> Iterator[PairDiff | Unpaired]:
+        try:
+            yield from self._run()
+        finally:
+            for r in self._again:
+                if r is not None:
+                    r.close()
+
+    def _run(self) -> Iterator[PairDiff | Unpaired]:
         with tempfile.TemporaryFile(prefix="tapproxy-diff-") as spill:
             aligner, learners = self._read(spill)
             models = [learner.model() for learner in learners]
@@ -110,15 +119,12 @@ class DiffRun:
         left = sorted(aligner.leftovers(), key=lambda e: (e[0], _order(e[2].number)))
         for side, key, item in left:
             record = item.record or self._record_at(side, item.position)
-            kind = "removed" if side == 0 else "added"
-            if kind == "removed":
+            if side == 0:
                 self.summary.removed += 1
             else:
                 self.summary.added += 1
-            yield Unpaired(kind, key, side_of(item.number, record))
-        for r in self._again:
-            if r is not None:
-                r.close()
+            yield Unpaired("removed" if side == 0 else "added", key,
+                           side_of(item.number, record))
 
     def _read(self, spill) -> tuple[Aligner[_Waiting], list[NoiseLearner]]:
         aligner: Aligner[_Waiting] = Aligner()
