@@ -61,4 +61,5 @@ def _commands() -> None:
     # isort: off
     from tapproxy.cli import record, reading, explain, check, compare  # noqa: F401 - registers the commands
     # isort: on
+    from tapproxy.cli import contract  # noqa: F401 - the `contract` group, after the rest
 

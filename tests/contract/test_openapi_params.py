@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tapproxy.contract.openapi_params import MISSING, Param, param_value, query_values
-from tapproxy.contract.openapi_spec import Node
+from tapproxy.contract.openapi.params import MISSING, Param, param_value, query_values
+from tapproxy.contract.openapi.spec import Node
 
 _NODE = Node("file:///x.yaml", "", {})
 

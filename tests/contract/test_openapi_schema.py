@@ -13,8 +13,8 @@ from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7, DRAFT202012
 
-from tapproxy.contract.openapi_schema import SchemaSet, convert_30, convert_document
-from tapproxy.contract.openapi_spec import Node, Spec
+from tapproxy.contract.openapi.schema import SchemaSet, convert_30, convert_document
+from tapproxy.contract.openapi.spec import Node, Spec
 from tapproxy.contract.source import Document
 
 _PATH = Path("/generated/openapi.yaml")
