@@ -15,7 +15,7 @@ import requests
 from aiohttp import web
 
 from tapproxy.capture import CaptureWriter, new_header
-from tapproxy.proxy.options import ServiceSpec
+from tapproxy.supervisor.options import ServiceSpec
 from tests.conftest import run_cli
 
 PRICE = {"A": 5}
