@@ -3,8 +3,8 @@
 The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
-__all__ = ["CaptureError", "ContractError", "DiffError", "ProxyError", "SpansError",
-           "TapproxyError", "UsageError"]
+__all__ = ["CaptureError", "ContractError", "DiffError", "ProxyError", "ReportError",
+           "SpansError", "TapproxyError", "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -25,6 +25,10 @@ class DiffError(TapproxyError):
 
 class ProxyError(TapproxyError):
     """The recording proxy cannot start or run as asked (bad spec, port in use)."""
+
+
+class ReportError(TapproxyError):
+    """A report cannot be written (names the output file)."""
 
 
 class SpansError(TapproxyError):
