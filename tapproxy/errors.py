@@ -3,8 +3,8 @@
 The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
-__all__ = ["CaptureError", "ContractError", "DemoError", "ProxyError", "ReportError",
-           "SpansError", "TapproxyError", "UsageError"]
+__all__ = ["CaptureError", "ContractError", "DemoError", "DiffError", "ProxyError",
+           "ReportError", "SpansError", "TapproxyError", "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -21,6 +21,10 @@ class ContractError(TapproxyError):
 
 class DemoError(TapproxyError):
     """`tapproxy demo` cannot tell its story (a missing tool, an inner run gone wrong)."""
+
+
+class DiffError(TapproxyError):
+    """Captures or exchanges cannot be compared as asked (names the file or exchange)."""
 
 
 class ProxyError(TapproxyError):

@@ -144,3 +144,19 @@ class ProtoSchema:
         except (DecodeError, RuntimeError, ValueError):
             return None
         return text_format.MessageToString(msg, print_unknown_fields=True).rstrip("\n")
+
+    def message_dict(self, service: str, method: str, from_client: bool,
+                     data: bytes) -> dict | None:
+        """The message as a dict by field name (proto field names, JSON mapping); None
+        if the method is not described or the bytes are not its message."""
+        from google.protobuf import json_format
+
+        m = self._method(service, method)
+        if m is None:
+            return None
+        cls = message_factory.GetMessageClass(m.input_type if from_client else m.output_type)
+        try:
+            msg = cls.FromString(data)
+        except (DecodeError, RuntimeError, ValueError):
+            return None
+        return json_format.MessageToDict(msg, preserving_proto_field_name=True)
