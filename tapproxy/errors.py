@@ -3,7 +3,8 @@
 The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
-__all__ = ["CaptureError", "ProxyError", "SpansError", "TapproxyError", "UsageError"]
+__all__ = ["CaptureError", "ProxyError", "ReplayError", "SpansError", "TapproxyError",
+           "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -24,3 +25,7 @@ class SpansError(TapproxyError):
 
 class UsageError(TapproxyError):
     """A command-line value is malformed."""
+
+
+class ReplayError(TapproxyError):
+    """A capture cannot be replayed as asked (no exchanges, an unknown service, a port)."""

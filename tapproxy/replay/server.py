@@ -1,0 +1,187 @@
+"""The replay listeners: one aiohttp server per recorded service, answering from the index.
+
+A request is matched (`Matcher`), then answered with the recorded response: streamed in
+pieces when it was streamed, after the recorded wait with `--latency recorded`, a
+WebSocket's server messages in recorded order. A miss gets a 502 whose body is the
+near-miss table, which also goes to the log; so does an answer that cannot be given
+whole (a body kept only in part).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+
+from aiohttp import WSMsgType, web
+from aiohttp.web_server import Server
+
+from tapproxy.capture.model import Exchange, WebSocketEnd, WebSocketMessage
+from tapproxy.replay.answer import Answer, answer_for, failure_answer, pieces
+from tapproxy.replay.index import Entry
+from tapproxy.replay.matcher import Matcher
+from tapproxy.replay.matching import RequestView
+
+__all__ = ["TEST_HEADER", "ReplayListeners", "view_of"]
+
+TEST_HEADER = "x-tapproxy-test"
+_WS_WAIT = 30.0  # seconds a recorded client message is waited for
+
+
+def view_of(method: str, raw_target: str, headers, body: bytes) -> RequestView:
+    """An incoming request as matching reads it (`raw_target`: path and query as sent)."""
+    path, _, query = raw_target.partition("?")
+    ctype = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    return RequestView(method, path, query, ctype, headers.get("content-encoding"), body)
+
+
+class ReplayListeners:
+    """The per-service servers, on sockets bound beforehand (see options.bind_listeners)."""
+
+    def __init__(self, matcher: Matcher, latency: bool = False,
+                 log: Callable[[str], None] = lambda line: None,
+                 on_miss=None) -> None:
+        self.matcher = matcher
+        self.index = matcher.index
+        self.latency = latency
+        self.log = log
+        self.on_miss = on_miss  # async (callee, request, view, body) → Answer | None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._handlers: list[Server] = []
+
+    async def serve(self, callee: str | None, sock: socket.socket) -> None:
+        """Answer requests for `callee` on `sock` (None: any recorded service)."""
+        async def handle(request: web.BaseRequest) -> web.StreamResponse:
+            return await self.handle(request, callee)
+
+        handler = Server(handle, access_log=None)
+        self._handlers.append(handler)
+        loop = asyncio.get_running_loop()
+        self._servers.append(await loop.create_server(handler, sock=sock))
+
+    async def serve_control(self, sock: socket.socket) -> None:
+        """The control API: POST /tests/start and /tests/end {"name"}, GET /stats."""
+        app = web.Application()
+        app.router.add_post("/tests/start", self._start_test)
+        app.router.add_post("/tests/end", self._end_test)
+        app.router.add_get("/stats", self._stats)
+        handler = app.make_handler(access_log=None)
+        self._handlers.append(handler)
+        loop = asyncio.get_running_loop()
+        self._servers.append(await loop.create_server(handler, sock=sock))
+
+    async def _test_name(self, request: web.Request) -> str | None:
+        with contextlib.suppress(ValueError):
+            name = (await request.json()).get("name")
+            return name if isinstance(name, str) and name else None
+        return None
+
+    async def _start_test(self, request: web.Request) -> web.Response:
+        name = await self._test_name(request)
+        if name is None:
+            return web.json_response({"error": "expected {\"name\": \"...\"}"}, status=400)
+        self.matcher.start_test(name)
+        return web.json_response({"name": name}, status=201)
+
+    async def _end_test(self, request: web.Request) -> web.Response:
+        name = await self._test_name(request)
+        if name is None:
+            return web.json_response({"error": "expected {\"name\": \"...\"}"}, status=400)
+        misses = self.matcher.end_test(name)
+        return web.json_response({"name": name, "misses": [list(m.lines) for m in misses]})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.matcher.stats().as_json())
+
+    async def stop(self) -> None:
+        for s in self._servers:
+            s.close()
+        for h in self._handlers:
+            with contextlib.suppress(Exception):
+                await h.shutdown(0.5)
+        for s in self._servers:
+            with contextlib.suppress(Exception):
+                await s.wait_closed()
+
+    # -- one request ---------------------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest, callee: str | None) -> web.StreamResponse:
+        body = await request.read()
+        view = view_of(request.method, request.raw_path, request.headers, body)
+        test = self.matcher.current_test(request.headers.get(TEST_HEADER))
+        entry = self.matcher.find(view, callee, test)
+        if entry is None:
+            if self.on_miss is not None:
+                answer = await self.on_miss(callee, request, view, body)
+                if answer is not None:
+                    return await self._send(request, answer)
+            miss = self.matcher.miss(view, callee, test)
+            for line in miss.lines:
+                self.log(line)
+            return await self._send(request, failure_answer(502, "\n".join(miss.lines)))
+        if entry.answer is not None:
+            text = (f"tapproxy replay: cannot answer {view.method} {view.path} with "
+                    f"recorded exchange #{entry.number}: {entry.answer}")
+            self.log(text)
+            return await self._send(request, failure_answer(502, text))
+        x = self.index.exchange(entry)
+        if entry.websocket and request.headers.get("upgrade", "").lower() == "websocket":
+            return await self._websocket(request, entry, x)
+        return await self._send(request, answer_for(x))
+
+    async def _send(self, request: web.BaseRequest, a: Answer) -> web.StreamResponse:
+        if self.latency and a.wait_ns:
+            await asyncio.sleep(a.wait_ns / 1e9)
+        if not a.streamed:
+            resp = web.Response(status=a.status, reason=a.reason or None, body=a.body)
+            resp.headers.extend(a.headers)
+            if not any(k.lower() == "content-type" for k, _ in a.headers):
+                # aiohttp would add application/octet-stream: the service sent none
+                resp.content_type = None  # type: ignore[assignment]
+            return resp
+        resp = web.StreamResponse(status=a.status, reason=a.reason or None)
+        resp.headers.extend(a.headers)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        parts = pieces(a)
+        gap = a.spread_ns / 1e9 / max(1, len(parts) - 1) if self.latency else 0
+        for i, piece in enumerate(parts):
+            if gap and i:
+                await asyncio.sleep(gap)
+            await resp.write(piece)
+        await resp.write_eof()
+        return resp
+
+    async def _websocket(self, request: web.BaseRequest, entry: Entry,
+                         x: Exchange) -> web.StreamResponse:
+        """The handshake as recorded, then the server's messages in recorded order, each
+        client message the recording saw waited for before what followed it."""
+        protocols = ()
+        if x.response is not None and (p := x.response.headers.get("sec-websocket-protocol")):
+            protocols = (p,)
+        ws = web.WebSocketResponse(protocols=protocols, autoclose=False)
+        await ws.prepare(request)  # type: ignore[arg-type]
+        previous = None
+        for record in self.index.websocket_records(entry):
+            if isinstance(record, WebSocketEnd):
+                await ws.close(code=record.close_code or 1000,
+                               message=record.close_reason.encode())
+                return ws
+            assert isinstance(record, WebSocketMessage)
+            if self.latency and previous is not None:
+                await asyncio.sleep(max(0, record.timestamp - previous) / 1e9)
+            previous = record.timestamp
+            if record.from_client:
+                try:
+                    msg = await ws.receive(timeout=_WS_WAIT)
+                except TimeoutError:
+                    break
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    return ws
+            elif record.is_text:
+                await ws.send_str(record.content.decode("utf-8", "replace"))
+            else:
+                await ws.send_bytes(record.content)
+        await ws.close()
+        return ws

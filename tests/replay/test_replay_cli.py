@@ -1,0 +1,113 @@
+"""`tapproxy replay` as a user runs it: what it prints, its exit codes, bad input."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+
+import httpx
+
+from tapproxy.capture import CaptureWriter, TestCase, new_header
+from tests.conftest import TAPPROXY, free_port, run_cli, wait_for
+
+
+def _script(urls):
+    httpx.post(f"{urls['orders']}/orders", json={"sku": "tea", "qty": 2})
+    httpx.get(f"{urls['orders']}/orders/1")
+    httpx.get(f"{urls['stock']}/stock/tea")
+
+
+class Running:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([*TAPPROXY, "replay", *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        wait_for(self._ready, what="the replay to start")
+
+    def _ready(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"replay exited: {self.proc.wait()} {self.proc.stderr.read()}")
+        self.lines.append(line.rstrip("\n"))
+        return any("control API" in x or "forward proxy" in x for x in self.lines) \
+            or (self.lines and self.lines[-1].startswith("  stock"))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, out, err
+
+
+def test_cli_serves_each_service_on_consecutive_ports_and_counts(record_shop):
+    capture = record_shop(_script)
+    first = free_port()
+    run = Running(capture, "--first-port", first)
+    assert run.lines[0] == f"replaying {capture} (3 exchanges)"
+    assert run.lines[1].split() == ["orders", f"http://127.0.0.1:{first}"]
+    assert run.lines[2].split() == ["stock", f"http://127.0.0.1:{first + 1}"]
+    assert httpx.get(f"http://127.0.0.1:{first}/orders/1").json()["data"]["id"] == 1
+    assert httpx.get(f"http://127.0.0.1:{first}/nowhere").status_code == 502
+    code, out, err = run.stop()
+    assert code == 0
+    assert out.splitlines()[-2:] == [
+        "replayed: 1 matched, 1 unmatched, 2 of 3 recordings unused, accuracy 50.0 %",
+        "unused: #1, #3"]
+    assert "no recorded answer for GET /nowhere to orders" in err
+
+
+def test_strict_exits_1_on_a_miss_or_an_unused_recording(record_shop):
+    capture = record_shop(_script)
+    port, other = free_port(), free_port()
+    run = Running(capture, "--service", f"orders@{port}", "--service", f"stock@{other}",
+                  "--strict")
+    httpx.post(f"http://127.0.0.1:{port}/orders", json={"sku": "tea", "qty": 2})
+    httpx.get(f"http://127.0.0.1:{port}/orders/1")
+    code, out, err = run.stop()
+    assert code == 1
+    assert err.strip().splitlines()[-1] == "tapproxy: --strict: 1 unused"
+    # Every recording used, nothing missed: 0.
+    run = Running(capture, "--service", f"orders@{port}", "--service", f"stock@{other}",
+                  "--strict")
+    httpx.post(f"http://127.0.0.1:{port}/orders", json={"sku": "tea", "qty": 2})
+    httpx.get(f"http://127.0.0.1:{port}/orders/1")
+    httpx.get(f"http://127.0.0.1:{other}/stock/tea")
+    code, out, err = run.stop()
+    assert code == 0, err
+    assert "accuracy 100.0 %" in out
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_started(record_shop, tmp_path):
+    capture = record_shop(_script)
+    empty = tmp_path / "empty.tap"
+    w = CaptureWriter(empty, new_header())
+    w.write(TestCase("t", 1, 2, "passed"))
+    w.close()
+    r = run_cli("replay", empty)
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == f"tapproxy: error: {empty}: no exchanges to replay\n"
+
+    r = run_cli("replay", capture, "--service", "payments@0")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == ("tapproxy: error: --service payments: no exchange to payments in "
+                        "the capture (recorded: orders, stock)\n")
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        free = free_port()
+        r = run_cli("replay", capture, "--service", f"orders@{free}",
+                    "--service", f"stock@{busy}")
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr == (f"tapproxy: error: --service stock: cannot listen on "
+                            f"127.0.0.1:{busy}: address already in use\n")
+        # Nothing started: the port bound before the busy one was let go.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", free))
+
+    r = run_cli("replay", tmp_path / "nope.tap")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such file" in r.stderr
+
+    r = run_cli("replay", capture, "--match", "method,colour")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "colour" in r.stderr

@@ -1,0 +1,96 @@
+"""Replay listeners answer real clients with what the real services answered."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+import requests
+
+
+def _shop_script(urls: dict[str, str]) -> None:
+    orders, stock = urls["orders"], urls["stock"]
+    with httpx.Client() as c:
+        assert c.get(f"{orders}/orders/1").status_code == 404
+        assert c.post(f"{orders}/orders", json={"sku": "tea", "qty": 2}).status_code == 201
+        assert c.get(f"{orders}/orders/1").status_code == 200
+        assert c.get(f"{orders}/orders").json()["data"] == [1]
+        assert c.post(f"{orders}/orders", json={"sku": "cup", "qty": 1}).status_code == 201
+        assert c.get(f"{orders}/orders").json()["data"] == [1, 2]
+        assert c.get(f"{stock}/stock/tea?n=3").json()["qty"] == 3
+
+
+def test_stateful_sequence_replays_in_recorded_order(record_shop, start_replay):
+    capture = record_shop(_shop_script)
+    r = start_replay(capture)
+    orders = r.url("orders")
+    with httpx.Client() as c:
+        assert c.get(f"{orders}/orders/1").status_code == 404  # before the create
+        created = c.post(f"{orders}/orders", json={"qty": 2, "sku": "tea"})  # keys reordered
+        assert created.status_code == 201
+        assert created.json()["data"] == {"id": 1, "sku": "tea", "qty": 2}
+        got = c.get(f"{orders}/orders/1")
+        assert got.status_code == 200 and got.json()["data"]["sku"] == "tea"
+        assert got.headers["x-served-by"] == "orders"
+        # Identical requests: the recorded answers in order, then the last one again.
+        assert c.get(f"{orders}/orders").json()["data"] == [1]
+        assert c.post(f"{orders}/orders", json={"sku": "cup", "qty": 1}).status_code == 201
+        assert c.get(f"{orders}/orders").json()["data"] == [1, 2]
+        assert c.get(f"{orders}/orders").json()["data"] == [1, 2]
+    assert requests.get(f"{r.url('stock')}/stock/tea?n=3").json() == {"sku": "tea", "qty": 3}
+    out = subprocess.run(["curl", "-sS", "--noproxy", "*", f"{orders}/orders/1"],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["data"]["id"] == 1
+    stats = r.stop()
+    assert (stats.matched, stats.unmatched, stats.unused) == (9, 0, 0)
+    assert stats.accuracy == 100.0
+
+
+def test_a_miss_gets_a_502_naming_the_nearest_recorded_requests(record_shop, start_replay):
+    capture = record_shop(_shop_script)
+    r = start_replay(capture)
+    resp = httpx.post(f"{r.url('orders')}/orders", json={"sku": "tea", "qty": "2"})
+    assert resp.status_code == 502
+    assert resp.headers["x-tapproxy-replay"] == "miss"
+    lines = resp.text.splitlines()
+    assert lines[0] == "no recorded answer for POST /orders to orders"
+    assert lines[1] == "nearest recorded requests:"
+    first = lines[2]
+    assert first.lstrip().startswith("#2") and "POST /orders" in first
+    assert first.endswith("method ✓ path ✓ query ✓ body ✗")
+    assert 'body /qty: recorded 2, got "2"' in resp.text
+    assert all(len(line) <= 80 for line in lines)
+    assert r.log == lines  # the replay log says the same
+    stats = r.stop()
+    assert (stats.matched, stats.unmatched) == (0, 1)
+    assert stats.unused == 7 and stats.accuracy == 0.0
+
+
+def test_match_criteria_narrow_what_counts(record_shop, start_replay):
+    capture = record_shop(_shop_script)
+    r = start_replay(capture, match=["method,path"])
+    resp = httpx.post(f"{r.url('orders')}/orders", json={"anything": True})
+    assert resp.status_code == 201 and resp.json()["data"]["sku"] == "tea"
+    resp = httpx.get(f"{r.url('stock')}/stock/tea?n=99")
+    assert resp.json()["qty"] == 3
+
+
+def test_test_header_scopes_matching_to_that_tests_exchanges(record_shop, start_replay):
+    def script(urls):
+        for test in ("test_a", "test_b"):
+            httpx.post(f"{urls['orders']}/orders", json={"sku": "x", "qty": 9},
+                       headers={"x-tapproxy-test": test})
+            httpx.get(f"{urls['orders']}/orders", headers={"x-tapproxy-test": test})
+
+    capture = record_shop(script)
+    r = start_replay(capture)
+    orders = r.url("orders")
+    # test_b's list is [1, 2]; asked first, without its scope the order would give [1].
+    got = httpx.get(f"{orders}/orders", headers={"x-tapproxy-test": "test_b"})
+    assert got.json()["data"] == [1, 2]
+    got = httpx.get(f"{orders}/orders", headers={"x-tapproxy-test": "test_a"})
+    assert got.json()["data"] == [1]
+    # The control API's open test does the same for requests that name none.
+    r.background.call(r.replay.matcher.start_test, "test_b")
+    assert httpx.post(f"{orders}/orders", json={"sku": "x", "qty": 9}).json()["data"]["id"] == 2
