@@ -112,23 +112,30 @@ class ReplayListeners:
         test = self.matcher.current_test(request.headers.get(TEST_HEADER))
         entry = self.matcher.find(view, callee, test)
         if entry is None:
+            answer = None
             if self.on_miss is not None:
                 answer = await self.on_miss(callee, request, view, body)
-                if answer is not None:
-                    return await self._send(request, answer)
-            miss = self.matcher.miss(view, callee, test)
-            for line in miss.lines:
-                self.log(line)
-            return await self._send(request, failure_answer(502, "\n".join(miss.lines)))
-        if entry.answer is not None:
-            text = (f"tapproxy replay: cannot answer {view.method} {view.path} with "
-                    f"recorded exchange #{entry.number}: {entry.answer}")
-            self.log(text)
-            return await self._send(request, failure_answer(502, text))
-        x = self.index.exchange(entry)
-        if entry.websocket and request.headers.get("upgrade", "").lower() == "websocket":
-            return await self._websocket(request, entry, x)
-        return await self._send(request, answer_for(x))
+            return await self._send(request, answer or self.miss_answer(view, callee, test))
+        if entry.websocket and entry.answer is None \
+                and request.headers.get("upgrade", "").lower() == "websocket":
+            return await self._websocket(request, entry, self.index.exchange(entry))
+        return await self._send(request, self.entry_answer(entry, view))
+
+    def miss_answer(self, view: RequestView, callee: str | None, test: str | None) -> Answer:
+        """A 502 with the near-miss table, which goes to the log too."""
+        miss = self.matcher.miss(view, callee, test)
+        for line in miss.lines:
+            self.log(line)
+        return failure_answer(502, "\n".join(miss.lines))
+
+    def entry_answer(self, entry: Entry, view: RequestView) -> Answer:
+        """The recorded answer of `entry`; a 502 saying why when it cannot be given whole."""
+        if entry.answer is None:
+            return answer_for(self.index.exchange(entry))
+        text = (f"tapproxy replay: cannot answer {view.method} {view.path} with "
+                f"recorded exchange #{entry.number}: {entry.answer}")
+        self.log(text)
+        return failure_answer(502, text)
 
     async def _send(self, request: web.BaseRequest, a: Answer) -> web.StreamResponse:
         if self.latency and a.wait_ns:

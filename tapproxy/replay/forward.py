@@ -1,0 +1,123 @@
+"""The forward-proxy side of a replay: mitmproxy, with an addon that answers every
+request from the capture and never connects to an upstream.
+
+Clients with `HTTP_PROXY`/`HTTPS_PROXY` (and gRPC's `grpc_proxy`) reach it as they
+reached `tapproxy record`; HTTPS is intercepted with the same CA (`--confdir`), and
+HTTP/2 with trailers comes for free, so a gRPC client over TLS sees the recorded
+messages and grpc-status. The target the client asked for names the service when the
+capture saw it called there; else the request is matched against every service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from tapproxy.errors import ReplayError
+from tapproxy.replay.answer import Answer, failure_answer
+from tapproxy.replay.options import ReplayOptions
+from tapproxy.replay.server import TEST_HEADER, ReplayListeners, view_of
+
+__all__ = ["ForwardReplay"]
+
+
+class _Ready:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def running(self) -> None:
+        self.event.set()
+
+
+class _Answering:
+    """mitmproxy addon: every request answered from the capture (a 502 on a miss)."""
+
+    def __init__(self, listeners: ReplayListeners) -> None:
+        self.listeners = listeners
+
+    async def request(self, flow) -> None:
+        from mitmproxy import http
+
+        listeners = self.listeners
+        matcher, index = listeners.matcher, listeners.index
+        q = flow.request
+        body = q.raw_content or b""
+        view = view_of(q.method, q.path, q.headers, body)
+        callee = index.targets.get((q.host.lower(), q.port))
+        test = matcher.current_test(q.headers.get(TEST_HEADER))
+        entry = matcher.find(view, callee, test)
+        if entry is None:
+            answer = listeners.miss_answer(view, callee, test)
+        elif entry.websocket and entry.answer is None:
+            answer = failure_answer(502, "tapproxy replay: a recorded WebSocket is "
+                                    "replayed on its service's listener, not through "
+                                    "the forward proxy")
+        else:
+            answer = listeners.entry_answer(entry, view)
+        if listeners.latency and answer.wait_ns:
+            await asyncio.sleep((answer.wait_ns + answer.spread_ns) / 1e9)
+        flow.response = _response(http, answer)
+
+
+def _response(http, a: Answer):
+    resp = http.Response.make(a.status, a.body,
+                              [(k.encode(), v.encode("utf-8", "surrogateescape"))
+                               for k, v in a.headers])
+    if a.reason:
+        resp.reason = a.reason
+    if a.trailers is not None:
+        resp.trailers = http.Headers([(k.encode(), v.encode("utf-8", "surrogateescape"))
+                                      for k, v in a.trailers])
+    return resp
+
+
+class ForwardReplay:
+    """mitmproxy in regular (forward) mode on `--listen`, answering from the listeners'
+    matcher, on the running event loop."""
+
+    def __init__(self, opts: ReplayOptions, listeners: ReplayListeners) -> None:
+        self.options = opts
+        self.listeners = listeners
+        self._master = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        from mitmproxy import options
+        from mitmproxy.master import Master
+
+        from tapproxy.proxy.certs import ca_cert_path
+        from tapproxy.proxy.runner import mitmproxy_addons
+
+        assert self.options.listen is not None
+        ca_cert_path(self.options.confdir)  # made now, or one line naming the directory
+        logging.getLogger("mitmproxy").setLevel(logging.ERROR)
+        opts = options.Options()
+        self._master = master = Master(opts, event_loop=asyncio.get_running_loop())
+        ready = _Ready()
+        master.addons.add(*mitmproxy_addons(), _Answering(self.listeners), ready)
+        listen = self.options.listen
+        opts.update(mode=[f"regular@{listen.host}:{listen.port}"],
+                    confdir=str(self.options.confdir),
+                    # No upstream exists: never connect before the request is answered.
+                    connection_strategy="lazy", upstream_cert=False)
+        self._task = asyncio.create_task(master.run(), name="tapproxy-replay-forward")
+        waiter = asyncio.create_task(ready.event.wait())
+        await asyncio.wait([self._task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.event.is_set():
+            waiter.cancel()
+            self._task.result()
+            raise ReplayError("mitmproxy stopped while the forward proxy started")
+        for s in master.addons.get("proxyserver").servers:
+            if s.last_exception is not None:
+                await self.stop()
+                raise ReplayError(f"--listen: cannot listen on {listen}: "
+                                  f"{s.last_exception}")
+
+    async def stop(self) -> None:
+        if self._master is not None:
+            self._master.shutdown()
+        if self._task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._task
+        self._master = self._task = None
