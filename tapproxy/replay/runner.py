@@ -119,7 +119,7 @@ class Replay:
         if self.options.record_missing:
             from tapproxy.replay.missing import MissingRecorder
 
-            self.missing = MissingRecorder(self.options, self.index)
+            self.missing = MissingRecorder(self.options, self.matcher)
             on_miss = self.missing.forward
         self.listeners = ReplayListeners(self.matcher, self.options.latency, self.log,
                                          on_miss)

@@ -94,3 +94,29 @@ def test_test_header_scopes_matching_to_that_tests_exchanges(record_shop, start_
     # The control API's open test does the same for requests that name none.
     r.background.call(r.replay.matcher.start_test, "test_b")
     assert httpx.post(f"{orders}/orders", json={"sku": "x", "qty": 9}).json()["data"]["id"] == 2
+
+
+def test_record_missing_sends_misses_live_and_appends_them_to_a_new_capture(
+        record_shop, start_replay, services, tmp_path):
+    from tapproxy.capture import open_capture
+    from tests.replay.conftest import orders_app
+
+    capture = record_shop(_shop_script)
+    live = services.start("orders-live", orders_app())
+    missing = tmp_path / "missing.tap"
+    r = start_replay(capture, record_missing=(("orders", live.url),), missing_output=missing)
+    orders = r.url("orders")
+    assert httpx.get(f"{orders}/orders/1").status_code == 404  # recorded
+    got = httpx.post(f"{orders}/orders", json={"sku": "new"}, headers={"x-tapproxy-test": "t"})
+    assert got.status_code == 201 and got.json()["data"] == {"id": 1, "sku": "new"}  # live
+    assert httpx.get(f"{r.url('stock')}/stock/none").status_code == 502  # no upstream
+    stats = r.stop()
+    assert (stats.matched, stats.unmatched) == (1, 2)
+    with open_capture(missing) as reader:
+        [x] = list(reader.exchanges())
+    assert (x.callee.name, x.request.method, x.request.path, x.status) == (
+        "orders", "POST", "/orders", 201)
+    assert x.request.body == b'{"sku":"new"}' and x.test == "t"
+    assert b'"sku": "new"' in x.response.body  # aiohttp's json_response
+    with open_capture(capture) as reader:  # the replayed capture is left as it was
+        assert len(list(reader.exchanges())) == 7
