@@ -68,6 +68,7 @@ class Matcher:
         self.misses: list[Miss] = []
         self._cursors: dict[tuple, int] = {}
         self._served = bytearray(len(index.entries))
+        self._served_in: dict[str, list[int]] = {}  # test → the entries that answered it
 
     # -- tests, as the control API or the pytest plugin opens and closes them -------------
 
@@ -107,6 +108,8 @@ class Matcher:
         self._cursors[scope] = n + 1
         i = line[min(n, len(line) - 1)]
         self._served[i] = 1
+        if test:
+            self._served_in.setdefault(test, []).append(i)
         self.matched += 1
         return index.entries[i]
 
@@ -117,6 +120,10 @@ class Matcher:
         self.misses.append(m)
         del self.misses[:-_MISSES_KEPT]
         return m
+
+    def served(self, test: str) -> list[Entry]:
+        """The recorded exchanges that answered the test's requests, in that order."""
+        return [self.index.entries[i] for i in self._served_in.get(test, ())]
 
     def stats(self) -> ReplayStats:
         served = self._served

@@ -37,6 +37,7 @@ class ReplayOptions:
     strict: bool = False
     record_missing: tuple[tuple[str, str], ...] = ()  # (service or "*", upstream URL)
     missing_output: Path | None = None
+    missing_later: bool = False  # upstreams for misses are added while running (pytest)
 
 
 def parse_service_listener(spec: str) -> tuple[str, Address]:

@@ -116,7 +116,7 @@ class Replay:
     async def start(self) -> None:
         assert self.matcher is not None
         on_miss = None
-        if self.options.record_missing:
+        if self.options.record_missing or self.options.missing_later:
             from tapproxy.replay.missing import MissingRecorder
 
             self.missing = MissingRecorder(self.options, self.matcher)
@@ -136,6 +136,19 @@ class Replay:
         except BaseException:
             await self.stop()
             raise
+
+    async def add_service(self, name: str, port: int) -> Address:
+        """Serve the recorded service `name` on `port` (0: a free one) while running;
+        ReplayError for a name the capture never called or a port in use."""
+        assert self.index is not None and self.listeners is not None
+        if name not in self.index.by_callee:
+            raise ReplayError(f"service {name}: no exchange to {name} in "
+                              f"{self.index.path} (recorded: {', '.join(self.index.callees)})")
+        [sock] = bind_listeners([(f"service {name}", Address("127.0.0.1", port))])
+        self._sockets.append((name, sock))
+        await self.listeners.serve(name, sock)
+        host, bound = sock.getsockname()[:2]
+        return Address(host, bound)
 
     async def stop(self) -> ReplayStats:
         if self.forward is not None:
@@ -185,6 +198,10 @@ class BackgroundReplay:
         except BaseException:
             self._close_loop()
             raise
+
+    def run(self, coro, timeout: float = 30):
+        """Run a coroutine on the replay's loop; its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def call(self, fn: Callable, *args):
         """Run `fn(*args)` on the replay's loop (its state is the loop's alone)."""

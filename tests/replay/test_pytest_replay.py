@@ -1,0 +1,113 @@
+"""`pytest --tapproxy-replay`: a suite recorded once runs green without its services,
+and a changed request fails its test with the near-miss table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+SERVICE = '''
+import itertools
+from aiohttp import web
+
+def make(argv=None):
+    orders, ids = {}, itertools.count(1)
+
+    async def create(request):
+        n = next(ids)
+        orders[n] = {"id": n, **(await request.json())}
+        return web.json_response({"data": orders[n]}, status=201)
+
+    async def get(request):
+        n = int(request.match_info["id"])
+        if n not in orders:
+            return web.json_response({"error": "no such order"}, status=404)
+        return web.json_response({"data": orders[n]})
+
+    app = web.Application()
+    app.router.add_post("/orders", create)
+    app.router.add_get("/orders/{id}", get)
+    return app
+'''
+
+CONFTEST = '''
+import os
+import pytest
+
+@pytest.fixture(scope="session")
+def orders(tapproxy_service):
+    return tapproxy_service("orders", app="orders_service:make",
+                            port=int(os.environ["ORDERS_PORT"]))
+'''
+
+TESTS = '''
+import os
+import httpx
+
+def test_missing_then_create_then_get(orders):
+    assert httpx.get(f"{orders.url}/orders/1").status_code == 404
+    sku = os.environ.get("SKU", "tea")
+    created = httpx.post(f"{orders.url}/orders", json={"sku": sku, "qty": 2})
+    assert created.status_code == 201
+    got = httpx.get(f"{orders.url}/orders/{created.json()['data']['id']}")
+    assert got.json()["data"]["sku"] == sku
+
+def test_second_order(orders):
+    created = httpx.post(f"{orders.url}/orders", json={"sku": "cup", "qty": 1})
+    assert created.json()["data"]["id"] == 2
+
+def test_tolerant(orders):
+    httpx.get(f"{orders.url}/orders/{os.environ.get('LOOKUP', '1')}")  # any answer will do
+'''
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, confdir: Path, monkeypatch):
+    pytester.makepyfile(orders_service=SERVICE, conftest=CONFTEST, test_orders=TESTS)
+    monkeypatch.setenv("ORDERS_PORT", str(free_port()))
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                             f"--tapproxy-confdir={confdir}", *args,
+                                             timeout=120)
+    return run
+
+
+@pytest.mark.slow
+def test_record_once_then_replay_green_then_see_a_changed_request(suite, pytester,
+                                                                  monkeypatch):
+    capture = pytester.path / "run.tap"
+    suite("--tapproxy", f"--tapproxy-capture={capture}").assert_outcomes(passed=3)
+
+    # The service is gone (the session stopped it): the replay alone answers.
+    replayed = suite(f"--tapproxy-replay={capture}")
+    replayed.assert_outcomes(passed=3)
+    out = replayed.stdout.str()
+    assert "replayed: 5 matched, 0 unmatched, 0 of 5 recordings unused, accuracy 100.0 %" \
+        in out
+
+    monkeypatch.setenv("SKU", "mug")
+    monkeypatch.setenv("LOOKUP", "7")
+    changed = suite(f"--tapproxy-replay={capture}")
+    # The tolerant test fails too: its request had no recorded answer.
+    changed.assert_outcomes(passed=1, failed=2)
+    assert "FAILED test_orders.py::test_tolerant - tapproxy replay: 1 request(s)" \
+        in changed.stdout.str()
+    section = changed.stdout.str().split(" tapproxy replay -")[1]  # the failed test's
+    lines = section.strip("-\n").splitlines()
+    assert lines[:3] == [
+        "no recorded answer for POST /orders to orders",
+        "  in test test_missing_then_create_then_get",
+        "nearest recorded requests:"]
+    assert lines[3].lstrip().startswith("#2") and lines[3].endswith("body ✗")
+    assert 'body /sku: recorded "tea", got "mug"' in lines[4]
+
+
+@pytest.mark.slow
+def test_an_unknown_capture_is_a_usage_error(suite, pytester):
+    result = suite(f"--tapproxy-replay={pytester.path / 'none.tap'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--tapproxy-replay" in result.stderr.str() and "no such file" in result.stderr.str()
