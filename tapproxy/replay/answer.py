@@ -8,10 +8,11 @@ server sets it from the body); bodies keep their recorded content-encoding. Pure
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from tapproxy.capture.model import Exchange
 
-__all__ = ["Answer", "answer_for", "failure_answer", "pieces"]
+__all__ = ["Answer", "answer_for", "failure_answer", "grpc_failure", "pieces"]
 
 _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                   "upgrade", "proxy-connection", "proxy-authenticate", "content-length"})
@@ -57,6 +58,15 @@ def failure_answer(status: int, text: str) -> Answer:
     return Answer(status, "Bad Gateway" if status == 502 else "", (
         ("content-type", "text/plain; charset=utf-8"), ("x-tapproxy-replay", "miss")),
         (text.rstrip("\n") + "\n").encode())
+
+
+def grpc_failure(answer: Answer) -> Answer:
+    """tapproxy's own answer to a gRPC call, as a gRPC client reads one: grpc-status
+    UNKNOWN with the text's first line as grpc-message (a client shows that, not a body)."""
+    first = answer.body.decode("utf-8", "replace").splitlines()[0]
+    return Answer(200, "OK", (("content-type", "application/grpc"),
+                              ("grpc-status", "2"),
+                              ("grpc-message", quote(first, safe=" /:#,()'\"=@"))), b"")
 
 
 def pieces(answer: Answer) -> list[bytes]:

@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 
+from tapproxy.capture.model import is_grpc_content_type
 from tapproxy.errors import ReplayError
-from tapproxy.replay.answer import Answer, failure_answer
+from tapproxy.replay.answer import Answer, failure_answer, grpc_failure
 from tapproxy.replay.options import ReplayOptions
 from tapproxy.replay.server import TEST_HEADER, ReplayListeners, view_of
 
@@ -55,17 +56,24 @@ class _Answering:
                                     "the forward proxy")
         else:
             answer = listeners.entry_answer(entry, view)
+        if answer.status == 502 and is_grpc_content_type(q.headers.get("content-type")):
+            answer = grpc_failure(answer)
         if listeners.latency and answer.wait_ns:
             await asyncio.sleep((answer.wait_ns + answer.spread_ns) / 1e9)
-        flow.response = _response(http, answer)
+        flow.response = _response(http, answer, q.http_version)
 
 
-def _response(http, a: Answer):
+def _response(http, a: Answer, version: str):
     resp = http.Response.make(a.status, a.body,
                               [(k.encode(), v.encode("utf-8", "surrogateescape"))
                                for k, v in a.headers])
     if a.reason:
         resp.reason = a.reason
+    # make() sets a Content-Length; HTTP/2 frames a body without one, and a gRPC client
+    # would see one the service never sent (in a Trailers-Only answer, as metadata).
+    if version.startswith("HTTP/2") and not any(k.lower() == "content-length"
+                                                 for k, _ in a.headers):
+        del resp.headers["content-length"]
     if a.trailers is not None:
         resp.trailers = http.Headers([(k.encode(), v.encode("utf-8", "surrogateescape"))
                                       for k, v in a.trailers])

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 from aiohttp.web_server import Server
 
-from tapproxy.capture.model import Exchange, WebSocketEnd, WebSocketMessage
-from tapproxy.replay.answer import Answer, answer_for, failure_answer, pieces
+from tapproxy.capture.model import Exchange, WebSocketEnd, WebSocketMessage, is_grpc_content_type
+from tapproxy.replay.answer import Answer, answer_for, failure_answer, grpc_failure, pieces
+from tapproxy.replay.h2server import H2Replay, Sniffer
 from tapproxy.replay.index import Entry
 from tapproxy.replay.matcher import Matcher
 from tapproxy.replay.matching import RequestView
@@ -58,7 +59,8 @@ class ReplayListeners:
         handler = Server(handle, access_log=None)
         self._handlers.append(handler)
         loop = asyncio.get_running_loop()
-        self._servers.append(await loop.create_server(handler, sock=sock))
+        self._servers.append(await loop.create_server(
+            lambda: Sniffer(handler, lambda: H2Replay(callee, self.answer_h2)), sock=sock))
 
     async def serve_control(self, sock: socket.socket) -> None:
         """The control API: POST /tests/start and /tests/end {"name"}, GET /stats."""
@@ -120,6 +122,22 @@ class ReplayListeners:
                 and request.headers.get("upgrade", "").lower() == "websocket":
             return await self._websocket(request, entry, self.index.exchange(entry))
         return await self._send(request, self.entry_answer(entry, view))
+
+    async def answer_h2(self, callee: str | None, method: str, target: str, headers,
+                        body: bytes) -> Answer:
+        """The answer to one HTTP/2 stream (h2c: gRPC with an insecure channel)."""
+        view = view_of(method, target, headers, body)
+        test = self.matcher.current_test(headers.get(TEST_HEADER))
+        entry = self.matcher.find(view, callee, test)
+        if entry is None:
+            answer = self.miss_answer(view, callee, test)
+        else:
+            answer = self.entry_answer(entry, view)
+        if answer.status == 502 and is_grpc_content_type(headers.get("content-type")):
+            answer = grpc_failure(answer)
+        if self.latency and answer.wait_ns:
+            await asyncio.sleep((answer.wait_ns + answer.spread_ns) / 1e9)
+        return answer
 
     def miss_answer(self, view: RequestView, callee: str | None, test: str | None) -> Answer:
         """A 502 with the near-miss table, which goes to the log too."""
