@@ -8,6 +8,7 @@ number of exchanges, never with their bodies.
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,10 @@ class Entry:
     method: str
     path: str  # without the query
     query: str
-    body_key: tuple
-    key: tuple  # the `--match` criteria's values
     answer: str | None  # why it cannot be served as recorded, else None
     websocket: bool
+    key: tuple | None = None  # the `--match` criteria's values, once its route is asked for
+    body_key: tuple | None = None
 
 
 def recorded_view(x: Exchange) -> RequestView:
@@ -49,72 +50,132 @@ def recorded_view(x: Exchange) -> RequestView:
                        q.body_sha256 if q.body_truncated else None)
 
 
-def _answer_problem(x: Exchange) -> str | None:
-    r = x.response
-    if r is not None and r.body_truncated:
-        return (f"its response body was kept only in part ({len(r.body)} of {r.body_size} "
-                "bytes, over --max-body when recorded)")
+def _text(v: object) -> str:
+    # Text that was not UTF-8 is stored as bin (codec._str_or_bin).
+    return v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+
+
+def _answer_problem(r: object) -> str | None:
+    """Why a recorded response (its wire map) cannot be served whole, else None."""
+    if isinstance(r, dict) and r.get("body_size") is not None:
+        return (f"its response body was kept only in part ({len(r.get('body') or b'')} of "
+                f"{r['body_size']} bytes, over --max-body when recorded)")
     return None
 
 
 class CaptureIndex:
-    """The exchanges of one capture by callee and request key, records read on demand."""
+    """The exchanges of one capture by callee and route, records read on demand.
+
+    Start-up reads each record's few fields undecoded (`raw_records`); a request's
+    key (its query and body, noise masked) is worked out only when a request for the
+    same callee, method and path first comes, for the exchanges of that route alone.
+    """
 
     def __init__(self, path: Path, criteria: tuple[str, ...], mask: Mask) -> None:
         self.path = Path(path)
         self.criteria = criteria
         self.mask = mask
         self.entries: list[Entry] = []
-        self.by_key: dict[tuple[str, tuple], list[int]] = {}
+        self.by_route: dict[tuple, list[int]] = {}  # (callee, method?, path?) → entries
         self.by_callee: dict[str, list[int]] = {}
         self.addresses: dict[str, str] = {}  # callee → the address it was recorded at
         self.targets: dict[tuple[str, int], str] = {}  # recorded request host:port → callee
         self.websocket: dict[str, list[Position]] = {}  # exchange id → its messages
         self.websocket_end: dict[str, Position] = {}
         self.problem: str | None = None  # the capture ends inside a record
+        self._keyed: dict[tuple, dict[tuple, list[int]]] = {}
+        self._strings: dict[str, str] = {}
         self._cache: OrderedDict[Position, object] = OrderedDict()
         self._reader: CaptureReader = open_capture(self.path)
+        # The scan makes ~6 objects per exchange and frees none: the cyclic collector,
+        # run every few hundred allocations, would walk them all again each time (most
+        # of a 100,000-exchange start-up). It finds no garbage here; it is paused.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             self._scan()
         except BaseException:
             self._reader.close()
             raise
+        finally:
+            if collecting:
+                gc.enable()
         if not self.entries:
             self._reader.close()
             raise ReplayError(f"{self.path}: no exchanges to replay")
 
     def _scan(self) -> None:
         reader = self._reader
-        ws_ids: dict[str, int] = {}
-        for record in reader:
-            if isinstance(record, Exchange):
-                self._add(record, reader.position)
-                if record.websocket:
-                    ws_ids[record.id] = len(self.entries) - 1
-            elif isinstance(record, WebSocketMessage):
-                self.websocket.setdefault(record.exchange_id, []).append(reader.position)
-            elif isinstance(record, WebSocketEnd):
-                self.websocket_end[record.exchange_id] = reader.position
+        ws_ids: set[str] = set()
+        for position, d in reader.raw_records():
+            kind = d.get("kind")
+            if kind == "exchange":
+                try:
+                    if self._add(d, position):
+                        ws_ids.add(d["id"])
+                except (KeyError, TypeError, AttributeError, ValueError) as e:
+                    raise reader.malformed(f"exchange field {e}") from None
+            elif kind in ("ws_message", "ws_end") and isinstance(d.get("exchange_id"), str):
+                if kind == "ws_end":
+                    self.websocket_end[d["exchange_id"]] = position
+                else:
+                    self.websocket.setdefault(d["exchange_id"], []).append(position)
         if reader.truncated:
             self.problem = reader.problem
         # Messages of a connection whose handshake was never written have nothing to
         # belong to; keep only the others' (their ids were the one thing that joined them).
         self.websocket = {k: v for k, v in self.websocket.items() if k in ws_ids}
 
-    def _add(self, x: Exchange, position: Position) -> None:
+    def _add(self, d: dict, position: Position) -> bool:
         i = len(self.entries)
-        callee = x.callee.name
-        view = recorded_view(x)
-        key = request_key(view, self.criteria, self.mask)
-        bkey = key[-1] if self.criteria[-1] == "body" else body_key(view, self.mask)
-        self.entries.append(Entry(
-            i + 1, position, callee, x.test, x.request.method, view.path, view.query,
-            bkey, key, _answer_problem(x), x.websocket))
-        self.by_key.setdefault((callee, key), []).append(i)
+        q, r = d["request"], d.get("response")
+        # Names repeat across thousands of entries: one string each, not one per entry.
+        callee = self._one(str(d["callee"]["name"]))
+        method = self._one(_text(q["method"]))
+        path, _, query = _text(q["path"]).partition("?")
+        test = d.get("test")
+        test = self._one(test) if isinstance(test, str) else None
+        websocket = d.get("websocket") is True
+        self.entries.append(Entry(i + 1, position, callee, test, method, path, query,
+                                  _answer_problem(r), websocket))
+        self.by_route.setdefault(self._route(callee, method, path), []).append(i)
         self.by_callee.setdefault(callee, []).append(i)
+        host, port = str(q["host"]), int(q["port"])
         if callee not in self.addresses:
-            self.addresses[callee] = x.callee.address or f"{x.request.host}:{x.request.port}"
-        self.targets.setdefault((x.request.host.lower(), x.request.port), callee)
+            self.addresses[callee] = str(d["callee"].get("address") or f"{host}:{port}")
+        self.targets.setdefault((host.lower(), port), callee)
+        return websocket
+
+    def _one(self, text: str) -> str:
+        return self._strings.setdefault(text, text)
+
+    def _route(self, callee: str, method: str, path: str) -> tuple:
+        return (callee, method.upper() if "method" in self.criteria else None,
+                path if "path" in self.criteria else None)
+
+    def lookup(self, callee: str, view: RequestView, key: tuple) -> list[int]:
+        """The entries of `callee` whose request has `key` (of `view`), in file order."""
+        route = self._route(callee, view.method, view.path)
+        keyed = self._keyed.get(route)
+        if keyed is None:
+            keyed = self._keyed[route] = {}
+            for i in self.by_route.get(route, ()):
+                keyed.setdefault(self.key_of(self.entries[i]), []).append(i)
+        return keyed.get(key, [])
+
+    def key_of(self, entry: Entry) -> tuple:
+        """The entry's request key, worked out from its record the first time."""
+        if entry.key is None:
+            view = recorded_view(self._reader.record_at(entry.position))  # type: ignore[arg-type]
+            entry.key = request_key(view, self.criteria, self.mask)
+            entry.body_key = body_key(view, self.mask)
+        return entry.key
+
+    def body_key_of(self, entry: Entry) -> tuple:
+        if entry.body_key is None:
+            self.key_of(entry)
+        assert entry.body_key is not None
+        return entry.body_key
 
     @property
     def callees(self) -> list[str]:

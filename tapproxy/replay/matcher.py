@@ -95,9 +95,9 @@ class Matcher:
         index = self.index
         key = request_key(view, index.criteria, index.mask)
         if callee is not None:
-            found = index.by_key.get((callee, key), [])
+            found = index.lookup(callee, view, key)
         else:
-            found = sorted(i for c in index.callees for i in index.by_key.get((c, key), ()))
+            found = sorted(i for c in index.callees for i in index.lookup(c, view, key))
         if not found:
             self.unmatched += 1
             return None

@@ -7,6 +7,7 @@ by pointer (noise masked on both sides), else its size. Pure: records in, lines 
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from tapproxy.capture.model import Exchange
@@ -20,6 +21,7 @@ __all__ = ["Candidate", "body_differences", "miss_lines", "nearest"]
 
 WIDTH = 80
 _DIFFS = 4  # body differences shown per candidate
+_SHORTLIST = 12  # candidates whose bodies are compared (each is read from the file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,38 +34,45 @@ class Candidate:
         return sum(ok for _, ok in self.checks)
 
 
-def _checks(entry: Entry, view: RequestView, qkey: bytes, bkey: tuple,
-            criteria: tuple[str, ...], mask: Mask) -> tuple[tuple[str, bool], ...]:
+def _checks(index: CaptureIndex, entry: Entry, view: RequestView, qkey: bytes,
+            bkey: tuple | None) -> tuple[tuple[str, bool], ...]:
+    """✓/✗ per criterion; the body's only with `bkey` (it costs a read of the record)."""
     out = []
-    for c in criteria:
+    for c in index.criteria:
         if c == "method":
             ok = entry.method.upper() == view.method.upper()
         elif c == "path":
             ok = entry.path == view.path
         elif c == "query":
-            ok = query_key(entry.query, mask) == qkey
+            ok = entry.query == view.query or (
+                bool(entry.query) and bool(view.query)
+                and query_key(entry.query, index.mask) == qkey)
+        elif bkey is None:
+            continue
         else:
-            ok = entry.body_key == bkey
+            ok = index.body_key_of(entry) == bkey
         out.append((c, ok))
     return tuple(out)
 
 
 def nearest(index: CaptureIndex, view: RequestView, callee: str | None, test: str | None,
             limit: int = 3) -> list[Candidate]:
-    """The `limit` recorded requests nearest to `view` (to `callee`'s, when known)."""
+    """The `limit` recorded requests nearest to `view` (to `callee`'s, when known):
+    ranked on method, path and query first, then the best few on their bodies too."""
     mask = index.mask
     qkey, bkey = query_key(view.query, mask), body_key(view, mask)
     pool = index.by_callee.get(callee, []) if callee else range(len(index.entries))
-    ranked: list[tuple[tuple, Candidate]] = []
-    for i in pool:
-        e = index.entries[i]
-        checks = _checks(e, view, qkey, bkey, index.criteria, mask)
-        c = Candidate(e, checks)
-        rank = (-c.agreeing, e.test != test, -_common(e.path, view.path),
-                e.number)
-        ranked.append((rank, c))
-    ranked.sort(key=lambda rc: rc[0])
-    return [c for _, c in ranked[:limit]]
+
+    def rank(c: Candidate) -> tuple:
+        e = c.entry
+        return (-c.agreeing, e.test != test, -_common(e.path, view.path), e.number)
+
+    first = heapq.nsmallest(
+        _SHORTLIST, (Candidate(index.entries[i],
+                               _checks(index, index.entries[i], view, qkey, None))
+                     for i in pool), key=rank)
+    full = [Candidate(c.entry, _checks(index, c.entry, view, qkey, bkey)) for c in first]
+    return sorted(full, key=rank)[:limit]
 
 
 def _common(a: str, b: str) -> int:

@@ -20,6 +20,7 @@ from tapproxy.replay.matcher import Matcher, ReplayStats
 from tapproxy.replay.matching import Mask
 from tapproxy.replay.options import ReplayOptions, bind_listeners
 from tapproxy.replay.server import ReplayListeners
+from tapproxy.report.columns import cut_end
 
 __all__ = ["BackgroundReplay", "Replay", "noise_mask"]
 
@@ -107,8 +108,9 @@ class Replay:
         cut = [e for e in index.entries if e.answer is not None]
         if cut:
             shown = ", ".join(f"#{e.number}" for e in cut[:8]) + ("…" if len(cut) > 8 else "")
-            lines.append(f"cannot replay {len(cut)} response(s) whole (kept only in part "
-                         f"when recorded): {shown}; they get a 502")
+            lines.append(f"{len(cut)} recorded response(s) kept only in part (over "
+                         "--max-body): never served")
+            lines.append(cut_end(f"  cut, they get a 502: {shown}", 80))
         if index.problem:
             lines.append(index.problem)
         return lines

@@ -1,0 +1,85 @@
+"""The index: records found again by position, keys worked out per route on demand,
+and a body kept only in part never served as whole."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+
+from tapproxy.capture import (
+    CaptureWriter,
+    Exchange,
+    Headers,
+    Party,
+    Request,
+    Response,
+    Timing,
+    new_header,
+    open_capture,
+)
+from tapproxy.replay.index import CaptureIndex
+from tapproxy.replay.matching import CRITERIA, RequestView, request_key
+
+_JSON = Headers((("content-type", "application/json"),))
+
+
+def _exchange(n: int, path: str, body: bytes = b"", answer: bytes = b"{}", **response) -> Exchange:
+    t = 1_700_000_000_000_000_000 + n * 1_000_000
+    return Exchange(
+        id=f"x{n}", caller=Party("tests", "proxy-auth"),
+        callee=Party("orders", "reverse", "127.0.0.1:5001"),
+        request=Request("POST" if body else "GET", "http", "127.0.0.1", 5001, path,
+                        "HTTP/1.1", _JSON, body),
+        response=Response(200, "OK", "HTTP/1.1", _JSON, answer, **response),
+        timing=Timing(t, t + 1000, t + 2000, t + 3000), test="t1")
+
+
+def _write(path, exchanges):
+    w = CaptureWriter(path, new_header())
+    for x in exchanges:
+        w.write(x)
+    w.close()
+    return path
+
+
+def test_raw_records_give_the_positions_record_at_reads(tmp_path):
+    capture = _write(tmp_path / "a.tap", [_exchange(i, f"/o/{i}") for i in range(5)])
+    with open_capture(capture) as reader:
+        positions = [p for p, d in reader.raw_records() if d["kind"] == "exchange"]
+        assert [reader.record_at(p).request.path for p in positions] == [
+            f"/o/{i}" for i in range(5)]
+
+
+def test_keys_are_worked_out_only_for_the_route_asked_for(tmp_path):
+    body = b'{"sku": "tea", "at": "2026-12-07T10:00:00Z"}'
+    capture = _write(tmp_path / "a.tap", [_exchange(1, "/orders", body),
+                                          _exchange(2, "/orders/1"),
+                                          _exchange(3, "/orders", b'{"sku": "cup"}')])
+    index = CaptureIndex(capture, CRITERIA, lambda v: v)
+    assert [e.key for e in index.entries] == [None, None, None]
+    view = RequestView("POST", "/orders", "", "application/json", None,
+                       b'{"at": "2026-12-07T10:00:00Z", "sku": "tea"}')
+    found = index.lookup("orders", view, request_key(view, CRITERIA, index.mask))
+    assert found == [0]
+    assert index.entries[1].key is None  # GET /orders/1 was never asked for
+    assert index.entries[2].key is not None
+    index.close()
+
+
+def test_a_response_kept_in_part_is_said_at_start_and_never_served_cut(tmp_path, start_replay):
+    whole = b"x" * 5000
+    capture = _write(tmp_path / "a.tap", [
+        _exchange(1, "/big", answer=whole[:100], body_size=5000,
+                  body_sha256=hashlib.sha256(whole).digest()),
+        _exchange(2, "/small")])
+    r = start_replay(capture)
+    assert r.replay.start_lines()[-2:] == [
+        "1 recorded response(s) kept only in part (over --max-body): never served",
+        "  cut, they get a 502: #1"]
+    resp = httpx.get(f"{r.url('orders')}/big")
+    assert resp.status_code == 502
+    assert resp.text == ("tapproxy replay: cannot answer GET /big with recorded exchange "
+                         "#1: its response body was kept only in part (100 of 5000 bytes, "
+                         "over --max-body when recorded)\n")
+    assert httpx.get(f"{r.url('orders')}/small").status_code == 200
