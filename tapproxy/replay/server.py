@@ -50,6 +50,7 @@ class ReplayListeners:
         self.on_miss = on_miss  # async (callee, request, view, body) → Answer | None
         self._servers: list[asyncio.AbstractServer] = []
         self._handlers: list[Server] = []
+        self._runners: list[web.AppRunner] = []
 
     async def serve(self, callee: str | None, sock: socket.socket) -> None:
         """Answer requests for `callee` on `sock` (None: any recorded service)."""
@@ -68,10 +69,10 @@ class ReplayListeners:
         app.router.add_post("/tests/start", self._start_test)
         app.router.add_post("/tests/end", self._end_test)
         app.router.add_get("/stats", self._stats)
-        handler = app.make_handler(access_log=None)
-        self._handlers.append(handler)
-        loop = asyncio.get_running_loop()
-        self._servers.append(await loop.create_server(handler, sock=sock))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        self._runners.append(runner)
 
     async def _test_name(self, request: web.Request) -> str | None:
         with contextlib.suppress(ValueError):
@@ -105,6 +106,8 @@ class ReplayListeners:
         for s in self._servers:
             with contextlib.suppress(Exception):
                 await s.wait_closed()
+        for r in self._runners:
+            await r.cleanup()
 
     # -- one request ---------------------------------------------------------------------
 

@@ -120,3 +120,27 @@ def test_record_missing_sends_misses_live_and_appends_them_to_a_new_capture(
     assert b'"sku": "new"' in x.response.body  # aiohttp's json_response
     with open_capture(capture) as reader:  # the replayed capture is left as it was
         assert len(list(reader.exchanges())) == 7
+
+
+def test_control_api_scopes_requests_to_the_test_it_opened(record_shop, start_replay):
+    from tapproxy.proxy.options import Address
+
+    def script(urls):
+        for test in ("test_a", "test_b"):
+            httpx.post(f"{urls['orders']}/orders", json={"sku": "x"},
+                       headers={"x-tapproxy-test": test})
+            httpx.get(f"{urls['orders']}/orders", headers={"x-tapproxy-test": test})
+
+    capture = record_shop(script)
+    r = start_replay(capture, control=Address("127.0.0.1", 0), latency=True)
+    control = f"http://{r.replay.control_address}"
+    orders = r.url("orders")
+    assert httpx.post(f"{control}/tests/start", json={"name": "test_b"}).status_code == 201
+    assert httpx.get(f"{orders}/orders").json()["data"] == [1, 2]
+    assert httpx.get(f"{orders}/orders/9").status_code == 502
+    ended = httpx.post(f"{control}/tests/end", json={"name": "test_b"}).json()
+    [miss] = ended["misses"]
+    assert miss[0] == "no recorded answer for GET /orders/9 to orders"
+    assert httpx.get(f"{control}/stats").json() == {
+        "matched": 1, "unmatched": 1, "recorded": 4, "unused": 3, "accuracy": 50.0}
+    assert httpx.post(f"{control}/tests/start", json={}).status_code == 400
