@@ -3,8 +3,8 @@
 The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
-__all__ = ["CaptureError", "ProxyError", "ReplayError", "SpansError", "TapproxyError",
-           "UsageError"]
+__all__ = ["CaptureError", "ContractError", "ProxyError", "ReplayError", "SpansError",
+           "TapproxyError", "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -13,6 +13,10 @@ class TapproxyError(Exception):
 
 class CaptureError(TapproxyError):
     """A capture file cannot be read or written (names the file and the record)."""
+
+
+class ContractError(TapproxyError):
+    """A contract file cannot be read or understood (names the file, line and column)."""
 
 
 class ProxyError(TapproxyError):

@@ -3,7 +3,7 @@
 Pure functions of records; reading and printing happen in the CLI and `tapproxy.report`.
 """
 
-from tapproxy.analysis.baseline import Divergence, first_divergence, mask_volatile
+from tapproxy.analysis.baseline import Divergence, first_divergence
 from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
 from tapproxy.analysis.calltree import CallNode, CallTree, build_call_tree
 from tapproxy.analysis.failure import Consequence, Failure, FailureStory, Root, first_failure
@@ -26,7 +26,6 @@ __all__ = [
     "build_call_tree",
     "first_divergence",
     "first_failure",
-    "mask_volatile",
     "parse_budget",
     "parse_duration",
     "runs_by_test",

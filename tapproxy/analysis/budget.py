@@ -5,11 +5,12 @@ An exchange slower than its budget is a failure of its own, even with a 200.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tapproxy.capture.model import Exchange
-from tapproxy.capture.routes import Route, parse_route
+from tapproxy.capture.routes import Route, RouteTable, parse_route
 from tapproxy.errors import UsageError
 
 __all__ = ["Budget", "parse_budget", "parse_duration"]
@@ -31,23 +32,20 @@ def parse_duration(text: str, what: str = "--budget") -> int:
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """The overall limit and per-route limits; the most specific route wins."""
+    """The overall limit and per-route limits (each route's value, in ns); the most
+    specific route wins, as `--route` decides."""
 
     overall_ns: int | None = None
-    routes: tuple[tuple[Route, int], ...] = ()
+    routes: RouteTable = field(default_factory=RouteTable)
 
     def __bool__(self) -> bool:
         return self.overall_ns is not None or bool(self.routes)
 
     def limit_ns(self, x: Exchange) -> int | None:
         """The budget `x` must meet, or None."""
-        path = x.route or x.request.path_only
-        for route, ns in self.routes:
-            if route.service not in (None, x.callee.name):
-                continue
-            if route.template == path or route.pattern.fullmatch(path):
-                return ns
-        return self.overall_ns
+        # A known route is matched as a path: /orders/{id} is one of /orders/{sku}'s paths.
+        found = self.routes.match(x.callee.name, x.route or x.request.path)
+        return self.overall_ns if found is None else found[0].value  # type: ignore[return-value]
 
     def overrun_ns(self, x: Exchange) -> int | None:
         """By how much `x` went over its budget, or None when within it."""
@@ -60,7 +58,7 @@ class Budget:
 def parse_budget(specs: tuple[str, ...] | list[str]) -> Budget:
     """`DURATION` (every exchange) or `[SERVICE:]/route/{param}=DURATION`, repeatable."""
     overall = None
-    routes: list[tuple[Route, int]] = []
+    routes: list[Route] = []
     for spec in specs:
         target, sep, duration = spec.rpartition("=")
         if not sep:
@@ -71,6 +69,5 @@ def parse_budget(specs: tuple[str, ...] | list[str]) -> Budget:
         except UsageError:
             raise UsageError(f"bad --budget {spec!r}: expected DURATION or "
                              "[SERVICE:]/path/{param}=DURATION") from None
-        routes.append((route, parse_duration(duration)))
-    routes.sort(key=lambda r: (r[0].service is None, -r[0].literal_chars))
-    return Budget(overall, tuple(routes))
+        routes.append(dataclasses.replace(route, value=parse_duration(duration)))
+    return Budget(overall, RouteTable(routes))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tapproxy.analysis.baseline import path_shape
 from tapproxy.capture.model import Exchange
+from tapproxy.noise import path_template
 
 __all__ = ["DIMENSIONS", "LatencySketch", "Metrics", "Row"]
 
@@ -191,7 +191,7 @@ class Metrics:
         if shape is None:
             if len(self._shapes) >= 4096:  # bounded: ids make most paths unique
                 self._shapes.clear()
-            shape = self._shapes[path] = path_shape(path)
+            shape = self._shapes[path] = path_template(path)
         return shape
 
     def add(self, x: Exchange) -> None:

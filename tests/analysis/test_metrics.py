@@ -74,7 +74,7 @@ def test_figures_per_edge_route_test_and_overall() -> None:
     assert e.throughput_per_s == 6.667  # 2 calls over 300 ms
     s = edges[("gateway", "stock")]
     assert (s.count, s.errors, s.client_errors) == (2, 1, 1)
-    assert [r.key for r in m.rows("route")] == [("gateway", "GET", "/orders/{}"),
+    assert [r.key for r in m.rows("route")] == [("gateway", "GET", "/orders/{id}"),
                                                 ("stock", "GET", "/s")]
     assert {r.key: r.count for r in m.rows("test")} == {("t1",): 2, ("t2",): 2}
     (overall,) = m.rows("overall")

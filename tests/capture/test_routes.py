@@ -68,3 +68,47 @@ def test_recording_stores_routes(start_proxy, services):
         requests.get(f"{svc.url}{path}", proxies={"http": proxy.url}, timeout=10)
     routes = {x.request.path: x.route for x in proxy.exchanges()}
     assert routes == {"/orders/1": "/orders/{id}", "/health": None}
+
+
+@pytest.mark.parametrize(("template", "path", "params"), [
+    ("/orders/{orderId}", "/orders/42", {"orderId": "42"}),
+    ("/orders/{order-id}/items/{item.no}", "/orders/a/items/7?x=1",
+     {"order-id": "a", "item.no": "7"}),
+    ("/files/{name}.json", "/files/report.json", {"name": "report"}),
+    ("/health", "/health/", {}),
+])
+def test_match_gives_the_route_and_its_parameters(template, path, params):
+    route, values = RouteTable((template,)).match("shop", path)
+    assert (route.template, route.params, values) == (template, tuple(params), params)
+    assert route.match(path) == params
+
+
+def test_routes_carry_values_and_the_most_specific_wins():
+    table = RouteTable([parse_route("/orders/{id}", value="any order"),
+                        parse_route("shop:/orders/{id}", value="shop's order"),
+                        parse_route("/orders/new", value="new")])
+    assert table.match("shop", "/orders/new")[0].value == "shop's order"  # service first
+    assert table.match("other", "/orders/new")[0].value == "new"  # then literal text
+    assert table.match("other", "/orders/9")[0].value == "any order"
+    assert table.match("other", "/nothing") is None
+    assert RouteTable().match("shop", "/orders/1") is None
+
+
+_TEMPLATES = st.lists(st.lists(st.sampled_from(["a", "b", "{p}", "{q}", "a.b"]), min_size=1,
+                               max_size=3).map(lambda s: "/" + "/".join(s)),
+                      min_size=1, max_size=6)
+_SERVICES = st.sampled_from(["", "shop:", "other:"])
+
+
+@given(st.lists(st.tuples(_SERVICES, _TEMPLATES.map(lambda t: t[0])), min_size=1, max_size=6),
+       st.lists(st.sampled_from(["a", "b", "a.b", "x"]), min_size=1, max_size=3))
+def test_match_is_the_first_route_in_specificity_order_that_fits(routes, segments):
+    specs = [s + t for s, t in routes]
+    table = RouteTable(specs)
+    path = "/" + "/".join(segments)
+    expected = next((r for r in table if r.service in (None, "shop") and r.match(path)
+                     is not None), None)
+    found = table.match("shop", path)
+    assert (found[0] if found else None) is expected
+    if expected is not None:
+        assert found[1] == expected.match(path)

@@ -70,7 +70,7 @@ def test_stats_by_edge_as_json(capture) -> None:
     assert out["overall"]["count"] == 4
     text = run_cli("stats", capture).stdout
     assert max(len(line) for line in text.splitlines()) <= 80
-    assert "gateway POST /checkout" in text and "web GET /orders/{}" in text
+    assert "gateway POST /checkout" in text and "web GET /orders/{id}" in text
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -179,7 +179,7 @@ def test_stats_shows_no_rate_for_one_call_and_fits_long_routes_on_one_line(tmp_p
     assert orders.split()[3:6] == ["1", "0.0", "0"] and orders.split()[6] == "-", orders
     # Two calls within 2 ms: no honest rate either; three over 1.2 s have one.
     (at,) = [i for i, line in enumerate(lines) if line.startswith("inventory GET /wareh")]
-    assert "…" in lines[at] and lines[at].endswith("/shelves/{}/reservations")  # both ends
+    assert "…" in lines[at] and lines[at].endswith("/shelves/{id}/reservations")  # both ends
     assert lines[at + 1].split()[:4] == ["2", "0.0", "0", "-"], lines[at + 1]
     (slow,) = [line for line in lines if line.startswith("slow GET /s")]
     assert slow.split()[6] == "2.5", slow  # 3 calls over 1.205 s
