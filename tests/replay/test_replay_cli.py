@@ -111,3 +111,10 @@ def test_bad_input_is_one_line_exit_2_and_nothing_started(record_shop, tmp_path)
 
     r = run_cli("replay", capture, "--match", "method,colour")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "colour" in r.stderr
+
+
+def test_an_ignore_that_is_not_a_pointer_glob_is_one_line(record_shop):
+    capture = record_shop(_script)
+    r = run_cli("replay", capture, "--ignore", "items.updatedAt")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "items.updatedAt" in r.stderr

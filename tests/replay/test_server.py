@@ -144,3 +144,31 @@ def test_control_api_scopes_requests_to_the_test_it_opened(record_shop, start_re
     assert httpx.get(f"{control}/stats").json() == {
         "matched": 1, "unmatched": 1, "recorded": 4, "unused": 3, "accuracy": 50.0}
     assert httpx.post(f"{control}/tests/start", json={}).status_code == 400
+
+
+def test_noise_in_a_request_does_not_count_and_ignore_leaves_out_more(record_shop,
+                                                                      start_replay):
+    import datetime as dt
+    import uuid
+
+    def stamped(extra=None):
+        return {"sku": "tea", "qty": 2, "request_id": str(uuid.uuid4()),
+                "at": dt.datetime.now(dt.UTC).isoformat(), **(extra or {})}
+
+    def script(urls):
+        httpx.post(f"{urls['orders']}/orders", json=stamped({"note": "a"}))
+        httpx.get(f"{urls['stock']}/stock/tea", params={"t": "1733590000"})
+
+    capture = record_shop(script)
+    r = start_replay(capture)
+    # A fresh id, time and epoch: noise by their kind, so still the recorded request.
+    assert httpx.post(f"{r.url('orders')}/orders",
+                      json=stamped({"note": "a"})).status_code == 201
+    assert httpx.get(f"{r.url('stock')}/stock/tea",
+                     params={"t": "1733599999"}).status_code == 200
+    assert httpx.post(f"{r.url('orders')}/orders",
+                      json=stamped({"note": "b"})).status_code == 502
+    r.stop()
+    r = start_replay(capture, ignore=["/note"])
+    assert httpx.post(f"{r.url('orders')}/orders",
+                      json=stamped({"note": "b"})).status_code == 201
