@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 
-from tapproxy.errors import ReplayError
+from tapproxy.errors import ReplayError, UsageError
 from tapproxy.proxy.options import Address
 from tapproxy.replay.index import CaptureIndex
 from tapproxy.replay.matcher import Matcher, ReplayStats
@@ -30,7 +30,10 @@ def noise_mask(ignores: Iterable[str] = ()) -> Mask:
     bad one): values of a volatile kind (ids, timestamps, tokens) do not count."""
     from tapproxy.noise import NoiseModel, parse_pointer_glob
 
-    globs = [parse_pointer_glob(g) for g in ignores]
+    try:
+        globs = [parse_pointer_glob(g) for g in ignores]
+    except UsageError as e:
+        raise UsageError(f"--ignore: {e}") from None
     model = NoiseModel.learn(()).with_ignores(globs)
     return model.mask
 
