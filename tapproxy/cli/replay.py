@@ -54,9 +54,6 @@ def replay(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 if any request went unmatched or any recording unused.")]
     = False,
-    against: Annotated[list[str] | None, typer.Option(
-        help="NAME=URL: re-send the requests recorded to NAME to this live target and "
-             "diff each response with the recorded one (as `tapproxy diff`).")] = None,
     confdir: Confdir = _DEFAULT_CONFDIR,
 ) -> None:
     """Serve recorded responses in place of the services until SIGINT/SIGTERM."""
@@ -72,8 +69,6 @@ def replay(
     )
     from tapproxy.replay.runner import Replay, noise_mask
 
-    if against:
-        raise typer.Exit(_run_against(capture, against, match, ignore))
     if latency not in ("none", "recorded"):
         raise UsageError(f"bad --latency {latency!r}: expected none or recorded")
     given = [parse_service_listener(s) for s in service or ()]
@@ -118,13 +113,3 @@ def replay(
     on_interrupt()
     raise typer.Exit(code)
 
-
-def _run_against(capture: Path, against: list[str], match, ignore) -> int:
-    """`--against NAME=URL`: the live comparison `tapproxy.cli.compare` provides."""
-    from tapproxy.errors import UsageError
-
-    try:
-        from tapproxy.cli.compare import run_against
-    except ImportError:
-        raise UsageError("--against is not available in this build of tapproxy") from None
-    return run_against(capture, against, match=match, ignore=ignore)

@@ -72,7 +72,8 @@ def plan_listeners(callees: list[str], given: Iterable[tuple[str, Address]],
                               f"(recorded: {', '.join(callees)})")
     if given:
         return tuple(ServiceListener(n, a) for n, a in given)
-    return tuple(ServiceListener(n, Address(host, first_port + i))
+    # Port 0: a free port each (0 + i would name ports below 1024).
+    return tuple(ServiceListener(n, Address(host, first_port and first_port + i))
                  for i, n in enumerate(callees))
 
 

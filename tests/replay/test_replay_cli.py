@@ -19,7 +19,8 @@ def _script(urls):
 
 
 class Running:
-    def __init__(self, *args):
+    def __init__(self, *args, until: str = "  stock"):
+        self.until = until
         self.proc = subprocess.Popen([*TAPPROXY, "replay", *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
@@ -30,8 +31,7 @@ class Running:
         if not line:
             raise AssertionError(f"replay exited: {self.proc.wait()} {self.proc.stderr.read()}")
         self.lines.append(line.rstrip("\n"))
-        return any("control API" in x or "forward proxy" in x for x in self.lines) \
-            or (self.lines and self.lines[-1].startswith("  stock"))
+        return self.lines[-1].startswith(self.until)
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
@@ -120,3 +120,34 @@ def test_an_ignore_that_is_not_a_pointer_glob_is_one_line(record_shop):
     assert r.stderr.startswith("tapproxy: error: --ignore: bad JSON pointer glob "
                                "'items.updatedAt'")
     assert r.stderr.count("\n") == 1
+
+
+def test_cli_forward_proxy_answers_curl_through_http_proxy(record_shop):
+    import os
+
+    urls = {}
+
+    def script(u):
+        urls.update(u)
+        _script(u)
+
+    capture = record_shop(script)
+    listen = free_port()
+    run = Running(capture, "--first-port", 0, "--listen", listen, until="  forward")
+    assert run.lines[2].split()[1] != "http://127.0.0.1:1"  # --first-port 0: free ports
+    assert run.lines[-1].split() == ["forward", "proxy", f"http://127.0.0.1:{listen}"]
+    env = {**os.environ, "http_proxy": f"http://127.0.0.1:{listen}", "NO_PROXY": "",
+           "no_proxy": ""}
+    out = subprocess.run(["curl", "-sS", f"{urls['orders']}/orders/1"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert '"sku": "tea"' in out.stdout
+    code, out, _ = run.stop()
+    assert code == 0 and "1 matched, 0 unmatched" in out
+
+
+def test_a_bad_record_missing_is_one_line(record_shop):
+    capture = record_shop(_script)
+    r = run_cli("replay", capture, "--record-missing", "orders=ftp://x")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == ("tapproxy: error: bad --record-missing 'orders=ftp://x': expected "
+                        "[NAME=]URL, e.g. orders=http://127.0.0.1:5001\n")
