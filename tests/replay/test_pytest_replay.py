@@ -111,3 +111,22 @@ def test_an_unknown_capture_is_a_usage_error(suite, pytester):
     result = suite(f"--tapproxy-replay={pytester.path / 'none.tap'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--tapproxy-replay" in result.stderr.str() and "no such file" in result.stderr.str()
+
+
+@pytest.mark.slow
+def test_record_missing_sends_what_the_capture_lacks_to_the_started_service(
+        suite, pytester, monkeypatch):
+    from tapproxy.capture import open_capture
+
+    capture = pytester.path / "run.tap"
+    suite("--tapproxy", f"--tapproxy-capture={capture}").assert_outcomes(passed=3)
+    monkeypatch.setenv("LOOKUP", "7")  # a GET nothing recorded: the live service's 404
+    result = suite(f"--tapproxy-replay={capture}", "--tapproxy-record-missing")
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    missing = pytester.path / "run-missing.tap"
+    assert f"recorded 1 missing exchange(s) to {missing}" in out
+    with open_capture(missing) as reader:
+        [x] = list(reader.exchanges())
+    assert (x.callee.name, x.request.path, x.status) == ("orders", "/orders/7", 404)
+    assert x.test == "test_orders.py::test_tolerant"
