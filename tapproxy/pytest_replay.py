@@ -37,6 +37,10 @@ class ReplaySession:
         self.services: dict = {}
         self.proxy = self.control = None  # no recording proxy: the replay answers
         self.worker = getattr(config, "workerinput", {}).get("workerid")
+        # An xdist controller runs no tests: its workers replay, it adds their figures up.
+        self.controller = self.worker is None and config.getoption("dist", "no") != "no"
+        self._parts: list[tuple[int, int, int, list[int]]] = []
+        self.recorded_missing = 0
         self._envs: dict[str | None, dict[str, str]] = {}
         self._background = None
         self._replay = None
@@ -48,10 +52,14 @@ class ReplaySession:
 
     @property
     def missing_output(self) -> Path:
-        return self.capture.with_name(f"{self.capture.stem}-missing.tap")
+        """Where --tapproxy-record-missing writes: one capture per xdist worker."""
+        suffix = f"-{self.worker}" if self.worker else ""
+        return self.capture.with_name(f"{self.capture.stem}-missing{suffix}.tap")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.controller:
+            return
         with warnings.catch_warnings():  # mitmproxy's imports warn; the output is the user's
             warnings.simplefilter("ignore", DeprecationWarning)
             from tapproxy.proxy.fronting import free_loopback_port
@@ -88,7 +96,13 @@ class ReplaySession:
         """Serve the recorded service `name` on `port` (None: a free one); its port.
         `live_url`: where its misses go with --tapproxy-record-missing."""
         replay = self._replay
-        address = self._background.run(replay.add_service(name, port or 0))
+        try:
+            address = self._background.run(replay.add_service(name, port or 0))
+        except TapproxyError as e:
+            if port and self.worker is not None and "in use" in str(e):
+                raise type(e)(f"{e} (each pytest-xdist worker serves its own: give "
+                              "port=tapproxy_service.worker_port(P))") from None
+            raise
         if live_url is not None and replay.missing is not None:
             self._background.call(replay.missing.add_upstream, name, live_url)
         return address.port
@@ -140,9 +154,24 @@ class ReplaySession:
         for svc in reversed(self.services.values()):
             svc.stop()
         if self._background is not None:
-            missing = self._replay.missing
+            missing, matcher = self._replay.missing, self._replay.matcher
+            unused = self._background.call(matcher.unused_numbers)
             self.stats = self._background.stop()
             self.recorded_missing = missing.count if missing is not None else 0
+            workeroutput = getattr(self.config, "workeroutput", None)
+            if workeroutput is not None:
+                s = self.stats
+                workeroutput["tapproxy_replay"] = [s.matched, s.unmatched, s.recorded, unused]
+                workeroutput["tapproxy_replay_missing"] = self.recorded_missing
+
+    def pytest_testnodedown(self, node, error) -> None:  # xdist controller
+        from tapproxy.replay import ReplayStats
+
+        out = getattr(node, "workeroutput", {})
+        if "tapproxy_replay" in out:
+            self._parts.append(tuple(out["tapproxy_replay"]))  # type: ignore[arg-type]
+            self.recorded_missing += out.get("tapproxy_replay_missing", 0)
+            self.stats = ReplayStats.merged(self._parts)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.stats is None:
@@ -153,5 +182,6 @@ class ReplaySession:
         for line in self.stats.lines():
             tr.write_line(line)
         if self.recorded_missing:
-            tr.write_line(f"recorded {self.recorded_missing} missing exchange(s) to "
-                          f"{self.missing_output}")
+            where = (self.capture.with_name(f"{self.capture.stem}-missing-gw*.tap")
+                     if self.controller else self.missing_output)
+            tr.write_line(f"recorded {self.recorded_missing} missing exchange(s) to {where}")

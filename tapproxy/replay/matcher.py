@@ -52,6 +52,16 @@ class ReplayStats:
             out.append("unused: " + ", ".join(f"#{n}" for n in self.unused_numbers) + more)
         return out
 
+    @classmethod
+    def merged(cls, parts: list[tuple[int, int, int, list[int]]]) -> ReplayStats:
+        """The figures of several replays of one capture (pytest-xdist workers), each as
+        (matched, unmatched, recorded, unused numbers): a recording is unused when no
+        replay used it."""
+        unused = set.intersection(*(set(p[3]) for p in parts)) if parts else set()
+        return cls(sum(p[0] for p in parts), sum(p[1] for p in parts),
+                   max((p[2] for p in parts), default=0), len(unused),
+                   tuple(sorted(unused)[:10]))
+
     def as_json(self) -> dict[str, object]:
         return {"matched": self.matched, "unmatched": self.unmatched,
                 "recorded": self.recorded, "unused": self.unused, "accuracy": self.accuracy}
@@ -124,6 +134,10 @@ class Matcher:
     def served(self, test: str) -> list[Entry]:
         """The recorded exchanges that answered the test's requests, in that order."""
         return [self.index.entries[i] for i in self._served_in.get(test, ())]
+
+    def unused_numbers(self) -> list[int]:
+        """The numbers of every recorded exchange not served (as `show` numbers them)."""
+        return [self.index.entries[i].number for i, s in enumerate(self._served) if not s]
 
     def stats(self) -> ReplayStats:
         served = self._served

@@ -39,8 +39,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def orders(tapproxy_service):
-    return tapproxy_service("orders", app="orders_service:make",
-                            port=int(os.environ["ORDERS_PORT"]))
+    port = tapproxy_service.worker_port(int(os.environ["ORDERS_PORT"]))
+    return tapproxy_service("orders", app="orders_service:make", port=port)
 '''
 
 TESTS = '''
@@ -64,10 +64,25 @@ def test_tolerant(orders):
 '''
 
 
+def _two_free_ports() -> int:
+    import socket
+
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
+
+
 @pytest.fixture
 def suite(pytester: pytest.Pytester, confdir: Path, monkeypatch):
     pytester.makepyfile(orders_service=SERVICE, conftest=CONFTEST, test_orders=TESTS)
-    monkeypatch.setenv("ORDERS_PORT", str(free_port()))
+    # Two free ports in a row: under xdist, worker gw1 serves on the second.
+    monkeypatch.setenv("ORDERS_PORT", str(_two_free_ports()))
 
     def run(*args: str) -> pytest.RunResult:
         return pytester.runpytest_subprocess("-p", "no:cacheprovider",
@@ -88,6 +103,12 @@ def test_record_once_then_replay_green_then_see_a_changed_request(suite, pyteste
     out = replayed.stdout.str()
     assert "replayed: 5 matched, 0 unmatched, 0 of 5 recordings unused, accuracy 100.0 %" \
         in out
+
+    # Under pytest-xdist each worker replays; the figures are the run's.
+    spread = suite(f"--tapproxy-replay={capture}", "-n", "2")
+    spread.assert_outcomes(passed=3)
+    assert "replayed: 5 matched, 0 unmatched, 0 of 5 recordings unused, accuracy 100.0 %" \
+        in spread.stdout.str()
 
     monkeypatch.setenv("SKU", "mug")
     monkeypatch.setenv("LOOKUP", "7")
