@@ -55,9 +55,11 @@ def test_missing_then_create_then_get(orders):
     got = httpx.get(f"{orders.url}/orders/{created.json()['data']['id']}")
     assert got.json()["data"]["sku"] == sku
 
-def test_second_order(orders):
+def test_second_order(orders, tapproxy):
     created = httpx.post(f"{orders.url}/orders", json={"sku": "cup", "qty": 1})
     assert created.json()["data"]["id"] == 2
+    # Recording: what went through the proxy; replaying: the recordings that answered.
+    assert tapproxy.assert_called(callee="orders", method="POST", status=201)
 
 def test_tolerant(orders):
     httpx.get(f"{orders.url}/orders/{os.environ.get('LOOKUP', '1')}")  # any answer will do
