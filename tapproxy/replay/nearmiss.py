@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from tapproxy.capture.model import Exchange
+from tapproxy.capture.model import Exchange, is_grpc_content_type
 from tapproxy.errors import CaptureError
 from tapproxy.replay.index import CaptureIndex, Entry, recorded_view
 from tapproxy.replay.matching import Mask, RequestView, body_key, parse_json_body, query_key
@@ -88,6 +88,8 @@ def _common(a: str, b: str) -> int:
 def body_differences(recorded: Exchange, view: RequestView, mask: Mask) -> list[str]:
     """How the incoming body differs from the recorded one, a phrase each."""
     theirs = recorded_view(recorded)
+    if is_grpc_content_type(theirs.content_type) and theirs.whole_sha256 is None:
+        return _message_differences(theirs.body, view.body)
     if theirs.whole_sha256 is not None:
         return [f"recorded {theirs.whole_sha256.hex()[:12]}… ({recorded.request.size} "
                 f"bytes, kept in part), got {len(view.body)} bytes"]
@@ -97,6 +99,28 @@ def body_differences(recorded: Exchange, view: RequestView, mask: Mask) -> list[
         return [f"recorded {len(theirs.body)} bytes, got {len(view.body)} bytes"]
     out: list[str] = []
     _diff(old, new, "", out)
+    return out
+
+
+def _message_differences(old: bytes, new: bytes) -> list[str]:
+    """gRPC request messages, each decoded by field number (as `protoc --decode_raw`),
+    compared line by line: the first line of each message that differs."""
+    from tapproxy.capture.grpc import iter_messages
+    from tapproxy.capture.protobuf import decode_raw
+
+    def lines(body: bytes) -> list[list[str]]:
+        return [(decode_raw(data) or f"<{len(data)} bytes>").splitlines()
+                for _, data in iter_messages(body)]
+
+    before, after = lines(old), lines(new)
+    out = []
+    if len(before) != len(after):
+        out.append(f"messages: recorded {len(before)}, got {len(after)}")
+    for n, (a, b) in enumerate(zip(before, after, strict=False), 1):
+        for x, y in zip([*a, "(end)"], [*b, "(end)"], strict=False):
+            if x != y:
+                out.append(f"message {n}: recorded {x.strip()}, got {y.strip()}")
+                break
     return out
 
 

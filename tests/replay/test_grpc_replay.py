@@ -63,11 +63,16 @@ def test_h2c_grpc_client_gets_the_recorded_calls(echo, start_echo, start_proxy,
         assert calls(echo, ch) == recorded
         # A request the capture does not hold: a gRPC status, its message the miss.
         try:
-            echo.pb2_grpc.EchoStub(ch).Unary(echo.pb2.Req(text="new"), timeout=10)
+            echo.pb2_grpc.EchoStub(ch).Unary(echo.pb2.Req(text="ho", numbers=[1, 300]),
+                                             timeout=10)
             raise AssertionError("a miss was answered")
         except grpc.RpcError as e:
             assert e.code() == grpc.StatusCode.UNKNOWN
-            assert e.details().startswith("no recorded answer for POST /taptest.Echo/Unary")
+            assert e.details() == "no recorded answer for POST /taptest.Echo/Unary to echo"
+    # The log names the nearest call, its message decoded by field number.
+    assert r.log[2].split() == ["#1", "POST", "/taptest.Echo/Unary", "method", "✓", "path",
+                                "✓", "query", "✓", "body", "✗"]
+    assert r.log[3].strip() == 'body message 1: recorded 1: "hi", got 1: "ho"'
     stats = r.stop()
     assert (stats.matched, stats.unmatched, stats.unused) == (6, 1, 0)
 
