@@ -172,3 +172,15 @@ def test_noise_in_a_request_does_not_count_and_ignore_leaves_out_more(record_sho
     r = start_replay(capture, ignore=["/note"])
     assert httpx.post(f"{r.url('orders')}/orders",
                       json=stamped({"note": "b"})).status_code == 201
+
+
+def test_h2c_prior_knowledge_and_http1_on_the_same_listener(record_shop, start_replay):
+    capture = record_shop(_shop_script)
+    r = start_replay(capture)
+    url = f"{r.url('stock')}/stock/tea?n=3"
+    out = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge",
+                          "-w", "\\n%{http_version} %{response_code}", url],
+                         capture_output=True, text=True, check=True)
+    body, _, status = out.stdout.rpartition("\n")
+    assert status == "2 200" and json.loads(body) == {"sku": "tea", "qty": 3}
+    assert httpx.get(url).http_version == "HTTP/1.1"
