@@ -164,9 +164,6 @@ class ReplayListeners:
         if not a.streamed:
             resp = web.Response(status=a.status, reason=a.reason or None, body=a.body)
             resp.headers.extend(a.headers)
-            if not any(k.lower() == "content-type" for k, _ in a.headers):
-                # aiohttp would add application/octet-stream: the service sent none
-                resp.content_type = None  # type: ignore[assignment]
             return resp
         resp = web.StreamResponse(status=a.status, reason=a.reason or None)
         resp.headers.extend(a.headers)

@@ -83,3 +83,14 @@ def test_a_response_kept_in_part_is_said_at_start_and_never_served_cut(tmp_path,
                          "#1: its response body was kept only in part (100 of 5000 bytes, "
                          "over --max-body when recorded)\n")
     assert httpx.get(f"{r.url('orders')}/small").status_code == 200
+
+
+def test_an_answer_recorded_without_content_type(tmp_path, start_replay):
+    x = _exchange(1, "/raw", answer=b"abc")
+    x = Exchange(**{**{f: getattr(x, f) for f in x.__dataclass_fields__},
+                    "response": Response(200, "OK", "HTTP/1.1", Headers(), b"abc")})
+    r = start_replay(_write(tmp_path / "a.tap", [x]))
+    resp = httpx.get(f"{r.url('orders')}/raw")
+    assert resp.content == b"abc"
+    # aiohttp names a body without a type, as RFC 9110 allows; never a bogus one.
+    assert resp.headers.get_list("content-type") == ["application/octet-stream"]

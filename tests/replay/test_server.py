@@ -184,3 +184,12 @@ def test_h2c_prior_knowledge_and_http1_on_the_same_listener(record_shop, start_r
     body, _, status = out.stdout.rpartition("\n")
     assert status == "2 200" and json.loads(body) == {"sku": "tea", "qty": 3}
     assert httpx.get(url).http_version == "HTTP/1.1"
+
+
+def test_the_answer_has_the_recorded_headers_once_each(record_shop, start_replay):
+    capture = record_shop(_shop_script)
+    r = start_replay(capture)
+    resp = httpx.get(f"{r.url('orders')}/orders/1")
+    assert resp.headers.get_list("content-type") == ["application/json; charset=utf-8"]
+    assert resp.headers.get_list("x-served-by") == ["orders"]
+    assert resp.headers.get_list("server") == [resp.headers["server"]]
