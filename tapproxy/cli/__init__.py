@@ -59,6 +59,6 @@ def main() -> None:
 
 def _commands() -> None:
     # isort: off
-    from tapproxy.cli import record, reading, explain, replay  # noqa: F401 - registers them
+    from tapproxy.cli import record, reading, explain, check, replay  # noqa: F401 - registers
     # isort: on
 

@@ -77,7 +77,7 @@ def load_contract(spec: str | Path) -> Contract:
         from tapproxy.contract.openapi import load
         return load(doc, service=service)
     if kind == "pact":
-        from tapproxy.contract.pact import load
+        from tapproxy.contract.pact.contract import load
         return load(doc, service=service)
     from tapproxy.contract.grpc import load
     return load(path, raw, kind=kind, service=service)

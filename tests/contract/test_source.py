@@ -28,3 +28,19 @@ def test_errors_are_one_line(tmp_path: Path, content: bytes, where: str):
         read_document(p)
     assert str(e.value).startswith(str(p) + where)
     assert "\n" not in str(e.value) and "<unicode string>" not in str(e.value)
+
+
+def test_json_that_yaml_refuses_is_read(tmp_path: Path):
+    # Python's json.dumps escapes a non-BMP character as a surrogate pair; PyYAML refuses it.
+    p = tmp_path / "c.json"
+    p.write_text('{"name": "\\ud83d\\ude00", "del": "a\x7fb",\n "x": {"y": 1}}')
+    doc = read_document(p)
+    assert doc.data == {"name": "😀", "del": "a\x7fb", "x": {"y": 1}}
+    assert str(doc.location("/x/y")).startswith(str(p))
+
+
+def test_bad_json_names_line_and_column(tmp_path: Path):
+    p = tmp_path / "c.json"
+    p.write_text('{"a": 1,\n "b": }')
+    with pytest.raises(ContractError, match=r"c\.json:2:7: not JSON: Expecting value$"):
+        read_document(p)
