@@ -8,6 +8,7 @@ control API opened), then among all. No I/O but reading the index.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from tapproxy.replay.index import CaptureIndex, Entry
@@ -104,10 +105,11 @@ class Matcher:
         """The recorded exchange that answers `view`, or None (counted as unmatched)."""
         index = self.index
         key = request_key(view, index.criteria, index.mask)
-        if callee is not None:
-            found = index.lookup(callee, view, key)
-        else:
-            found = sorted(i for c in index.callees for i in index.lookup(c, view, key))
+        found = self._lookup(view, callee, key)
+        if not found and view.body and index.criteria[-1] == "body":
+            # A recorded body kept only in part is known by the whole one's SHA-256.
+            found = self._lookup(view, callee, (*key[:-1], (
+                "bytes", hashlib.sha256(view.body).digest())))
         if not found:
             self.unmatched += 1
             return None
@@ -122,6 +124,12 @@ class Matcher:
             self._served_in.setdefault(test, []).append(i)
         self.matched += 1
         return index.entries[i]
+
+    def _lookup(self, view: RequestView, callee: str | None, key: tuple) -> list[int]:
+        index = self.index
+        if callee is not None:
+            return index.lookup(callee, view, key)
+        return sorted(i for c in index.callees for i in index.lookup(c, view, key))
 
     def miss(self, view: RequestView, callee: str | None, test: str | None) -> Miss:
         """The near-miss table for a request `find` did not match, kept for its test."""

@@ -94,3 +94,18 @@ def test_an_answer_recorded_without_content_type(tmp_path, start_replay):
     assert resp.content == b"abc"
     # aiohttp names a body without a type, as RFC 9110 allows; never a bogus one.
     assert resp.headers.get_list("content-type") == ["application/octet-stream"]
+
+
+def test_a_request_body_kept_in_part_matches_the_whole_body_by_its_hash(tmp_path,
+                                                                          start_replay):
+    whole = b'{"items": [' + b",".join(b'"x%d"' % i for i in range(2000)) + b"]}"
+    x = _exchange(1, "/upload", whole)
+    x = Exchange(**{**{f: getattr(x, f) for f in x.__dataclass_fields__},
+                    "request": Request("POST", "http", "127.0.0.1", 5001, "/upload",
+                                       "HTTP/1.1", _JSON, whole[:100], body_size=len(whole),
+                                       body_sha256=hashlib.sha256(whole).digest())})
+    r = start_replay(_write(tmp_path / "a.tap", [x]))
+    assert httpx.post(f"{r.url('orders')}/upload", content=whole,
+                      headers={"content-type": "application/json"}).status_code == 200
+    assert httpx.post(f"{r.url('orders')}/upload", content=whole.replace(b"x1999", b"y1999"),
+                      headers={"content-type": "application/json"}).status_code == 502
