@@ -163,6 +163,8 @@ class ReplaySession:
                 s = self.stats
                 workeroutput["tapproxy_replay"] = [s.matched, s.unmatched, s.recorded, unused]
                 workeroutput["tapproxy_replay_missing"] = self.recorded_missing
+        if self._saw_nothing() and session.testscollected and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # nothing passes silently
 
     def pytest_testnodedown(self, node, error) -> None:  # xdist controller
         from tapproxy.replay import ReplayStats
@@ -173,6 +175,9 @@ class ReplaySession:
             self.recorded_missing += out.get("tapproxy_replay_missing", 0)
             self.stats = ReplayStats.merged(self._parts)
 
+    def _saw_nothing(self) -> bool:
+        return self.stats is not None and self.stats.matched + self.stats.unmatched == 0
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.stats is None:
             return
@@ -181,6 +186,9 @@ class ReplaySession:
         tr.write_line(f"capture: {self.capture}")
         for line in self.stats.lines():
             tr.write_line(line)
+        if self._saw_nothing():
+            tr.write_line("replayed nothing: no request reached the replay (so this run "
+                          "checked nothing against it)")
         if self.recorded_missing:
             where = (self.capture.with_name(f"{self.capture.stem}-missing-gw*.tap")
                      if self.controller else self.missing_output)

@@ -102,6 +102,9 @@ def replay(
         if run.missing is not None and run.missing.count:
             print(f"recorded {run.missing.count} missing exchange(s) to "
                   f"{opts.missing_output}", flush=True)
+        if stats.matched + stats.unmatched == 0:  # a replay that saw nothing is no pass
+            _say("tapproxy: replayed nothing: no request reached a listener")
+            return 1
         if strict and (stats.unmatched or stats.unused):
             _say("tapproxy: --strict: "
                  + ", ".join(p for p in (f"{stats.unmatched} unmatched" * bool(stats.unmatched),

@@ -153,3 +153,16 @@ def test_record_missing_sends_what_the_capture_lacks_to_the_started_service(
         [x] = list(reader.exchanges())
     assert (x.callee.name, x.request.path, x.status) == ("orders", "/orders/7", 404)
     assert x.test == "test_orders.py::test_tolerant"
+
+
+def test_a_run_that_sent_the_replay_nothing_fails(pytester, confdir):
+    from tests.replay.test_index import _exchange, _write
+
+    capture = _write(pytester.path / "one.tap", [_exchange(1, "/x")])
+    pytester.makepyfile(test_quiet="def test_quiet():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           f"--tapproxy-confdir={confdir}",
+                                           f"--tapproxy-replay={capture}", timeout=120)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "replayed nothing: no request reached the replay" in result.stdout.str()

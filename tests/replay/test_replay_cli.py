@@ -151,3 +151,13 @@ def test_a_bad_record_missing_is_one_line(record_shop):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == ("tapproxy: error: bad --record-missing 'orders=ftp://x': expected "
                         "[NAME=]URL, e.g. orders=http://127.0.0.1:5001\n")
+
+
+def test_a_replay_that_saw_no_request_says_so_and_fails(record_shop):
+    capture = record_shop(_script)
+    run = Running(capture, "--first-port", 0)
+    code, out, err = run.stop()
+    assert code == 1
+    assert "0 matched, 0 unmatched, 3 of 3 recordings unused, accuracy -" in out
+    assert err.strip().splitlines()[-1] == (
+        "tapproxy: replayed nothing: no request reached a listener")
