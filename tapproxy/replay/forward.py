@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from tapproxy.capture.model import is_grpc_content_type
 from tapproxy.errors import ReplayError
+from tapproxy.proxy.options import Address
 from tapproxy.replay.answer import Answer, failure_answer, grpc_failure
 from tapproxy.replay.options import ReplayOptions
 from tapproxy.replay.server import TEST_HEADER, ReplayListeners, view_of
@@ -34,8 +36,10 @@ class _Ready:
 class _Answering:
     """mitmproxy addon: every request answered from the capture (a 502 on a miss)."""
 
-    def __init__(self, listeners: ReplayListeners) -> None:
+    def __init__(self, listeners: ReplayListeners,
+                 listener_of: Callable[[str], Address | None]) -> None:
         self.listeners = listeners
+        self.listener_of = listener_of
 
     async def request(self, flow) -> None:
         from mitmproxy import http
@@ -43,17 +47,24 @@ class _Answering:
         listeners = self.listeners
         matcher, index = listeners.matcher, listeners.index
         q = flow.request
+        callee = index.targets.get((q.host.lower(), q.port))
+        if (q.headers.get("upgrade") or "").lower() == "websocket":
+            # mitmproxy relays a WebSocket only with a server behind it: the service's
+            # replay listener is that server (it matches the handshake itself).
+            where = self.listener_of(callee) if callee else None
+            if where is not None:
+                q.scheme, q.host, q.port = "http", where.host, where.port
+                return
+            flow.response = _response(http, failure_answer(
+                502, "tapproxy replay: a WebSocket is replayed by its service's listener; "
+                f"{callee or 'its service'} has none (--service NAME@PORT)"), q.http_version)
+            return
         body = q.raw_content or b""
         view = view_of(q.method, q.path, q.headers, body)
-        callee = index.targets.get((q.host.lower(), q.port))
         test = matcher.current_test(q.headers.get(TEST_HEADER))
         entry = matcher.find(view, callee, test)
         if entry is None:
             answer = listeners.miss_answer(view, callee, test)
-        elif entry.websocket and entry.answer is None:
-            answer = failure_answer(502, "tapproxy replay: a recorded WebSocket is "
-                                    "replayed on its service's listener, not through "
-                                    "the forward proxy")
         else:
             answer = listeners.entry_answer(entry, view)
         if answer.status == 502 and is_grpc_content_type(q.headers.get("content-type")):
@@ -84,9 +95,11 @@ class ForwardReplay:
     """mitmproxy in regular (forward) mode on `--listen`, answering from the listeners'
     matcher, on the running event loop."""
 
-    def __init__(self, opts: ReplayOptions, listeners: ReplayListeners) -> None:
+    def __init__(self, opts: ReplayOptions, listeners: ReplayListeners,
+                 listener_of: Callable[[str], Address | None]) -> None:
         self.options = opts
         self.listeners = listeners
+        self.listener_of = listener_of
         self._master = None
         self._task: asyncio.Task | None = None
 
@@ -103,7 +116,8 @@ class ForwardReplay:
         opts = options.Options()
         self._master = master = Master(opts, event_loop=asyncio.get_running_loop())
         ready = _Ready()
-        master.addons.add(*mitmproxy_addons(), _Answering(self.listeners), ready)
+        master.addons.add(*mitmproxy_addons(), _Answering(self.listeners, self.listener_of),
+                          ready)
         listen = self.options.listen
         opts.update(mode=[f"regular@{listen.host}:{listen.port}"],
                     confdir=str(self.options.confdir),

@@ -136,7 +136,8 @@ class Replay:
             if self.options.listen is not None:
                 from tapproxy.replay.forward import ForwardReplay
 
-                self.forward = ForwardReplay(self.options, self.listeners)
+                self.forward = ForwardReplay(self.options, self.listeners,
+                                             lambda name: dict(self.bound()).get(name))
                 await self.forward.start()
         except BaseException:
             await self.stop()

@@ -56,3 +56,28 @@ def test_websocket_server_messages_in_recorded_order(record_shop, start_replay):
     assert asyncio.run(talk()) == ["hello", "echo one", ("CLOSE", 4000)]
     stats = r.stop()
     assert (stats.matched, stats.unmatched) == (1, 0)
+
+
+def test_websocket_through_the_forward_proxy(record_shop, start_replay):
+    from tapproxy.capture import open_capture
+    from tapproxy.proxy.options import Address
+    from tests.conftest import free_port
+
+    capture = record_shop(_streams)
+    with open_capture(capture) as reader:
+        [handshake] = [x for x in reader.exchanges() if x.websocket]
+    listen = Address("127.0.0.1", free_port())
+    r = start_replay(capture, listen=listen)
+
+    async def talk():
+        got = []
+        async with aiohttp.ClientSession() as s, \
+                s.ws_connect(handshake.request.url, proxy=f"http://{listen}") as ws:
+            got.append((await ws.receive()).data)
+            await ws.send_str("one")
+            got.append((await ws.receive()).data)
+        return got
+
+    assert asyncio.run(talk()) == ["hello", "echo one"]
+    stats = r.stop()
+    assert (stats.matched, stats.unmatched) == (1, 0)  # the handshake, matched once
