@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
@@ -28,6 +29,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 #: (callee, method, raw target, headers, body) → the answer; run on the event loop.
 type Answerer = Callable[[str | None, str, str, Headers, bytes], asyncio.Future]
+#: The same, for a stream not ended yet → (the answer, how much of its body to send now).
+type Ahead = Callable[[str | None, str, str, Headers, bytes], tuple[Answer, int] | None]
 
 
 class Sniffer(asyncio.Protocol):
@@ -57,16 +60,40 @@ class Sniffer(asyncio.Protocol):
         pass
 
 
-class H2Replay(asyncio.Protocol):
-    """One HTTP/2 connection whose every stream is answered by `answer`."""
+@dataclass
+class _Stream:
+    """A request stream: what came so far, and what of an answer went ahead of its end."""
 
-    def __init__(self, callee: str | None, answer: Answerer) -> None:
+    headers: list
+    body: bytearray = field(default_factory=bytearray)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ahead: Answer | None = None  # the recorded answer whose first messages were sent
+    sent: int = 0  # how many bytes of its body
+
+    def request(self) -> tuple[str, str, Headers]:
+        pseudo = {k: v for k, v in self.headers if k.startswith(b":")}
+        headers = Headers.from_raw(tuple((k, v) for k, v in self.headers
+                                         if not k.startswith(b":")))
+        return (pseudo.get(b":method", b"GET").decode("latin-1"),
+                pseudo.get(b":path", b"/").decode("utf-8", "surrogateescape"), headers)
+
+
+class H2Replay(asyncio.Protocol):
+    """One HTTP/2 connection whose every stream is answered by `answer`.
+
+    `ahead` serves bidirectional gRPC calls that wait for an answer before their next
+    message: given what a stream sent so far, it names the recorded answer and how much
+    of its body the recording had sent by then, which goes out before the stream ends.
+    """
+
+    def __init__(self, callee: str | None, answer: Answerer, ahead: Ahead | None = None) -> None:
         self.callee = callee
         self.answer = answer
+        self.ahead = ahead
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding=None))
         self.transport: asyncio.Transport | None = None
-        self._requests: dict[int, tuple[list, bytearray]] = {}
+        self._streams: dict[int, _Stream] = {}
         self._window = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
 
@@ -85,6 +112,11 @@ class H2Replay(asyncio.Protocol):
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def data_received(self, data: bytes) -> None:
         try:
             events = self.conn.receive_data(data)
@@ -95,44 +127,87 @@ class H2Replay(asyncio.Protocol):
             return
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
-                self._requests[event.stream_id] = (event.headers, bytearray())
+                self._streams[event.stream_id] = _Stream(event.headers)
             elif isinstance(event, h2.events.DataReceived):
-                if event.stream_id in self._requests:
-                    self._requests[event.stream_id][1].extend(event.data)
+                stream = self._streams.get(event.stream_id)
+                if stream is not None:
+                    stream.body.extend(event.data)
+                    if self.ahead is not None and not event.stream_ended:
+                        self._spawn(self._send_ahead(event.stream_id, stream))
                 self.conn.acknowledge_received_data(event.flow_controlled_length,
                                                     event.stream_id)
             elif isinstance(event, h2.events.StreamEnded):
-                if event.stream_id in self._requests:
-                    task = asyncio.ensure_future(self._respond(event.stream_id))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                if event.stream_id in self._streams:
+                    self._spawn(self._respond(event.stream_id))
             elif isinstance(event, h2.events.StreamReset):
-                self._requests.pop(event.stream_id, None)
+                self._streams.pop(event.stream_id, None)
             elif isinstance(event, h2.events.WindowUpdated):
                 self._window.set()
             elif isinstance(event, h2.events.ConnectionTerminated) and self.transport:
                 self.transport.close()
         self._flush()
 
+    async def _send_ahead(self, stream_id: int, stream: _Stream) -> None:
+        async with stream.lock:
+            method, target, headers = stream.request()
+            plan = self.ahead(self.callee, method, target, headers, bytes(stream.body))
+            if plan is None:
+                return
+            a, upto = plan
+            if stream.ahead is not None and a.body[:stream.sent] != stream.ahead.body[
+                    :stream.sent]:
+                return  # another recording fits better now; what went out stays
+            with contextlib.suppress(h2.exceptions.ProtocolError,
+                                     h2.exceptions.StreamClosedError):
+                if stream.ahead is None:
+                    self._send_headers(stream_id, a, end=False)
+                stream.ahead = a
+                if upto > stream.sent:
+                    await self._send_body(stream_id, a.body[stream.sent:upto], end=False)
+                    stream.sent = upto
+
     async def _respond(self, stream_id: int) -> None:
-        raw, body = self._requests.pop(stream_id)
-        pseudo = {k: v for k, v in raw if k.startswith(b":")}
-        headers = Headers.from_raw(tuple((k, v) for k, v in raw if not k.startswith(b":")))
-        method = pseudo.get(b":method", b"GET").decode("latin-1")
-        target = pseudo.get(b":path", b"/").decode("utf-8", "surrogateescape")
-        a: Answer = await self.answer(self.callee, method, target, headers, bytes(body))
-        with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
-            fields = [(":status", str(a.status))]
-            fields += [(k.lower(), v) for k, v in a.headers]
-            ends = not a.body and not a.trailers
-            self.conn.send_headers(stream_id, fields, end_stream=ends)
-            self._flush()
-            if not ends:
-                await self._send_body(stream_id, a.body, end=not a.trailers)
-                if a.trailers:
-                    self.conn.send_headers(stream_id, [(k.lower(), v) for k, v in a.trailers],
-                                           end_stream=True)
-                    self._flush()
+        stream = self._streams[stream_id]
+        async with stream.lock:
+            del self._streams[stream_id]
+            method, target, headers = stream.request()
+            a: Answer = await self.answer(self.callee, method, target, headers,
+                                          bytes(stream.body))
+            with contextlib.suppress(h2.exceptions.ProtocolError,
+                                     h2.exceptions.StreamClosedError):
+                if stream.ahead is None:
+                    await self._send_whole(stream_id, a)
+                else:
+                    await self._send_rest(stream_id, a, stream.sent)
+
+    def _send_headers(self, stream_id: int, a: Answer, end: bool) -> None:
+        fields = [(":status", str(a.status))] + [(k.lower(), v) for k, v in a.headers]
+        self.conn.send_headers(stream_id, fields, end_stream=end)
+        self._flush()
+
+    async def _send_whole(self, stream_id: int, a: Answer) -> None:
+        ends = not a.body and not a.trailers
+        self._send_headers(stream_id, a, end=ends)
+        if not ends:
+            await self._send_body(stream_id, a.body, end=not a.trailers)
+            if a.trailers:
+                self.conn.send_headers(stream_id, [(k.lower(), v) for k, v in a.trailers],
+                                       end_stream=True)
+                self._flush()
+
+    async def _send_rest(self, stream_id: int, a: Answer, sent: int) -> None:
+        """The end of an answer whose head went ahead: the rest of its messages, then
+        its trailers; or, if the whole request matched nothing, the miss as its status."""
+        trailers = a.trailers
+        if a.status == 200 and trailers is not None:
+            await self._send_body(stream_id, a.body[sent:], end=False)
+        else:
+            trailers = tuple((k, v) for k, v in a.headers
+                             if k.lower() in ("grpc-status", "grpc-message")) \
+                or (("grpc-status", "2"),)
+        self.conn.send_headers(stream_id, [(k.lower(), v) for k, v in trailers],
+                               end_stream=True)
+        self._flush()
 
     async def _send_body(self, stream_id: int, body: bytes, end: bool) -> None:
         view = memoryview(body)

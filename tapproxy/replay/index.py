@@ -163,6 +163,10 @@ class CaptureIndex:
         return (callee, method.upper() if "method" in self.criteria else None,
                 path if "path" in self.criteria else None)
 
+    def route_entries(self, callee: str, method: str, path: str) -> list[int]:
+        """The entries of `callee` that `--match` cannot tell apart without query or body."""
+        return self.by_route.get(self._route(callee, method, path), [])
+
     def lookup(self, callee: str, view: RequestView, key: tuple) -> list[int]:
         """The entries of `callee` whose request has `key` (of `view`), in file order."""
         route = self._route(callee, view.method, view.path)

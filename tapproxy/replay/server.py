@@ -17,6 +17,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 from aiohttp.web_server import Server
 
+from tapproxy.capture.grpc import iter_messages
 from tapproxy.capture.model import Exchange, WebSocketEnd, WebSocketMessage, is_grpc_content_type
 from tapproxy.replay.answer import Answer, answer_for, failure_answer, grpc_failure, pieces
 from tapproxy.replay.h2server import H2Replay, Sniffer
@@ -61,7 +62,8 @@ class ReplayListeners:
         self._handlers.append(handler)
         loop = asyncio.get_running_loop()
         self._servers.append(await loop.create_server(
-            lambda: Sniffer(handler, lambda: H2Replay(callee, self.answer_h2)), sock=sock))
+            lambda: Sniffer(handler, lambda: H2Replay(callee, self.answer_h2,
+                                                      self.grpc_ahead)), sock=sock))
 
     async def serve_control(self, sock: socket.socket) -> None:
         """The control API: POST /tests/start and /tests/end {"name"}, GET /stats."""
@@ -141,6 +143,37 @@ class ReplayListeners:
         if self.latency and answer.wait_ns:
             await asyncio.sleep((answer.wait_ns + answer.spread_ns) / 1e9)
         return answer
+
+    def grpc_ahead(self, callee: str | None, method: str, target: str, headers,
+                   body: bytes) -> tuple[Answer, int] | None:
+        """For a gRPC call still sending: the recorded call whose request began with
+        `body`, and how much of its answer the recording had sent before the client's
+        next message (0: none; then None). Lets a bidirectional call that waits for each
+        answer go on; the whole request is matched, and counted, when it ends."""
+        if callee is None or not is_grpc_content_type(headers.get("content-type")):
+            return None
+        index = self.index
+        test = self.matcher.current_test(headers.get(TEST_HEADER))
+        found = index.route_entries(callee, method, target.partition("?")[0])
+        own = [i for i in found if index.entries[i].test == test] if test else []
+        n_client = sum(1 for _ in iter_messages(body))
+        for i in (*own, *found):
+            e = index.entries[i]
+            if e.answer is not None:
+                continue
+            x = index.exchange(e)
+            if not x.grpc_messages or not x.request.body.startswith(body):
+                continue
+            upto = seen = 0
+            for m in x.grpc_messages:
+                if m.from_client:
+                    seen += 1
+                    if seen > n_client:
+                        break
+                else:
+                    upto += 5 + len(m.data)  # the message with its length prefix
+            return (answer_for(x), upto) if upto else None
+        return None
 
     def miss_answer(self, view: RequestView, callee: str | None, test: str | None) -> Answer:
         """A 502 with the near-miss table, which goes to the log too."""

@@ -7,7 +7,7 @@ import grpc
 
 from tapproxy.proxy.options import Address, ReverseSpec
 from tests.conftest import free_port
-from tests.grpc.conftest import Outcome, _show, _trailing
+from tests.grpc.conftest import Outcome, _show, _trailing, bidi_lockstep
 
 pytest_plugins = ("tests.grpc.conftest",)
 
@@ -52,6 +52,7 @@ def test_h2c_grpc_client_gets_the_recorded_calls(echo, start_echo, start_proxy,
     proxy = start_proxy(reverse=(ReverseSpec("echo", f"http://{server.target}", front),))
     with grpc.insecure_channel(str(front)) as ch:
         recorded = calls(echo, ch)
+        assert bidi_lockstep(echo, ch) == ["M0", "M1", "M2"]
     proxy.stop()  # the replay never connects to the server: it answers on its own
     assert [(o.method, o.code) for o in recorded] == [
         ("Unary", "OK"), ("Unary", "NOT_FOUND"), ("ServerStream", "OK"),
@@ -61,6 +62,9 @@ def test_h2c_grpc_client_gets_the_recorded_calls(echo, start_echo, start_proxy,
     target = r.url("echo").removeprefix("http://")
     with grpc.insecure_channel(target) as ch:
         assert calls(echo, ch) == recorded
+        # Each message waits for the answer to the one before: the recorded answers go
+        # out as the recording sent them, before the call ends.
+        assert bidi_lockstep(echo, ch) == ["M0", "M1", "M2"]
         # A request the capture does not hold: a gRPC status, its message the miss.
         try:
             echo.pb2_grpc.EchoStub(ch).Unary(echo.pb2.Req(text="ho", numbers=[1, 300]),
@@ -74,7 +78,7 @@ def test_h2c_grpc_client_gets_the_recorded_calls(echo, start_echo, start_proxy,
                                 "✓", "query", "✓", "body", "✗"]
     assert r.log[3].strip() == 'body message 1: recorded 1: "hi", got 1: "ho"'
     stats = r.stop()
-    assert (stats.matched, stats.unmatched, stats.unused) == (6, 1, 0)
+    assert (stats.matched, stats.unmatched, stats.unused) == (7, 1, 0)
 
 
 def test_tls_grpc_through_the_replay_forward_proxy(echo, start_echo, start_proxy,
