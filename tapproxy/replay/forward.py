@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from tapproxy.capture.model import is_grpc_content_type
-from tapproxy.errors import ReplayError
+from tapproxy.errors import ReplayError, TapproxyError
 from tapproxy.proxy.options import Address
 from tapproxy.replay.answer import Answer, failure_answer, grpc_failure
 from tapproxy.replay.options import ReplayOptions
@@ -63,10 +63,13 @@ class _Answering:
         view = view_of(q.method, q.path, q.headers, body)
         test = matcher.current_test(q.headers.get(TEST_HEADER))
         entry = matcher.find(view, callee, test)
-        if entry is None:
-            answer = listeners.miss_answer(view, callee, test)
-        else:
-            answer = listeners.entry_answer(entry, view)
+        try:
+            if entry is None:
+                answer = listeners.miss_answer(view, callee, test)
+            else:
+                answer = listeners.entry_answer(entry, view)
+        except TapproxyError as e:  # the capture changed while it was replayed
+            answer = listeners.failed(e)
         if answer.status == 502 and is_grpc_content_type(q.headers.get("content-type")):
             answer = grpc_failure(answer)
         if listeners.latency and answer.wait_ns:

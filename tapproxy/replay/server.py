@@ -19,6 +19,7 @@ from aiohttp.web_server import Server
 
 from tapproxy.capture.grpc import iter_messages
 from tapproxy.capture.model import Exchange, WebSocketEnd, WebSocketMessage, is_grpc_content_type
+from tapproxy.errors import TapproxyError
 from tapproxy.replay.answer import Answer, answer_for, failure_answer, grpc_failure, pieces
 from tapproxy.replay.h2server import H2Replay, Sniffer
 from tapproxy.replay.index import Entry
@@ -56,7 +57,10 @@ class ReplayListeners:
     async def serve(self, callee: str | None, sock: socket.socket) -> None:
         """Answer requests for `callee` on `sock` (None: any recorded service)."""
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
-            return await self.handle(request, callee)
+            try:
+                return await self.handle(request, callee)
+            except TapproxyError as e:  # the capture changed, a missing one not written
+                return await self._send(request, self.failed(e))
 
         handler = Server(handle, access_log=None)
         self._handlers.append(handler)
@@ -128,21 +132,32 @@ class ReplayListeners:
             return await self._websocket(request, entry, self.index.exchange(entry))
         return await self._send(request, self.entry_answer(entry, view))
 
+    def failed(self, e: TapproxyError) -> Answer:
+        """A 502 for what went wrong in tapproxy itself, said once in the log too."""
+        self.log(f"tapproxy replay: {e}")
+        return failure_answer(502, f"tapproxy replay: {e}")
+
     async def answer_h2(self, callee: str | None, method: str, target: str, headers,
                         body: bytes) -> Answer:
         """The answer to one HTTP/2 stream (h2c: gRPC with an insecure channel)."""
-        view = view_of(method, target, headers, body)
-        test = self.matcher.current_test(headers.get(TEST_HEADER))
-        entry = self.matcher.find(view, callee, test)
-        if entry is None:
-            answer = self.miss_answer(view, callee, test)
-        else:
-            answer = self.entry_answer(entry, view)
+        try:
+            answer = self._answer_h2(callee, method, target, headers, body)
+        except TapproxyError as e:
+            answer = self.failed(e)
         if answer.status == 502 and is_grpc_content_type(headers.get("content-type")):
             answer = grpc_failure(answer)
         if self.latency and answer.wait_ns:
             await asyncio.sleep((answer.wait_ns + answer.spread_ns) / 1e9)
         return answer
+
+    def _answer_h2(self, callee: str | None, method: str, target: str, headers,
+                   body: bytes) -> Answer:
+        view = view_of(method, target, headers, body)
+        test = self.matcher.current_test(headers.get(TEST_HEADER))
+        entry = self.matcher.find(view, callee, test)
+        if entry is None:
+            return self.miss_answer(view, callee, test)
+        return self.entry_answer(entry, view)
 
     def grpc_ahead(self, callee: str | None, method: str, target: str, headers,
                    body: bytes) -> tuple[Answer, int] | None:
@@ -161,7 +176,10 @@ class ReplayListeners:
             e = index.entries[i]
             if e.answer is not None:
                 continue
-            x = index.exchange(e)
+            try:
+                x = index.exchange(e)
+            except TapproxyError:
+                return None  # said when the call ends and is answered
             if not x.grpc_messages or not x.request.body.startswith(body):
                 continue
             upto = seen = 0

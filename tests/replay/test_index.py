@@ -109,3 +109,17 @@ def test_a_request_body_kept_in_part_matches_the_whole_body_by_its_hash(tmp_path
                       headers={"content-type": "application/json"}).status_code == 200
     assert httpx.post(f"{r.url('orders')}/upload", content=whole.replace(b"x1999", b"y1999"),
                       headers={"content-type": "application/json"}).status_code == 502
+
+
+def test_a_capture_cut_while_it_is_replayed_gets_a_502_saying_so(tmp_path, start_replay):
+    capture = _write(tmp_path / "a.tap", [_exchange(1, "/a"), _exchange(2, "/b")])
+    r = start_replay(capture)
+    assert httpx.get(f"{r.url('orders')}/a").status_code == 200
+    size = capture.stat().st_size
+    with open(capture, "r+b") as f:
+        f.truncate(size - 50)  # the second record is gone
+    resp = httpx.get(f"{r.url('orders')}/b")
+    assert resp.status_code == 502
+    assert resp.text.startswith(f"tapproxy replay: {capture}: record ")
+    assert "is gone: the file changed while it was read" in resp.text
+    assert r.log == [resp.text.rstrip("\n")]
