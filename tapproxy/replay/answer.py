@@ -37,8 +37,8 @@ def answer_for(x: Exchange) -> Answer:
     if r is None:
         what = x.error.kind if x.error else "no response"
         message = f": {x.error.message}" if x.error and x.error.message else ""
-        return failure_answer(502, f"tapproxy replay: the recorded exchange #{x.id} got "
-                              f"no response ({what}{message})")
+        return failure_answer(502, f"tapproxy replay: the recorded exchange {x.id} got "
+                              f"no response ({what}{message})", "recorded-error")
     t = x.timing
     wait = spread = 0
     if t.response_start is not None:
@@ -53,10 +53,11 @@ def answer_for(x: Exchange) -> Answer:
                   None if r.trailers is None else r.trailers.fields, streamed, wait, spread)
 
 
-def failure_answer(status: int, text: str) -> Answer:
-    """tapproxy's own answer (a miss, a body it cannot serve whole): plain text."""
+def failure_answer(status: int, text: str, why: str = "miss") -> Answer:
+    """tapproxy's own answer, plain text; `why` (its x-tapproxy-replay header): `miss`,
+    `cut` (a body kept only in part), `recorded-error`, `error` (tapproxy's own)."""
     return Answer(status, "Bad Gateway" if status == 502 else "", (
-        ("content-type", "text/plain; charset=utf-8"), ("x-tapproxy-replay", "miss")),
+        ("content-type", "text/plain; charset=utf-8"), ("x-tapproxy-replay", why)),
         (text.rstrip("\n") + "\n").encode())
 
 

@@ -57,7 +57,8 @@ class _Answering:
                 return
             flow.response = _response(http, failure_answer(
                 502, "tapproxy replay: a WebSocket is replayed by its service's listener; "
-                f"{callee or 'its service'} has none (--service NAME@PORT)"), q.http_version)
+                f"{callee or 'its service'} has none (--service NAME@PORT)", "error"),
+                q.http_version)
             return
         body = q.raw_content or b""
         view = view_of(q.method, q.path, q.headers, body)

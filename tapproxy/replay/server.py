@@ -135,7 +135,7 @@ class ReplayListeners:
     def failed(self, e: TapproxyError) -> Answer:
         """A 502 for what went wrong in tapproxy itself, said once in the log too."""
         self.log(f"tapproxy replay: {e}")
-        return failure_answer(502, f"tapproxy replay: {e}")
+        return failure_answer(502, f"tapproxy replay: {e}", "error")
 
     async def answer_h2(self, callee: str | None, method: str, target: str, headers,
                         body: bytes) -> Answer:
@@ -207,7 +207,7 @@ class ReplayListeners:
         text = (f"tapproxy replay: cannot answer {view.method} {view.path} with "
                 f"recorded exchange #{entry.number}: {entry.answer}")
         self.log(text)
-        return failure_answer(502, text)
+        return failure_answer(502, text, "cut")
 
     async def _send(self, request: web.BaseRequest, a: Answer) -> web.StreamResponse:
         if self.latency and a.wait_ns:

@@ -78,7 +78,7 @@ def test_a_response_kept_in_part_is_said_at_start_and_never_served_cut(tmp_path,
         "1 recorded response(s) kept only in part (over --max-body): never served",
         "  cut, they get a 502: #1"]
     resp = httpx.get(f"{r.url('orders')}/big")
-    assert resp.status_code == 502
+    assert resp.status_code == 502 and resp.headers["x-tapproxy-replay"] == "cut"
     assert resp.text == ("tapproxy replay: cannot answer GET /big with recorded exchange "
                          "#1: its response body was kept only in part (100 of 5000 bytes, "
                          "over --max-body when recorded)\n")
@@ -119,7 +119,22 @@ def test_a_capture_cut_while_it_is_replayed_gets_a_502_saying_so(tmp_path, start
     with open(capture, "r+b") as f:
         f.truncate(size - 50)  # the second record is gone
     resp = httpx.get(f"{r.url('orders')}/b")
-    assert resp.status_code == 502
+    assert resp.status_code == 502 and resp.headers["x-tapproxy-replay"] == "error"
     assert resp.text.startswith(f"tapproxy replay: {capture}: record ")
     assert "is gone: the file changed while it was read" in resp.text
     assert r.log == [resp.text.rstrip("\n")]
+
+
+def test_a_recorded_transport_error_is_answered_as_the_proxy_answered_it(tmp_path,
+                                                                          start_replay):
+    from tapproxy.capture import ErrorInfo
+
+    x = _exchange(1, "/down")
+    x = Exchange(**{**{f: getattr(x, f) for f in x.__dataclass_fields__}, "response": None,
+                    "error": ErrorInfo("refused", "connection refused")})
+    r = start_replay(_write(tmp_path / "a.tap", [x]))
+    resp = httpx.get(f"{r.url('orders')}/down")
+    assert resp.status_code == 502 and resp.headers["x-tapproxy-replay"] == "recorded-error"
+    assert resp.text == ("tapproxy replay: the recorded exchange x1 got no response "
+                         "(refused: connection refused)\n")
+    assert r.stop().matched == 1
