@@ -9,9 +9,11 @@ pytest plugin).
 from __future__ import annotations
 
 import asyncio
+import shlex
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from tapproxy.errors import ReplayError, UsageError
 from tapproxy.proxy.options import Address
@@ -106,6 +108,11 @@ class Replay:
             lines.append(f"  {name:<24} http://{address}")
         if self.options.listen is not None:
             lines.append(f"  {'forward proxy':<24} http://{self.options.listen}")
+            confdir = self.options.confdir
+            flag = "" if confdir == Path("~/.mitmproxy").expanduser() else \
+                f" --confdir {shlex.quote(str(confdir))}"
+            lines.append(f'  clients: eval "$(tapproxy env --listen {self.options.listen}'
+                         f'{flag})"')
         if self.control_address is not None:
             lines.append(f"  {'control API':<24} http://{self.control_address}")
         cut = [e for e in index.entries if e.answer is not None]

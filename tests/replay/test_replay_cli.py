@@ -122,7 +122,7 @@ def test_an_ignore_that_is_not_a_pointer_glob_is_one_line(record_shop):
     assert r.stderr.count("\n") == 1
 
 
-def test_cli_forward_proxy_answers_curl_through_http_proxy(record_shop):
+def test_cli_forward_proxy_answers_curl_through_http_proxy(record_shop, confdir):
     import os
 
     urls = {}
@@ -133,9 +133,12 @@ def test_cli_forward_proxy_answers_curl_through_http_proxy(record_shop):
 
     capture = record_shop(script)
     listen = free_port()
-    run = Running(capture, "--first-port", 0, "--listen", listen, until="  forward")
+    run = Running(capture, "--first-port", 0, "--listen", listen, "--confdir", confdir,
+                  until="  clients")
     assert run.lines[2].split()[1] != "http://127.0.0.1:1"  # --first-port 0: free ports
-    assert run.lines[-1].split() == ["forward", "proxy", f"http://127.0.0.1:{listen}"]
+    assert run.lines[-2].split() == ["forward", "proxy", f"http://127.0.0.1:{listen}"]
+    assert run.lines[-1] == (f'  clients: eval "$(tapproxy env --listen 127.0.0.1:{listen} '
+                             f'--confdir {confdir})"')
     env = {**os.environ, "http_proxy": f"http://127.0.0.1:{listen}", "NO_PROXY": "",
            "no_proxy": ""}
     out = subprocess.run(["curl", "-sS", f"{urls['orders']}/orders/1"], env=env,
