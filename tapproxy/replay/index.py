@@ -39,6 +39,7 @@ class Entry:
     query: str
     answer: str | None  # why it cannot be served as recorded, else None
     websocket: bool
+    has_body: bool  # the request had one (else its key needs no second read)
     key: tuple | None = None  # the `--match` criteria's values, once its route is asked for
     body_key: tuple | None = None
 
@@ -139,7 +140,7 @@ class CaptureIndex:
                 cut = _answer_problem(r) if r and "body_size" in r else None
                 i = len(entries)
                 entries.append(Entry(i + 1, position, callee, test, method, path, query,
-                                     cut, websocket))
+                                     cut, websocket, bool(q.get("body"))))
                 route = (callee, method.upper() if use_method else None,
                          path if use_path else None)
                 by_route.setdefault(route, []).append(i)
@@ -182,7 +183,10 @@ class CaptureIndex:
     def key_of(self, entry: Entry) -> tuple:
         """The entry's request key, worked out from its record the first time."""
         if entry.key is None:
-            view = recorded_view(self._reader.record_at(entry.position))  # type: ignore[arg-type]
+            if entry.has_body:
+                view = recorded_view(self._reader.record_at(entry.position))  # type: ignore[arg-type]
+            else:  # what the index holds is the whole request as matching reads it
+                view = RequestView(entry.method, entry.path, entry.query, "", None, b"")
             entry.key = request_key(view, self.criteria, self.mask)
             entry.body_key = body_key(view, self.mask)
         return entry.key
