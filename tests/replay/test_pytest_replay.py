@@ -170,3 +170,19 @@ def test_a_run_that_sent_the_replay_nothing_fails(pytester, confdir):
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "replayed nothing: no request reached the replay" in result.stdout.str()
+
+
+def test_a_service_the_capture_never_called_fails_its_tests_saying_so(pytester, confdir):
+    from tests.replay.test_index import _exchange, _write
+
+    capture = _write(pytester.path / "one.tap", [_exchange(1, "/x")])
+    pytester.makepyfile(test_pay='''
+def test_pay(tapproxy_service):
+    tapproxy_service("payments", app="nowhere:make", port=1)
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           f"--tapproxy-confdir={confdir}",
+                                           f"--tapproxy-replay={capture}", timeout=120)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*tapproxy: service payments: no exchange to payments in "
+                                 f"{capture} (recorded: orders)*"])
