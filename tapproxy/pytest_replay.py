@@ -85,6 +85,14 @@ class ReplaySession:
             raise pytest.UsageError(f"tapproxy: --tapproxy-replay: {e}") from None
         self._replay = replay
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        """What the replay serves, and what it cannot serve whole (said before any test)."""
+        if self._replay is None:
+            return []
+        index = self._replay.index
+        return [f"tapproxy: replaying {index.path} ({len(index.entries)} exchanges)",
+                *self._replay.warnings()]
+
     def env(self, caller: str | None) -> dict[str, str]:
         from tapproxy.proxy.certs import env_exports
 

@@ -100,10 +100,9 @@ class Replay:
         return Address(host, port)
 
     def start_lines(self) -> list[str]:
-        """What to say at start: the listeners, and what cannot be replayed whole."""
+        """What to say at start: the capture, the listeners, what cannot be replayed."""
         assert self.index is not None
-        index = self.index
-        lines = [f"replaying {index.path} ({len(index.entries)} exchanges)"]
+        lines = [f"replaying {self.index.path} ({len(self.index.entries)} exchanges)"]
         for name, address in self.bound():
             lines.append(f"  {name:<24} http://{address}")
         if self.options.listen is not None:
@@ -115,6 +114,13 @@ class Replay:
                          f'{flag})"')
         if self.control_address is not None:
             lines.append(f"  {'control API':<24} http://{self.control_address}")
+        return lines + self.warnings()
+
+    def warnings(self) -> list[str]:
+        """What cannot be replayed as recorded: bodies kept in part, a capture cut short."""
+        assert self.index is not None
+        index = self.index
+        lines = []
         cut = [e for e in index.entries if e.answer is not None]
         if cut:
             shown = ", ".join(f"#{e.number}" for e in cut[:8]) + ("…" if len(cut) > 8 else "")

@@ -186,3 +186,24 @@ def test_pay(tapproxy_service):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*tapproxy: service payments: no exchange to payments in "
                                  f"{capture} (recorded: orders)*"])
+
+
+def test_the_run_says_first_what_it_replays_and_what_it_cannot_serve_whole(pytester,
+                                                                          confdir):
+    import hashlib
+
+    from tests.replay.test_index import _exchange, _write
+
+    whole = b"x" * 5000
+    capture = _write(pytester.path / "one.tap", [
+        _exchange(1, "/big", answer=whole[:100], body_size=5000,
+                  body_sha256=hashlib.sha256(whole).digest()), _exchange(2, "/x")])
+    pytester.makepyfile(test_quiet="def test_quiet():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           f"--tapproxy-confdir={confdir}",
+                                           f"--tapproxy-replay={capture}", timeout=120)
+    result.stdout.fnmatch_lines([
+        f"tapproxy: replaying {capture} (2 exchanges)",
+        "1 recorded response(s) kept only in part (over --max-body): never served",
+        "  cut, they get a 502: #1",
+        "collected 1 item"])
