@@ -1,10 +1,12 @@
-"""The replay listeners: one aiohttp server per recorded service, answering from the index.
+"""The replay listeners: one server per recorded service, answering from the index, and
+the control API that opens and closes tests.
 
-A request is matched (`Matcher`), then answered with the recorded response: streamed in
-pieces when it was streamed, after the recorded wait with `--latency recorded`, a
-WebSocket's server messages in recorded order. A miss gets a 502 whose body is the
-near-miss table, which also goes to the log; so does an answer that cannot be given
-whole (a body kept only in part).
+HTTP/1 is aiohttp's; a connection that opens with the HTTP/2 preface (h2c, gRPC's
+insecure channel) goes to `h2server`. A request is matched (`Matcher`), then answered
+with the recorded response: streamed in pieces when it was streamed, after the recorded
+wait with `--latency recorded`, a WebSocket's server messages in recorded order. A miss
+gets a 502 whose body is the near-miss table, which also goes to the log; so does an
+answer that cannot be given whole (a body kept only in part).
 """
 
 from __future__ import annotations
