@@ -5,6 +5,8 @@
     --tapproxy-capture PATH               the capture (default .tapproxy/<timestamp>.tap)
     --tapproxy-keep N                     keep the last N captures in .tapproxy/ (0: all)
     --tapproxy-service NAME=HOST[:PORT]   name a service started outside the fixtures
+    --tapproxy-contract [SERVICE=]FILE    check each test's calls against a contract
+    --tapproxy-contract-strict            a passing test whose calls broke it errors
     --tapproxy-replay CAPTURE             serve the services from a capture instead
                                           (tapproxy.pytest_replay); with
     --tapproxy-record-missing             what it lacks goes to the started services
@@ -41,6 +43,7 @@ from tapproxy.capture import (
 )
 from tapproxy.capture.runs import prune_runs
 from tapproxy.errors import ProxyError, TapproxyError
+from tapproxy.pytest_contracts import PROPERTIES, ContractWatch
 from tapproxy.pytest_handles import TEST_CALLER, Tapproxy, TapproxyService
 from tapproxy.pytest_settings import KEEP, Settings, read_settings
 from tapproxy.report.hints import unnamed_callee_hints
@@ -73,6 +76,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tapproxy-service", metavar="NAME=HOST[:PORT]", action="append",
                     default=[], help="Name a service started outside the fixtures, as "
                                      "`tapproxy record --service` does (repeatable).")
+    group.addoption("--tapproxy-contract", metavar="[SERVICE=]FILE", action="append",
+                    default=[], help="Check each test's calls against this contract, as "
+                                     "`tapproxy check --contract` does (repeatable).")
+    group.addoption("--tapproxy-contract-strict", action="store_true",
+                    help="A passing test whose calls broke a contract errors.")
     group.addoption("--tapproxy-replay", metavar="CAPTURE",
                     help="Serve every tapproxy_service from CAPTURE instead of starting "
                          "it; a request the capture cannot answer fails its test.")
@@ -83,6 +91,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=str(KEEP))
     parser.addini("tapproxy_services", "NAME=HOST[:PORT] lines naming services started "
                   "outside the fixtures.", type="linelist", default=[])
+    parser.addini("tapproxy_contracts", "[SERVICE=]FILE lines: contracts to check each "
+                  "test's calls against (relative to the ini file).", type="linelist",
+                  default=[])
+    parser.addini("tapproxy_contract_strict", "A passing test whose calls broke a "
+                  "contract errors.", type="bool", default=False)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -90,6 +103,10 @@ def pytest_configure(config: pytest.Config) -> None:
         _configure_replay(config)
         return
     if not (config.getoption("tapproxy") or config.getoption("tapproxy_url")):
+        if config.getoption("tapproxy_contract") or config.getoption(
+                "tapproxy_contract_strict"):  # checks that would silently not happen
+            raise pytest.UsageError("tapproxy: --tapproxy-contract checks recorded calls: "
+                                    "run with --tapproxy (or --tapproxy-url URL)")
         return  # fixtures run without a proxy: see tapproxy_service
     if config.getoption("collectonly"):
         return  # nothing runs: no proxy, no capture
@@ -148,6 +165,9 @@ class _Session:
         self.current: pytest.Item | None = None
         self.failures: list[tuple[str, str]] = []  # (node id, first failure line)
         self.quiet: list[str] = []  # tests that sent nothing through the proxy
+        self.contracts = ContractWatch(settings.contracts, settings.contract_specs,
+                                       settings.contract_strict) if settings.contracts \
+            else None
 
     # -- session -------------------------------------------------------------------------
 
@@ -237,6 +257,8 @@ class _Session:
                 self._journal_writer.close()
             if self.proxy is not None:
                 self.proxy.stop()
+            if self.contracts is not None:
+                self._finish_contracts()
             if self.proxy is None and not self.services_started:
                 for p in self.parts:  # a running proxy records; the plugin had nothing
                     p.unlink(missing_ok=True)
@@ -248,6 +270,8 @@ class _Session:
             workeroutput["tapproxy_quiet"] = self.quiet
             workeroutput["tapproxy_shown_capture"] = str(self.shown_capture)
             workeroutput["tapproxy_services_started"] = self.services_started
+            if self.contracts is not None:
+                workeroutput["tapproxy_contracts"] = self.contracts.output()
             return
         if self.parts:
             merge_captures(self.parts, self.capture, {"pytest": True})
@@ -264,13 +288,23 @@ class _Session:
         if "tapproxy_shown_capture" in out:
             self.shown_capture = Path(out["tapproxy_shown_capture"])
         self.services_started |= bool(out.get("tapproxy_services_started"))
+        if self.contracts is not None and "tapproxy_contracts" in out:
+            self.contracts.merge(out["tapproxy_contracts"])
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.failures and not self.quiet:
+        contract = ([] if self.contracts is None
+                    else self.contracts.summary(str(self.shown_capture)))
+        if not self.failures and not self.quiet and not contract:
             return  # a run where every test passed through the proxy prints nothing
         tr = terminalreporter
         tr.write_sep("-", "tapproxy")
-        for line in run_summary(self.failures, len(self.quiet), str(self.shown_capture)):
+        if self.failures or self.quiet:
+            why = [] if self.contracts is None else [
+                a for spec in self.contracts.specs for a in ("--contract", spec)]
+            for line in run_summary(self.failures, len(self.quiet),
+                                    str(self.shown_capture), why_args=why):
+                tr.write_line(line)
+        for line in contract:
             tr.write_line(line)
         for label, path in self.footer()[1:]:  # the capture itself is in the summary
             tr.write_line(f"{label}: {path}")
@@ -298,8 +332,36 @@ class _Session:
         elif rep.skipped and rep.when != "teardown":
             item.stash[_OUTCOME] = "skipped"
         if rep.when == "teardown":
+            if self.contracts is not None:
+                self._check_contracts(item, rep)
             self._close(item)
         return rep
+
+    def _check_contracts(self, item: pytest.Item, rep: pytest.TestReport) -> None:
+        """The test's mismatches once it is over: JUnit properties, and a passing test's
+        counted for the end of the run or, strict, its error."""
+        try:
+            if self.proxy_capture is not None:
+                self.control.flush()
+                lines = self.contracts.end_test(item.nodeid, capture=self.proxy_capture)
+            else:  # a running proxy: the test's records through its control API
+                lines = self.contracts.end_test(item.nodeid, self.exchanges(item.nodeid))
+        except TapproxyError as e:
+            rep.sections.append(("tapproxy", f"cannot check the contracts: {e}"))
+            return
+        rep.user_properties.extend(("tapproxy_contract_mismatch", line)
+                                   for line in lines[:PROPERTIES])
+        error = self.contracts.test_over(item.nodeid, item.stash[_OUTCOME], lines)
+        if error is not None and rep.passed:
+            rep.outcome, rep.longrepr = "failed", error[1]  # in teardown: an error
+            item.stash[_OUTCOME] = "error"
+            self.failures.append((item.nodeid, error[0]))
+
+    def _finish_contracts(self) -> None:
+        try:
+            self.contracts.finish(self.proxy_capture)
+        except TapproxyError as e:
+            warnings.warn(f"tapproxy: cannot check the contracts: {e}", stacklevel=1)
 
     def _close(self, item: pytest.Item) -> None:
         outcome = item.stash[_OUTCOME]
@@ -333,9 +395,13 @@ class _Session:
             os.unlink(name)
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
-        exchanges = [as_shown(x) for x in self.exchanges(item.nodeid)]
+        recorded = self.exchanges(item.nodeid)
+        # Parties named as recorded, as contracts name them.
+        mismatches = [] if self.contracts is None else self.contracts.judge(recorded,
+                                                                            item.nodeid)
+        exchanges = [as_shown(x) for x in recorded]
         story, first, services = _story(exchanges, item.nodeid, item.stash[_OUTCOME],
-                                        str(self.shown_capture))
+                                        str(self.shown_capture), mismatches)
         # The services' lines from the test's first call on (not their start-up).
         since = min((x.timing.request_start for x in exchanges), default=item.stash[_START])
         now = time.time_ns()
@@ -350,18 +416,22 @@ class _Session:
             self.failures.append((item.nodeid, first))
 
 
-def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str,
-           capture: str) -> tuple[list[str], str | None, list[str]]:
-    """The failure story's lines (the call tree, the root marked, its consequences), the
-    root in one line, and the service whose log lines to show: the root's callee."""
+def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str, capture: str,
+           mismatches: Sequence = ()) -> tuple[list[str], str | None, list[str]]:
+    """The failure story's lines (the call tree, the root marked, its consequences, the
+    contract `mismatches` under the root), the root in one line, and the service whose
+    log lines to show: the root's callee."""
     from tapproxy.analysis import first_failure
+    from tapproxy.report.mismatches import failure_details
     from tapproxy.report.story import root_summary, story_lines
 
     if not exchanges:
         return ["no exchanges recorded for this test"], None, []
-    story = first_failure(exchanges, test=nodeid, outcome=outcome)
+    story = first_failure(exchanges, test=nodeid, outcome=outcome,
+                          contract=failure_details(mismatches))
     # Its first line names the test: pytest did already.
-    lines = (story_lines(story, flag="--tapproxy-service", capture=capture)[1:]
+    lines = (story_lines(story, flag="--tapproxy-service", capture=capture,
+                         mismatches=mismatches)[1:]
              + unnamed_callee_hints(story.tree, "--tapproxy-service"))
     if story.uncertain is not None:
         u = story.uncertain

@@ -2,7 +2,7 @@
 
 A bad value must stop the run before it starts, not end it in a traceback after every
 test ran: a control API URL, a capture path, how many captures to keep, the names of
-services started outside the fixtures.
+services started outside the fixtures, the contracts (loaded here, once a session).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tapproxy.capture.runs import reserve_run
-from tapproxy.errors import UsageError
+from tapproxy.contract.model import Contract
+from tapproxy.errors import ContractError, UsageError
 from tapproxy.proxy.options import ServiceSpec, parse_service
 
 __all__ = ["KEEP", "Settings", "read_settings"]
@@ -31,6 +32,9 @@ class Settings:
     reserved: bool  # a `.tapproxy/` name taken for this run (kept to the last `keep`)
     keep: int
     services: tuple[ServiceSpec, ...]
+    contracts: tuple[Contract, ...] = ()
+    contract_specs: tuple[str, ...] = ()  # as `tapproxy check --contract` takes them
+    contract_strict: bool = False
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -49,19 +53,53 @@ def read_settings(config: pytest.Config) -> Settings:
         raise UsageError(f"bad --tapproxy-keep {keep}: expected a count (0: all)")
     services = (*_services(config.getini("tapproxy_services"), "ini tapproxy_services"),
                 *_services(config.getoption("tapproxy_service"), "--tapproxy-service"))
+    specs, contracts = _contracts(config)
+    strict = bool(config.getoption("tapproxy_contract_strict")
+                  or config.getini("tapproxy_contract_strict"))
+    if strict and not contracts:
+        raise UsageError("--tapproxy-contract-strict: no contract to hold the tests to "
+                         "(give --tapproxy-contract FILE)")
+    rest = (contracts, specs, strict)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "tapproxy_capture" in workerinput:
-        return Settings(Path(workerinput["tapproxy_capture"]), False, keep, services)
+        return Settings(Path(workerinput["tapproxy_capture"]), False, keep, services, *rest)
     given = config.getoption("tapproxy_capture")
     if given:
         path = Path(given).absolute()
         _check_directory(path.parent, f"--tapproxy-capture {given}")
         if path.is_dir():
             raise UsageError(f"--tapproxy-capture {given}: is a directory, not a file")
-        return Settings(path, False, keep, services)
+        return Settings(path, False, keep, services, *rest)
     directory = config.rootpath / ".tapproxy"
     _check_directory(directory, "the capture directory")
-    return Settings(reserve_run(directory), True, keep, services)
+    return Settings(reserve_run(directory), True, keep, services, *rest)
+
+
+def _contracts(config: pytest.Config) -> tuple[tuple[str, ...], tuple[Contract, ...]]:
+    """The `[SERVICE=]FILE` specs (an ini file's relative to the ini file) and the
+    contracts loaded from them, once for the session."""
+    from tapproxy.contract.load import load_contract
+
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    given = [(s, "ini tapproxy_contracts") for s in (
+        _relative_to(s, base) for s in config.getini("tapproxy_contracts"))]
+    given += [(s, "--tapproxy-contract") for s in config.getoption("tapproxy_contract")]
+    contracts = []
+    for spec, where in given:
+        try:
+            contracts.append(load_contract(spec))
+        except ContractError as e:
+            raise UsageError(f"{where}: {e}") from None
+    return tuple(s for s, _ in given), tuple(contracts)
+
+
+def _relative_to(spec: str, base: Path) -> str:
+    """`[SERVICE=]FILE` with a relative FILE made relative to `base` instead of the
+    working directory, as `load_contract` reads the `SERVICE=` prefix."""
+    if (base / spec).exists() or "=" not in spec:
+        return str(base / spec)
+    name, _, file = spec.partition("=")
+    return f"{name}={base / file}"
 
 
 def _services(specs: Sequence[str], where: str) -> tuple[ServiceSpec, ...]:

@@ -61,4 +61,5 @@ def _commands() -> None:
     # isort: off
     from tapproxy.cli import record, reading, explain, check, replay  # noqa: F401 - registers
     # isort: on
+    from tapproxy.cli import contract  # noqa: F401 - the `contract` group, after the rest
 

@@ -38,6 +38,8 @@ def why(
     route: Annotated[list[str] | None, typer.Option(
         help="[SERVICE:]/path/{param}: group calls by this route.")] = None,
     service: Services = None,
+    contract: Annotated[list[str] | None, typer.Option(
+        help="[SERVICE=]FILE: a call that breaks it is a failure (repeatable).")] = None,
 ) -> None:
     """Explain a failing test: its call tree, the first point of failure and what followed."""
     from tapproxy.analysis.budget import parse_budget
@@ -46,13 +48,20 @@ def why(
     from tapproxy.capture.format import open_capture
     from tapproxy.capture.routes import RouteTable
     from tapproxy.capture.select import TestIndex
+    from tapproxy.contract.incremental import check_test
+    from tapproxy.contract.load import load_contracts
     from tapproxy.report.hints import unnamed_callee_hints
+    from tapproxy.report.mismatches import failure_details
     from tapproxy.report.parties import as_shown
     from tapproxy.report.printable import json_line
     from tapproxy.report.story import no_root_line, story_json, story_lines
 
     limits = parse_budget(budget or ())
-    routes = _callee_names(service, RouteTable(tuple(route or ())) or None)
+    contracts = load_contracts(contract or ())  # a bad file: one line, before any output
+    # With contracts, parties are named as `check` names them (a process one name in all
+    # its records, which takes a first pass), so both find the same mismatches.
+    routes = _callee_names(service, RouteTable(tuple(route or ())) or None,
+                           capture if contracts else None)
     told = total = printed = 0
     after_story = False  # one-line answers follow each other; a story stands apart
     with contextlib.ExitStack() as stack:
@@ -73,16 +82,20 @@ def why(
             if run.name is None and test is None:
                 continue  # exchanges of no test have no story to tell
             total += 1
+            # Contracts name parties as recorded: checked before they are renamed below.
+            mismatches = check_test(run.exchanges, contracts, run.name) if contracts else []
             # Parties named as printed (IP:PORT, ?IP), also in what the story says of them.
             exchanges = [as_shown(x) for x in run.exchanges]
             story = first_failure(exchanges, test=run.name, outcome=run.outcome,
-                                  budget=limits or None, baseline=baseline_of(run.name))
-            if test is None and story.root is None and story.uncertain is None:
+                                  budget=limits or None, contract=failure_details(mismatches),
+                                  baseline=baseline_of(run.name))
+            if test is None and story.root is None and story.uncertain is None \
+                    and not mismatches:
                 if run.outcome not in ("failed", "error"):
                     continue  # a passing test: what it handled is not a failure
                 # A failed test with nothing to blame is still named, in one line.
                 if as_json:
-                    print(json_line({**story_json(story), "hints": []}))
+                    print(json_line({**story_json(story, mismatches), "hints": []}))
                 else:
                     if after_story:
                         print()
@@ -92,11 +105,12 @@ def why(
             told += 1
             hints = unnamed_callee_hints(story.tree)
             if as_json:
-                print(json_line({**story_json(story), "hints": hints}))
+                print(json_line({**story_json(story, mismatches), "hints": hints}))
             else:
                 if printed:
                     print()
-                print("\n".join(story_lines(story, capture=str(capture)) + hints))
+                print("\n".join(story_lines(story, capture=str(capture),
+                                            mismatches=mismatches) + hints))
             printed, after_story = printed + 1, True
         _check_tail(reader)
     if test is not None and total == 0:

@@ -24,7 +24,7 @@ def _is_descriptor_set(raw: bytes) -> bool:
     # short set can be valid UTF-8, so this is asked before the bytes are read as text.
     if raw[:1] != b"\x0a":
         return False
-    from tapproxy.contract.grpc_schema import parse_descriptor_set
+    from tapproxy.contract.grpc.schema import parse_descriptor_set
 
     return parse_descriptor_set(raw) is not None
 
@@ -71,15 +71,15 @@ def load_contract(spec: str | Path) -> Contract:
         raise ContractError(f"{path}: cannot read: {e.strerror or e}") from None
     kind, doc = detect_kind(path, raw)
     if kind == "tapproxy":
-        from tapproxy.contract.own import load
+        from tapproxy.contract.own.format import load
         return load(doc, service=service)
     if kind == "openapi":
-        from tapproxy.contract.openapi import load
+        from tapproxy.contract.openapi.contract import load
         return load(doc, service=service)
     if kind == "pact":
         from tapproxy.contract.pact.contract import load
         return load(doc, service=service)
-    from tapproxy.contract.grpc import load
+    from tapproxy.contract.grpc.contract import load
     return load(path, raw, kind=kind, service=service)
 
 

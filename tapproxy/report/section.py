@@ -120,10 +120,10 @@ def failure_section(story: Sequence[str], since: int, services: Sequence[Service
 
 
 def run_summary(failures: Sequence[tuple[str, str]], quiet: int, capture: str,
-                width: int = WIDTH) -> list[str]:
+                width: int = WIDTH, why_args: Sequence[str] = ()) -> list[str]:
     """The end-of-run summary: each failing test's node id, then its first point of
     failure wrapped below it; how many tests sent nothing; the capture and the command
-    that explains every failing test again. Lines within `width`."""
+    (with `why_args`) that explains every failing test again. Lines within `width`."""
     lines = []
     for nodeid, first in failures:
         lines.append(cut_middle(printable(nodeid), width))
@@ -135,5 +135,5 @@ def run_summary(failures: Sequence[tuple[str, str]], quiet: int, capture: str,
     lines.append(f"capture: {capture}")
     if failures:
         lines.append("every failing test explained again:")
-        lines.extend(command_lines(["tapproxy", "why", capture], width))
+        lines.extend(command_lines(["tapproxy", "why", capture, *why_args], width))
     return lines

@@ -6,10 +6,13 @@ failure section and a JUnit property. Recorded text in them is escaped (`printab
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tapproxy.analysis.calltree import CallNode
 from tapproxy.analysis.failure import Consequence, Failure, FailureStory, ms
 from tapproxy.capture.encoding import body_text
 from tapproxy.capture.model import Exchange, Request, Response
+from tapproxy.contract.model import Mismatch
 from tapproxy.errors import CaptureError
 from tapproxy.report.columns import command_lines, cut_middle
 from tapproxy.report.parties import party_name
@@ -132,10 +135,12 @@ def _few(lines: list[str], limit: int) -> list[str]:
 
 
 def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
-                flag: str = "--service", capture: str | None = None) -> list[str]:
+                flag: str = "--service", capture: str | None = None,
+                mismatches: Sequence[Mismatch] = ()) -> list[str]:
     """The call tree in time order with the root marked, why, and what followed; `flag`
     is the option that names an address where the root is uncertain; with `capture`
-    (its path), the command that shows the root in full.
+    (its path), the command that shows the root in full; the test's contract
+    `mismatches` under the root.
 
     `#N` counts the test's calls; `show --exchange` numbers the whole capture, so the
     command names the root by its exchange id."""
@@ -186,6 +191,7 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
             show = ["tapproxy", "show", printable(capture), "--exchange",
                     printable(exchange_ref(x))]
             command = (len(lines), command_lines(show, width, "  in full:  ", "    "))
+    contract = (len(lines), _mismatch_lines(story, mismatches, width))
     if story.consequences:
         lines.append("consequences:")
         lines.extend(_few([_consequence(story, c, width) for c in story.consequences],
@@ -196,6 +202,7 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
         lines.append("other failures:")
         lines.extend(_few([_consequence(story, c, width) for c in story.others], limit))
     lines = [_fit(printable(line), width) for line in lines]  # recorded text, escaped
+    lines[contract[0]:contract[0]] = contract[1]  # escaped already; contract paths whole
     if command is not None:
         lines[command[0]:command[0]] = command[1]
     if story.divergence is not None:
@@ -205,6 +212,15 @@ def story_lines(story: FailureStory, width: int = WIDTH, limit: int = 30,
                                      f"{_edge(dx)} {_target(dx)}: "
                                      f"{d.what}"), width, ""))
     return lines
+
+
+def _mismatch_lines(story: FailureStory, mismatches: Sequence[Mismatch],
+                    width: int) -> list[str]:
+    from tapproxy.report.mismatches import mismatch_lines
+
+    numbers = {node.exchange.id: node.number for node in story.tree.nodes}
+    root = None if story.root is None else story.tree.node(story.root.number).exchange.id
+    return mismatch_lines(mismatches, numbers, root, width)
 
 
 def _uncertain_lines(story: FailureStory, width: int, flag: str) -> list[str]:
@@ -246,8 +262,10 @@ def root_summary(story: FailureStory) -> str | None:
     if story.root is None:
         return None
     x = story.tree.node(story.root.number).exchange
-    return printable(f"{_edge(x)} {_target(x)} {_label(story.root.failure)}: "
-                     f"{_why(story, x)}")
+    f = story.root.failure
+    # A broken contract: the status it came with (the why says the contract broke).
+    label = _outcome(x) if f.kind == "contract" else _label(f)
+    return printable(f"{_edge(x)} {_target(x)} {label}: {_why(story, x)}")
 
 
 def exchange_ref(x: Exchange) -> str:
@@ -293,13 +311,18 @@ def _consequence_json(c: Consequence, story: FailureStory) -> dict:
             "failure": {"kind": c.failure.kind, "label": c.failure.label}}
 
 
-def story_json(story: FailureStory) -> dict:
-    """Everything in the story, with exchange ids to look calls up in the capture."""
+def story_json(story: FailureStory, mismatches: Sequence[Mismatch] = ()) -> dict:
+    """Everything in the story, with exchange ids to look calls up in the capture, and
+    the test's contract `mismatches` (the root's also under `root`)."""
+    from tapproxy.report.mismatches import mismatch_json
+
     root = None
     if story.root is not None:
         r = story.root
         x = story.tree.node(r.number).exchange
         root = {"number": r.number, "exchange_id": x.id, "why": r.why,
+                "contract_mismatches": [mismatch_json(m) for m in mismatches
+                                        if m.exchange_id == x.id],
                 "attempt": r.attempt, "attempts": r.attempts,
                 "failure": {"kind": r.failure.kind, "label": r.failure.label,
                             "detail": r.failure.detail},
@@ -315,6 +338,7 @@ def story_json(story: FailureStory) -> dict:
             "number": d.number, "exchange_id": story.tree.node(d.number).exchange.id,
             "baseline_exchange_id": d.baseline_id, "what": d.what},
         "calls": [_call_json(n, story) for n in story.tree.nodes],
+        "contract_mismatches": [mismatch_json(m) for m in mismatches],
         "uncertain": None if story.uncertain is None else {
             "candidates": list(story.uncertain.candidates),
             "reason": story.uncertain.reason, "settle": list(story.uncertain.settle)},

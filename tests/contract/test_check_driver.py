@@ -254,3 +254,30 @@ def test_one_contract_checks_two_captures_alike(contract_file) -> None:
     assert [m.kind for m in check_records(without, [contract]).mismatches] == \
         ["missing-interaction"]
     assert check_records(with_test, [contract]).mismatches == []
+
+
+def test_a_call_without_the_body_an_interaction_requires(tmp_path) -> None:
+    # Two interactions on one path: the bodiless call answered 404 is tried against the one
+    # requiring a body too; the mismatch it gets there must not break the check.
+    path = tmp_path / "c.yaml"
+    path.write_text("""\
+tapproxy: 1
+interactions:
+  - id: create
+    callee: orders
+    request: {method: POST, path: /orders, body: {type: array}}
+    response: {status: 200}
+    count: any
+  - id: missing
+    callee: orders
+    request: {method: POST, path: /orders}
+    response: {status: 404}
+    count: any
+""")
+    x = exchange("x1", "web", "orders", 0, 5, method="POST", path="/orders", status=404)
+    result = check_records([x], [load_contract(str(path))])
+    assert result.exchanges == 1 and result.checked == 1
+    assert result.mismatches == []  # the 404 interaction matches it exactly
+    y = exchange("x2", "web", "orders", 0, 5, method="POST", path="/orders", status=500)
+    result = check_records([y], [load_contract(str(path))])
+    assert result.mismatches and all(m.exchange_id == "x2" for m in result.mismatches)

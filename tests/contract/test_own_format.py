@@ -13,14 +13,14 @@ from jsonschema import Draft202012Validator
 
 from tapproxy.contract.excerpt import payload_excerpt
 from tapproxy.contract.load import load_contract
-from tapproxy.contract.matchers import (
+from tapproxy.contract.model import Location
+from tapproxy.contract.own.matchers import (
     KEYWORDS,
     Failure,
     compile_matcher,
     json_type,
     same,
 )
-from tapproxy.contract.model import Location
 from tapproxy.contract.source import read_document
 from tapproxy.errors import ContractError
 
@@ -255,7 +255,7 @@ def test_json_loads_as_yaml_does(tmp_path) -> None:
 def test_the_shipped_schema_is_a_valid_2020_12_schema() -> None:
     from importlib import resources
 
-    text = resources.files("tapproxy.contract").joinpath("own.schema.json").read_text()
+    text = resources.files("tapproxy.contract.own").joinpath("schema.json").read_text()
     Draft202012Validator.check_schema(json.loads(text))
 
 
@@ -347,7 +347,7 @@ nodes = st.recursive(scalars, lambda inner: _rules(inner) | st.lists(inner, max_
 @settings(deadline=None)  # the first example compiles the schema
 @given(nodes, json_values)
 def test_every_node_the_schema_accepts_compiles_and_judges_any_value(node, value) -> None:
-    from tapproxy.contract.own import _validator
+    from tapproxy.contract.own.format import _validator
 
     doc = {"tapproxy": 1, "interactions": [{"request": {"path": "/x"},
                                             "response": {"body": node}}]}

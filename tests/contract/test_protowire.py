@@ -13,8 +13,8 @@ from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tapproxy.contract.grpc_schema import compile_proto, read_schema
-from tapproxy.contract.protowire import check_message, excerpt
+from tapproxy.contract.grpc.schema import compile_proto, read_schema
+from tapproxy.contract.grpc.wire import check_message, excerpt
 
 DATA = Path(__file__).resolve().parent / "data" / "grpc"
 

@@ -20,9 +20,9 @@ from jsonschema.exceptions import ValidationError
 from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
 from tapproxy.capture.model import GRPC_STATUS_NAMES, Exchange
 from tapproxy.capture.routes import Route, make_route
-from tapproxy.contract.matchers import Matcher, compile_matcher, pointer_join
 from tapproxy.contract.model import ContractItem, Hit, Location, Mismatch, Verdict
-from tapproxy.contract.own_rules import (
+from tapproxy.contract.own.matchers import Matcher, compile_matcher, pointer_join
+from tapproxy.contract.own.rules import (
     Counted,
     TestSpec,
     exchange_mismatches,
@@ -38,7 +38,7 @@ __all__ = ["Interaction", "OwnContract", "load"]
 
 @functools.cache
 def _validator() -> Draft202012Validator:
-    text = resources.files("tapproxy.contract").joinpath("own.schema.json").read_text("utf-8")
+    text = resources.files("tapproxy.contract.own").joinpath("schema.json").read_text("utf-8")
     return Draft202012Validator(json.loads(text))
 
 

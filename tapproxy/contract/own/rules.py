@@ -18,12 +18,12 @@ from tapproxy.capture.encoding import decoded_body
 from tapproxy.capture.model import GRPC_STATUS_NAMES, Exchange, Request, Response
 from tapproxy.capture.select import test_matches
 from tapproxy.contract.excerpt import payload_excerpt
-from tapproxy.contract.matchers import ABSENT, Failure, Matcher
 from tapproxy.contract.model import Hit, Location, Mismatch
+from tapproxy.contract.own.matchers import ABSENT, Failure, Matcher
 from tapproxy.errors import CaptureError
 
 if TYPE_CHECKING:
-    from tapproxy.contract.own import Interaction
+    from tapproxy.contract.own.format import Interaction
 
 __all__ = ["Counted", "TestSpec", "exchange_mismatches", "run_mismatches",
            "test_mismatches", "unexpected"]
@@ -114,8 +114,8 @@ class _Found:
     def failures(self, side: str, failures: list[Failure], body: object) -> None:
         for f in failures:
             what = f"body {f.where}" if f.where else "body"
-            self.add(f.kind, side, what, f.where, f.expected, f.actual, f.location,
-                     payload_excerpt(body, f.where))
+            excerpt = "" if body is ABSENT else payload_excerpt(body, f.where)
+            self.add(f.kind, side, what, f.where, f.expected, f.actual, f.location, excerpt)
 
     def headers(self, side: str, headers, matchers: dict[str, tuple[str, Matcher]]) -> None:
         for lname, (name, m) in matchers.items():

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from tapproxy.capture.grpc import iter_messages
 from tapproxy.capture.model import Exchange, GrpcMessage
-from tapproxy.contract.grpc_schema import (
+from tapproxy.contract.grpc.schema import (
     MethodShape,
     Schema,
     compile_proto,
     parse_descriptor_set,
     read_schema,
 )
+from tapproxy.contract.grpc.wire import WireProblem, check_message, excerpt
 from tapproxy.contract.model import ContractItem, Hit, Location, Mismatch, Verdict
-from tapproxy.contract.protowire import WireProblem, check_message, excerpt
 from tapproxy.errors import ContractError
 
 __all__ = ["GrpcContract", "load"]

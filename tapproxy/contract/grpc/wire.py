@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tapproxy.capture.protobuf import decode_raw
-from tapproxy.contract.grpc_schema import FieldShape, MessageShape, Schema
+from tapproxy.contract.grpc.schema import FieldShape, MessageShape, Schema
 
 __all__ = ["WireProblem", "check_message", "excerpt"]
 

@@ -1,0 +1,1 @@
+"""Protobuf descriptor sets and .proto files as contracts for recorded gRPC calls."""

@@ -1,0 +1,1 @@
+"""tapproxy's own expectation file (`tapproxy: 1`): its schema, matchers and checks."""
