@@ -124,9 +124,10 @@ def _configure_replay(config: pytest.Config) -> None:
     if not capture:
         raise pytest.UsageError("tapproxy: --tapproxy-record-missing goes with "
                                 "--tapproxy-replay CAPTURE")
-    if config.getoption("tapproxy") or config.getoption("tapproxy_url"):
+    if config.getoption("tapproxy") or config.getoption("tapproxy_url") \
+            or config.getoption("tapproxy_contract"):
         raise pytest.UsageError("tapproxy: --tapproxy-replay serves a capture; it does not "
-                                "go with --tapproxy or --tapproxy-url")
+                                "go with --tapproxy, --tapproxy-url or --tapproxy-contract")
     if config.getoption("collectonly"):
         return
     config.pluginmanager.register(ReplaySession(

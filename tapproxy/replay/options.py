@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ class ReplayOptions:
     services: tuple[ServiceListener, ...] = ()
     listen: Address | None = None  # the forward proxy, when asked for
     control: Address | None = None
-    confdir: Path = Path("~/.mitmproxy")
+    confdir: Path = field(default_factory=lambda: Path("~/.mitmproxy").expanduser())
     latency: bool = False  # wait as long as the recorded service took
     strict: bool = False
     record_missing: tuple[tuple[str, str], ...] = ()  # (service or "*", upstream URL)

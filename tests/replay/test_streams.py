@@ -58,7 +58,7 @@ def test_websocket_server_messages_in_recorded_order(record_shop, start_replay):
     assert (stats.matched, stats.unmatched) == (1, 0)
 
 
-def test_websocket_through_the_forward_proxy(record_shop, start_replay):
+def test_websocket_through_the_forward_proxy(record_shop, start_replay, confdir):
     from tapproxy.capture import open_capture
     from tapproxy.proxy.options import Address
     from tests.conftest import free_port
@@ -67,7 +67,7 @@ def test_websocket_through_the_forward_proxy(record_shop, start_replay):
     with open_capture(capture) as reader:
         [handshake] = [x for x in reader.exchanges() if x.websocket]
     listen = Address("127.0.0.1", free_port())
-    r = start_replay(capture, listen=listen)
+    r = start_replay(capture, listen=listen, confdir=confdir)
 
     async def talk():
         got = []
