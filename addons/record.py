@@ -18,15 +18,9 @@ from pathlib import Path
 from mitmproxy import ctx
 
 from tapproxy.proxy.h2c import H2cPriorKnowledge
-from tapproxy.proxy.options import (
-    Address,
-    RecordOptions,
-    parse_address,
-    parse_listen,
-    parse_service,
-    parse_size,
-)
 from tapproxy.proxy.recorder import Recorder
+from tapproxy.supervisor.options import Address
+from tapproxy.supervisor.record_options import record_options
 
 
 class TapproxyRecord:
@@ -48,7 +42,8 @@ class TapproxyRecord:
                           "Control API address HOST:PORT, or 'off'.")
         loader.add_option("tapproxy_redact", bool, True, "Mask credentials before writing.")
         loader.add_option("tapproxy_redact_name", Sequence[str], [],
-                          "Also mask this name as header, query/form field and JSON key.")
+                          "Also mask this name as header, query/form field and JSON key; "
+                          "a NAME starting with $ is a JSON path.")
         loader.add_option("tapproxy_redact_header", Sequence[str], [], "Also mask this header.")
         loader.add_option("tapproxy_redact_json", Sequence[str], [], "Mask this JSON path.")
         loader.add_option("tapproxy_max_body", str, "1m",
@@ -70,21 +65,15 @@ class TapproxyRecord:
         if self.recorder is not None:
             return
         o = ctx.options
-        control = None if o.tapproxy_control == "off" else parse_address(o.tapproxy_control)
-        self.recorder = Recorder(RecordOptions(
-            output=Path(o.tapproxy_output),
-            # mitmdump's own listener, so the recorder refuses requests addressed to it.
-            listen=Address(o.listen_host or "0.0.0.0", o.listen_port or 8080),
-            services=tuple(parse_service(s) for s in o.tapproxy_service),
-            control=control,
-            redact=o.tapproxy_redact,
-            redact_names=tuple(o.tapproxy_redact_name),
-            redact_headers=tuple(o.tapproxy_redact_header),
-            redact_json=tuple(o.tapproxy_redact_json),
-            max_body=parse_size(o.tapproxy_max_body, "tapproxy_max_body"),
-            listeners=parse_listen(o.tapproxy_listener)[1],
-            allow_hosts=tuple(o.allow_hosts),
-            ignore_hosts=tuple(o.ignore_hosts),
+        # mitmdump's own listener, so the recorder refuses requests addressed to it.
+        own = Address(o.listen_host or "0.0.0.0", o.listen_port or 8080)
+        self.recorder = Recorder(record_options(
+            Path(o.tapproxy_output), listen=[str(own), *o.tapproxy_listener],
+            service=o.tapproxy_service, control=o.tapproxy_control,
+            no_redact=not o.tapproxy_redact, redact=o.tapproxy_redact_name,
+            redact_header=o.tapproxy_redact_header, redact_json=o.tapproxy_redact_json,
+            max_body=o.tapproxy_max_body, allow_hosts=o.allow_hosts,
+            ignore_hosts=o.ignore_hosts, spell=lambda name: f"tapproxy_{name}",
         ), trim_tcp_messages=False)  # mitmproxy's own tools may show a tunnel's messages
 
     def client_connected(self, client):

@@ -37,8 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import proxy_overhead as po
 
-from tapproxy.proxy.caller_lookups import CallerLookups
-from tapproxy.proxy.processes import ProcessNamer, _socket_inode, socket_owner
+from tapproxy.supervisor.caller_lookups import CallerLookups
+from tapproxy.supervisor.processes import ProcessNamer, _socket_inode, socket_owner
 
 
 def proc_net_tcp_inode(local: tuple, remote: tuple) -> int | None:

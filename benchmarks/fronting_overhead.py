@@ -125,7 +125,7 @@ def lookup_helper(pid: int) -> int | None:
                     cmdline = f.read()
             except (OSError, ValueError):
                 continue
-            if ppid == pid and b"tapproxy.proxy.processes" in cmdline:
+            if ppid == pid and b"tapproxy.supervisor.processes" in cmdline:
                 return int(p)
     return None
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
 from tapproxy.proxy.runner import RecordingProxy
+from tapproxy.supervisor.options import Address, RecordOptions, ServiceSpec
 
 __all__ = ["DemoResult", "run_demo"]
 

@@ -96,9 +96,9 @@ class TapproxyService:
 
     def __init__(self, session: _Session | None, name: str, argv: Sequence[str],
                  port: int | None, env: dict[str, str] | None) -> None:
-        from tapproxy.proxy.fronting import ServiceProcess
-        from tapproxy.proxy.options import Address
-        from tapproxy.proxy.servicewatch import LogSink, ResourceSampler
+        from tapproxy.supervisor.fronting import ServiceProcess
+        from tapproxy.supervisor.options import Address
+        from tapproxy.supervisor.servicewatch import LogSink, ResourceSampler
 
         self.name = name
         self._sampler = None

@@ -188,9 +188,9 @@ class _Session:
             warnings.simplefilter("ignore", DeprecationWarning)
             import tapproxy.proxy.runner  # noqa: F401
             from tapproxy.proxy.embedded import BackgroundProxy, ControlClient
-            from tapproxy.proxy.fronting import free_loopback_port
-            from tapproxy.proxy.options import Address, RecordOptions
-            from tapproxy.proxy.servicewatch import ServiceJournal
+            from tapproxy.supervisor.fronting import free_loopback_port
+            from tapproxy.supervisor.options import Address, RecordOptions
+            from tapproxy.supervisor.servicewatch import ServiceJournal
 
         try:
             url = self.config.getoption("tapproxy_url")

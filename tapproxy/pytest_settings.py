@@ -17,7 +17,7 @@ import pytest
 from tapproxy.capture.runs import reserve_run
 from tapproxy.contract.model import Contract
 from tapproxy.errors import ContractError, UsageError
-from tapproxy.proxy.options import ServiceSpec, parse_service
+from tapproxy.supervisor.options import ServiceSpec, parse_service
 
 __all__ = ["KEEP", "Settings", "read_settings"]
 

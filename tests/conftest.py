@@ -25,8 +25,8 @@ from aiohttp import web
 from hypothesis import settings
 
 from tapproxy.capture import Exchange, Record, open_capture
-from tapproxy.proxy.options import Address, RecordOptions
 from tapproxy.proxy.runner import RecordingProxy
+from tapproxy.supervisor.options import Address, RecordOptions
 
 pytest_plugins = ("pytester",)
 collect_ignore = ["plugin_suite"]  # the suite test_pytest_plugin.py runs inside pytest

@@ -27,7 +27,7 @@ def _parse_record(args: list[str]) -> dict:
     from tapproxy.cli.app import app
 
     _commands()  # registers every command on the app
-    from tapproxy.proxy.options import parse_address, parse_listen
+    from tapproxy.supervisor.options import parse_address, parse_listen
 
     group = typer.main.get_command(app)
     record = group.get_command(group.context_class(group), "record")

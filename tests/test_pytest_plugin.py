@@ -202,7 +202,7 @@ def test_a_service_started_with_port_is_fronted_and_its_bare_callers_named(suite
     setting at all (orders, its proxy env emptied) is recorded, named by its process."""
     pytester.makepyfile(test_fronted="""
         import json, sys, urllib.request
-        from tapproxy.proxy.fronting import free_loopback_port
+        from tapproxy.supervisor.fronting import free_loopback_port
 
         def test_fronted(tapproxy_service, tapproxy):
             port = free_loopback_port()
@@ -228,7 +228,7 @@ def test_a_service_started_with_port_is_fronted_and_its_bare_callers_named(suite
 
 OUTSIDE = """
     import json, os, socket, subprocess, sys, time, urllib.error, urllib.request
-    from tapproxy.proxy.fronting import free_loopback_port
+    from tapproxy.supervisor.fronting import free_loopback_port
 
     def test_outside(tapproxy_service, tapproxy):
         payments = tapproxy_service(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -35,7 +35,7 @@ def _callee_names(specs: list[str] | None, then=None, capture: Path | None = Non
     """The record transform for `--service` options, then `then` (routes); None if none.
     With `capture`, read first to give each process one name in all its records."""
     from tapproxy.capture.naming import CalleeNames, GivenNames
-    from tapproxy.proxy.options import parse_service
+    from tapproxy.supervisor.options import parse_service
 
     names = CalleeNames([(s.name, s.host, s.port) for s in map(parse_service, specs or ())],
                         then) or None
@@ -61,22 +61,6 @@ RedactHeaders = Annotated[list[str] | None, typer.Option(
 RedactJson = Annotated[list[str] | None, typer.Option(
     help="Mask this JSON path in bodies, e.g. '$.password' or '$..token'.")]
 NoRedact = Annotated[bool, typer.Option("--no-redact", help="Keep credentials as sent.")]
-
-
-def redaction(redact: list[str] | None, redact_header: list[str] | None,
-              redact_json: list[str] | None, no_redact: bool) -> dict[str, Any]:
-    """The redaction options as RecordOptions' fields: the one mapping record and
-    import share. A bad JSON path is a usage error here, before anything starts."""
-    from tapproxy.capture.redact import parse_json_path
-
-    names = tuple(redact or ())
-    paths = (*(n for n in names if n.startswith("$")), *(redact_json or ()))
-    if not no_redact:
-        for p in paths:
-            parse_json_path(p)
-    return {"redact": not no_redact,
-            "redact_names": tuple(n for n in names if not n.startswith("$")),
-            "redact_headers": tuple(redact_header or ()), "redact_json": paths}
 
 
 def _out() -> Console:

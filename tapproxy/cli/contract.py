@@ -1,6 +1,6 @@
 """`tapproxy contract draft`: a contract drafted from recorded traffic.
 
-The drafting is pure (`tapproxy.contract.draft*`); here: reading the captures, choosing
+The drafting is pure (`tapproxy.contract.draft`); here: reading the captures, choosing
 the files to write, and writing each whole or not at all (`tapproxy.atomic`).
 """
 
@@ -40,7 +40,7 @@ def _file_name(*names: str) -> str:
 def _dump(doc: dict, path: Path) -> str:
     """The document as JSON for a .json file, else as YAML."""
     if path.suffix == ".json":
-        from tapproxy.contract.draft_pact import json_text
+        from tapproxy.contract.draft.pact import json_text
 
         return json_text(doc)
     import yaml
@@ -74,7 +74,7 @@ def _out_dir(output: Path, what: str) -> Path:
 
 
 def _openapi_files(traffic, given: str, source: str) -> dict[Path, str]:
-    from tapproxy.contract.draft_openapi import openapi_from_traffic
+    from tapproxy.contract.draft.openapi import openapi_from_traffic
 
     callees = traffic.callees()
     output = Path(given)
@@ -109,9 +109,9 @@ def draft(
 ) -> None:
     """Draft a contract from the calls recorded in captures: a draft passes on the
     traffic it came from and on a re-run of the same tests; review it, then commit it."""
-    from tapproxy.contract.draft import own_from_traffic
-    from tapproxy.contract.draft_pact import pacts_from_traffic
-    from tapproxy.contract.draft_traffic import Traffic, gather
+    from tapproxy.contract.draft.own import own_from_traffic
+    from tapproxy.contract.draft.pact import pacts_from_traffic
+    from tapproxy.contract.draft.traffic import Traffic, gather
     from tapproxy.errors import ContractError
 
     if openapi and pact:

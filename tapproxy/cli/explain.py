@@ -79,8 +79,10 @@ def why(
         reader = stack.enter_context(open_capture(capture))
         records = map(routes, reader) if routes else reader
         for run in runs_by_test(records, only=test):
-            if run.name is None and test is None:
-                continue  # exchanges of no test have no story to tell
+            if run.name is None and (test is not None or total):
+                # Calls outside the tests beside them are no test's story; a capture with
+                # no test at all (`tapproxy record`) is one story of all its calls.
+                continue
             total += 1
             # Contracts name parties as recorded: checked before they are renamed below.
             mismatches = check_test(run.exchanges, contracts, run.name) if contracts else []
@@ -116,7 +118,8 @@ def why(
     if test is not None and total == 0:
         raise _fail(f"{capture}: no test {test!r}")
     if test is None and not as_json:
-        print(f"{told} of {total} tests with a failure to explain", file=sys.stderr)
+        print(f"{told} of {total} tests with a failure to explain" if total or told else
+              f"{capture}: no exchange to explain", file=sys.stderr)
 
 @app.command()
 def stats(

@@ -22,7 +22,6 @@ from tapproxy.cli.app import (
     _fail,
     _out,
     app,
-    redaction,
 )
 
 
@@ -227,6 +226,7 @@ def import_(
     from tapproxy.capture.redact import Redactor
     from tapproxy.capture.writer import CaptureWriter
     from tapproxy.errors import CaptureError
+    from tapproxy.supervisor.record_options import redaction
 
     masks = redaction(redact, redact_header, redact_json, no_redact)
     try:

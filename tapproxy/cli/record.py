@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -23,9 +21,8 @@ from tapproxy.cli.app import (
     RedactNames,
     _print_env,
     app,
-    redaction,
 )
-from tapproxy.errors import ProxyError, UsageError
+from tapproxy.errors import UsageError
 
 
 @app.command()
@@ -93,159 +90,88 @@ def record(
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
     on_interrupt(f"interrupted while starting; {output} was not written")
     from tapproxy.capture.routes import RouteTable
-    from tapproxy.proxy.certs import check_ca_bundle, env_exports
-    from tapproxy.proxy.fronting import ServiceProcess, parse_starts
-    from tapproxy.proxy.options import (
-        RecordOptions,
-        check_listeners,
-        parse_address,
-        parse_caller_process,
-        parse_host_patterns,
-        parse_listen,
-        parse_reverse,
-        parse_seconds,
-        parse_service,
-        parse_size,
-    )
-    from tapproxy.proxy.runner import RecordingProxy
-    from tapproxy.spans.export import traces_url
+    from tapproxy.proxy.certs import check_ca_bundle
+    from tapproxy.supervisor.fronting import ServiceProcess, parse_starts
+    from tapproxy.supervisor.options import check_listeners, parse_seconds
+    from tapproxy.supervisor.record_options import record_options
+    from tapproxy.supervisor.session import record_until_stopped
 
-    unnamed, listeners = parse_listen(listen or ())
     fronts = parse_starts(start or ())
     start_timeout = parse_seconds(start_timeout, "--start-timeout")
     fronted = [ServiceProcess.from_spec(f, start_timeout=start_timeout) for f in fronts]
-    opts = RecordOptions(
-        output=output,
-        listen=unnamed,
-        listeners=listeners,
-        allow_hosts=parse_host_patterns(allow_hosts or (), "--allow-hosts"),
-        ignore_hosts=parse_host_patterns(ignore_hosts or (), "--ignore-hosts"),
-        reverse=(*(parse_reverse(r) for r in reverse or ()),
-                 *(svc.reverse(f.listen) for svc, f in zip(fronted, fronts, strict=True))),
-        services=tuple(parse_service(s) for s in service or ()),
-        control=None if control == "off" else parse_address(control, "--control"),
-        **redaction(redact, redact_header, redact_json, no_redact),
-        routes=tuple(route or ()),
-        confdir=confdir.expanduser(),
-        upstream_ca=upstream_ca,
-        insecure=insecure,
-        idle_timeout=idle_timeout,
-        otlp=traces_url(otlp) if otlp else None,
-        inject_traceparent=inject_traceparent,
-        otlp_receive=parse_address(otlp_receive, "--otlp-receive") if otlp_receive else None,
-        max_body=parse_size(max_body, "--max-body"),
-        process_callers=process_callers,
-        caller_processes=tuple(parse_caller_process(c) for c in caller_process or ()),
-    )
+    opts = record_options(
+        output, listen=listen or (), allow_hosts=allow_hosts or (),
+        ignore_hosts=ignore_hosts or (), reverse=reverse or (),
+        fronted=[svc.reverse(f.listen) for svc, f in zip(fronted, fronts, strict=True)],
+        service=service or (), control=control, redact=redact or (),
+        redact_header=redact_header or (), redact_json=redact_json or (),
+        no_redact=no_redact, route=route or (), confdir=confdir, upstream_ca=upstream_ca,
+        insecure=insecure, idle_timeout=idle_timeout, otlp=otlp,
+        inject_traceparent=inject_traceparent, otlp_receive=otlp_receive, max_body=max_body,
+        process_callers=process_callers, caller_process=caller_process or ())
     RouteTable(opts.routes)  # a bad template is a usage error now
     check_listeners(opts)
     if upstream_ca is not None:
         check_ca_bundle(upstream_ca)
 
-    async def stop_services() -> None:
-        for svc in reversed(fronted):
-            await asyncio.to_thread(svc.stop)
-
     async def run() -> int:
-        # Ctrl-C and SIGTERM are ours from the start: during start-up they stop a service
-        # still coming up and end the run once all is started; no KeyboardInterrupt
-        # cancels a start half done (leaving a service running) or prints a traceback.
-        loop = asyncio.get_running_loop()
-        interrupted = threading.Event()
-        stopping: list[asyncio.Task] = []
-
-        async def shutdown() -> None:
-            await stop_services()  # first, so that their last calls are still recorded
-            proxy.request_stop()
-
-        def on_signal() -> None:
-            interrupted.set()
-            if up and not stopping:
-                stopping.append(loop.create_task(shutdown()))
-
-        up = False  # everything started: a signal now stops the run
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        if interrupted_before():  # a Ctrl-C some library swallowed while this started
-            interrupted.set()
-        # Published once all is up: a start that is interrupted leaves no capture.
-        proxy = RecordingProxy(opts, verbose=verbose, publish=False)
-        await proxy.start()
-        holds = []
-        try:
-            assert proxy.recorder is not None
-            processes = proxy.recorder.processes
-            # Their public ports accept already: a caller that connects now waits until
-            # the service listens (or gets a 502 if it never does).
-            holds = [proxy.hold(svc.upstream, svc.name) for svc in fronted]
-            for svc, held in zip(fronted, holds, strict=True):
-                if interrupted.is_set():
-                    break
-                try:
-                    await asyncio.to_thread(
-                        svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
-                        lambda pid, name=svc.name: processes and processes.add_service(pid,
-                                                                                        name),
-                        abort=interrupted)
-                except ProxyError as e:
-                    held.release(str(e))
-                    raise
-                held.release()
-            if interrupted.is_set():  # between two starts, or after the last one
-                raise ProxyError("start interrupted")
-        except BaseException:
-            for held in holds:  # no-ops for those started; the others will not be
-                held.release("start interrupted")
-            await stop_services()
-            await proxy.stop()
-            if interrupted.is_set():
-                print(f"tapproxy: interrupted while starting; {output} was not written",
-                      file=sys.stderr, flush=True)
-                return 130
-            raise
-        up = True
-        proxy.publish()
-        print(f"# tapproxy {__version__} recording to {output}", flush=True)
-        print(f"# forward proxy at {opts.listen}", flush=True)
-        for n in opts.listeners:
-            print(f"# forward proxy for {n.name} at {n.listen}", flush=True)
-        started = {svc.name: svc for svc in fronted}
-        for r in opts.reverse:
-            svc = started.get(r.name)
-            if svc is not None and r.upstream == svc.upstream:
-                print(f"# {r.name} started (pid {svc.pid}) on private port {svc.private_port}, "
-                      f"fronted at {r.listen}", flush=True)
-            else:
-                print(f"# reverse proxy for {r.name} ({r.upstream}) at {r.listen}", flush=True)
-        if proxy.control is not None:
-            print(f"# control API at http://{proxy.control}", flush=True)
-        if opts.otlp_receive is not None:
-            print(f"# OTLP receiver at http://{opts.otlp_receive}/v1/traces", flush=True)
-        if opts.otlp is not None:
-            print(f"# exporting spans to {opts.otlp}", flush=True)
-        _print_env(env_exports(opts.listen, opts.confdir))
-        sys.stdout.flush()
-        try:
-            await proxy.wait()
-        finally:
-            await stop_services()
-        assert proxy.recorder is not None
-        writer = proxy.recorder.writer
-        tunnels = proxy.recorder.tunnels.count
-        seen = (f"# {proxy.recorder.exchanges} exchanges"
-                + (f" and {tunnels} tunnel{'s' * (tunnels != 1)} (not HTTP)" if tunnels else ""))
-        if writer.failure is None:
-            print(f"{seen} recorded to {output}", flush=True)
-            return 0
-        print(f"{seen} seen; {writer.records_written} records "
-              f"written to {output}, {writer.records_lost} lost", flush=True)
-        print(f"tapproxy: error: {writer.records_lost} records lost: {writer.failure}",
-              file=sys.stderr, flush=True)
-        return 1
+        proxy = await record_until_stopped(
+            opts, fronted, verbose=verbose, interrupted_before=interrupted_before,
+            on_started=lambda proxy: _announce(proxy, fronted))
+        if proxy is None:
+            print(f"tapproxy: interrupted while starting; {output} was not written",
+                  file=sys.stderr, flush=True)
+            return 130
+        return _summary(proxy)
 
     code = asyncio.run(run())
     on_interrupt()  # the loop's close gave SIGINT back to KeyboardInterrupt
     raise typer.Exit(code)
+
+
+def _announce(proxy, fronted) -> None:
+    """What is listening where, and the exports that send a process through the proxy."""
+    from tapproxy.proxy.certs import env_exports
+
+    opts = proxy.options
+    print(f"# tapproxy {__version__} recording to {opts.output}", flush=True)
+    print(f"# forward proxy at {opts.listen}", flush=True)
+    for n in opts.listeners:
+        print(f"# forward proxy for {n.name} at {n.listen}", flush=True)
+    started = {svc.name: svc for svc in fronted}
+    for r in opts.reverse:
+        svc = started.get(r.name)
+        if svc is not None and r.upstream == svc.upstream:
+            print(f"# {r.name} started (pid {svc.pid}) on private port {svc.private_port}, "
+                  f"fronted at {r.listen}", flush=True)
+        else:
+            print(f"# reverse proxy for {r.name} ({r.upstream}) at {r.listen}", flush=True)
+    if proxy.control is not None:
+        print(f"# control API at http://{proxy.control}", flush=True)
+    if opts.otlp_receive is not None:
+        print(f"# OTLP receiver at http://{opts.otlp_receive}/v1/traces", flush=True)
+    if opts.otlp is not None:
+        print(f"# exporting spans to {opts.otlp}", flush=True)
+    _print_env(env_exports(opts.listen, opts.confdir))
+    sys.stdout.flush()
+
+
+def _summary(proxy) -> int:
+    """What was recorded, and exit 1 if records were lost."""
+    output = proxy.options.output
+    assert proxy.recorder is not None
+    writer = proxy.recorder.writer
+    tunnels = proxy.recorder.tunnels.count
+    seen = (f"# {proxy.recorder.exchanges} exchanges"
+            + (f" and {tunnels} tunnel{'s' * (tunnels != 1)} (not HTTP)" if tunnels else ""))
+    if writer.failure is None:
+        print(f"{seen} recorded to {output}", flush=True)
+        return 0
+    print(f"{seen} seen; {writer.records_written} records "
+          f"written to {output}, {writer.records_lost} lost", flush=True)
+    print(f"tapproxy: error: {writer.records_lost} records lost: {writer.failure}",
+          file=sys.stderr, flush=True)
+    return 1
 
 
 @app.command()
@@ -264,7 +190,7 @@ def env(
 ) -> None:
     """Print the shell exports that route a process through the proxy and trust its CA."""
     from tapproxy.proxy.certs import env_exports
-    from tapproxy.proxy.options import check_caller_name, check_name, parse_address
+    from tapproxy.supervisor.options import check_caller_name, check_name, parse_address
 
     if caller:
         check_caller_name(check_name(caller, "--caller"), "--caller")
@@ -276,7 +202,7 @@ def env(
 
 
 def _check_clients(confdir: Path, caller: str | None, tools: list[str] | None) -> int:
-    from tapproxy.proxy.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
+    from tapproxy.supervisor.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
 
     found, notes = find_clients(tools or TOOLS)
     if not found:  # nothing checked is no pass

@@ -1,8 +1,7 @@
-"""The recording proxy: embedded mitmproxy, the recorder addon, identity and control API.
+"""The worker side: mitmproxy's event loop, its listeners and CA, and the recorder addons."""
 
-The names below load on first use: a light module of this package (the caller lookup
-helper runs `python -m tapproxy.proxy.processes`) must not pull in mitmproxy.
-"""
+# The names below load on first use (PEP 562): importing this package, or the light
+# `tapproxy.proxy.embedded` the pytest plugin loads at start-up, must not pull in mitmproxy.
 
 from __future__ import annotations
 
@@ -17,4 +16,4 @@ _WHERE = {"RecordingProxy": "tapproxy.proxy.runner"}
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE.get(name, "tapproxy.proxy.options")), name)
+    return getattr(importlib.import_module(_WHERE.get(name, "tapproxy.supervisor.options")), name)

@@ -126,3 +126,9 @@ def request_streams(flow: http.HTTPFlow, max_body: int) -> bool:
         return length > max_body
     return any(k.lower() == b"transfer-encoding" and b"chunked" in v.lower()
                for k, v in h.fields)
+
+
+def body_size(m: http.Message) -> int:
+    """The length of a message's whole body, also of one streamed and kept in part."""
+    body, whole, _ = body_of(m)
+    return len(body) if whole is None else whole

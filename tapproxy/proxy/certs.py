@@ -6,10 +6,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tapproxy.errors import ProxyError, UsageError
-from tapproxy.proxy.clientenv import ecosystem_exports
-from tapproxy.proxy.options import Address, check_caller_name
+from tapproxy.supervisor.clientenv import ecosystem_exports
+from tapproxy.supervisor.options import Address, check_caller_name
 
-__all__ = ["ca_cert_path", "check_ca_bundle", "env_exports"]
+__all__ = ["ca_cert_path", "check_ca_bundle", "env_exports", "loopback_cert"]
 
 
 def ca_cert_path(confdir: Path) -> Path:
@@ -22,6 +22,26 @@ def ca_cert_path(confdir: Path) -> Path:
     except OSError as e:
         raise ProxyError(f"{confdir}: cannot create the proxy's CA there: {e.strerror}") from e
     return confdir / "mitmproxy-ca-cert.pem"
+
+
+def loopback_cert(confdir: Path, work: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost signed by the CA in `confdir`: its PEM
+    certificate and private key, written into `work`."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from mitmproxy.certs import CertStore
+
+    store = CertStore.from_store(str(confdir), "mitmproxy", 2048)
+    entry = store.get_cert("127.0.0.1", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                         x509.DNSName("localhost")])
+    cert, key = work / "echo-cert.pem", work / "echo-key.pem"
+    cert.write_bytes(entry.cert.to_pem())
+    key.write_bytes(entry.privatekey.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert, key
 
 
 def check_ca_bundle(path: Path) -> None:
@@ -52,7 +72,7 @@ def env_exports(listen: Address, confdir: Path, caller: str | None = None) -> di
     """Variables that send a process's HTTP(S) through the proxy and make it trust the CA.
 
     Both spellings of the proxy variables: curl reads only lower-case `http_proxy`.
-    Node, Java and wget get their own (tapproxy.proxy.clientenv).
+    Node, Java and wget get their own (tapproxy.supervisor.clientenv).
     NO_PROXY is set empty so an inherited one (often `localhost`) cannot bypass the tap.
     The caller's password is ignored by tapproxy; it is there because requests sends no
     Proxy-Authorization for a user without one. gRPC's C core (Python, C++, Ruby, PHP…)

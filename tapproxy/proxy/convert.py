@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from mitmproxy import connection, http
+from mitmproxy import connection, ctx, http
+from mitmproxy.flow import Error
 from mitmproxy.net.http import url
 
 from tapproxy.capture.grpc import merge_messages, split_messages
@@ -224,3 +225,22 @@ def exchange_from_tls_failure(
         error=ErrorInfo("tls", f"client TLS handshake failed: {conn.error}"),
         test=test, test_source=test_source,
     )
+
+
+def name_idle_timeout(flow: http.HTTPFlow) -> None:
+    """Say "timed out" where mitmproxy's idle timer, not the client, ended a silent exchange.
+
+    mitmproxy has no upstream read timeout: its `tcp_timeout` closes the idle client
+    connection and the flow ends as "Client disconnected.". A client that gives up on
+    its own does so before the timer could fire, so the elapsed silence tells them apart.
+    """
+    e = flow.error
+    if e is None or flow.response is not None or e.msg != "Client disconnected.":
+        return
+    timeout = ctx.options.tcp_timeout
+    sc = flow.server_conn
+    last = max(t for t in (flow.request.timestamp_end, flow.request.timestamp_start,
+                           sc.timestamp_tcp_setup, sc.timestamp_tls_setup) if t is not None)
+    if e.timestamp - last >= timeout:
+        flow.error = Error(f"timed out: no response within {timeout} s (idle timeout); "
+                           f"mitmproxy then said: {e.msg}", e.timestamp)

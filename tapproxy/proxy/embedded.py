@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from tapproxy.errors import ProxyError
-from tapproxy.proxy.options import Address, RecordOptions, parse_address
+from tapproxy.supervisor.options import Address, RecordOptions, parse_address
 
 __all__ = ["BackgroundProxy", "ControlClient"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from tapproxy.capture.model import Exchange
 from tapproxy.errors import CaptureError
 from tapproxy.proxy.convert import exchange_from_flow
-from tapproxy.proxy.identity import CalleeNamer, peer_party
+from tapproxy.supervisor.identity import CalleeNamer, peer_party
 
 __all__ = ["import_flows"]
 

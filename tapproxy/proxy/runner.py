@@ -9,14 +9,15 @@ import sys
 
 from tapproxy.errors import ProxyError
 from tapproxy.proxy.h2c import H2cPriorKnowledge
-from tapproxy.proxy.options import Address, RecordOptions
-from tapproxy.proxy.recorder import Recorder, mitmproxy_modes, reverse_mode
+from tapproxy.proxy.recorder import Recorder
 from tapproxy.proxy.reverse_upstreams import (
     Held,
     StartingServices,
     connect_reverse_upstreams_on_request,
 )
+from tapproxy.proxy.routing import mitmproxy_modes, reverse_mode
 from tapproxy.proxy.upstream_tls import UpstreamHandshakeWatch, handshake_limit
+from tapproxy.supervisor.options import Address, RecordOptions
 
 __all__ = ["RecordingProxy"]
 

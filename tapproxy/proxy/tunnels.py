@@ -15,17 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mitmproxy import ctx, tcp
+from mitmproxy import ctx, http, tcp
 from mitmproxy.addons.next_layer import NeedsMoreData
 from mitmproxy.proxy import layer
 from mitmproxy.proxy.layers import TCPLayer
 
 from tapproxy.capture.model import TUNNEL_FIRST_BYTES, TUNNEL_REASONS, ErrorInfo, Party, Tunnel
+from tapproxy.proxy.bodies import body_size
 from tapproxy.proxy.convert import classify_error
 from tapproxy.report.parties import party_name
 
 if TYPE_CHECKING:
-    from tapproxy.proxy.recorder import Recorder
+    from tapproxy.capture.writer import CaptureWriter
+    from tapproxy.proxy.naming import Naming
+    from tapproxy.supervisor.testcases import OpenTests
 
 __all__ = ["TunnelLog", "host_ignored", "unparsed_reason"]
 
@@ -104,9 +107,11 @@ class TunnelLog:
     ignored hosts.
     """
 
-    def __init__(self, recorder: Recorder, warn: Callable[[str], None],
-                 trim_messages: bool = True) -> None:
-        self._recorder = recorder
+    def __init__(self, naming: Naming, tests: OpenTests, writer: CaptureWriter,
+                 warn: Callable[[str], None], trim_messages: bool = True) -> None:
+        self._naming = naming
+        self._tests = tests
+        self._writer = writer
         self._warn = warn
         self._trim = trim_messages
         self._open: dict[str, _Seen] = {}  # by flow id: only tunnels still open
@@ -127,15 +132,15 @@ class TunnelLog:
 
     def tcp_start(self, flow: tcp.TCPFlow):
         # Named once the client's process lookup is done (the raw layer waits for us).
-        return self._recorder.after_lookup(flow.client_conn, self._tcp_start, flow)
+        return self._naming.after_lookup(flow.client_conn, self._tcp_start, flow)
 
     def _tcp_start(self, flow: tcp.TCPFlow) -> None:
-        r = self._recorder
+        n = self._naming
         address = flow.server_conn.address
-        callee = (r.callee_at(flow.client_conn, address[0], address[1]) if address
+        callee = (n.callee_at(flow.client_conn, address[0], address[1]) if address
                   else Party("unknown", "host"))
-        caller = r.caller_of(flow.client_conn)
-        test, test_source = r.tests.attribute(None)
+        caller = n.caller_of(flow.client_conn)
+        test, test_source = self._tests.attribute(None)
         # Not chosen by next_layer: mitmproxy's HTTP layer handed the connection over
         # to raw TCP itself (a 101 answer to an upgrade other than WebSocket).
         reason = flow.metadata.get(_REASON, "raw")
@@ -166,17 +171,20 @@ class TunnelLog:
             # kept them had show_ignored_hosts not been turned on for these hooks.
             flow.messages.clear()
 
-    def left_out(self, flow_id: str, caller: Party, callee: Party, started: int,
-                 error: ErrorInfo | None, test: str | None, test_source: str | None,
-                 sent: int = 0, received: int = 0) -> Tunnel:
+    def left_out(self, flow: http.HTTPFlow, caller: Party, test: str | None,
+                 test_source: str | None, error: ErrorInfo | None = None) -> Tunnel:
         """The record of an HTTP flow to an ignored host that mitmproxy parsed all the same
         (a plain-HTTP request, or a CONNECT that could not reach its server): an
         `ignored` tunnel, so ignored hosts stay out of the exchanges. Counts are of the
         bodies; no bytes are kept."""
+        if error is None and flow.error is not None:
+            error = ErrorInfo(classify_error(flow.error.msg), flow.error.msg)
+        q, r = flow.request, flow.response
         self.count += 1
-        return Tunnel(id=flow_id, caller=caller, callee=callee, reason="ignored",
-                      started=started, ended=time.time_ns(), bytes_from_client=sent,
-                      bytes_from_server=received, error=error, test=test,
+        return Tunnel(id=flow.id, caller=caller, callee=self._naming.callee(flow),
+                      reason="ignored", started=int(q.timestamp_start * 1e9),
+                      ended=time.time_ns(), bytes_from_client=body_size(q),
+                      bytes_from_server=body_size(r) if r else 0, error=error, test=test,
                       test_source=test_source)
 
     def tcp_end(self, flow: tcp.TCPFlow):
@@ -187,7 +195,7 @@ class TunnelLog:
         error = None
         if flow.error is not None:
             error = ErrorInfo(classify_error(flow.error.msg), flow.error.msg)
-        return self._recorder.writer.submit(self._record(flow.id, seen, time.time_ns(), error))
+        return self._writer.submit(self._record(flow.id, seen, time.time_ns(), error))
 
     tcp_error = tcp_end
 

@@ -20,7 +20,7 @@ import logging
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.flow import Error
 
-from tapproxy.proxy.processes import is_loopback
+from tapproxy.supervisor.processes import is_loopback
 
 __all__ = ["UpstreamHandshakeWatch", "handshake_limit"]
 

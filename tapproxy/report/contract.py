@@ -110,6 +110,26 @@ def _mismatch_lines(m: Mismatch, base: Path, width: int) -> list[str]:
     return lines
 
 
+def _signature(m: Mismatch) -> tuple:
+    """What makes two calls' mismatches the same: kind, place, expectation, contract line
+    (the actual value may differ in what does not matter, e.g. an id in the excerpt)."""
+    return (m.kind, m.side, m.where, m.expected, m.actual, str(m.contract))
+
+
+def _wrap_ids(head: str, ids: list[str], width: int, limit: int = 12) -> list[str]:
+    words = [i[:8] for i in ids[:limit]] + ([f"… {len(ids) - limit} more"]
+                                             if len(ids) > limit else [])
+    lines, line = [], head
+    for w in words:
+        if len(line) + 1 + len(w) > width:
+            lines.append(line)
+            line = "      " + w
+        else:
+            line += " " + w
+    lines.append(line)
+    return [printable(x) for x in lines]
+
+
 def check_lines(result: CheckResult, capture: str, width: int = WIDTH,
                 base: Path | None = None) -> list[str]:
     """The mismatches grouped by test and edge, each with expected, actual, the payload
@@ -123,7 +143,19 @@ def check_lines(result: CheckResult, capture: str, width: int = WIDTH,
             lines.append("")
         lines.append(cut_middle(printable(test), width))
         # Each call's mismatches first, then what concerns the test's calls together.
-        for (heading, _), found in sorted(groups[test].items(), key=lambda g: g[0][1] is None):
+        # Calls that broke the contract the same way as an earlier call of the test are
+        # named under it rather than told again (a retry loop, a repeated request).
+        shown: dict[tuple, list[str]] = {}
+        told: list[tuple[tuple, str | None, list[Mismatch]]] = []
+        for (heading, exchange), found in sorted(groups[test].items(),
+                                                  key=lambda g: g[0][1] is None):
+            sig = (heading, *(_signature(m) for m in found))
+            if exchange is not None and sig in shown:
+                shown[sig].append(exchange)
+                continue
+            shown[sig] = []
+            told.append((sig, heading, found))
+        for sig, heading, found in told:
             if heading:
                 lines.append(cut_middle(printable(f"  {heading}"), width))
             for m in found:
@@ -133,6 +165,10 @@ def check_lines(result: CheckResult, capture: str, width: int = WIDTH,
                 lines.append(cut_middle(
                     printable(f"    in full: tapproxy show {capture} --exchange "
                               f"{exchange[:8]}"), width))
+                again = shown[sig]
+                if again:
+                    lines.extend(_wrap_ids(
+                        f"    the same on {_plural(len(again), 'more call')}:", again, width))
     if lines:
         lines.append("")
     lines.extend(coverage_lines(result, width, base))

@@ -65,9 +65,24 @@ def mismatch_lines(mismatches: Sequence[Mismatch], numbers: Mapping[str, int],
         m.exchange_id != root or root is None,
         numbers.get(m.exchange_id or "", 1 << 30)))
     lines = [f"contract mismatches ({len(ordered)}):"]
-    for m in ordered[:limit]:
+    # Calls that broke the contract the same way are one entry: `#2 (also #4, #6)`.
+    same: dict[tuple, list[int]] = {}
+    firsts: list[Mismatch] = []
+    for m in ordered:
         n = numbers.get(m.exchange_id or "")
+        key = (m.kind, m.side, m.where, m.expected, m.actual, str(m.contract))
+        if n is not None and key in same:
+            same[key].append(n)
+            continue
+        same[key] = []
+        firsts.append(m)
+    for m in firsts[:limit]:
+        n = numbers.get(m.exchange_id or "")
+        also = same[(m.kind, m.side, m.where, m.expected, m.actual, str(m.contract))]
         call = f"#{n} " if n is not None else ""
+        if also:
+            call = f"#{n} (also {', '.join(f'#{k}' for k in also[:6])}"
+            call += f", … {len(also) - 6} more) " if len(also) > 6 else ") "
         side = f"{m.side} " if m.side else ""
         lines.extend(_wrap(printable(f"{call}{side}{mismatch_text(m)}"), width, "  "))
         item = f" ({m.item})" if m.item else ""
@@ -76,8 +91,8 @@ def mismatch_lines(mismatches: Sequence[Mismatch], numbers: Mapping[str, int],
             printable(item), max(0, width - 16 - len(where))))
         for line in _around_mark(m.excerpt.splitlines(), excerpt_lines):
             lines.append(cut_middle(printable(f"      │ {line}"), width))
-    if len(ordered) > limit:
-        lines.append(f"  … {len(ordered) - limit} more (tapproxy check lists them all)")
+    if len(firsts) > limit:
+        lines.append(f"  … {len(firsts) - limit} more (tapproxy check lists them all)")
     return lines
 
 

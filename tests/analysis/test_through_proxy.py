@@ -19,7 +19,7 @@ import pytest
 import requests
 from aiohttp import web
 
-from tapproxy.proxy.options import ServiceSpec
+from tapproxy.supervisor.options import ServiceSpec
 from tests.conftest import run_cli, wait_for
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tapproxy.capture.model import Exchange, Party, Request, Timing
 from tapproxy.capture.routes import RouteTable, parse_route
 from tapproxy.errors import UsageError
-from tapproxy.proxy.options import ServiceSpec
+from tapproxy.supervisor.options import ServiceSpec
 
 
 def _x(path: str, callee: str = "shop", route: str | None = None) -> Exchange:

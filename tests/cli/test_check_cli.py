@@ -22,8 +22,8 @@ import requests
 from aiohttp import web
 from jsonschema import Draft4Validator
 
-from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
 from tapproxy.proxy.runner import RecordingProxy
+from tapproxy.supervisor.options import Address, RecordOptions, ServiceSpec
 from tests.conftest import LoopThread, Proxy, Services, free_port, run_cli
 from tests.spans.build import exchange, write_capture
 

@@ -19,8 +19,8 @@ import pytest
 import requests
 from aiohttp import web
 
-from tapproxy.proxy.options import Address, RecordOptions, ServiceSpec
 from tapproxy.proxy.runner import RecordingProxy
+from tapproxy.supervisor.options import Address, RecordOptions, ServiceSpec
 from tests.conftest import LoopThread, Proxy, Services, free_port, run_cli
 
 T = "tests/test_shop.py::"

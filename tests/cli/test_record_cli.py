@@ -743,6 +743,44 @@ def test_mitmdump_addon_records_the_same_format(tmp_path, confdir, shop):
     assert (case.name, case.outcome) == ("test_addon", "passed")
 
 
+def test_mitmdump_addon_takes_a_json_path_in_redact_name_as_the_cli_takes_it_in_redact(
+        tmp_path, confdir, shop):
+    # `--redact '$.note'` is a JSON path for `tapproxy record`; the addon's
+    # tapproxy_redact_name maps through the same function, so it is one there too.
+    port = free_port()
+    output = tmp_path / "addon.tap"
+    err = tmp_path / "mitmdump.stderr"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [MITMDUMP, "-q", "-p", str(port), "-s", ROOT / "addons" / "record.py",
+             "--set", f"tapproxy_output={output}", "--set", f"confdir={confdir}",
+             "--set", "tapproxy_redact_name=$.note"],
+            stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
+    try:
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"mitmdump exited {proc.returncode}: {err.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(ready, what="mitmdump's listener")
+        assert curl("-x", f"http://127.0.0.1:{port}", "-H", "Content-Type: application/json",
+                    "--data", '{"note": "n1", "a": 1}', f"{shop.url}/orders")[0] == 201
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err.read_text()
+    with open_capture(output) as reader:
+        [x] = [r for r in reader if isinstance(r, Exchange)]
+    assert body_json(x.request) == {"note": "<redacted>", "a": 1}
+
+
 def test_mitmdump_addon_names_listeners_and_records_tunnels_and_failed_connects(
         tmp_path, confdir, shop, tcp_server):
     from tapproxy.capture import Tunnel

@@ -281,3 +281,20 @@ def test_show_finds_a_call_by_the_number_why_gives_it_within_its_test(tmp_path) 
     assert run_cli("show", path, "--exchange", f"{TEST}#1").stdout.startswith("exchange 3 ")
     missing = run_cli("show", path, "--exchange", f"{TEST}#3")
     assert missing.returncode == 2 and f"no exchange '{TEST}#3'" in missing.stderr
+
+
+def test_why_of_a_capture_with_no_test_tells_the_story_of_all_its_calls(tmp_path) -> None:
+    # `tapproxy record` without a test harness: the cascade is still explained.
+    path = write_capture(tmp_path / "run.tap", [
+        exchange("a", "curl", "web", 0, 100, status=500, path="/order/1"),
+        exchange("b", "web", "inventory", 5, 90, status=503, path="/items/1"),
+        exchange("c", "curl", "web", 200, 210, path="/health"),
+    ])
+    r = run_cli("why", path.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "(no test)  no outcome"
+    assert "root #2 web → inventory  GET /items/1  503" in lines
+    empty = write_capture(tmp_path / "empty.tap", [])
+    r = run_cli("why", empty.name, cwd=tmp_path)
+    assert r.stdout == "" and r.stderr.strip() == "empty.tap: no exchange to explain"

@@ -17,8 +17,8 @@ from tapproxy.capture import Exchange, GrpcMessage
 from tapproxy.contract import check_records
 from tapproxy.contract.load import detect_kind, load_contract
 from tapproxy.errors import ContractError
-from tapproxy.proxy.options import Address, RecordOptions
 from tapproxy.proxy.runner import RecordingProxy
+from tapproxy.supervisor.options import Address, RecordOptions
 from tests.conftest import LoopThread, Proxy, free_port, wait_for
 from tests.grpc import conftest as grpc_conftest
 from tests.grpc.conftest import HERE, Stubs, servicer

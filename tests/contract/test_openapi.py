@@ -20,7 +20,7 @@ from tapproxy.capture import Exchange, Headers, Party, Request, Response, Timing
 from tapproxy.contract import check_records
 from tapproxy.contract.load import load_contract
 from tapproxy.errors import ContractError
-from tapproxy.proxy.options import ServiceSpec
+from tapproxy.supervisor.options import ServiceSpec
 from tests.conftest import run_cli
 from tests.spans.build import write_capture
 

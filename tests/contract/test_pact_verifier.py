@@ -17,7 +17,7 @@ from aiohttp import web
 
 from tapproxy.contract.check import check_records
 from tapproxy.contract.load import load_contract
-from tapproxy.proxy.options import ServiceSpec
+from tapproxy.supervisor.options import ServiceSpec
 
 pytest.importorskip("pact", reason="pact-python is in the test extra")
 from pact import Pact, Verifier, match

@@ -10,7 +10,7 @@ import sys
 import grpc
 import pytest
 
-from tapproxy.proxy.options import Address, ReverseSpec
+from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port, wait_for
 from tests.grpc.conftest import bidi_lockstep, run_calls
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tapproxy.proxy.options import Address, ReverseSpec
+from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port
 from tests.proxy.test_clients import echo_app
 

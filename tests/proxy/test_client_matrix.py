@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tapproxy.proxy.envcheck import PROBES, node_honours_env_proxy, slug, start_echo
-from tapproxy.proxy.options import Address, RecordOptions, ReverseSpec
 from tapproxy.proxy.runner import RecordingProxy
+from tapproxy.supervisor.envcheck import PROBES, node_honours_env_proxy, slug, start_echo
+from tapproxy.supervisor.options import Address, RecordOptions, ReverseSpec
 from tests.conftest import ROOT, LoopThread, Proxy, free_port, missing_tool, run_cli
 
 CALLER = "matrix"

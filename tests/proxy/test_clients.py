@@ -97,7 +97,7 @@ def test_unnamed_caller_stays_visibly_unknown(start_proxy, echo):
 
 
 def test_service_map_names_callee(start_proxy, echo):
-    from tapproxy.proxy.options import ServiceSpec
+    from tapproxy.supervisor.options import ServiceSpec
 
     proxy = start_proxy(services=(ServiceSpec("orders", "127.0.0.1", echo.port),))
     requests.get(f"{echo.url}/x", proxies={"http": proxy.url}, timeout=10)
@@ -106,7 +106,7 @@ def test_service_map_names_callee(start_proxy, echo):
 
 
 def test_reverse_listener_taps_a_service_that_ignores_proxies(start_proxy, echo):
-    from tapproxy.proxy.options import Address, ReverseSpec
+    from tapproxy.supervisor.options import Address, ReverseSpec
     from tests.conftest import free_port
 
     port = free_port()

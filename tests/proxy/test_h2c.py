@@ -16,7 +16,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tapproxy.proxy.options import Address, ReverseSpec
+from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port
 from tests.proxy.test_protocols import _H2_WRITERS, _serve_h2
 

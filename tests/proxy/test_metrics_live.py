@@ -7,7 +7,7 @@ import json
 import requests
 from aiohttp import web
 
-from tapproxy.proxy.options import ServiceSpec
+from tapproxy.supervisor.options import ServiceSpec
 from tests.conftest import run_cli
 
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tapproxy.capture.encoding import body_json
-from tapproxy.proxy.options import Address, ReverseSpec
+from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port
 from tests.proxy.test_clients import echo_app
 

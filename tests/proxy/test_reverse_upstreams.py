@@ -20,7 +20,7 @@ import requests
 from aiohttp import web
 
 from tapproxy.capture import Exchange, open_capture
-from tapproxy.proxy.options import Address, ReverseSpec
+from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import ROOT, TAPPROXY, free_port, run_cli, wait_for
 
 # Listens on argv[1] once the file argv[2] exists (or exits 3 if argv[3] is "fail");

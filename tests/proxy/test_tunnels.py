@@ -20,7 +20,7 @@ from aiohttp import web
 
 from tapproxy.capture import Exchange, Tunnel
 from tapproxy.capture.model import TUNNEL_FIRST_BYTES
-from tapproxy.proxy.options import Address, ListenerSpec
+from tapproxy.supervisor.options import Address, ListenerSpec
 from tests.conftest import free_port, wait_for
 
 GREETING = b"220 tcp-echo ready\r\n"

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import requests
 
-from tapproxy.proxy.options import Address, ReverseSpec
+from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port
 
 

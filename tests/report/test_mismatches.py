@@ -12,6 +12,7 @@ from tapproxy.contract.model import Location, Mismatch
 from tapproxy.report.mismatches import (
     call_label,
     failure_details,
+    mismatch_lines,
     mismatch_text,
     passing_summary,
     summary_line,
@@ -159,3 +160,12 @@ def test_a_contract_under_the_working_directory_is_named_relative_to_it(tmp_path
     # Elsewhere: the whole path (it is there to be opened), the item cut to make room.
     line = mismatch_lines([m], {"x1": 2}, base=tmp_path / "elsewhere")[2]
     assert line.startswith(f"      contract: {tmp_path}/contracts/c.yaml:4:7"), line
+
+
+def test_calls_broken_the_same_way_are_one_entry_naming_the_others() -> None:
+    ms = [_mismatch(xid=f"x{i}") for i in range(1, 5)] + [_mismatch(where="/sku", xid="x5")]
+    lines = mismatch_lines(ms, {f"x{i}": i * 2 for i in range(1, 6)}, base=Path.cwd())
+    assert lines[0] == "contract mismatches (5):"
+    entries = [line for line in lines if line.startswith("  #")]
+    assert entries == ['  #2 (also #4, #6, #8) response /qty: expected integer, got "3"',
+                       '  #10 response /sku: expected integer, got "3"']

@@ -18,8 +18,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tapproxy.proxy.options import Address, ServiceSpec
 from tapproxy.spans.stream import spans_of_capture
+from tapproxy.supervisor.options import Address, ServiceSpec
 from tests.conftest import free_port, run_cli
 
 

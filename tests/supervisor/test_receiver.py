@@ -9,9 +9,9 @@ import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from tapproxy.capture.model import SpanBatch
-from tapproxy.proxy.options import Address
 from tapproxy.spans.model import Span
 from tapproxy.spans.otlp import decode_batch, to_otlp_json, to_readable
+from tapproxy.supervisor.options import Address
 from tests.conftest import free_port
 
 SPAN = Span(0x1234, 0x56, 0x78, "GET /c", "server", "C", 10, 20, {"http.route": "/c"})

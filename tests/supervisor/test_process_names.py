@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tapproxy.proxy.process_names import ProcessNames
+from tapproxy.supervisor.process_names import ProcessNames
 
 
 def facts(pid: int, exe: str = "python3.12", service: str | None = None,

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tapproxy.capture import Exchange, open_capture
-from tapproxy.proxy.options import Address, ReverseSpec
-from tapproxy.proxy.own_addresses import OwnAddresses, ip_of
+from tapproxy.supervisor.options import Address, ReverseSpec
+from tapproxy.supervisor.own_addresses import OwnAddresses, ip_of
 from tests.conftest import ROOT, TAPPROXY, free_port
 
 # Each of these is 127.0.0.1 (or this machine) to inet_aton / getaddrinfo.

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import tapproxy
 from tapproxy.capture.model import Party
-from tapproxy.proxy.identity import address_of
-from tapproxy.proxy.options import ProcessRule
-from tapproxy.proxy.process_names import ProcessName, ProcessNames
-from tapproxy.proxy.processes import is_local
+from tapproxy.supervisor.identity import address_of
+from tapproxy.supervisor.options import ProcessRule
+from tapproxy.supervisor.process_names import ProcessName, ProcessNames
+from tapproxy.supervisor.processes import is_local
 
 __all__ = ["CallerLookups"]
 
@@ -92,7 +92,7 @@ class CallerLookups:
         rules = json.dumps([[r.pattern, r.name] for r in self._rules])
         try:
             self._helper = subprocess.Popen(
-                [sys.executable, "-m", "tapproxy.proxy.processes", rules],
+                [sys.executable, "-m", "tapproxy.supervisor.processes", rules],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             assert self._helper.stdin is not None and self._helper.stdout is not None
             os.set_blocking(self._helper.stdin.fileno(), False)

@@ -15,9 +15,9 @@ from aiohttp import web
 
 from tapproxy.capture.model import SpanBatch
 from tapproxy.errors import ProxyError, TapproxyError
-from tapproxy.proxy.identity import address_of
-from tapproxy.proxy.options import Address
 from tapproxy.spans.otlp import parse_request
+from tapproxy.supervisor.identity import address_of
+from tapproxy.supervisor.options import Address
 
 __all__ = ["OtlpReceiver"]
 

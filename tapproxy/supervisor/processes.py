@@ -15,7 +15,7 @@ every fd of every process on each call (~33 ms of CPU here), so it is not used.
 Everything here blocks on /proc and netlink, and each of those system calls would hand
 Python's GIL back and forth with mitmproxy's event loop if run on a thread of its process
 (measured: ~11 context switches and +460 µs of the loop's CPU per connection). So it runs
-in a helper process, `python -m tapproxy.proxy.processes RULES`, which answers lookups
+in a helper process, `python -m tapproxy.supervisor.processes RULES`, which answers lookups
 read from stdin (`serve`); `caller_lookups.CallerLookups` is the event loop's side.
 """
 
@@ -34,7 +34,7 @@ from fnmatch import fnmatchcase
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from tapproxy.proxy.options import ProcessRule
+from tapproxy.supervisor.options import ProcessRule
 
 __all__ = ["SUPPORTED", "ProcessNamer", "is_local", "is_loopback", "listener_owner", "serve",
            "socket_owner"]

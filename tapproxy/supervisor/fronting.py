@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from tapproxy.errors import ProxyError, UsageError
-from tapproxy.proxy.options import (
+from tapproxy.supervisor.options import (
     Address,
     ReverseSpec,
     check_caller_name,
@@ -230,7 +230,7 @@ class ServiceProcess:
         there and is waited for until it exits, with its error (Linux; elsewhere, yes)."""
         import psutil
 
-        from tapproxy.proxy.processes import SUPPORTED, listener_owner
+        from tapproxy.supervisor.processes import SUPPORTED, listener_owner
 
         if not SUPPORTED or self._proc is None:
             return True

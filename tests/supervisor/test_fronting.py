@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tapproxy.errors import ProxyError, UsageError
-from tapproxy.proxy.fronting import ServiceProcess
-from tapproxy.proxy.options import Address
+from tapproxy.supervisor.fronting import ServiceProcess
+from tapproxy.supervisor.options import Address
 from tests.cli.test_fronting_cli import alive
 from tests.conftest import wait_for
 
@@ -114,7 +114,7 @@ def test_stop_ends_grandchildren_that_left_its_process_group(tmp_path: Path):
 def test_a_private_port_another_process_listens_on_is_not_taken_for_the_service():
     # Two pytest-xdist workers can be handed the same free port: the second service
     # cannot listen there, and must not be taken for up because the first one is.
-    from tapproxy.proxy.processes import SUPPORTED
+    from tapproxy.supervisor.processes import SUPPORTED
 
     if not SUPPORTED:
         pytest.skip("process lookup needs Linux /proc")

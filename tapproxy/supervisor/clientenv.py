@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tapproxy.errors import ProxyError
-from tapproxy.proxy.options import Address
+from tapproxy.supervisor.options import Address
 
 __all__ = ["TRUSTSTORE_PASSWORD", "ecosystem_exports", "java_options", "java_truststore",
            "wgetrc"]

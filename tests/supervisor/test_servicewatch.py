@@ -9,7 +9,7 @@ import sys
 import time
 
 from tapproxy.capture import ResourceSample, ServiceLog
-from tapproxy.proxy.servicewatch import LogSink, ResourceSampler, ServiceJournal
+from tapproxy.supervisor.servicewatch import LogSink, ResourceSampler, ServiceJournal
 from tests.conftest import wait_for
 
 

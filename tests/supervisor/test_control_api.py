@@ -15,7 +15,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tapproxy.proxy.options import Address
+from tapproxy.supervisor.options import Address
 
 
 def _curl(*args: str) -> subprocess.CompletedProcess:
@@ -178,7 +178,7 @@ def test_the_control_api_does_not_import_the_recorder():
     """control.py drives a small protocol; recorder.py imports it, not the other way round."""
     import ast
 
-    import tapproxy.proxy.control as control
+    import tapproxy.supervisor.control as control
 
     tree = ast.parse(Path(control.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tapproxy.proxy.envcheck import (
+from tapproxy.supervisor.envcheck import (
     BYPASSED,
     FAILED,
     RECORDED,

@@ -18,10 +18,10 @@ import time
 
 import pytest
 
-from tapproxy.proxy.options import Address, ProcessRule, ReverseSpec
-from tapproxy.proxy.processes import SUPPORTED, serve
+from tapproxy.supervisor.options import Address, ProcessRule, ReverseSpec
+from tapproxy.supervisor.processes import SUPPORTED, serve
 from tests.conftest import free_port, wait_for
-from tests.proxy.test_processes import NO_PROXY_ENV, callers, curl
+from tests.supervisor.test_processes import NO_PROXY_ENV, callers, curl
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="process lookup needs Linux /proc")
 
@@ -119,7 +119,7 @@ def test_the_helper_ends_with_the_proxy(start_proxy):
 def test_lookups_queued_behind_a_full_pipe_are_all_answered():
     # More lookups than the pipe holds (64 KiB) while the helper is frozen: the rest waits
     # in our buffer, and every one is answered once it runs again.
-    from tapproxy.proxy.caller_lookups import CallerLookups
+    from tapproxy.supervisor.caller_lookups import CallerLookups
 
     class Client:  # what CallerLookups reads of a mitmproxy client connection
         def __init__(self, port: int) -> None:

@@ -14,8 +14,8 @@ import sys
 import pytest
 import requests
 
-from tapproxy.proxy.options import ProcessRule
-from tapproxy.proxy.processes import SUPPORTED
+from tapproxy.supervisor.options import ProcessRule
+from tapproxy.supervisor.processes import SUPPORTED
 from tests.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="process lookup needs Linux /proc")

@@ -23,7 +23,7 @@ import functools
 import ipaddress
 import socket
 
-from tapproxy.proxy.options import Address
+from tapproxy.supervisor.options import Address
 
 __all__ = ["OwnAddresses", "OwnConnections", "ip_of"]
 

@@ -7,8 +7,8 @@ import binascii
 from urllib.parse import urlsplit
 
 from tapproxy.capture.model import Party
-from tapproxy.proxy.options import ReverseSpec, ServiceSpec
-from tapproxy.proxy.own_addresses import OwnAddresses
+from tapproxy.supervisor.options import ReverseSpec, ServiceSpec
+from tapproxy.supervisor.own_addresses import OwnAddresses
 
 __all__ = ["CalleeNamer", "OwnListeners", "address_of", "caller_from_proxy_auth", "peer_party"]
 

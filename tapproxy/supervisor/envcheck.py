@@ -13,7 +13,6 @@ and https; a call the client completed that the proxy did not record went around
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import re
 import shutil
@@ -226,8 +225,8 @@ async def run_check(confdir: Path, clients: Sequence[Client], caller: str | None
     """Run every client against a loopback echo through a proxy of its own."""
     from tapproxy.capture import Exchange, open_capture
     from tapproxy.proxy.certs import ca_cert_path, env_exports
-    from tapproxy.proxy.options import Address, RecordOptions
     from tapproxy.proxy.runner import RecordingProxy
+    from tapproxy.supervisor.options import Address, RecordOptions
 
     ca = ca_cert_path(confdir)
     base_env = dict(os.environ if env is None else env)
@@ -338,20 +337,10 @@ async def start_echo(confdir: Path, work: Path) -> EchoService:
 
 
 def _echo_tls(confdir: Path, work: Path) -> ssl.SSLContext:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from mitmproxy.certs import CertStore
+    from tapproxy.proxy.certs import loopback_cert
 
-    store = CertStore.from_store(str(confdir), "mitmproxy", 2048)
-    entry = store.get_cert("127.0.0.1", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                         x509.DNSName("localhost")])
-    cert, key = work / "echo-cert.pem", work / "echo-key.pem"
-    cert.write_bytes(entry.cert.to_pem())
-    key.write_bytes(entry.privatekey.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(*loopback_cert(confdir, work))
     return context
 
 

@@ -39,9 +39,9 @@ from tapproxy.analysis.metrics import Metrics
 from tapproxy.capture.excerpt import records_of_test
 from tapproxy.capture.model import TestCase
 from tapproxy.errors import CaptureError, UsageError
-from tapproxy.proxy.options import ServiceSpec, parse_address
-from tapproxy.proxy.testcases import OpenTests, TestCaseError
 from tapproxy.report.stats import metrics_json
+from tapproxy.supervisor.options import ServiceSpec, parse_address
+from tapproxy.supervisor.testcases import OpenTests, TestCaseError
 
 __all__ = ["CAPTURE_TYPE", "MAX_BODY", "MAX_NAME", "ControlServer", "Controlled"]
 

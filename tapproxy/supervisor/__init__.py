@@ -1,0 +1,1 @@
+"""The supervisor side: what runs beside the proxy and never imports mitmproxy."""

@@ -1,0 +1,103 @@
+"""A recording run's start-up and shutdown: the proxy, then the services it fronts, each
+let through once it listens; on SIGINT/SIGTERM the services first, then the proxy.
+
+The worker side (tapproxy.proxy) is loaded only when a run starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from tapproxy.errors import ProxyError
+from tapproxy.supervisor.fronting import ServiceProcess
+from tapproxy.supervisor.options import RecordOptions
+
+if TYPE_CHECKING:
+    from tapproxy.proxy.runner import RecordingProxy
+
+__all__ = ["record_until_stopped"]
+
+
+async def record_until_stopped(
+    opts: RecordOptions, fronted: Sequence[ServiceProcess], *, verbose: bool,
+    on_started: Callable[[RecordingProxy], None],
+    interrupted_before: Callable[[], bool] = lambda: False,
+) -> RecordingProxy | None:
+    """Record until SIGINT/SIGTERM; `on_started(proxy)` once everything listens and the
+    capture is published. The stopped proxy, or None if a signal came while starting
+    (every service stopped, no capture written). ProxyError if something cannot start.
+
+    `interrupted_before()`: a Ctrl-C some library swallowed while this was loading.
+    """
+    from tapproxy.proxy.certs import env_exports
+    from tapproxy.proxy.runner import RecordingProxy
+
+    async def stop_services() -> None:
+        for svc in reversed(fronted):
+            await asyncio.to_thread(svc.stop)
+
+    # Ctrl-C and SIGTERM are ours from the start: during start-up they stop a service
+    # still coming up and end the run once all is started; no KeyboardInterrupt
+    # cancels a start half done (leaving a service running) or prints a traceback.
+    loop = asyncio.get_running_loop()
+    interrupted = threading.Event()
+    stopping: list[asyncio.Task] = []
+
+    async def shutdown() -> None:
+        await stop_services()  # first, so that their last calls are still recorded
+        proxy.request_stop()
+
+    def on_signal() -> None:
+        interrupted.set()
+        if up and not stopping:
+            stopping.append(loop.create_task(shutdown()))
+
+    up = False  # everything started: a signal now stops the run
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    if interrupted_before():
+        interrupted.set()
+    # Published once all is up: a start that is interrupted leaves no capture.
+    proxy = RecordingProxy(opts, verbose=verbose, publish=False)
+    await proxy.start()
+    holds = []
+    try:
+        assert proxy.recorder is not None
+        processes = proxy.recorder.processes
+        # Their public ports accept already: a caller that connects now waits until
+        # the service listens (or gets a 502 if it never does).
+        holds = [proxy.hold(svc.upstream, svc.name) for svc in fronted]
+        for svc, held in zip(fronted, holds, strict=True):
+            if interrupted.is_set():
+                break
+            try:
+                await asyncio.to_thread(
+                    svc.start, env_exports(opts.listen, opts.confdir, caller=svc.name),
+                    lambda pid, name=svc.name: processes and processes.add_service(pid, name),
+                    abort=interrupted)
+            except ProxyError as e:
+                held.release(str(e))
+                raise
+            held.release()
+        if interrupted.is_set():  # between two starts, or after the last one
+            raise ProxyError("start interrupted")
+    except BaseException:
+        for held in holds:  # no-ops for those started; the others will not be
+            held.release("start interrupted")
+        await stop_services()
+        await proxy.stop()
+        if interrupted.is_set():
+            return None
+        raise
+    up = True
+    proxy.publish()
+    on_started(proxy)
+    try:
+        await proxy.wait()
+    finally:
+        await stop_services()
+    return proxy
