@@ -62,11 +62,11 @@ class ReplaySession:
             return
         with warnings.catch_warnings():  # mitmproxy's imports warn; the output is the user's
             warnings.simplefilter("ignore", DeprecationWarning)
-            from tapproxy.proxy.fronting import free_loopback_port
-            from tapproxy.proxy.options import Address
             from tapproxy.replay import BackgroundReplay, Replay, noise_mask
             from tapproxy.replay.matching import CRITERIA
             from tapproxy.replay.options import ReplayOptions
+            from tapproxy.supervisor.fronting import free_loopback_port
+            from tapproxy.supervisor.options import Address
 
         self.listen = Address("127.0.0.1", free_loopback_port())
         opts = ReplayOptions(capture=self.capture, criteria=CRITERIA, listen=self.listen,
@@ -117,7 +117,7 @@ class ReplaySession:
 
     def start_live(self, name: str, argv: Sequence[str], env: dict[str, str] | None):
         """The real service, started plainly on a private port (--tapproxy-record-missing)."""
-        from tapproxy.proxy.fronting import ServiceProcess
+        from tapproxy.supervisor.fronting import ServiceProcess
 
         process = ServiceProcess(name, list(argv), env=env)
         process.start()

@@ -59,7 +59,6 @@ def replay(
     """Serve recorded responses in place of the services until SIGINT/SIGTERM."""
     on_interrupt(f"interrupted while starting the replay of {capture}")
     from tapproxy.errors import UsageError
-    from tapproxy.proxy.options import parse_address
     from tapproxy.replay.matching import parse_criteria
     from tapproxy.replay.options import (
         ReplayOptions,
@@ -68,6 +67,7 @@ def replay(
         plan_listeners,
     )
     from tapproxy.replay.runner import Replay, noise_mask
+    from tapproxy.supervisor.options import parse_address
 
     if latency not in ("none", "recorded"):
         raise UsageError(f"bad --latency {latency!r}: expected none or recorded")

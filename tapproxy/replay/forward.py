@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 from tapproxy.capture.model import is_grpc_content_type
 from tapproxy.errors import ReplayError, TapproxyError
-from tapproxy.proxy.options import Address
 from tapproxy.replay.answer import Answer, failure_answer, grpc_failure
 from tapproxy.replay.options import ReplayOptions
 from tapproxy.replay.server import TEST_HEADER, ReplayListeners, view_of
+from tapproxy.supervisor.options import Address
 
 __all__ = ["ForwardReplay"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tapproxy.errors import ReplayError, UsageError
-from tapproxy.proxy.options import Address, check_name, parse_address
+from tapproxy.supervisor.options import Address, check_name, parse_address
 
 __all__ = ["FIRST_PORT", "ReplayOptions", "ServiceListener", "bind_listeners",
            "parse_service_listener", "parse_upstream", "plan_listeners"]

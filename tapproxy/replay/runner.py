@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tapproxy.errors import ReplayError, UsageError
-from tapproxy.proxy.options import Address
 from tapproxy.replay.index import CaptureIndex
 from tapproxy.replay.matcher import Matcher, ReplayStats
 from tapproxy.replay.matching import Mask
 from tapproxy.replay.options import ReplayOptions, bind_listeners
 from tapproxy.replay.server import ReplayListeners
 from tapproxy.report.columns import cut_end
+from tapproxy.supervisor.options import Address
 
 __all__ = ["BackgroundReplay", "Replay", "noise_mask"]
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from aiohttp import WSMsgType, web
 
-from tapproxy.proxy.options import Address, ReverseSpec
 from tapproxy.replay import BackgroundReplay, Replay, noise_mask
 from tapproxy.replay.matching import parse_criteria
 from tapproxy.replay.options import ReplayOptions, plan_listeners
+from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port
 
 

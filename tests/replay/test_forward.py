@@ -13,7 +13,7 @@ import requests
 import trustme
 
 from tapproxy.proxy.certs import env_exports
-from tapproxy.proxy.options import Address
+from tapproxy.supervisor.options import Address
 from tests.conftest import free_port
 from tests.proxy.test_protocols import server_tls
 from tests.replay.conftest import orders_app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grpc
 
-from tapproxy.proxy.options import Address, ReverseSpec
+from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port
 from tests.grpc.conftest import Outcome, _show, _trailing, bidi_lockstep
 

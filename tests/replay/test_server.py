@@ -123,7 +123,7 @@ def test_record_missing_sends_misses_live_and_appends_them_to_a_new_capture(
 
 
 def test_control_api_scopes_requests_to_the_test_it_opened(record_shop, start_replay):
-    from tapproxy.proxy.options import Address
+    from tapproxy.supervisor.options import Address
 
     def script(urls):
         for test in ("test_a", "test_b"):

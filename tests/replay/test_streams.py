@@ -60,7 +60,7 @@ def test_websocket_server_messages_in_recorded_order(record_shop, start_replay):
 
 def test_websocket_through_the_forward_proxy(record_shop, start_replay, confdir):
     from tapproxy.capture import open_capture
-    from tapproxy.proxy.options import Address
+    from tapproxy.supervisor.options import Address
     from tests.conftest import free_port
 
     capture = record_shop(_streams)
