@@ -3,8 +3,8 @@
 The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
-__all__ = ["CaptureError", "ContractError", "ProxyError", "ReplayError", "SpansError",
-           "TapproxyError", "UsageError"]
+__all__ = ["CaptureError", "ContractError", "ProxyError", "ReplayError", "ReportError",
+           "SpansError", "TapproxyError", "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -21,6 +21,10 @@ class ContractError(TapproxyError):
 
 class ProxyError(TapproxyError):
     """The recording proxy cannot start or run as asked (bad spec, port in use)."""
+
+
+class ReportError(TapproxyError):
+    """A report cannot be written (names the output file)."""
 
 
 class SpansError(TapproxyError):

@@ -244,6 +244,8 @@ class _Session:
         """The captures to name: the proxy's, and the plugin's own when that is another
         (with --tapproxy-url: the output of the services the fixtures started)."""
         paths = [("capture", str(self.shown_capture))]
+        if not self.config.getoption("tapproxy_url"):  # written at session end, see there
+            paths.append(("report", str(self.capture.with_suffix(".html"))))
         if self.shown_capture != self.capture and self.services_started:
             paths.append(("services' output", str(self.capture)))
         return paths
@@ -278,6 +280,10 @@ class _Session:
             merge_captures(self.parts, self.capture, {"pytest": True})
             for p in self.parts:
                 p.unlink(missing_ok=True)
+            if not self.config.getoption("tapproxy_url"):  # the HTML report beside it
+                from tapproxy.report.html.write import report_beside
+
+                report_beside(self.capture)
         if self.settings.reserved:
             prune_runs(self.capture.parent, self.settings.keep, self.capture)
 

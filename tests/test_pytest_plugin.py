@@ -81,11 +81,13 @@ payments: <resources>
  +<t> ! ERROR card declined: issuer said no
 
 capture: {capture}
+report: {capture.with_suffix(".html")}
 the log lines whole (lines above are cut to 80 columns):
   tapproxy show {capture} --logs --test test_shop.py::test_declined_card --service payments"""
     raw = re.search(r"^-+ tapproxy -+\n(.*?)\n(?==+ |- generated)", result.stdout.str(),
                     re.S | re.M).group(1)
-    assert all(len(line) <= 80 for line in raw.splitlines() if str(capture) not in line)
+    assert all(len(line) <= 80 for line in raw.splitlines()
+               if str(capture.with_suffix("")) not in line)  # paths: the capture, its report
     # The section's references resolve in the capture the run leaves behind.
     ref = re.search(r"--exchange ([0-9a-f-]{13})\b", raw).group(1)
     shown = run_cli("show", capture, "--exchange", ref)
@@ -96,7 +98,8 @@ the log lines whole (lines above are cut to 80 columns):
     assert "payments ! ERROR card declined: issuer said no" in logs, logs
     summary = result.stdout.str().rsplit("- tapproxy -", 1)[1].split("\n=")[0]
     assert "test_shop.py::test_declined_card\n  orders → payments POST /charges 500" in summary
-    assert all(len(line) <= 80 for line in summary.splitlines() if str(capture) not in line)
+    assert all(len(line) <= 80 for line in summary.splitlines()
+               if str(capture.with_suffix("")) not in line)
 
     tree = ET.parse(pytester.path / "junit.xml")
     [case] = tree.iter("testcase")
@@ -575,14 +578,16 @@ def test_the_last_captures_are_kept_and_older_ones_removed(pytester, confdir):
     result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "-k", "test_one",
                   "--tapproxy-keep=3")
     result.assert_outcomes(passed=1)
-    new = sorted(set(runs.iterdir()) - {*old, mine})
+    new = sorted(set(runs.glob("*.tap")) - {*old, mine})
     assert len(new) == 1
-    assert sorted(runs.iterdir()) == sorted([*old[-2:], mine, *new])
+    assert sorted(runs.glob("*.tap")) == sorted([*old[-2:], mine, *new])
+    assert list(runs.glob("*.html")) == [new[0].with_suffix(".html")]  # its report
     pytester.makeini("[pytest]\ntapproxy_keep = 1\n")
     result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "-k", "test_one")
     result.assert_outcomes(passed=1)
-    [last] = set(runs.iterdir()) - {mine}
+    [last] = set(runs.glob("*.tap")) - {mine}
     assert last not in new
+    assert list(runs.glob("*.html")) == [last.with_suffix(".html")]  # pruned with its run
     assert any(isinstance(r, TestCase) for r in _records(last))
 
 
@@ -607,7 +612,7 @@ def test_two_runs_at_once_get_captures_of_their_own(pytester, confdir):
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
     assert all(p.read_bytes() == b"an earlier run" for p in held)
-    new = sorted(set(runs.iterdir()) - set(held))
+    new = sorted(set(runs.glob("*.tap")) - set(held))  # each beside its report
     assert len(new) == 2
     runs_seen = []
     for path in new:

@@ -49,4 +49,5 @@ def prune_runs(directory: Path, keep: int, current: Path) -> list[Path]:
     removed = [p for _, _, p in runs[:max(0, len(runs) - (keep - 1))]]
     for p in removed:
         p.unlink(missing_ok=True)
+        p.with_suffix(".html").unlink(missing_ok=True)  # its report (pytest --tapproxy)
     return removed

@@ -53,3 +53,13 @@ def test_pruning_keeps_the_newest_and_never_the_current_or_a_run_going_on(tmp_pa
     assert sorted(os.listdir(tmp_path)) == sorted(
         p.name for p in (*old[2:], going_on, other, current))
     assert prune_runs(tmp_path, 0, current) == []
+
+
+def test_a_pruned_capture_takes_its_report_along(tmp_path):
+    runs = [_run(tmp_path, f"20260101-00000{i}.tap", age=100 - i) for i in range(3)]
+    for p in runs:
+        p.with_suffix(".html").write_text("report")  # what pytest --tapproxy writes
+    prune_runs(tmp_path, 2, runs[2])
+    assert sorted(os.listdir(tmp_path)) == [
+        "20260101-000001.html", "20260101-000001.tap", "20260101-000002.html",
+        "20260101-000002.tap"]
