@@ -42,6 +42,7 @@ from tapproxy.capture import (
     open_capture,
 )
 from tapproxy.capture.runs import prune_runs
+from tapproxy.capture.select import TestIndex
 from tapproxy.errors import ProxyError, TapproxyError
 from tapproxy.pytest_contracts import PROPERTIES, ContractWatch
 from tapproxy.pytest_handles import TEST_CALLER, Tapproxy, TapproxyService
@@ -157,6 +158,7 @@ class _Session:
         self.proxy = None  # BackgroundProxy when embedded
         self.control = None  # ControlClient
         self.proxy_capture: Path | None = None  # the proxy's, read here (embedded)
+        self._tests_seen: TestIndex | None = None  # where its tests' exchanges are
         self.shown_capture: Path = self.capture  # what the footer names
         self._envs: dict[str | None, dict[str, str]] = {}
         self.journal = None
@@ -252,6 +254,9 @@ class _Session:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._tests_seen is not None:
+            self._tests_reader.close()
+            self._tests_seen = None
         if not self.controller:
             for svc in reversed(self.services.values()):
                 svc.stop()
@@ -386,8 +391,13 @@ class _Session:
         """The exchanges recorded so far for the test `nodeid` (ProxyError if unknowable)."""
         if self.proxy_capture is not None:
             self.control.flush()
-            with open_capture(self.proxy_capture) as reader:
-                return [x for x in reader.exchanges() if x.test == nodeid]
+            # Read once over the session: each call reads only what was written since.
+            if self._tests_seen is None:
+                self._tests_reader = open_capture(self.proxy_capture)
+                self._tests_seen = TestIndex(self._tests_reader)
+            else:
+                self._tests_seen.update()
+            return self._tests_seen.exchanges(nodeid)
         # A running proxy: its capture may not be readable here, so ask it for the test's.
         data = self.control.test_records(nodeid)
         fd, name = tempfile.mkstemp(prefix=".tapproxy-test-", suffix=".tap")

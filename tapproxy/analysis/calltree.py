@@ -222,7 +222,7 @@ _LOOKED_UP = ("process", "proxy-user", "service", "rule")
 def build_call_tree(exchanges: Iterable[Exchange]) -> CallTree:
     """The tree of exchanges (of one test), ordered by start then id."""
     ordered = sorted(exchanges, key=lambda x: (x.timing.request_start, x.id))
-    given = GivenNames(ordered)  # one name per process, also before it was given
+    given = GivenNames((x.caller, x.callee) for x in ordered)  # one name per process
     if given:
         ordered = [given(x) for x in ordered]
     aliases, unplaced, hosts = _stand_ins(ordered)

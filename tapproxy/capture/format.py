@@ -15,7 +15,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import msgpack
@@ -24,7 +24,16 @@ from tapproxy.capture.codec import (
     header_from_wire,
     record_from_wire,
 )
-from tapproxy.capture.model import Exchange, Record, SessionHeader
+from tapproxy.capture.fastwire import (
+    KIND_BYTES,
+    WIRE_KINDS,
+    Unusual,
+    decode_parties,
+    decode_record,
+    peek_kind,
+)
+from tapproxy.capture.index import read_index
+from tapproxy.capture.model import Exchange, Party, Record, SessionHeader
 from tapproxy.errors import CaptureError
 
 __all__ = ["FORMAT_MINOR", "FORMAT_VERSION", "FRAME", "MAGIC", "CaptureReader", "new_header",
@@ -37,7 +46,9 @@ FORMAT_VERSION = 1  # bumped only for changes an older reader would misread
 # 3 added tunnel records (connections not parsed as HTTP).
 # 4 added request/response trailers and grpc_messages.
 # 5 added service_log and resource_sample records (services the pytest plugin starts).
-FORMAT_MINOR = 6
+# 6 added pid and command to parties named by their process.
+# 7 added the closing index and index_end records (capture.index).
+FORMAT_MINOR = 7
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
 _MAX_FRAME = 1 << 31
 _MAX_CHECK = 64 << 20  # above this, a frame past the end is taken as cut off unexamined
@@ -78,6 +89,7 @@ class CaptureReader:
         except BaseException:
             self._file.close()
             raise
+        self._first = self._offset  # where the records start
 
     def _fail(self, what: str) -> CaptureError:
         return CaptureError(f"{self.path}: {what}")
@@ -95,10 +107,10 @@ class CaptureReader:
                 raise self._fail("empty file, not a tapproxy capture")
             raise self._fail("not a tapproxy capture" + _guess_kind(magic))
         self._offset = len(MAGIC)
-        frame = self._next_frame(header=True)
-        if frame is None:
+        payload = self._next_payload()
+        if payload is None:
             raise self._fail("truncated before the end of its header record")
-        d = frame
+        d = self._unpack(payload, len(MAGIC), header=True)
         if not isinstance(d, dict) or d.get("kind") != "header":
             raise self._fail("first record is not a capture header")
         version = d.get("version")
@@ -114,12 +126,9 @@ class CaptureReader:
         except CaptureError as e:
             raise self._fail(f"record 0 at byte {len(MAGIC)} (header) is malformed: {e}") from None
 
-    def _next_frame(self, header: bool = False) -> object | None:
-        """The next decoded frame, or None at a clean end or a truncated tail.
-
-        Arrays decode as tuples (records are immutable, and headers' pairs need no copy),
-        except in the header record, whose free-form `meta` keeps lists.
-        """
+    def _next_payload(self) -> bytes | None:
+        """The next frame's payload, its CRC checked; None at a clean end or a truncated
+        tail."""
         start = self._offset
         head = self._file.read(FRAME.size)
         if not head:
@@ -146,6 +155,14 @@ class CaptureReader:
                              "mismatch (damaged bytes, not a cut-off end)")
         self._offset = end
         self._index += 1
+        return payload
+
+    def _unpack(self, payload: bytes, start: int, header: bool = False) -> object:
+        """A payload as msgpack builds it, for `codec` to check field by field.
+
+        Arrays decode as tuples (records are immutable, and headers' pairs need no copy),
+        except in the header record, whose free-form `meta` keeps lists.
+        """
         try:
             return msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=header)
         except Exception as e:  # msgpack raises several unrelated types
@@ -192,28 +209,51 @@ class CaptureReader:
         return self.records()
 
     def records(
-        self, follow: bool = False, poll: float = 0.1, stop: Callable[[], bool] | None = None
+        self, follow: bool = False, poll: float = 0.1, stop: Callable[[], bool] | None = None,
+        kinds: Collection[type] | None = None,
     ) -> Iterator[Record]:
-        """Yield each record. With `follow`, wait for more at the end until `stop()` is true."""
+        """Yield each record. With `follow`, wait for more at the end until `stop()` is true.
+
+        `kinds` (record types, e.g. (Exchange, TestCase)): only those; the others are
+        skipped without being decoded where their kind can be seen from their first bytes.
+        """
+        wanted = None if kinds is None else frozenset(WIRE_KINDS[k] for k in kinds)
+        types = None if kinds is None else tuple(kinds)
         while True:
             start = self._offset
-            frame = self._next_frame()
-            if frame is None:
+            payload = self._next_payload()
+            if payload is None:
                 if not follow:
                     return
                 if stop is not None and stop():
                     # One more read: a record may have landed between the read and stop().
-                    frame = self._next_frame()
-                    if frame is None:
+                    payload = self._next_payload()
+                    if payload is None:
                         return
                 else:
                     self.truncated, self.problem = False, None
                     time.sleep(poll)
                     continue
-            record = self._record(frame, start)
-            if record is not None:
-                self._last = (self._index - 1, start)
-                yield record
+            peeked = peek_kind(payload)
+            if peeked is not None:
+                kind = KIND_BYTES.get(peeked)
+                if kind is None or (wanted is not None and kind not in wanted):
+                    continue  # a kind this version does not know, or one not asked for
+            record = self._decode(payload, start, peeked)
+            if record is None or (types is not None and not isinstance(record, types)):
+                continue
+            self._last = (self._index - 1, start)
+            yield record
+
+    def _decode(self, payload: bytes, start: int, peeked: bytes | None) -> Record | None:
+        """The record in `payload`: the fast path for the common shape, else `codec`."""
+        kind = None if peeked is None else KIND_BYTES.get(peeked)
+        if kind is not None:
+            try:
+                return decode_record(kind, payload)
+            except Unusual:
+                pass
+        return self._record(self._unpack(payload, start), start)
 
     def _record(self, frame: object, start: int) -> Record | None:
         if not isinstance(frame, dict):
@@ -251,16 +291,65 @@ class CaptureReader:
         index, start = position
         self._file.seek(start)
         self._offset, self._index = start, index
-        frame = self._next_frame()
-        record = None if frame is None else self._record(frame, start)
+        payload = self._next_payload()
+        record = None if payload is None else self._decode(payload, start, peek_kind(payload))
         if record is None:
             raise self._fail(f"record {index} at byte {start} is gone: the file changed "
                              "while it was read")
         return record
 
+    def process_parties(self) -> Iterator[tuple[Party, Party]]:
+        """(caller, callee) of each exchange where either was named by its process (has
+        a pid), the rest of each record left unbuilt: for a first pass that needs only
+        which process was given which name (GivenNames)."""
+        while (payload := self._next_payload()) is not None:
+            peeked = peek_kind(payload)
+            if peeked is not None and KIND_BYTES.get(peeked) != "exchange":
+                continue
+            if peeked is not None:
+                try:
+                    pair = decode_parties(payload)
+                except Unusual:
+                    pass
+                else:
+                    if pair is not None:
+                        yield pair
+                    continue
+            start = self._offset - FRAME.size - len(payload)
+            record = self._decode(payload, start, None)
+            if isinstance(record, Exchange) and (record.caller.pid is not None
+                                                 or record.callee.pid is not None):
+                yield record.caller, record.callee
+
+    def index(self) -> dict[str, bytes] | None:
+        """The index of tests written at the end of a capture closed cleanly (see
+        capture.index: read it with `records_of_tests`); None when there is no sound one.
+        Reading it leaves the iteration where it was."""
+        try:
+            return read_index(self._file, self._first, os.fstat(self._file.fileno()).st_size)
+        except OSError:
+            return None
+        finally:
+            self._file.seek(self._offset)
+
+    def rewind(self) -> None:
+        """Start the iteration again from the first record."""
+        self.resume((1, self._first))
+
+    @property
+    def next_position(self) -> tuple[int, int]:
+        """(record number, byte offset) where the iteration goes on: for `resume`."""
+        return self._index, self._offset
+
+    def resume(self, position: tuple[int, int]) -> None:
+        """Go on iterating from a `next_position` seen before (after `record_at`)."""
+        self._index, self._offset = position
+        self._file.seek(self._offset)
+        self.truncated, self.problem = False, None
+
     def exchanges(self) -> Iterator[Exchange]:
         """Only the exchange records, in the order they completed."""
-        return (r for r in self.records() if isinstance(r, Exchange))
+        return self.records(kinds=(Exchange,))  # type: ignore[return-value]
 
     def close(self) -> None:
         self._file.close()

@@ -59,16 +59,17 @@ class Headers:
     Immutable, like the records.
     """
 
-    __slots__ = ("_fields", "_raw")
+    __slots__ = ("_fields", "_memo", "_raw")
 
     def __init__(self, fields: tuple[tuple[str, str], ...] = ()) -> None:
         self._fields: tuple[tuple[str, str], ...] | None = tuple(fields)
         self._raw: tuple[tuple[bytes, bytes], ...] | None = None
+        self._memo: dict[str, str | None] | None = None
 
     @classmethod
     def from_raw(cls, raw: tuple[tuple[bytes, bytes], ...]) -> Headers:
         h = cls.__new__(cls)
-        h._fields, h._raw = None, raw
+        h._fields, h._raw, h._memo = None, raw, None
         return h
 
     @property
@@ -88,11 +89,33 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name` (case-insensitive), or `default`."""
+        # Answers are kept: readers ask the same few again and again (is_grpc's
+        # content-type, for every span and status of an exchange).
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        elif name in memo:
+            value = memo[name]
+            return default if value is None else value
+        value = memo[name] = self._get(name)
+        return default if value is None else value
+
+    def _get(self, name: str) -> str | None:
         lname = name.lower()
+        if self._fields is None and lname.isascii():
+            # Compared as bytes, decoding only the value found: readers ask for one or
+            # two headers of records whose other headers they never look at. A name
+            # that is not ASCII is compared as text (str.lower maps e.g. U+212A to "k").
+            bname = lname.encode()
+            for k, v in self._raw:  # type: ignore[union-attr]
+                if (k.lower() == bname if k.isascii()
+                        else k.decode("utf-8", _SE).lower() == lname):
+                    return v.decode("utf-8", _SE)
+            return None
         for k, v in self.fields:
             if k.lower() == lname:
                 return v
-        return default
+        return None
 
     def get_all(self, name: str) -> list[str]:
         lname = name.lower()
@@ -272,7 +295,9 @@ class GrpcMessage:
 
 def is_grpc_content_type(content_type: str | None) -> bool:
     """application/grpc or application/grpc+<codec> (not gRPC-Web), parameters aside."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
+    if not content_type or "grpc" not in content_type.lower():
+        return False  # most calls: one cheap test, as every span and status asks
+    ctype = content_type.split(";")[0].strip().lower()
     return ctype == "application/grpc" or ctype.startswith("application/grpc+")
 
 

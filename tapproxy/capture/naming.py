@@ -57,11 +57,13 @@ class GivenNames:
     """A record transform: a party named by its executable (`process`) gets the one name
     the same process (PID and command line) was given elsewhere; `then` runs after it."""
 
-    def __init__(self, exchanges: Iterable[Exchange],
+    def __init__(self, parties: Iterable[tuple[Party, Party]],
                  then: Callable[[Record], Record] | None = None) -> None:
+        """`parties`: (caller, callee) of the exchanges, or of those where a party has a
+        pid (CaptureReader.process_parties()): only those count."""
         given: dict[tuple[int, str], set[str]] = {}
-        for x in exchanges:
-            for p in (x.caller, x.callee):
+        for pair in parties:
+            for p in pair:
                 if p.pid is not None and p.source in _GIVEN:
                     given.setdefault((p.pid, p.command or ""), set()).add(p.name)
         # A process given two names (a test client playing two callers) keeps its own.

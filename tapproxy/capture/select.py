@@ -77,20 +77,33 @@ class TestIndex:
     One pass over the capture keeps two integers per exchange (its record number and
     byte offset), not the exchanges: memory stays small and each test is found without
     reading the capture again (`why --baseline` did, once per test: quadratic).
-    `only`: a test name or glob, as `select` takes it.
+    `only`: a test name or glob, as `select` takes it. `update()` reads what was
+    appended since (a capture still being written: the pytest plugin asks for each
+    test's exchanges, and reading the capture again each time was quadratic too).
     """
 
     __test__ = False  # not a pytest class
 
     def __init__(self, reader: CaptureReader, only: str | None = None) -> None:
         self._reader = reader
+        self._only = only
         self._at: dict[str | None, array] = {}
-        for r in reader:
-            if isinstance(r, Exchange) and (only is None or test_matches(only, r.test)):
+        self._next: tuple[int, int] | None = None
+        self.update()
+
+    def update(self) -> None:
+        """Note the exchanges written since the last pass (whole records only)."""
+        reader, only = self._reader, self._only
+        if self._next is not None:  # back from where `exchanges` read
+            reader.resume(self._next)
+        for r in reader.records(kinds=(Exchange,)):
+            assert isinstance(r, Exchange)
+            if only is None or test_matches(only, r.test):
                 at = self._at.get(r.test)
                 if at is None:
                     at = self._at[r.test] = array("q")
                 at.extend(reader.position)
+        self._next = reader.next_position
 
     def exchanges(self, test: str | None) -> list[Exchange]:
         """The exchanges of `test` (None: of no test), in the order they were written."""

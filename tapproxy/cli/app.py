@@ -44,7 +44,7 @@ def _callee_names(specs: list[str] | None, then=None, capture: Path | None = Non
 
         def readable(reader):  # the reading proper says where a damaged capture stops
             with contextlib.suppress(TapproxyError):
-                yield from reader.exchanges()
+                yield from reader.process_parties()
 
         with open_capture(capture) as reader:
             names = GivenNames(readable(reader), names) or None

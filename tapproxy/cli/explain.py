@@ -46,8 +46,9 @@ def why(
     from tapproxy.analysis.failure import first_failure
     from tapproxy.analysis.grouping import runs_by_test
     from tapproxy.capture.format import open_capture
+    from tapproxy.capture.index import records_of_tests
     from tapproxy.capture.routes import RouteTable
-    from tapproxy.capture.select import TestIndex
+    from tapproxy.capture.select import TestIndex, test_matches
     from tapproxy.contract.incremental import check_test
     from tapproxy.contract.load import load_contracts
     from tapproxy.report.hints import unnamed_callee_hints
@@ -77,13 +78,20 @@ def why(
             return [as_shown(routes(x) if routes else x) for x in baselines.exchanges(name)]
 
         reader = stack.enter_context(open_capture(capture))
-        records = map(routes, reader) if routes else reader
+        source = reader
+        if test is not None:  # its records only: from the capture's index when it has one
+            source = (r for _, r in records_of_tests(reader, lambda n: test_matches(test, n)))
+        records = map(routes, source) if routes else source
         for run in runs_by_test(records, only=test):
             if run.name is None and (test is not None or total):
                 # Calls outside the tests beside them are no test's story; a capture with
                 # no test at all (`tapproxy record`) is one story of all its calls.
                 continue
             total += 1
+            if (test is None and not limits and baselines is None and not contracts
+                    and run.outcome not in ("failed", "error")
+                    and not any(x.failed or (x.status or 0) >= 400 for x in run.exchanges)):
+                continue  # a passing test where nothing failed: no story, as below, sooner
             # Contracts name parties as recorded: checked before they are renamed below.
             mismatches = check_test(run.exchanges, contracts, run.name) if contracts else []
             # Parties named as printed (IP:PORT, ?IP), also in what the story says of them.

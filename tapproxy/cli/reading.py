@@ -62,9 +62,10 @@ def show(
         _show_logs(capture, test, only, as_json)
         return
     from tapproxy.capture.format import open_capture
+    from tapproxy.capture.index import records_of_tests
     from tapproxy.capture.model import TestCase, Tunnel
     from tapproxy.capture.protobuf import ProtoSchema
-    from tapproxy.capture.select import numbered_rows, select
+    from tapproxy.capture.select import numbered_rows, select, test_matches
     from tapproxy.report.jsonl import exchange_json, tunnel_json
     from tapproxy.report.printable import json_line
     from tapproxy.report.text import print_exchange, print_table, print_tunnel
@@ -81,11 +82,20 @@ def show(
                     tests[r.name] = r
                 yield names(r) if names else r
 
-        rows = select(numbered_rows(records()), test, only, errors)
+        def indexed():
+            for row, r in records_of_tests(reader, lambda n: test_matches(test, n)):
+                if isinstance(r, TestCase):
+                    tests[r.name] = r
+                else:
+                    yield row, names(r) if names else r
+
+        # One test's rows: from the capture's index when it has one.
+        numbered = indexed() if test is not None else numbered_rows(records())
+        rows = select(numbered, test, only, errors)
         if exchange is not None:
             found = (_find_in_test(rows, *_test_call(exchange)) if _test_call(exchange)
                      else _find_exchange(rows, exchange))
-            for _ in records():  # test outcomes are written after their exchanges
+            for _ in numbered:  # test outcomes are written after their exchanges
                 pass
             _check_tail(reader)
             if found is None:

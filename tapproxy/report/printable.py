@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 
-__all__ = ["json_line", "printable", "terminal"]
+__all__ = ["json_line", "printable", "safe_line", "terminal"]
 
 # C0 and C1 controls, DEL, bidirectional overrides and isolates (they reorder what is
 # shown: "Trojan Source"), and lone surrogates (undecodable bytes, surrogateescape).
@@ -41,6 +41,12 @@ def printable(text: str, lines: bool = False) -> str:
     """`text` with control characters as `\\x1b`-style escapes (`lines`: keep line breaks
     and tabs, for bodies)."""
     return (_LINES if lines else _ONE_LINE).sub(_escape, text)
+
+
+def safe_line(line: str) -> str:
+    """A line written past the console (no colours to render) escaped as the console
+    would escape it: what `printable` missed still cannot reach the terminal."""
+    return _SEGMENT.sub(_escape, line) if _SEGMENT.search(line) else line
 
 
 def json_line(obj: object) -> str:

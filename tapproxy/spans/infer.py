@@ -144,6 +144,7 @@ class Synthesizer:
             list[Span], Candidate, list[Finding]]:
         """The spans of one exchange, the candidate it is for its callee's calls, findings."""
         tp = parse_traceparent(x.request.headers.get("traceparent"))
+        grpc = x.is_grpc  # once: the attributes and statuses of both spans ask
         client_id, server_id = span_id_for(x.id, "client"), span_id_for(x.id, "server")
         injected = tp is not None and tp.parent_id == client_id
         findings: list[Finding] = []
@@ -168,9 +169,9 @@ class Synthesizer:
                 events = (SpanEvent("tapproxy.context_lost", start,
                                     {"tapproxy.incoming_exchange_id": parent.exchange_id,
                                      "message": f.message}),)
-            name, attrs = client_attributes(x, self._bodies)
+            name, attrs = client_attributes(x, self._bodies, grpc)
             attrs[INFERENCE] = how
-            status, message = span_status(x, "client")
+            status, message = span_status(x, "client", grpc)
             links = tuple(SpanLink(o.trace_id, o.span_id, {INFERENCE: "ambiguous candidate"})
                           for o in others)
             spans.append(Span(trace_id, client_id, client_parent, name, "client",
@@ -179,9 +180,9 @@ class Synthesizer:
             server_parent, server_how = client_id, "header" if injected else "exchange"
 
         if server_saw_request(x):
-            name, attrs = server_attributes(x, self._bodies)
+            name, attrs = server_attributes(x, self._bodies, grpc)
             attrs[INFERENCE] = server_how
-            status, message = span_status(x, "server")
+            status, message = span_status(x, "server", grpc)
             s_start = x.timing.request_end or start
             s_end = x.timing.response_end or x.timing.response_start or end
             spans.append(Span(trace_id, server_id, server_parent, name, "server",

@@ -7,6 +7,7 @@ for 4xx and 5xx, server spans for 5xx only; a transport failure is an error with
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 from tapproxy.capture.credentials import mask_path_params, mask_query, name_test
@@ -53,16 +54,19 @@ def _is_secret_param(name: str) -> bool:
     return name.lower() in _SECRET_QUERY or _is_credential(name)
 
 
+@lru_cache(maxsize=4096)  # pure, and most calls repeat the same few URLs
 def _redact_query(query: str) -> str:
     """Only the values of secret parameters change; the rest stays exactly as sent."""
     return mask_query(query, _is_secret_param, _REDACTED)[0]
 
 
+@lru_cache(maxsize=4096)  # pure, and most calls repeat the same few URLs
 def _redact_path(path: str) -> str:
     """Session ids in path parameters (`/cart;jsessionid=…`) are replaced, like queries'."""
     return mask_path_params(path, _is_secret_param, _REDACTED)[0]
 
 
+@lru_cache(maxsize=4096)  # pure, and most calls repeat the same few URLs
 def _redact_url(url: str) -> str:
     """Credentials in the URL are replaced, never exported."""
     try:
@@ -85,11 +89,11 @@ def _error_type(x: Exchange, threshold: int) -> str | None:
     return x.error.kind if x.error is not None else None
 
 
-def span_status(x: Exchange, kind: str) -> tuple[str, str]:
+def span_status(x: Exchange, kind: str, grpc: bool = True) -> tuple[str, str]:
     """("error", message) or ("unset", ""): client 4xx/5xx, server 5xx, transport errors;
     for gRPC, the grpc-status (see `spans.rpc`)."""
     threshold = 400 if kind == "client" else 500
-    if (rpc := rpc_status(x, kind)) is not None:
+    if grpc and (rpc := rpc_status(x, kind)) is not None:
         return rpc
     if x.error is not None:
         return "error", f"{x.error.kind}: {x.error.message}"
@@ -138,9 +142,11 @@ def _bodies(x: Exchange, attrs: dict) -> None:
         attrs["tapproxy.response.body"] = _text(x.response)
 
 
-def client_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str, object]]:
-    """(span name, attributes) of the CLIENT span: the caller's view of the call."""
-    if (rpc := rpc_attributes(x, "client")) is not None:
+def client_attributes(x: Exchange, bodies: bool = False, grpc: bool = True
+                      ) -> tuple[str, dict[str, object]]:
+    """(span name, attributes) of the CLIENT span: the caller's view of the call.
+    `grpc` False: the caller knows `x` is no gRPC call (x.is_grpc), not to ask again."""
+    if grpc and (rpc := rpc_attributes(x, "client")) is not None:
         return _with_common(x, rpc, bodies)
     attrs: dict[str, object] = {}
     method = _method(x, attrs)
@@ -151,9 +157,10 @@ def client_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str,
     return method, attrs
 
 
-def server_attributes(x: Exchange, bodies: bool = False) -> tuple[str, dict[str, object]]:
+def server_attributes(x: Exchange, bodies: bool = False, grpc: bool = True
+                      ) -> tuple[str, dict[str, object]]:
     """(span name, attributes) of the SERVER span: the callee's view of the request."""
-    if (rpc := rpc_attributes(x, "server")) is not None:
+    if grpc and (rpc := rpc_attributes(x, "server")) is not None:
         return _with_common(x, rpc, bodies)
     attrs: dict[str, object] = {}
     method = _method(x, attrs)

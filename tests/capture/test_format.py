@@ -168,8 +168,11 @@ FAST = settings(
 )
 
 
-def write_capture(path: Path, records, header: SessionHeader = HEADER) -> bytes:
-    writer = CaptureWriter(path, header)
+def write_capture(path: Path, records, header: SessionHeader = HEADER,
+                  index: bool = False) -> bytes:
+    # Without the closing index by default: these tests are about the records' frames
+    # (the index's own are in test_index.py).
+    writer = CaptureWriter(path, header, index=index)
     for record in records:
         writer.write(record)
     writer.close()
@@ -855,3 +858,25 @@ def test_a_long_capture_does_not_pile_up_in_the_page_cache(tmp_path):
         ids = [r.id for r in reader]
         assert not reader.truncated
     assert ids == [f"x{i}" for i in range(n)]
+
+
+# --- reading only some kinds ----------------------------------------------------------
+
+
+def test_records_of_the_kinds_asked_for_only(tmp_path):
+    path = tmp_path / "kinds.tap"
+    write_capture(path, ALL_KINDS)
+    with open_capture(path) as reader:
+        got = list(reader.records(kinds=(TestCase, Tunnel)))
+    assert got == [r for r in ALL_KINDS if isinstance(r, TestCase | Tunnel)]
+    assert got
+
+
+def test_kinds_are_found_in_maps_another_tool_wrote_in_any_key_order(tmp_path):
+    path = tmp_path / "order.tap"
+    test = {"name": "t1", "started": T0, "ended": T0 + 1, "outcome": "passed", "kind": "test"}
+    other = {"service": "a", "stream": "stdout", "line": "hi", "timestamp": T0,
+             "kind": "service_log"}
+    path.write_bytes(MAGIC + frame(HEADER_WIRE) + frame(other) + frame(test))
+    with open_capture(path) as reader:
+        assert list(reader.records(kinds=(TestCase,))) == [TestCase("t1", T0, T0 + 1, "passed")]

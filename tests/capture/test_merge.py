@@ -21,7 +21,7 @@ T0 = 1_767_225_600_000_000_000
 
 
 def _write(path, records):
-    w = CaptureWriter(path, new_header({"worker": path.stem}))
+    w = CaptureWriter(path, new_header({"worker": path.stem}), index=False)  # as a killed one
     for r in records:
         w.write(r)
     w.close()

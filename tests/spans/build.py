@@ -72,9 +72,11 @@ def exchange(
     )
 
 
-def write_capture(path: Path, records: Iterable[Record], meta: dict | None = None) -> Path:
-    """A real capture file: the real writer, a real header."""
-    writer = CaptureWriter(path, new_header(meta))
+def write_capture(path: Path, records: Iterable[Record], meta: dict | None = None,
+                  index: bool = True) -> Path:
+    """A real capture file: the real writer, a real header (`index`: and the closing
+    index, as a capture closed cleanly has; without it, as a killed recorder's)."""
+    writer = CaptureWriter(path, new_header(meta), index=index)
     for r in records:
         writer.write(r)
     writer.close()

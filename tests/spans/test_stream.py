@@ -148,7 +148,7 @@ def test_exchanges_of_no_test_come_in_windows(tmp_path: Path) -> None:
 
 
 def test_a_truncated_capture_yields_what_is_whole_and_reports_the_tail(tmp_path: Path) -> None:
-    path = write_capture(tmp_path / "run.tap", interleaved())
+    path = write_capture(tmp_path / "run.tap", interleaved(), index=False)  # a killed one's
     data = path.read_bytes()
     path.write_bytes(data[:-7])  # the last record (REFUND's TestCase) is cut
     tails: list[str] = []

@@ -1,0 +1,27 @@
+"""Headers read from raw bytes answer as the decoded fields do, asked once or again."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tapproxy.capture import Headers
+
+_NAMES = st.sampled_from(["content-type", "Content-Type", "x-a", "K", "\u212a", "ÄÖ", "k"])
+_RAW = st.lists(st.tuples(_NAMES.map(lambda s: s.encode()),
+                          st.binary(max_size=8)), max_size=6)
+
+
+@given(raw=_RAW, asked=st.lists(_NAMES, max_size=6))
+def test_a_raw_lookup_is_the_decoded_lookup(raw, asked):
+    fast = Headers.from_raw(tuple(raw))
+    slow = Headers(tuple((k.decode("utf-8", "surrogateescape"),
+                          v.decode("utf-8", "surrogateescape")) for k, v in raw))
+    for name in asked + asked:  # twice: kept answers are the same answers
+        assert fast.get(name) == slow.get(name)
+        assert fast.get(name, "-") == slow.get(name, "-")
+
+
+def test_the_kelvin_sign_lowercases_to_k_as_text_does():
+    h = Headers.from_raw((("\u212a".encode(), b"1"),))
+    assert h.get("k") == "1"
