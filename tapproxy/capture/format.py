@@ -273,9 +273,10 @@ class CaptureReader:
         `records`). The fields' types are the caller's to check; `record_at` checks all."""
         while True:
             start = self._offset
-            frame = self._next_frame()
-            if frame is None:
+            payload = self._next_payload()
+            if payload is None:
                 return
+            frame = self._unpack(payload, start)
             if not isinstance(frame, dict):
                 raise self._fail(f"record {self._index - 1} at byte {start} is not a map")
             self._last = (self._index - 1, start)
