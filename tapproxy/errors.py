@@ -4,7 +4,7 @@ The CLI turns any TapproxyError into one line on stderr and exit code 2.
 """
 
 __all__ = ["CaptureError", "ContractError", "DemoError", "DiffError", "ProxyError",
-           "ReportError", "SpansError", "TapproxyError", "UsageError"]
+           "ReplayError", "ReportError", "SpansError", "TapproxyError", "UsageError"]
 
 
 class TapproxyError(Exception):
@@ -41,3 +41,7 @@ class SpansError(TapproxyError):
 
 class UsageError(TapproxyError):
     """A command-line value is malformed."""
+
+
+class ReplayError(TapproxyError):
+    """A capture cannot be replayed as asked (no exchanges, an unknown service, a port)."""

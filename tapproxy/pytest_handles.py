@@ -102,6 +102,9 @@ class TapproxyService:
 
         self.name = name
         self._sampler = None
+        if getattr(session, "replaying", False):
+            self._replayed(session, argv, port, env)
+            return
         if session is None:
             self._process = ServiceProcess(name, argv, env=env, private_port=port)
             self._process.start()
@@ -136,6 +139,21 @@ class TapproxyService:
             self.stop()
             raise
 
+    def _replayed(self, session, argv: Sequence[str], port: int | None,
+                  env: dict[str, str] | None) -> None:
+        """Served from the capture (pytest --tapproxy-replay); started as well, plainly,
+        only where it answers what the capture lacks (--tapproxy-record-missing)."""
+        self._process = None
+        live = None
+        if session.record_missing:
+            self._process = session.start_live(self.name, argv, env)
+            live = f"http://127.0.0.1:{self._process.private_port}"
+        try:
+            self.port = session.serve(self.name, port, live)
+        except BaseException:
+            self.stop()
+            raise
+
     def _spawned(self, session: _Session, pid: int) -> None:
         self._sampler.start(pid)
         if session.proxy is not None:  # its calls are `name` even without the proxy env
@@ -148,7 +166,7 @@ class TapproxyService:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid
+        return self._process.pid if self._process is not None else None
 
     def __repr__(self) -> str:
         return f"<tapproxy service {self.name} at {self.url}>"
@@ -156,4 +174,5 @@ class TapproxyService:
     def stop(self) -> None:
         if self._sampler is not None:
             self._sampler.stop()
-        self._process.stop()
+        if self._process is not None:
+            self._process.stop()

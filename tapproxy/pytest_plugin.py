@@ -7,6 +7,9 @@
     --tapproxy-service NAME=HOST[:PORT]   name a service started outside the fixtures
     --tapproxy-contract [SERVICE=]FILE    check each test's calls against a contract
     --tapproxy-contract-strict            a passing test whose calls broke it errors
+    --tapproxy-replay CAPTURE             serve the services from a capture instead
+                                          (tapproxy.pytest_replay); with
+    --tapproxy-record-missing             what it lacks goes to the started services
 
 Without --tapproxy, `tapproxy_service` still starts the services, plainly, so a suite
 runs and fails as it would without tapproxy; the `tapproxy` fixture is then an error.
@@ -85,6 +88,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tapproxy-inject-traceparent", action="store_true",
                     help="Give requests without trace context a traceparent, so "
                          "instrumented services join each test's trace.")
+    group.addoption("--tapproxy-replay", metavar="CAPTURE",
+                    help="Serve every tapproxy_service from CAPTURE instead of starting "
+                         "it; a request the capture cannot answer fails its test.")
+    group.addoption("--tapproxy-record-missing", action="store_true",
+                    help="With --tapproxy-replay: start the services too and send them "
+                         "what the capture lacks, recorded to CAPTURE-missing.tap.")
     parser.addini("tapproxy_keep", f"Captures kept in .tapproxy/ (default {KEEP}; 0: all).",
                   default=str(KEEP))
     parser.addini("tapproxy_services", "NAME=HOST[:PORT] lines naming services started "
@@ -97,6 +106,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("tapproxy_replay") or config.getoption("tapproxy_record_missing"):
+        _configure_replay(config)
+        return
     if not (config.getoption("tapproxy") or config.getoption("tapproxy_url")):
         if config.getoption("tapproxy_contract") or config.getoption(
                 "tapproxy_contract_strict"):  # checks that would silently not happen
@@ -112,9 +124,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Session(config, settings), _PLUGIN)
 
 
+def _configure_replay(config: pytest.Config) -> None:
+    from tapproxy.pytest_replay import ReplaySession
+
+    capture = config.getoption("tapproxy_replay")
+    if not capture:
+        raise pytest.UsageError("tapproxy: --tapproxy-record-missing goes with "
+                                "--tapproxy-replay CAPTURE")
+    if config.getoption("tapproxy") or config.getoption("tapproxy_url") \
+            or config.getoption("tapproxy_contract"):
+        raise pytest.UsageError("tapproxy: --tapproxy-replay serves a capture; it does not "
+                                "go with --tapproxy, --tapproxy-url or --tapproxy-contract")
+    if config.getoption("collectonly"):
+        return
+    config.pluginmanager.register(ReplaySession(
+        config, Path(capture).absolute(), config.getoption("tapproxy_record_missing")),
+        _PLUGIN)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.pluginmanager.get_plugin(_PLUGIN)
-    if session is not None and session.settings.reserved:
+    if session is not None and getattr(session, "settings", None) and session.settings.reserved:
         with contextlib.suppress(OSError):  # the name held for a run that wrote nothing
             if session.capture.stat().st_size == 0:
                 session.capture.unlink()
@@ -463,6 +493,8 @@ def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str, capture: st
 
 def _session(config: pytest.Config) -> _Session | None:
     session = config.pluginmanager.get_plugin(_PLUGIN)
+    if session is not None and getattr(session, "replaying", False):
+        return session
     return session if session is not None and session.control is not None else None
 
 

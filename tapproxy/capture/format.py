@@ -267,6 +267,21 @@ class CaptureReader:
                 f"{f' ({kind})' if type(kind) is str else ''} is malformed: {e}"
             ) from None
 
+    def raw_records(self) -> Iterator[tuple[tuple[int, int], dict]]:
+        """(position, msgpack map) of each record, not decoded into a typed record: for an
+        index that reads a few fields of many records (replay's; ~6 times faster than
+        `records`). The fields' types are the caller's to check; `record_at` checks all."""
+        while True:
+            start = self._offset
+            payload = self._next_payload()
+            if payload is None:
+                return
+            frame = self._unpack(payload, start)
+            if not isinstance(frame, dict):
+                raise self._fail(f"record {self._index - 1} at byte {start} is not a map")
+            self._last = (self._index - 1, start)
+            yield self._last, frame
+
     @property
     def position(self) -> tuple[int, int]:
         """(record number, byte offset) of the record last yielded, for `record_at`."""

@@ -59,7 +59,7 @@ def main() -> None:
 
 def _commands() -> None:
     # isort: off
-    from tapproxy.cli import record, reading, explain, check, report, compare  # noqa: F401 - registers the commands
+    from tapproxy.cli import record, reading, explain, check, report, compare, replay  # noqa: F401, E501
     # isort: on
     from tapproxy.cli import contract  # noqa: F401 - the `contract` group, after the rest
 
