@@ -42,6 +42,7 @@ from tapproxy.capture.runs import prune_runs
 from tapproxy.errors import ProxyError, TapproxyError
 from tapproxy.pytest_contracts import PROPERTIES, ContractWatch
 from tapproxy.pytest_handles import TEST_CALLER, Tapproxy, TapproxyService
+from tapproxy.pytest_records import RunningTestRecords
 from tapproxy.pytest_settings import KEEP, Settings, read_settings
 from tapproxy.report.hints import unnamed_callee_hints
 from tapproxy.report.parties import as_shown
@@ -127,6 +128,7 @@ class _Session:
         self.proxy = None  # BackgroundProxy when embedded
         self.control = None  # ControlClient
         self.proxy_capture: Path | None = None  # the proxy's, read here (embedded)
+        self._running: RunningTestRecords | None = None  # its reading, read on
         self.shown_capture: Path = self.capture  # what the footer names
         self._envs: dict[str | None, dict[str, str]] = {}
         self.journal = None
@@ -184,6 +186,7 @@ class _Session:
                 self.control = self.proxy.control
                 self.listen = self.proxy.listen
                 self.proxy_capture = opts.output
+                self._running = RunningTestRecords(opts.output)
                 self.parts.append(opts.output)
             for spec in self.settings.services:
                 if spec.port is None:
@@ -220,6 +223,8 @@ class _Session:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._running is not None:
+            self._running.close()
         if not self.controller:
             for svc in reversed(self.services.values()):
                 svc.stop()
@@ -348,10 +353,9 @@ class _Session:
 
     def exchanges(self, nodeid: str) -> list[Exchange]:
         """The exchanges recorded so far for the test `nodeid` (ProxyError if unknowable)."""
-        if self.proxy_capture is not None:
+        if self._running is not None:
             self.control.flush()
-            with open_capture(self.proxy_capture) as reader:
-                return [x for x in reader.exchanges() if x.test == nodeid]
+            return self._running.exchanges(nodeid)
         # A running proxy: its capture may not be readable here, so ask it for the test's.
         data = self.control.test_records(nodeid)
         fd, name = tempfile.mkstemp(prefix=".tapproxy-test-", suffix=".tap")

@@ -757,3 +757,50 @@ def test_one_port_for_every_xdist_worker_fails_saying_what_to_give(suite, pytest
     result.stdout.fnmatch_lines(["*address already in use (each pytest-xdist worker starts "
                                  "its own services: give "
                                  "port=tapproxy_service.worker_port(P))*"])
+
+
+PROXY_CAPTURE_OPENS = """
+    import pytest
+
+    opened, per_test = [], []
+
+    def pytest_configure(config):
+        sys.addaudithook(lambda event, args: event == "open" and
+                         str(args[0]).endswith(".proxy.tap") and opened.append(1))
+
+    def pytest_terminal_summary(terminalreporter):
+        terminalreporter.write_line(f"proxy capture opened: {len(opened)}")
+"""
+
+
+def test_a_test_s_exchanges_are_read_on_not_read_again_from_the_start(pytester, confdir):
+    """`tapproxy.exchanges()`, `assert_called()` and each failure story read the proxy's
+    capture on from where the last read stopped: a long suite does not read it again
+    and again (quadratic). Each test still sees its own calls and only them."""
+    _copy_suite(pytester)
+    (pytester.path / "conftest.py").write_text(
+        "import sys\n" + (SUITE / "conftest.py").read_text()
+        + textwrap.dedent(PROXY_CAPTURE_OPENS))
+    pytester.makepyfile(test_many="""
+        import pytest, requests
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_one(shop, tapproxy, n):
+            r = requests.post(f"{shop.url}/checkout", json={"card": "good", "n": n},
+                              timeout=10, proxies={"http": tapproxy.env["HTTP_PROXY"]})
+            assert r.status_code == 201
+            assert [x.callee.name for x in tapproxy.exchanges()] == [
+                "gateway", "orders", "payments"]
+            tapproxy.assert_called(caller="orders", callee="payments", status=201)
+            assert len(tapproxy.calls(caller="tests")) == 1
+
+        def test_declined(shop, tapproxy):
+            r = requests.post(f"{shop.url}/checkout", json={"card": "bad"}, timeout=10,
+                              proxies={"http": tapproxy.env["HTTP_PROXY"]})
+            assert r.status_code == 201
+    """)
+    result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "test_many.py")
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines(["*orders → payments  POST /charges*500*◀ root"])
+    # One reading over the session, and the merge at its end.
+    result.stdout.re_match_lines([r"proxy capture opened: 2$"])
