@@ -804,3 +804,50 @@ def test_a_test_s_exchanges_are_read_on_not_read_again_from_the_start(pytester, 
     result.stdout.fnmatch_lines(["*orders → payments  POST /charges*500*◀ root"])
     # One reading over the session, and the merge at its end.
     result.stdout.re_match_lines([r"proxy capture opened: 2$"])
+
+
+CA_KEY_OPENS = """
+    import pytest
+
+    opened = []
+
+    def pytest_configure(config):
+        sys.addaudithook(lambda event, args: event == "open" and
+                         str(args[0]).endswith("mitmproxy-ca.pem") and opened.append(1))
+
+    def pytest_terminal_summary(terminalreporter):
+        terminalreporter.write_line(f"ca key opened: {len(opened)}")
+"""
+
+
+def test_the_ca_key_is_loaded_once_by_tapproxy_however_many_callers(pytester, confdir):
+    """Loading the CA checks its RSA key (tens of ms): tapproxy checks it once a session,
+    not again for each caller's environment (the services' and the tests' own)."""
+    _copy_suite(pytester)
+    (pytester.path / "conftest.py").write_text(
+        "import sys\n" + (SUITE / "conftest.py").read_text()
+        + textwrap.dedent(CA_KEY_OPENS))
+    pytester.makepyfile(test_callers="""
+        import requests
+
+        def test_callers(shop, tapproxy):
+            r = requests.post(f"{shop.url}/checkout", json={"card": "good"}, timeout=10)
+            assert r.status_code == 201
+
+        def test_more_callers(shop, tapproxy):
+            test_callers(shop, tapproxy)
+            for caller in ("one", "two", "three"):
+                assert tapproxy.env_for(caller)["HTTP_PROXY"].startswith(
+                    f"http://{caller}:")
+    """)
+    from tapproxy.proxy.certs import ca_cert_path
+
+    ca_cert_path(confdir)  # made before: making it opens its files more
+    opened = []
+    for test in ("test_callers", "test_more_callers"):
+        result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}",
+                      f"test_callers.py::{test}")
+        result.assert_outcomes(passed=1)
+        [line] = [x for x in result.outlines if x.startswith("ca key opened: ")]
+        opened.append(int(line.rpartition(" ")[2]))
+    assert opened[0] == opened[1]
