@@ -21,7 +21,8 @@ Proxy start-up: the embedded proxy's `start()` (and its import) timed on its own
 
 `--baseline DIR` adds a `--tapproxy` run with the tapproxy package found in DIR (e.g.
 `git archive main tapproxy | tar -x -C DIR`). `--profile OUT` runs the `--tapproxy`
-suite once more under cProfile and prints the plugin's top 10 by cumulative time.
+suite once more under cProfile and prints the plugin's top 10 by cumulative time
+(with `--baseline`, the baseline's too).
 """
 
 from __future__ import annotations
@@ -159,11 +160,15 @@ def startup(suite: Path, confdir: Path, rounds: int) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
-def profile(suite: Path, plugin: list[str], out: Path) -> None:
-    """The --tapproxy run under cProfile: the plugin's top 10 by cumulative time."""
-    run(suite, plugin, prefix=["-m", "cProfile", "-o", str(out)])
-    stats = pstats.Stats(str(out))
-    stats.sort_stats("cumulative").print_stats(r"tapproxy/(pytest_|proxy/embedded)", 10)
+def profile(suite: Path, plugin: list[str], out: Path, package: Path | None) -> None:
+    """The --tapproxy run under cProfile: the plugin's top 10 by cumulative time (and
+    the same with the baseline's package)."""
+    for label, path, pkg in [("this tapproxy", out, None)] + (
+            [("baseline", out.with_suffix(".baseline"), package)] if package else []):
+        run(suite, plugin, package=pkg, prefix=["-m", "cProfile", "-o", str(path)])
+        print(f"cProfile of --tapproxy, {label}:")
+        stats = pstats.Stats(str(path))
+        stats.sort_stats("cumulative").print_stats(r"tapproxy/(pytest_|proxy/embedded)", 10)
 
 
 def main() -> None:
@@ -225,13 +230,14 @@ def main() -> None:
         for name in walls:
             wall, loop = statistics.median(walls[name]), statistics.median(loops[name])
             over = (loop - ref) / a.tests * 1000
+            each = zip(walls[name], loops[name], strict=True)
             print(f"{name:16} {wall:8.2f} {loop:8.2f}  {over:28.2f}   "
-                  f"({', '.join(f'{w:.2f}/{t:.2f}' for w, t in zip(walls[name], loops[name], strict=True))})")
+                  f"({', '.join(f'{w:.2f}/{t:.2f}' for w, t in each)})")
         s = startup(suite, confdir, a.rounds)
         print(f"embedded proxy: import {s['import']:.2f} s, start() {s['start']:.2f} s, "
               f"stop() {s['stop']:.2f} s (medians of {a.rounds})")
         if a.profile:
-            profile(suite, plugin, a.profile)
+            profile(suite, plugin, a.profile, a.baseline and a.baseline.resolve())
 
 
 if __name__ == "__main__":
