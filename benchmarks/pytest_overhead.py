@@ -224,15 +224,20 @@ def main() -> None:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        print(f"{a.tests} tests, {a.rounds} rounds, medians (each round's in brackets)")
-        print(f"{'':16} {'wall s':>8} {'loop s':>8}  {'ms/test over mitmdump (loop)':>28}")
+        print(f"{a.tests} tests, {a.rounds} rounds: medians, and (each round) wall/loop")
+        print(f"{'':15} {'wall s':>7} {'loop s':>7} {'ms/test':>8} {'paired':>7}")
         ref = statistics.median(loops["mitmdump"])
         for name in walls:
             wall, loop = statistics.median(walls[name]), statistics.median(loops[name])
-            over = (loop - ref) / a.tests * 1000
+            # Paired by round: the two runs of a round saw the same load on the machine.
+            paired = statistics.median(t - m for t, m in zip(loops[name], loops["mitmdump"],
+                                                             strict=True))
             each = zip(walls[name], loops[name], strict=True)
-            print(f"{name:16} {wall:8.2f} {loop:8.2f}  {over:28.2f}   "
+            print(f"{name:15} {wall:7.2f} {loop:7.2f} {(loop - ref) / a.tests * 1000:8.2f} "
+                  f"{paired / a.tests * 1000:7.2f}  "
                   f"({', '.join(f'{w:.2f}/{t:.2f}' for w, t in each)})")
+        print("ms/test: (loop - mitmdump's loop) / tests, of the medians; paired: the "
+              "median of the rounds' differences")
         s = startup(suite, confdir, a.rounds)
         print(f"embedded proxy: import {s['import']:.2f} s, start() {s['start']:.2f} s, "
               f"stop() {s['stop']:.2f} s (medians of {a.rounds})")
