@@ -42,10 +42,10 @@ from tapproxy.capture import (
     open_capture,
 )
 from tapproxy.capture.runs import prune_runs
-from tapproxy.capture.select import TestIndex
 from tapproxy.errors import ProxyError, TapproxyError, UsageError
 from tapproxy.pytest_contracts import PROPERTIES, ContractWatch
 from tapproxy.pytest_handles import TEST_CALLER, Tapproxy, TapproxyService
+from tapproxy.pytest_records import RunningTestRecords
 from tapproxy.pytest_settings import KEEP, Settings, read_settings
 from tapproxy.report.hints import unnamed_callee_hints
 from tapproxy.report.parties import as_shown
@@ -164,7 +164,7 @@ class _Session:
         self.proxy = None  # BackgroundProxy when embedded
         self.control = None  # ControlClient
         self.proxy_capture: Path | None = None  # the proxy's, read here (embedded)
-        self._tests_seen: TestIndex | None = None  # where its tests' exchanges are
+        self._running: RunningTestRecords | None = None  # its reading, read on
         self.shown_capture: Path = self.capture  # what the footer names
         self._envs: dict[str | None, dict[str, str]] = {}
         self.otlp_receive = None  # Address of the embedded proxy's OTLP receiver
@@ -233,6 +233,7 @@ class _Session:
                 self.control = self.proxy.control
                 self.listen = self.proxy.listen
                 self.proxy_capture = opts.output
+                self._running = RunningTestRecords(opts.output)
                 self.parts.append(opts.output)
             for spec in self.settings.services:
                 if spec.port is None:
@@ -279,9 +280,8 @@ class _Session:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self._tests_seen is not None:
-            self._tests_reader.close()
-            self._tests_seen = None
+        if self._running is not None:
+            self._running.close()
         if not self.controller:
             for svc in reversed(self.services.values()):
                 svc.stop()
@@ -415,15 +415,9 @@ class _Session:
 
     def exchanges(self, nodeid: str) -> list[Exchange]:
         """The exchanges recorded so far for the test `nodeid` (ProxyError if unknowable)."""
-        if self.proxy_capture is not None:
+        if self._running is not None:
             self.control.flush()
-            # Read once over the session: each call reads only what was written since.
-            if self._tests_seen is None:
-                self._tests_reader = open_capture(self.proxy_capture)
-                self._tests_seen = TestIndex(self._tests_reader)
-            else:
-                self._tests_seen.update()
-            return self._tests_seen.exchanges(nodeid)
+            return self._running.exchanges(nodeid)
         # A running proxy: its capture may not be readable here, so ask it for the test's.
         data = self.control.test_records(nodeid)
         fd, name = tempfile.mkstemp(prefix=".tapproxy-test-", suffix=".tap")

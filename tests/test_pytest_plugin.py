@@ -788,3 +788,97 @@ def test_the_otlp_options_are_the_embedded_proxys(pytester, confdir):
     assert "tapproxy: --tapproxy-otlp-receive needs --tapproxy (not --tapproxy-url)" \
         in result.stderr.str()
     assert "Traceback" not in result.stderr.str()
+
+
+PROXY_CAPTURE_OPENS = """
+    import pytest
+
+    opened, per_test = [], []
+
+    def pytest_configure(config):
+        sys.addaudithook(lambda event, args: event == "open" and
+                         str(args[0]).endswith(".proxy.tap") and opened.append(1))
+
+    def pytest_terminal_summary(terminalreporter):
+        terminalreporter.write_line(f"proxy capture opened: {len(opened)}")
+"""
+
+
+def test_a_test_s_exchanges_are_read_on_not_read_again_from_the_start(pytester, confdir):
+    """`tapproxy.exchanges()`, `assert_called()` and each failure story read the proxy's
+    capture on from where the last read stopped: a long suite does not read it again
+    and again (quadratic). Each test still sees its own calls and only them."""
+    _copy_suite(pytester)
+    (pytester.path / "conftest.py").write_text(
+        "import sys\n" + (SUITE / "conftest.py").read_text()
+        + textwrap.dedent(PROXY_CAPTURE_OPENS))
+    pytester.makepyfile(test_many="""
+        import pytest, requests
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_one(shop, tapproxy, n):
+            r = requests.post(f"{shop.url}/checkout", json={"card": "good", "n": n},
+                              timeout=10, proxies={"http": tapproxy.env["HTTP_PROXY"]})
+            assert r.status_code == 201
+            assert [x.callee.name for x in tapproxy.exchanges()] == [
+                "gateway", "orders", "payments"]
+            tapproxy.assert_called(caller="orders", callee="payments", status=201)
+            assert len(tapproxy.calls(caller="tests")) == 1
+
+        def test_declined(shop, tapproxy):
+            r = requests.post(f"{shop.url}/checkout", json={"card": "bad"}, timeout=10,
+                              proxies={"http": tapproxy.env["HTTP_PROXY"]})
+            assert r.status_code == 201
+    """)
+    result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}", "test_many.py")
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines(["*orders → payments  POST /charges*500*◀ root"])
+    # One reading over the session, and the merge at its end.
+    result.stdout.re_match_lines([r"proxy capture opened: 2$"])
+
+
+CA_KEY_OPENS = """
+    import pytest
+
+    opened = []
+
+    def pytest_configure(config):
+        sys.addaudithook(lambda event, args: event == "open" and
+                         str(args[0]).endswith("mitmproxy-ca.pem") and opened.append(1))
+
+    def pytest_terminal_summary(terminalreporter):
+        terminalreporter.write_line(f"ca key opened: {len(opened)}")
+"""
+
+
+def test_the_ca_key_is_loaded_once_by_tapproxy_however_many_callers(pytester, confdir):
+    """Loading the CA checks its RSA key (tens of ms): tapproxy checks it once a session,
+    not again for each caller's environment (the services' and the tests' own)."""
+    _copy_suite(pytester)
+    (pytester.path / "conftest.py").write_text(
+        "import sys\n" + (SUITE / "conftest.py").read_text()
+        + textwrap.dedent(CA_KEY_OPENS))
+    pytester.makepyfile(test_callers="""
+        import requests
+
+        def test_callers(shop, tapproxy):
+            r = requests.post(f"{shop.url}/checkout", json={"card": "good"}, timeout=10)
+            assert r.status_code == 201
+
+        def test_more_callers(shop, tapproxy):
+            test_callers(shop, tapproxy)
+            for caller in ("one", "two", "three"):
+                assert tapproxy.env_for(caller)["HTTP_PROXY"].startswith(
+                    f"http://{caller}:")
+    """)
+    from tapproxy.proxy.certs import ca_cert_path
+
+    ca_cert_path(confdir)  # made before: making it opens its files more
+    opened = []
+    for test in ("test_callers", "test_more_callers"):
+        result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}",
+                      f"test_callers.py::{test}")
+        result.assert_outcomes(passed=1)
+        [line] = [x for x in result.outlines if x.startswith("ca key opened: ")]
+        opened.append(int(line.rpartition(" ")[2]))
+    assert opened[0] == opened[1]

@@ -12,15 +12,37 @@ from tapproxy.supervisor.options import Address, check_caller_name
 __all__ = ["ca_cert_path", "check_ca_bundle", "env_exports", "loopback_cert"]
 
 
-def ca_cert_path(confdir: Path) -> Path:
-    """mitmproxy's CA certificate (PEM) in `confdir`, created on first use."""
-    from mitmproxy.certs import CertStore
+# The CA files checked in this process, with what they were then: loading the CA
+# checks its RSA key, 30-50 ms a time (more on a busy machine), and a test session asked
+# once for the proxy and once per caller's environment.
+_checked: dict[Path, tuple[int, int, int]] = {}
 
+
+def _ca_state(confdir: Path) -> tuple[int, int, int] | None:
     try:
-        confdir.mkdir(parents=True, exist_ok=True)
-        CertStore.from_store(str(confdir), "mitmproxy", 2048)
-    except OSError as e:
-        raise ProxyError(f"{confdir}: cannot create the proxy's CA there: {e.strerror}") from e
+        st = (confdir / "mitmproxy-ca.pem").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def ca_cert_path(confdir: Path) -> Path:
+    """mitmproxy's CA certificate (PEM) in `confdir`, created on first use (loaded once
+    a process while its files stay as they were)."""
+    key = confdir.absolute()
+    state = _ca_state(key)
+    if state is None or _checked.get(key) != state:
+        from mitmproxy.certs import CertStore
+
+        try:
+            confdir.mkdir(parents=True, exist_ok=True)
+            CertStore.from_store(str(confdir), "mitmproxy", 2048)
+        except OSError as e:
+            raise ProxyError(f"{confdir}: cannot create the proxy's CA there: "
+                             f"{e.strerror}") from e
+        state = _ca_state(key)
+        if state is not None:
+            _checked[key] = state
     return confdir / "mitmproxy-ca-cert.pem"
 
 

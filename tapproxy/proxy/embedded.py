@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
+import socket
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -26,29 +26,62 @@ class ControlClient:
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        # Never through a proxy: the harness itself may run with HTTP_PROXY pointing at
-        # this very proxy, and the control API is not traffic to record.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        parts = urlsplit(self.url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        # One kept-alive connection: a test opens and closes a test case, two calls
+        # each test; a new connection (and urllib's handler chain) per call cost ~1 ms
+        # each. Never through a proxy: http.client ignores HTTP_PROXY, and the harness
+        # may run with it pointing at this very proxy.
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()  # fixtures may call from threads of their own
 
     def _call(self, method: str, route: str, body: dict | None = None) -> dict:
         return json.loads(self._fetch(method, route, body) or b"{}")
 
     def _fetch(self, method: str, route: str, body: dict | None = None) -> bytes:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{route}", data=data, method=method,
-                                     headers={"content-type": "application/json"})
-        try:
-            with self._opener.open(req, timeout=self.timeout) as r:
-                return r.read()
-        except urllib.error.HTTPError as e:
-            text = e.read().decode("utf-8", "replace").strip()
+        headers = {"content-type": "application/json"}
+        with self._lock:
+            try:
+                status, text = self._exchange(method, route, data, headers)
+            except (http.client.HTTPException, OSError) as e:
+                self.close()
+                raise ProxyError(f"control API {self.url}: cannot reach it "
+                                 f"({_reason(e)})") from None
+        if status >= 400:
+            text = text.decode("utf-8", "replace").strip()
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 text = json.loads(text)["error"]  # its answer is {"error": "..."}
             path = route.partition("?")[0]
-            raise ProxyError(f"control API {self.url}{path}: {e.code} {text}") from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise ProxyError(f"control API {self.url}: cannot reach it ({reason})") from None
+            raise ProxyError(f"control API {self.url}{path}: {status} {text}")
+        return text
+
+    def _exchange(self, method: str, route: str, data: bytes | None,
+                  headers: dict[str, str]) -> tuple[int, bytes]:
+        reused = self._conn is not None
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(self._host, self._port,
+                                                    timeout=self.timeout)
+        try:
+            self._conn.request(method, route, body=data, headers=headers)
+            r = self._conn.getresponse()
+            out = r.status, r.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.close()
+            if not reused:
+                raise
+            # The API closed the kept connection while it was idle (aiohttp's keep-alive
+            # timeout): the request never reached it, so send it once more on a new one.
+            return self._exchange(method, route, data, headers)
+        if r.will_close:
+            self.close()
+        return out
+
+    def close(self) -> None:
+        """Close the kept connection (the next call opens another)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def start_test(self, name: str) -> None:
         self._call("POST", "/tests/start", {"name": name})
@@ -81,6 +114,14 @@ class ControlClient:
         if listen.host in ("0.0.0.0", "::", ""):
             return Address(urlsplit(self.url).hostname or "127.0.0.1", listen.port)
         return listen
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    return str(e) or type(e).__name__
 
 
 class BackgroundProxy:
