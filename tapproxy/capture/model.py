@@ -88,6 +88,18 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of `name` (case-insensitive), or `default`."""
+        raw = self._raw
+        if self._fields is None and raw is not None and name.isascii():
+            # Undecoded headers (the recorder's): compare bytes, decode one value. A
+            # non-ASCII name could lower-case to ASCII as text: that one needs the text.
+            bname = name.lower().encode()
+            for k, v in raw:
+                if k.lower() == bname:
+                    return v.decode("utf-8", _SE)
+                if not k.isascii():
+                    break
+            else:
+                return default
         lname = name.lower()
         for k, v in self.fields:
             if k.lower() == lname:
