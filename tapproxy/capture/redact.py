@@ -35,6 +35,10 @@ _MASK_BYTES = MASK.encode()
 # Headers whose value is a URL that may carry a token in its query or userinfo.
 _URL_HEADERS = frozenset({b"referer", b"location", b"content-location"})
 _FORM = "application/x-www-form-urlencoded"
+# JSON bodies up to this size are remembered when they held nothing to mask, at most
+# _CLEAN_KEEP of them (at most 4 MiB kept, whatever runs through the proxy).
+_CLEAN_MAX = 8 << 10
+_CLEAN_KEEP = 512
 
 
 def _quick_check(words: tuple[str, ...]) -> re.Pattern[bytes]:
@@ -47,7 +51,14 @@ def _quick_check(words: tuple[str, ...]) -> re.Pattern[bytes]:
     pieces = {max(reversed(w.split("-")), key=len) for w in words}  # ties: the noun
     # A piece containing another is found by the shorter one: look for the shortest.
     kept = sorted(p for p in pieces if not any(q != p and q in p for q in pieces))
-    return re.compile("|".join(map(re.escape, kept)).encode())
+    # Branches grouped by first letter (`a(?:ccess|uth)|c(?:ookie|…)`): re then tries
+    # one branch per letter at each position, not every word (~15% less per body).
+    by_first: dict[str, list[str]] = {}
+    for piece in kept:
+        by_first.setdefault(piece[0], []).append(re.escape(piece[1:]))
+    return re.compile("|".join(
+        f"{re.escape(first)}(?:{'|'.join(rests)})" if len(rests) > 1 else
+        re.escape(first) + rests[0] for first, rests in by_first.items()).encode())
 
 
 _HINT = _quick_check(CREDENTIAL_WORDS)
@@ -174,6 +185,9 @@ class Redactor:
         self._paths = [(p, parse_json_path(p)) for p in json_paths]
         self._verdicts: dict[bytes, bool] = {}  # raw header names repeat: decide each once
         self._commands: dict[str, tuple[str, bool]] = {}  # command line → masked
+        # (content-encoding, JSON body) found to hold nothing to mask: services answer
+        # the same bodies again and again, and a repeat costs a hash, not a scan.
+        self._clean: set[tuple[str | None, bytes]] = set()
 
     def _is_secret(self, name: bytes) -> bool:
         verdict = self._verdicts.get(name)
@@ -246,21 +260,32 @@ class Redactor:
         if "json" not in ctype:
             return msg.body
         encoding = msg.headers.get("content-encoding")
+        key = (encoding, msg.body) if len(msg.body) <= _CLEAN_MAX else None
+        if key is not None and key in self._clean:
+            return msg.body  # the same bytes had nothing to mask before
+        body = self._json_body(msg.body, encoding, side, log)
+        if body is msg.body and key is not None:
+            if len(self._clean) >= _CLEAN_KEEP:  # bounded: ids make most bodies unique
+                self._clean.clear()
+            self._clean.add(key)
+        return body
+
+    def _json_body(self, raw: bytes, encoding: str | None, side: str, log: list[str]) -> bytes:
         try:
-            text = decode_body(msg.body, encoding)
+            text = decode_body(raw, encoding)
         except CaptureError:
-            return msg.body  # undecodable: stored as sent, nothing to look into
+            return raw  # undecodable: stored as sent, nothing to look into
         if not self._paths and not self._names and not _may_hold_credentials(text):
-            return msg.body
+            return raw
         try:
             doc = json.loads(text)
         except (ValueError, RecursionError):
-            return msg.body  # not JSON after all: nothing to mask by key or path
+            return raw  # not JSON after all: nothing to mask by key or path
         hits: dict[str, None] = {}
         _mask_keys(doc, self._is_credential, "$", hits)
         hits.update((p, None) for p, segs in self._paths if _mask_path(doc, segs))
         if not hits:
-            return msg.body
+            return raw
         log.extend(f"{side}.json:{p}" for p in hits)
         return encode_body(json.dumps(doc, separators=(",", ":")).encode(), encoding)
 

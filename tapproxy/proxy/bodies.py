@@ -19,7 +19,7 @@ from mitmproxy import http
 from tapproxy.capture.grpc import Frame, MessageClock
 
 __all__ = ["BodyTap", "GrpcTap", "body_of", "grpc_frames", "is_grpc", "request_streams",
-           "response_streams"]
+           "response_streams", "response_tap"]
 
 
 class BodyTap:
@@ -113,6 +113,34 @@ def response_streams(flow: http.HTTPFlow, max_body: int) -> bool:
         return True
     length = _length(r.headers.fields)
     return length is not None and length > max_body
+
+
+def response_tap(flow: http.HTTPFlow, max_body: int) -> BodyTap | None:
+    """The tap to stream a response through (gRPC, SSE, unknown length or above
+    max_body), or None to let mitmproxy buffer it: `is_grpc`, then `response_streams`,
+    read in one pass over the raw headers (the responseheaders hook of every exchange)."""
+    r = flow.response
+    assert r is not None
+    no_body = r.status_code in (101, 204, 304) or flow.request.method == "HEAD"
+    length: bytes | None = None
+    first_type = True
+    for k, v in r.headers.fields:
+        name = k.lower()
+        if name == b"content-type":
+            if first_type:  # the first one says gRPC or not, as in is_grpc
+                first_type = False
+                t = v.split(b";")[0].strip().lower()
+                if t == b"application/grpc" or t.startswith(b"application/grpc+"):
+                    return GrpcTap(max_body)
+            if v.lstrip().lower().startswith(b"text/event-stream"):
+                return None if no_body else BodyTap(max_body)
+        elif name == b"content-length" and length is None:
+            length = v.strip()
+    if no_body:
+        return None
+    if length is None or (length.isdigit() and int(length) > max_body):
+        return BodyTap(max_body)
+    return None
 
 
 def request_streams(flow: http.HTTPFlow, max_body: int) -> bool:

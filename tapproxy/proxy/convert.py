@@ -19,7 +19,7 @@ from tapproxy.capture.model import (
     Response,
     Timing,
 )
-from tapproxy.proxy.bodies import body_of, grpc_frames
+from tapproxy.proxy.bodies import body_of, grpc_frames, is_grpc
 
 __all__ = ["CALLER_TARGET", "addressed_by_host", "classify_error", "connect_failure",
            "exchange_from_flow", "exchange_from_tls_failure"]
@@ -198,7 +198,8 @@ def exchange_from_flow(
         streamed=bool(r is not None and r.stream),
         websocket=flow.websocket is not None,
     )
-    if not x.is_grpc:
+    # Read from mitmproxy's raw headers: the record's would be decoded for it.
+    if not (is_grpc(q.headers) or (r is not None and is_grpc(r.headers))):
         return x
     t = x.timing
     sent = split_messages(x.request.body, grpc_frames(q), True, t.request_end or t.request_start)

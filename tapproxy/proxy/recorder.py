@@ -29,7 +29,7 @@ from tapproxy.proxy.bodies import (
     GrpcTap,
     is_grpc,
     request_streams,
-    response_streams,
+    response_tap,
 )
 from tapproxy.proxy.capture_file import open_writer
 from tapproxy.proxy.control_api import ControlEndpoints
@@ -77,8 +77,13 @@ class Recorder:
                           if opts.redact else None)
         self.writer, header = open_writer(opts, self._routes, self._redactor)
         self.tunnels = TunnelLog(self.naming, self.tests, self.writer, _warn, trim_tcp_messages)
-        # mitmproxy registers nested addons' hooks too.
-        self.addons = [self.tunnels, self._routing.own_connections]
+        # The tunnel log's and own connections' hooks are the recorder's own, not nested
+        # addons (`self.addons`): mitmproxy would walk into those on every event of every
+        # flow, a generator and three lookups per event for hooks that exist only on a few.
+        self.tcp_start = self.tunnels.tcp_start
+        self.tcp_message = self.tunnels.tcp_message
+        self.tcp_end = self.tcp_error = self.tunnels.tcp_end
+        self.server_disconnected = self._routing.own_connections.server_disconnected
         self.live: LiveTracing | None = None
         if opts.otlp or opts.inject_traceparent:  # receiving alone needs no live state
             self.live = LiveTracing(opts, str(header.created), self._routes, self._redactor)
@@ -118,6 +123,7 @@ class Recorder:
 
     def server_connected(self, data) -> None:
         self.naming.server_connected(data)
+        self._routing.own_connections.server_connected(data)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if self._routing.refuse_own_address(flow):
@@ -133,6 +139,7 @@ class Recorder:
         tunnels = self._routing.tunnels
         if tunnels:
             tls_hooks.end_tls_here(nextlayer, tunnels.get(nextlayer.context.client))
+        self.tunnels.next_layer(nextlayer)  # after: it notes the layer finally chosen
 
     # -- requests ---------------------------------------------------------------------
 
@@ -167,12 +174,10 @@ class Recorder:
             self.live.request_started(flow, caller, self.naming.callee(flow).name, test)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        r = flow.response
-        assert r is not None
-        if is_grpc(r.headers):
-            r.stream = GrpcTap(self.options.max_body)  # as it arrives, each message noted
-        elif response_streams(flow, self.options.max_body):
-            r.stream = BodyTap(self.options.max_body)
+        # gRPC: as it arrives, each message noted; else SSE, unknown length or long.
+        tap = response_tap(flow, self.options.max_body)
+        if tap is not None:
+            flow.response.stream = tap  # type: ignore[union-attr]
 
     # -- recording --------------------------------------------------------------------
 
@@ -191,9 +196,10 @@ class Recorder:
         if self.live is not None:
             self.live.request_done(flow, x)
         self.exchanges += 1
-        if x.failed:
+        failed = x.failed
+        if failed:
             self.errors += 1
-        self.metrics.add(self._routes(x) if self._routes else x)
+        self.metrics.add(self._routes(x) if self._routes else x, failed)
         return self.writer.submit(x)
 
     def response(self, flow: http.HTTPFlow):

@@ -167,3 +167,29 @@ def test_a_process_command_line_keeps_no_credential_value():
     assert not any(s in masked for s in ("t-3", "pw-4", "t-5")) and "a=2" in masked
     assert mask_command("python payments.py --port 5003", is_credential) == (
         "python payments.py --port 5003", False)
+
+
+def test_one_redactor_masks_every_repeat_of_a_body_and_keeps_clean_repeats_as_sent():
+    """The recorder's one Redactor sees the same bodies again and again: a body that held
+    nothing to mask stays byte for byte, one that held a secret is masked every time."""
+    redact = Redactor()
+    clean = b'{"user":"ann","note":"nothing here"}'
+    secret = b'{"user":"ann","password":"hunter2"}'
+    json_headers = (("Content-Type", "application/json"),)
+    for _ in range(3):
+        for body in (clean, secret):
+            x = redact(_exchange(request_headers=json_headers, request_body=body,
+                                 response_headers=json_headers, response_body=body))
+            for m in (x.request, x.response):
+                if body is clean:
+                    assert m.body == clean
+                else:
+                    assert body_json(m)["password"] == MASK
+                    assert b"hunter2" not in m.body
+            assert x.redacted == (() if body is clean else
+                                  ("request.json:$.password", "response.json:$.password"))
+    # The same bytes under another encoding are another body: a gzip of the secret one.
+    gz = (("Content-Type", "application/json"), ("Content-Encoding", "gzip"))
+    for _ in range(2):
+        x = redact(_exchange(request_headers=gz, request_body=gzip.compress(secret)))
+        assert json.loads(gzip.decompress(x.request.body))["password"] == MASK
