@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from tapproxy.errors import ProxyError
 from tapproxy.supervisor.fronting import ServiceProcess
-from tapproxy.supervisor.options import RecordOptions
+from tapproxy.supervisor.options import Address, RecordOptions
 
 if TYPE_CHECKING:
     from tapproxy.proxy.runner import RecordingProxy
 
-__all__ = ["record_until_stopped"]
+__all__ = ["WorkersRun", "record_until_stopped", "record_with_workers"]
 
 
 async def record_until_stopped(
@@ -101,3 +101,83 @@ async def record_until_stopped(
     finally:
         await stop_services()
     return proxy
+
+
+class WorkersRun:
+    """A `--workers N` run as `record` announces and sums it up."""
+
+    def __init__(self, group, control) -> None:
+        self.group = group
+        self.options: RecordOptions = group.options
+        self._control = control
+        self.records: int | None = None  # in the merged capture, once stopped
+
+    @property
+    def control(self) -> Address | None:
+        c = self._control
+        if c is None or c.port is None or self.options.control is None:
+            return None
+        return Address(self.options.control.host, c.port)
+
+
+async def record_with_workers(
+    opts: RecordOptions, fronted: Sequence[ServiceProcess], *, verbose: bool,
+    on_started: Callable[[WorkersRun], None],
+    interrupted_before: Callable[[], bool] = lambda: False,
+) -> WorkersRun | None:
+    """record_until_stopped with `opts.workers` processes behind the same listeners.
+
+    The services start once every worker listens; a caller that connects before its
+    service listens gets a 502 (recorded), where one worker would hold it."""
+    from tapproxy.proxy.certs import env_exports
+    from tapproxy.supervisor.fanout import FanOutControl
+    from tapproxy.supervisor.workers import WorkerGroup
+
+    loop = asyncio.get_running_loop()
+    interrupted = threading.Event()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: (interrupted.set(), stop.set()))
+    if interrupted_before():
+        interrupted.set()
+    group = WorkerGroup(opts, verbose=verbose)
+    control = None
+    try:
+        await asyncio.to_thread(group.start)
+        if opts.control is not None:
+            control = FanOutControl(group, opts.control)
+            try:
+                await control.start()
+            except OSError as e:
+                control = None
+                reason = "address already in use" if e.errno == 98 else e.strerror
+                raise ProxyError(f"cannot listen for the control API on {opts.control}: "
+                                 f"{reason}") from e
+        for svc in fronted:
+            if interrupted.is_set():
+                break
+            await asyncio.to_thread(
+                svc.start, env_exports(group.options.listen, opts.confdir, caller=svc.name),
+                lambda pid: None, abort=interrupted)
+        if interrupted.is_set():
+            raise ProxyError("start interrupted")
+    except BaseException:
+        for svc in reversed(fronted):
+            await asyncio.to_thread(svc.stop)
+        if control is not None:
+            await control.stop()
+        await asyncio.to_thread(group.stop, False)
+        if interrupted.is_set():
+            return None
+        raise
+    run = WorkersRun(group, control)
+    on_started(run)
+    try:
+        await stop.wait()
+    finally:
+        for svc in reversed(fronted):  # first, so that their last calls are recorded
+            await asyncio.to_thread(svc.stop)
+        if control is not None:
+            await control.stop()
+        run.records = await asyncio.to_thread(group.stop)
+    return run

@@ -1,0 +1,67 @@
+"""One worker of `record --workers N`: a recording mitmproxy in a process of its own,
+listening with SO_REUSEPORT beside its siblings and writing its own capture part.
+
+Its parent (tapproxy.supervisor.workers) starts it with `multiprocessing`'s spawn and
+reads one message on the pipe: ("ready", control port) or ("error", one line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import signal
+import sys
+
+from tapproxy.errors import TapproxyError
+from tapproxy.supervisor.options import RecordOptions
+
+__all__ = ["run_worker"]
+
+
+class _ReusePortAsyncio:
+    """`asyncio` as mitmproxy's servers see it, binding with SO_REUSEPORT: the kernel
+    spreads the connections to one port over every worker listening on it. mitmproxy
+    has no option for it (mode_servers.py calls `asyncio.start_server(handler, host,
+    port)`), so its module gets this stand-in for `asyncio`; nothing else changes."""
+
+    def __getattr__(self, name: str):
+        return getattr(asyncio, name)
+
+    start_server = staticmethod(functools.partial(asyncio.start_server, reuse_port=True))
+
+
+def _listen_with_reuse_port() -> None:
+    from mitmproxy.proxy import mode_servers
+
+    mode_servers.asyncio = _ReusePortAsyncio()  # type: ignore[assignment]
+
+
+def run_worker(opts: RecordOptions, conn, verbose: bool = False) -> None:
+    """Record until SIGTERM (or SIGINT); the part is published once listening, so it
+    stays readable whatever happens to this process after."""
+    # Ctrl-C in a terminal reaches the whole group: the parent decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _listen_with_reuse_port()
+    try:
+        asyncio.run(_serve(opts, conn, verbose))
+    except TapproxyError:
+        sys.exit(2)
+
+
+async def _serve(opts: RecordOptions, conn, verbose: bool) -> None:
+    from tapproxy.proxy.runner import RecordingProxy
+
+    proxy = RecordingProxy(opts, verbose=verbose)
+    try:
+        await proxy.start()
+    except TapproxyError as e:
+        conn.send(("error", str(e)))
+        raise
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, proxy.request_stop)
+    control = proxy.control
+    conn.send(("ready", control.port if control is not None else None))
+    with contextlib.suppress(OSError):
+        conn.close()
+    await proxy.wait()
