@@ -59,7 +59,7 @@ def main() -> None:
 
 def _commands() -> None:
     # isort: off
-    from tapproxy.cli import record, reading, explain, check  # noqa: F401 - registers the commands
+    from tapproxy.cli import record, reading, explain, check, merge  # noqa: F401 - registers the commands
     # isort: on
     from tapproxy.cli import contract  # noqa: F401 - the `contract` group, after the rest
 

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import signal
 import sys
+import threading
 
 from tapproxy.errors import TapproxyError
 from tapproxy.supervisor.options import RecordOptions
@@ -62,6 +63,16 @@ async def _serve(opts: RecordOptions, conn, verbose: bool) -> None:
     loop.add_signal_handler(signal.SIGTERM, proxy.request_stop)
     control = proxy.control
     conn.send(("ready", control.port if control is not None else None))
-    with contextlib.suppress(OSError):
-        conn.close()
+    threading.Thread(target=_stop_with_parent, args=(conn, loop, proxy.request_stop),
+                     daemon=True, name="tapproxy-parent-watch").start()
     await proxy.wait()
+
+
+def _stop_with_parent(conn, loop: asyncio.AbstractEventLoop, stop) -> None:
+    """Stop (closing the part cleanly) once the supervisor is gone, even SIGKILLed: a
+    worker left behind would keep its ports and serve a run nobody will merge."""
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            conn.recv()
+    with contextlib.suppress(RuntimeError):  # the loop already closed
+        loop.call_soon_threadsafe(stop)

@@ -64,6 +64,22 @@ class FanOutControl(ControlServer):
         answers = await asyncio.gather(*(call(c) for c in self._group.live_controls()))
         return [a for a in answers if a is not None]
 
+    async def _each_worker(self, method: str, route: str) -> list[dict | None]:
+        """Each worker's answer in worker order: None for one dead or failing."""
+        assert self._client is not None
+
+        async def call(w) -> dict | None:
+            if not w.alive or w.control is None:
+                return None
+            try:
+                async with self._client.request(method, f"http://{w.control}{route}") as r:
+                    answer = await r.json(content_type=None)
+                    return answer if r.status == 200 and isinstance(answer, dict) else None
+            except (aiohttp.ClientError, OSError, ValueError):
+                return None
+
+        return list(await asyncio.gather(*(call(w) for w in self._group.workers)))
+
     @staticmethod
     def _first_error(answers: list[tuple[int, object]]) -> web.Response | None:
         for status, answer in answers:
@@ -130,8 +146,8 @@ class FanOutControl(ControlServer):
                             content_type=CAPTURE_TYPE)
 
     async def _stats(self, request: web.Request) -> web.Response:
-        answers = [a for s, a in await self._each("GET", "/stats")
-                   if s == 200 and isinstance(a, dict)]
+        per_worker = await self._each_worker("GET", "/stats")
+        answers = [a for a in per_worker if a]
         out: dict[str, object] = {k: sum(int(a.get(k) or 0) for a in answers)
                                   for k in _SUMMED}
         out["write_error"] = next((a["write_error"] for a in answers
@@ -140,7 +156,8 @@ class FanOutControl(ControlServer):
         out["uptime_s"] = round(time.time() - self._started, 3)
         out["capture"] = str(Path(self._group.options.output).resolve())
         out["listen"] = str(self._group.options.listen)
-        out["workers"] = self._group.processes()
+        out["workers"] = [{**w, "exchanges": a.get("exchanges", 0)} if a else w
+                          for w, a in zip(self._group.processes(), per_worker, strict=True)]
         out["workers_lost"] = list(self._group.lost)
         return web.json_response(out)
 

@@ -97,7 +97,7 @@ class WorkerGroup:
                     control=Address("127.0.0.1", 0),
                     # One OTLP receiver is enough: the first worker's.
                     otlp_receive=opts.otlp_receive if index == 1 else None)
-                ours, theirs = ctx.Pipe(duplex=False)
+                ours, theirs = ctx.Pipe()  # duplex: each end sees the other go
                 process = ctx.Process(target=run_worker, args=(mine, theirs, self._verbose),
                                       name=f"tapproxy-worker{index}", daemon=True)
                 process.start()
