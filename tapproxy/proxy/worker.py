@@ -63,16 +63,29 @@ async def _serve(opts: RecordOptions, conn, verbose: bool) -> None:
     loop.add_signal_handler(signal.SIGTERM, proxy.request_stop)
     control = proxy.control
     conn.send(("ready", control.port if control is not None else None))
-    threading.Thread(target=_stop_with_parent, args=(conn, loop, proxy.request_stop),
-                     daemon=True, name="tapproxy-parent-watch").start()
+    threading.Thread(target=_obey_parent, args=(conn, loop, proxy),
+                     daemon=True, name="tapproxy-parent").start()
     await proxy.wait()
 
 
-def _stop_with_parent(conn, loop: asyncio.AbstractEventLoop, stop) -> None:
-    """Stop (closing the part cleanly) once the supervisor is gone, even SIGKILLed: a
-    worker left behind would keep its ports and serve a run nobody will merge."""
+def _obey_parent(conn, loop: asyncio.AbstractEventLoop, proxy) -> None:
+    """Run the supervisor's commands (a reverse listener added, a process named) and
+    answer each; stop (closing the part cleanly) once the supervisor is gone, even
+    SIGKILLed: a worker left behind would keep its ports and serve a run nobody
+    will merge."""
     with contextlib.suppress(EOFError, OSError):
         while True:
-            conn.recv()
+            command, *args = conn.recv()
+            try:
+                if command == "add_reverse":
+                    asyncio.run_coroutine_threadsafe(proxy.add_reverse(*args),
+                                                     loop).result(60)
+                elif command == "add_service":
+                    namer = proxy.recorder.processes if proxy.recorder else None
+                    if namer is not None:
+                        loop.call_soon_threadsafe(namer.add_service, *args)
+                conn.send(("ok", None))
+            except TapproxyError as e:
+                conn.send(("error", str(e)))
     with contextlib.suppress(RuntimeError):  # the loop already closed
-        loop.call_soon_threadsafe(stop)
+        loop.call_soon_threadsafe(proxy.request_stop)

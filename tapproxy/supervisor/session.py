@@ -158,7 +158,8 @@ async def record_with_workers(
                 break
             await asyncio.to_thread(
                 svc.start, env_exports(group.options.listen, opts.confdir, caller=svc.name),
-                lambda pid: None, abort=interrupted)
+                lambda pid, name=svc.name: group.command("add_service", pid, name, True),
+                abort=interrupted)
         if interrupted.is_set():
             raise ProxyError("start interrupted")
     except BaseException:

@@ -78,6 +78,7 @@ class WorkerGroup:
         self._watch: threading.Thread | None = None
         self._stopping = threading.Event()
         self.lost: list[str] = []  # one line per worker that died while running
+        self._commands = threading.Lock()  # one command and its answers at a time
 
     # -- start ---------------------------------------------------------------------------
 
@@ -177,6 +178,24 @@ class WorkerGroup:
         with contextlib.suppress(OSError):
             print(f"tapproxy: warning: {line}", file=sys.stderr, flush=True)
 
+    def command(self, *message) -> None:
+        """Have every live worker run `message` (add_reverse SPEC, add_service PID NAME
+        DESCENDANTS); ProxyError with the first worker's complaint."""
+        with self._commands:
+            errors = []
+            for w in self.workers:
+                if not w.alive:
+                    continue
+                try:
+                    w.conn.send(message)
+                    status, value = w.conn.recv()
+                except (EOFError, OSError):
+                    continue  # it died meanwhile: reported by the watch
+                if status != "ok":
+                    errors.append(str(value))
+            if errors:
+                raise ProxyError(errors[0])
+
     def live_controls(self) -> list[Address]:
         return [w.control for w in self.workers if w.alive and w.control is not None]
 
@@ -184,7 +203,10 @@ class WorkerGroup:
 
     def stop(self, merge: bool = True) -> int | None:
         """Stop every worker and merge the parts into the capture; how many records
-        (None with `merge=False`: the parts are removed, nothing is published)."""
+        (None with `merge=False`: the parts are removed, nothing is published; None
+        again after the first stop)."""
+        if self._stopping.is_set():
+            return None
         self._stopping.set()
         for w in self.workers:
             if w.alive:

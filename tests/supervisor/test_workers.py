@@ -184,3 +184,26 @@ def test_a_bad_workers_value_is_one_line(tmp_path):
     result = run_cli("record", "-o", tmp_path / "x.tap", "--workers", "many")
     assert result.returncode == 2
     assert "--workers" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pytest_with_two_workers_explains_a_failing_test_as_with_one(pytester, confdir):
+    from tests.test_pytest_plugin import SUITE, _section
+
+    for f in SUITE.iterdir():
+        if f.suffix == ".py":
+            (pytester.path / f.name).write_bytes(f.read_bytes())
+
+    def run(*args: str):
+        return pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--tapproxy", f"--tapproxy-confdir={confdir}",
+            f"--tapproxy-capture={pytester.path / 'run.tap'}", "-k",
+            "checkout or declined or health", *args, timeout=180)
+
+    one = run()
+    two = run("--tapproxy-workers=2")
+    two.assert_outcomes(**one.parseoutcomes())
+    assert _section(two.stdout.str()) == _section(one.stdout.str())
+    with open_capture(pytester.path / "run.tap") as reader:
+        records = list(reader)
+    assert {r.name for r in records if isinstance(r, TestCase)} >= {
+        "test_shop.py::test_checkout", "test_shop.py::test_declined_card"}
