@@ -69,15 +69,27 @@ async def _serve(opts: RecordOptions, conn, verbose: bool) -> None:
 
 
 def _obey_parent(conn, loop: asyncio.AbstractEventLoop, proxy) -> None:
-    """Run the supervisor's commands (a reverse listener added, a process named) and
-    answer each; stop (closing the part cleanly) once the supervisor is gone, even
-    SIGKILLed: a worker left behind would keep its ports and serve a run nobody
-    will merge."""
+    """Run the supervisor's commands (hold or release the connections to a service
+    still starting, add a reverse listener, name a process) and answer each; stop
+    (closing the part cleanly) once the supervisor is gone, even SIGKILLed: a worker
+    left behind would keep its ports and serve a run nobody will merge."""
+    held: dict[str, object] = {}  # upstream → Held: connections wait for its service
+
+    async def hold(upstream: str, name: str) -> None:
+        held[upstream] = proxy.hold(upstream, name)
+
+    async def release(upstream: str, error: str | None) -> None:
+        if (h := held.pop(upstream, None)) is not None:
+            h.release(error)  # type: ignore[attr-defined]
+
     with contextlib.suppress(EOFError, OSError):
         while True:
             command, *args = conn.recv()
             try:
-                if command == "add_reverse":
+                if command in ("hold", "release"):
+                    call = hold if command == "hold" else release
+                    asyncio.run_coroutine_threadsafe(call(*args), loop).result(60)
+                elif command == "add_reverse":
                     asyncio.run_coroutine_threadsafe(proxy.add_reverse(*args),
                                                      loop).result(60)
                 elif command == "add_service":

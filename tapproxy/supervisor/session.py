@@ -7,6 +7,7 @@ The worker side (tapproxy.proxy) is loaded only when a run starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -125,10 +126,8 @@ async def record_with_workers(
     on_started: Callable[[WorkersRun], None],
     interrupted_before: Callable[[], bool] = lambda: False,
 ) -> WorkersRun | None:
-    """record_until_stopped with `opts.workers` processes behind the same listeners.
-
-    The services start once every worker listens; a caller that connects before its
-    service listens gets a 502 (recorded), where one worker would hold it."""
+    """record_until_stopped with `opts.workers` processes behind the same listeners:
+    the services start once every worker listens, the control API once they do."""
     from tapproxy.proxy.certs import env_exports
     from tapproxy.supervisor.fanout import FanOutControl
     from tapproxy.supervisor.workers import WorkerGroup
@@ -142,9 +141,28 @@ async def record_with_workers(
         interrupted.set()
     group = WorkerGroup(opts, verbose=verbose)
     control = None
+    held: list[str] = []
     try:
         await asyncio.to_thread(group.start)
-        if opts.control is not None:
+        for svc in fronted:  # callers who come early wait for it, as with one worker
+            await asyncio.to_thread(group.command, "hold", svc.upstream, svc.name)
+            held.append(svc.upstream)
+        for svc in fronted:
+            if interrupted.is_set():
+                break
+            try:
+                await asyncio.to_thread(
+                    svc.start,
+                    env_exports(group.options.listen, opts.confdir, caller=svc.name),
+                    lambda pid, name=svc.name: group.command("add_service", pid, name, True),
+                    abort=interrupted)
+            except ProxyError as e:
+                await asyncio.to_thread(group.command, "release", svc.upstream, str(e))
+                raise
+            await asyncio.to_thread(group.command, "release", svc.upstream, None)
+        if interrupted.is_set():
+            raise ProxyError("start interrupted")
+        if opts.control is not None:  # up once everything is: a harness may start
             control = FanOutControl(group, opts.control)
             try:
                 await control.start()
@@ -153,16 +171,11 @@ async def record_with_workers(
                 reason = "address already in use" if e.errno == 98 else e.strerror
                 raise ProxyError(f"cannot listen for the control API on {opts.control}: "
                                  f"{reason}") from e
-        for svc in fronted:
-            if interrupted.is_set():
-                break
-            await asyncio.to_thread(
-                svc.start, env_exports(group.options.listen, opts.confdir, caller=svc.name),
-                lambda pid, name=svc.name: group.command("add_service", pid, name, True),
-                abort=interrupted)
-        if interrupted.is_set():
-            raise ProxyError("start interrupted")
     except BaseException:
+        for upstream in held:  # no-ops for those released
+            with contextlib.suppress(ProxyError):
+                await asyncio.to_thread(group.command, "release", upstream,
+                                        "start interrupted")
         for svc in reversed(fronted):
             await asyncio.to_thread(svc.stop)
         if control is not None:

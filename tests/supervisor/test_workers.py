@@ -53,14 +53,14 @@ class Run:
 def record_workers(tmp_path: Path, confdir: Path) -> Iterator:
     runs: list[Run] = []
 
-    def start(workers: str = "2") -> Run:
+    def start(workers: str = "2", *extra: str) -> Run:
         output = tmp_path / "run.tap"
         listen, control = free_port(), free_port()
         stderr = tmp_path / "stderr.txt"
         process = subprocess.Popen(
             [*TAPPROXY, "record", "-o", str(output), "--workers", workers,
              "--listen", f"127.0.0.1:{listen}", "--control", f"127.0.0.1:{control}",
-             "--confdir", str(confdir)],
+             "--confdir", str(confdir), *extra],
             stdout=subprocess.PIPE, stderr=stderr.open("w"), text=True,
             start_new_session=True)  # its own group: a test may SIGKILL all of it
         run = Run(process, output, f"http://127.0.0.1:{listen}",
@@ -171,6 +171,24 @@ def test_sigkill_of_the_whole_group_leaves_parts_that_merge_recovers(
     assert "30 records from 2 parts merged" in result.stdout
     paths = [x.request.path for x in _exchanges(tmp_path / "recovered.tap")]
     assert paths == [f"/kept/{i}" for i in range(30)]
+
+
+def test_a_fronted_service_is_recorded_under_its_name_by_every_worker(
+        record_workers, echo):
+    public = free_port()
+    service = Path(__file__).parents[1] / "fronted_service.py"
+    run = record_workers("2", "--start", f"svc@{public}={sys.executable} {service} {{port}}")
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for i in range(12):  # to its public port, each on a connection of its own
+        url = f"http://127.0.0.1:{public}/call?url={echo.url}/from-svc/{i}"
+        with direct.open(url, timeout=30) as r:
+            assert r.status == 200
+    code, _ = run.stop()
+    assert code == 0, run.stderr.read_text()
+    exchanges = _exchanges(run.output)
+    assert sorted(x.request.path for x in exchanges if x.caller.name == "svc") == sorted(
+        f"/from-svc/{i}" for i in range(12))
+    assert len([x for x in exchanges if x.callee.name == "svc"]) == 12
 
 
 def test_merge_names_a_missing_part(tmp_path):
