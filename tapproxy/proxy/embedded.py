@@ -183,6 +183,8 @@ class BackgroundWorkers:
             self.stop()
             raise
         self._fanout = fanout
+        self._group.command("own_control", Address(self.options.control.host,
+                                                   fanout.port or 0))
         self.control = ControlClient(f"http://{self.options.control.host}:{fanout.port}")
 
     def add_reverse(self, spec) -> None:

@@ -89,6 +89,12 @@ def _obey_parent(conn, loop: asyncio.AbstractEventLoop, proxy) -> None:
                 if command in ("hold", "release"):
                     call = hold if command == "hold" else release
                     asyncio.run_coroutine_threadsafe(call(*args), loop).result(60)
+                elif command == "own_control":
+                    # The supervisor's control API is this proxy's own address too: a
+                    # request for it through the proxy is refused, as with one worker.
+                    own = proxy.recorder._routing.own if proxy.recorder else None
+                    if own is not None:
+                        loop.call_soon_threadsafe(own.add, "control API", *args)
                 elif command == "add_reverse":
                     asyncio.run_coroutine_threadsafe(proxy.add_reverse(*args),
                                                      loop).result(60)

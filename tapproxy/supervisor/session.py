@@ -171,6 +171,8 @@ async def record_with_workers(
                 reason = "address already in use" if e.errno == 98 else e.strerror
                 raise ProxyError(f"cannot listen for the control API on {opts.control}: "
                                  f"{reason}") from e
+            await asyncio.to_thread(group.command, "own_control",
+                                    Address(opts.control.host, control.port or 0))
     except BaseException:
         for upstream in held:  # no-ops for those released
             with contextlib.suppress(ProxyError):

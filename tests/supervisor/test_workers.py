@@ -191,6 +191,17 @@ def test_a_fronted_service_is_recorded_under_its_name_by_every_worker(
     assert len([x for x in exchanges if x.callee.name == "svc"]) == 12
 
 
+def test_the_control_api_through_the_proxy_is_refused_by_every_worker(record_workers):
+    import urllib.error
+
+    run = record_workers()
+    for _ in range(8):  # each on a connection of its own: both workers answer some
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            run.get(f"{run.control.url}/tests")
+        assert refused.value.code == 403
+    assert run.control._call("GET", "/tests") == {"open": []}
+
+
 def test_merge_names_a_missing_part(tmp_path):
     result = run_cli("merge", tmp_path / "nope.tap", "-o", tmp_path / "out.tap")
     assert result.returncode == 2
