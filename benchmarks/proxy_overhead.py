@@ -51,6 +51,7 @@ PAYLOADS = {"small": "small.json", "1MiB": "big.bin"}
 # (connections, wrk threads)
 LOADS = ((1, 1), (10, 2))
 TARGETS = {"small": 0.95, "1MiB": 0.90}  # tapproxy req/s as a share of bare mitmdump's
+WORKERS_TARGETS = {"small": 2.7, "1MiB": 1.5}  # with --workers on every core (issue 29)
 
 SMALL_BODY = (json.dumps({"id": 12345, "name": "widget", "tags": ["a", "b", "c"],
                           "price": 9.99, "in_stock": True, "note": "benchmark payload"},
@@ -99,6 +100,40 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a `--workers N` run's worker processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, ()))
+    return tree
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU of every process in `pids` that is still running."""
+    total = 0.0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(p)
+    return total
+
+
+def peak_rss_mib(pid: int) -> int | None:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    return None
 
 
 def machine_cpu() -> tuple[int, int, int]:
@@ -296,14 +331,21 @@ def proxy_command(cfg: str, tools: Tools, port: int, confdir: Path, out: Path) -
         if cfg == "mitmdump-w":
             cmd += ["-w", str(out / "flows.mitm")]
         return cmd
-    if cfg == "tapproxy":
+    if is_tapproxy(cfg):
+        workers = ["--workers", cfg.removeprefix("tapproxy-w")] if cfg != "tapproxy" else []
         return [tools.tapproxy, "record", "-o", str(out / "run.tap"),
-                "--listen", f"127.0.0.1:{port}", "--control", "off", "--confdir", str(confdir)]
+                "--listen", f"127.0.0.1:{port}", "--control", "off", "--confdir",
+                str(confdir), *workers]
     if cfg == "tapproxy-mitmproxy":
         return [sys.executable,
                 str(Path(__file__).with_name("tapproxy_mitmproxy.py")),
                 "--listen", f"127.0.0.1:{port}", "--confdir", str(confdir)]
     raise ValueError(cfg)
+
+
+def is_tapproxy(cfg: str) -> bool:
+    """tapproxy record, with one worker or (tapproxy-wN, --workers) several."""
+    return cfg == "tapproxy" or cfg.startswith("tapproxy-w")
 
 
 def fetch_via_proxy(proxy_port: int, url: str) -> tuple[int, bytes]:
@@ -361,11 +403,21 @@ def run_config_round(cfg: str, rnd: int, tools: Tools, upstream: Upstream, confd
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(stdout_path, "wb"),  # noqa: SIM115
                             stderr=open(stderr_path, "wb"))  # noqa: SIM115
     result: dict = {"round": rnd, "config": cfg, "cells": []}
+    pids = [proc.pid]
     sent = 0  # requests completed by clients (checks, warm-ups, measurements)
     inflight_max = 0  # requests that may have been cut at the end of wrk runs
     try:
         wait_port(port, proc, cfg)
         result["startup_s"] = round(time.monotonic() - t0, 3)
+        if is_tapproxy(cfg) and cfg != "tapproxy":
+            # The first worker listening answers the port; all of them are up once the
+            # supervisor announces the proxy.
+            deadline = time.monotonic() + 60
+            while b"# forward proxy at" not in stdout_path.read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{cfg}: workers did not all start")
+                time.sleep(0.05)
+        pids = process_tree(proc.pid)  # with --workers: the supervisor and its workers
         check_proxy(port, upstream)
         sent += len(PAYLOADS)
         for payload in args.payloads:
@@ -378,12 +430,12 @@ def run_config_round(cfg: str, rnd: int, tools: Tools, upstream: Upstream, confd
                     inflight_max += conns
                     if w["errors"]:
                         log(f"  warm-up errors: {w}")
-                c0, u0, t_0 = cpu_seconds(proc.pid), cpu_seconds(upstream.proc.pid), \
+                c0, u0, t_0 = tree_cpu_seconds(pids), cpu_seconds(upstream.proc.pid), \
                     time.monotonic()
                 mc0, w0 = machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
                 m = tools.wrk.run(port, payload, conns, threads, args.duration)
                 wall = time.monotonic() - t_0
-                c1, u1 = cpu_seconds(proc.pid), cpu_seconds(upstream.proc.pid)
+                c1, u1 = tree_cpu_seconds(pids), cpu_seconds(upstream.proc.pid)
                 w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 m["machine_busy_pct"], m["steal_pct"] = busy_pct(mc0, machine_cpu())
                 m["wrk_cpu_pct"] = 100 * (w1.ru_utime + w1.ru_stime - w0.ru_utime
@@ -411,21 +463,22 @@ def run_config_round(cfg: str, rnd: int, tools: Tools, upstream: Upstream, confd
                     f"machine {m['machine_busy_pct']:3.0f}% busy, "
                     f"others {m['other_cpu_pct']:3.0f}%")
     finally:
-        with contextlib.suppress(OSError), open(f"/proc/{proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    result["peak_rss_mib"] = round(int(line.split()[1]) / 1024)
+        # Peak RSS of each process (the proxy; with --workers its supervisor first, then
+        # each worker), and their sum.
+        rss = [peak_rss_mib(p) for p in pids]
+        result["rss_per_process_mib"] = [r for r in rss if r is not None]
+        result["peak_rss_mib"] = sum(result["rss_per_process_mib"])
         result["stop_s"] = round(stop(proc), 3)
         result["exit_code"] = proc.returncode
     result["requests_completed"] = sent
     result["inflight_max"] = inflight_max
     files = {p.name: p.stat().st_size for p in out.iterdir() if p.suffix in (".tap", ".mitm")}
     result["output_bytes"] = files
-    if cfg == "tapproxy":
+    if is_tapproxy(cfg):
         tap = out / "run.tap"
         result["capture"] = count_capture(tap)
         said = [ln for ln in stdout_path.read_text(errors="replace").splitlines()
-                if "exchanges recorded" in ln]
+                if "exchanges recorded" in ln or "merged into" in ln]
         result["capture"]["tapproxy_said"] = said[-1] if said else None
         x = result["capture"]["exchanges"]
         result["capture"]["records_match"] = sent <= x <= sent + inflight_max
@@ -523,6 +576,14 @@ def verdict(rows: list[dict]) -> list[str]:
         lines.append(f"- tapproxy {r['payload']} c{r['connections']}: {r['ratio']:.2f} × bare "
                      f"mitmdump (paired median {r['paired_ratio_median']:.2f}); target ≥ "
                      f"{target:.2f}: {'MET' if ok else 'NOT MET'}")
+    for r in rows:
+        if not r["config"].startswith("tapproxy-w") or "ratio" not in r:
+            continue
+        target = WORKERS_TARGETS[r["payload"]]
+        lines.append(f"- {CONFIGS[r['config']]} {r['payload']} c{r['connections']}: "
+                     f"{r['ratio']:.2f} × bare mitmdump (paired median "
+                     f"{r['paired_ratio_median']:.2f}); target with all cores ≥ "
+                     f"{target:.1f}: {'MET' if r['ratio'] >= target else 'NOT MET'}")
     bare = {(r["payload"], r["connections"]): r for r in rows
             if r["config"] == "tapproxy-mitmproxy"}
     for r in rows:
@@ -552,6 +613,9 @@ def main() -> int:
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=COMMAND",
                     help="also measure this proxy command (placeholders {port} {out} "
                          "{confdir} {python} {mitmdump} {tapproxy}), e.g. a variant under test")
+    ap.add_argument("--workers", nargs="+", default=[], metavar="N",
+                    help="also measure `tapproxy record --workers N` for each N (a number "
+                         "or auto), beside the configurations")
     ap.add_argument("--json", type=Path, help="write raw per-round numbers here")
     ap.add_argument("--no-reference", action="store_true",
                     help="skip measuring the upstream alone")
@@ -569,6 +633,12 @@ def main() -> int:
             ap.error(f"--extra {spec!r}: expected a new NAME=COMMAND")
         CONFIGS[name] = f"(x) {name}"
         EXTRA[name] = command
+        args.configs.append(name)
+    for n in args.workers:
+        name = f"tapproxy-w{n}"
+        if n != "auto" and not n.isdigit():
+            ap.error(f"--workers {n!r}: expected a number or auto")
+        CONFIGS[name] = f"(c) tapproxy record --workers {n}"
         args.configs.append(name)
     if args.quick:
         args.rounds, args.duration = 2, 2
@@ -664,8 +734,11 @@ def main() -> int:
     for cfg in configs:
         rs = [r for r in rounds if r["config"] == cfg]
         out = [sum(r["output_bytes"].values()) for r in rs]
+        per = [r.get("rss_per_process_mib", []) for r in rs]
+        medians = [str(round(statistics.median(x))) for x in zip(*per, strict=False)]
+        each = f" ({' + '.join(medians)} per process)" if len(medians) > 1 else ""
         print(f"- {CONFIGS[cfg]}: peak RSS median "
-              f"{statistics.median(r.get('peak_rss_mib', 0) for r in rs):.0f} MiB, "
+              f"{statistics.median(r.get('peak_rss_mib', 0) for r in rs):.0f} MiB{each}, "
               f"time to exit after SIGINT median {statistics.median(r['stop_s'] for r in rs):.2f} s"
               + (f", output {statistics.median(out) / 2**20:.0f} MiB per round" if any(out)
                  else ""))

@@ -72,6 +72,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tapproxy-no-process-names", action="store_true",
                     help="Do not name local services by the process behind a socket "
                          "(callers and callees are then named by proxy user or address).")
+    group.addoption("--tapproxy-workers", metavar="N",
+                    help="Recording processes behind the proxy's port, as `tapproxy "
+                         "record --workers` (a number or 'auto'; default 1).")
     group.addoption("--tapproxy-keep", metavar="N", type=int,
                     help=f"Keep the last N captures in .tapproxy/ (default {KEEP}; 0: all).")
     group.addoption("--tapproxy-service", metavar="NAME=HOST[:PORT]", action="append",
@@ -94,6 +97,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tapproxy-record-missing", action="store_true",
                     help="With --tapproxy-replay: start the services too and send them "
                          "what the capture lacks, recorded to CAPTURE-missing.tap.")
+    parser.addini("tapproxy_workers", "Recording processes (a number or 'auto'; "
+                  "default 1).", default="1")
     parser.addini("tapproxy_keep", f"Captures kept in .tapproxy/ (default {KEEP}; 0: all).",
                   default=str(KEEP))
     parser.addini("tapproxy_services", "NAME=HOST[:PORT] lines naming services started "
@@ -197,10 +202,11 @@ class _Session:
             # run's output is the user's, not a dependency's. So import it here, quietly.
             warnings.simplefilter("ignore", DeprecationWarning)
             import tapproxy.proxy.runner  # noqa: F401
-            from tapproxy.proxy.embedded import BackgroundProxy, ControlClient
+            from tapproxy.proxy.embedded import ControlClient, background_proxy
             from tapproxy.supervisor.fronting import free_loopback_port
             from tapproxy.supervisor.options import Address, RecordOptions
             from tapproxy.supervisor.servicewatch import ServiceJournal
+            from tapproxy.supervisor.workers import resolve_workers
 
         try:
             url = self.config.getoption("tapproxy_url")
@@ -224,16 +230,23 @@ class _Session:
                                      process_callers=not self.config.getoption(
                                          "tapproxy_no_process_names"),
                                      otlp_receive=self.otlp_receive,
-                                     inject_traceparent=inject)
-                self.proxy = BackgroundProxy(opts)
+                                     inject_traceparent=inject,
+                                     workers=resolve_workers(
+                                         self.config.getoption("tapproxy_workers")
+                                         or self.config.getini("tapproxy_workers"),
+                                         "--tapproxy-workers"))
+                self.proxy = background_proxy(opts)
                 self.proxy.start()
                 # The tests' own calls are `tests`, however they are sent; only this
                 # process: the services its tests start are named on their own.
                 self.proxy.add_service_process(os.getpid(), TEST_CALLER, descendants=False)
                 self.control = self.proxy.control
                 self.listen = self.proxy.listen
-                self.proxy_capture = opts.output
-                self._running = RunningTestRecords(opts.output)
+                # Several workers' capture exists once merged at stop: till then a
+                # test's records come through the control API, as with --tapproxy-url.
+                self.proxy_capture = opts.output if opts.workers == 1 else None
+                if self.proxy_capture is not None:
+                    self._running = RunningTestRecords(opts.output)
                 self.parts.append(opts.output)
             for spec in self.settings.services:
                 if spec.port is None:

@@ -7,6 +7,7 @@ test can drive them with any real client: curl (subprocess), requests, httpx, ai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import socket
@@ -26,7 +27,7 @@ from hypothesis import settings
 
 from tapproxy.capture import Exchange, Record, open_capture
 from tapproxy.proxy.runner import RecordingProxy
-from tapproxy.supervisor.options import Address, RecordOptions
+from tapproxy.supervisor.options import Address, RecordOptions, parse_address
 
 pytest_plugins = ("pytester",)
 collect_ignore = ["plugin_suite"]  # the suite test_pytest_plugin.py runs inside pytest
@@ -149,12 +150,61 @@ class Services:
         self.started.clear()
 
 
+# TAPPROXY_TEST_WORKERS=N: every proxy the fixtures start runs N worker processes
+# (`record --workers N`), to run a suite against them; tests of the in-process
+# recorder's internals (handle.recorder) do not apply there.
+TEST_WORKERS = int(os.environ.get("TAPPROXY_TEST_WORKERS", "1") or 1)
+
+
+class WorkersHandle:
+    """RecordingProxy's interface (as the fixtures use it) over BackgroundWorkers."""
+
+    recorder = None  # in other processes
+
+    def __init__(self, opts: RecordOptions) -> None:
+        from tapproxy.proxy.embedded import BackgroundWorkers
+
+        self.options = opts
+        self.background = BackgroundWorkers(opts)
+
+    @property
+    def control(self) -> Address | None:
+        c = self.background.control
+        if c is None:
+            return None
+        return parse_address(c.url.removeprefix("http://"))
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.background.start)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.background.stop)
+
+    async def add_reverse(self, spec) -> None:
+        await asyncio.to_thread(self.background.add_reverse, spec)
+
+    def flush(self) -> None:
+        assert self.background.control is not None
+        self.background.control.flush()
+
+    def records_so_far(self) -> list[Record]:
+        from tapproxy.capture.merge import merge_interleaved
+
+        parts = [w.part for w in self.background._group.workers if w.part.exists()]
+        merged = self.options.output.with_name(f"{self.options.output.stem}.so-far.tap")
+        merge_interleaved(parts, merged)
+        with open_capture(merged) as r:
+            records = list(r)
+        merged.unlink()
+        return records
+
+
 @dataclass
 class Proxy:
     """A running RecordingProxy and the ways a test talks to it."""
 
     options: RecordOptions
-    handle: RecordingProxy
+    handle: RecordingProxy | WorkersHandle
     loop: LoopThread
     stopped: bool = field(default=False)
 
@@ -185,6 +235,9 @@ class Proxy:
         return env
 
     def flush(self) -> None:
+        if isinstance(self.handle, WorkersHandle):
+            self.handle.flush()
+            return
         assert self.handle.recorder is not None
         self.handle.recorder.writer.flush()
 
@@ -197,6 +250,8 @@ class Proxy:
         """Everything written so far (flushes first; the proxy keeps running)."""
         if not self.stopped:
             self.flush()
+        if isinstance(self.handle, WorkersHandle) and not self.stopped:
+            return self.handle.records_so_far()
         with open_capture(self.capture) as r:
             return list(r)
 
@@ -278,8 +333,12 @@ def start_proxy(tmp_path: Path, confdir: Path) -> Iterator[Callable[..., Proxy]]
         )
         lt = LoopThread()
         loops.append(lt)
-        handle = RecordingProxy(opts)
-        lt.run(handle.start())
+        if TEST_WORKERS > 1:
+            opts = dataclasses.replace(opts, workers=TEST_WORKERS)
+            handle = WorkersHandle(opts)
+        else:
+            handle = RecordingProxy(opts)
+        lt.run(handle.start(), timeout=90)
         p = Proxy(opts, handle, lt)
         proxies.append(p)
         return p

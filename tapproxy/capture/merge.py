@@ -1,23 +1,24 @@
 """Several captures into one: what each pytest-xdist worker (and the plugin) recorded.
 
-Streaming: one record in memory at a time. Records keep the order they have within
-each input; the inputs follow each other (a reader orders by time where it matters).
+Streaming: one record in memory at a time. `merge_captures` keeps the inputs one after
+the other; `merge_interleaved` (the parts of `record --workers N`, each written as its
+exchanges completed) interleaves them by when each record was complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tapproxy.capture.format import new_header, open_capture
-from tapproxy.capture.model import SessionHeader
+from tapproxy.capture.model import Exchange, Record, SessionHeader, TestCase
 from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import CaptureError
 
-__all__ = ["merge_captures"]
-
+__all__ = ["merge_captures", "merge_interleaved"]
 
 # What spans are synthesized by: a recorder that injected traceparents salted them with
 # its header's `created`, and `spans` reads received spans only where `otlp_receive` says.
@@ -32,6 +33,13 @@ def _merged_header(first: SessionHeader | None, inputs: Sequence[str | os.PathLi
     return dataclasses.replace(header, created=first.created) if first else header
 
 
+def _first_header(inputs: Sequence[str | os.PathLike]) -> SessionHeader | None:
+    if not inputs:
+        return None
+    with open_capture(inputs[0]) as reader:
+        return reader.header
+
+
 def merge_captures(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
                    meta: dict[str, object] | None = None) -> int:
     """Write every record of `inputs` to `output`, a new capture; the number of records.
@@ -41,24 +49,72 @@ def merge_captures(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
     (a killed worker) gives its complete records; a missing or corrupt one raises
     CaptureError naming it, and `output` is left as it was.
     """
-    output = Path(output)
-    writer: CaptureWriter | None = None
-    count = 0
-    try:
+    def records() -> Iterator[Record]:
         for path in inputs:
             with open_capture(path) as reader:
-                if writer is None:
-                    writer = CaptureWriter(output, _merged_header(reader.header, inputs, meta),
-                                           provisional=True)
-                for record in reader:
-                    writer.write(record)
-                    count += 1
-        if writer is None:
-            writer = CaptureWriter(output, _merged_header(None, inputs, meta), provisional=True)
+                yield from reader
+
+    return _write(records(), inputs, output, _merged_header(_first_header(inputs), inputs, meta))
+
+
+def merge_interleaved(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
+                      meta: dict[str, object] | None = None) -> int:
+    """As merge_captures, records ordered by when each was complete across the inputs
+    (each input's own order kept). A test case every input recorded (the same name and
+    start: the workers of one run) is written once."""
+    readers = [open_capture(path) for path in inputs]
+    try:
+        streams = [_timed(i, reader) for i, reader in enumerate(readers)]
+        return _write(_once_each_test(r for _, _, r in heapq.merge(*streams)), inputs,
+                      output, _merged_header(readers[0].header if readers else None, inputs,
+                                             meta))
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def _timed(index: int, records) -> Iterator[tuple[int, int, Record]]:
+    """(when complete, input, record); a record without a time of its own (spans, a
+    tunnel) takes the one before it, so it stays where its input put it."""
+    last = 0
+    for record in records:
+        last = max(last, _completed(record) or last)
+        yield last, index, record
+
+
+def _completed(record: Record) -> int | None:
+    if isinstance(record, Exchange):
+        t = record.timing
+        return max(v for v in (t.request_start, t.request_end, t.response_end, t.error_at)
+                   if v is not None)
+    if isinstance(record, TestCase):
+        return record.ended or record.started
+    return getattr(record, "timestamp", None) or getattr(record, "received", None)
+
+
+def _once_each_test(records: Iterator[Record]) -> Iterator[Record]:
+    seen: set[tuple[str, int]] = set()
+    for record in records:
+        if isinstance(record, TestCase):
+            key = (record.name, record.started)
+            if key in seen:
+                continue
+            seen.add(key)
+        yield record
+
+
+def _write(records: Iterator[Record], inputs: Sequence[str | os.PathLike],
+           output: str | os.PathLike, header: SessionHeader) -> int:
+    output = Path(output)
+    writer = CaptureWriter(output, header, provisional=True)
+    count = 0
+    try:
+        for record in records:
+            writer.write(record)
+            count += 1
         writer.close()
     except BaseException:
-        if writer is not None:
-            writer.discard()
+        writer.discard()
         raise
     try:
         writer.publish()

@@ -59,7 +59,7 @@ def main() -> None:
 
 def _commands() -> None:
     # isort: off
-    from tapproxy.cli import record, reading, explain, check, report, compare, replay  # noqa: F401
+    from tapproxy.cli import record, reading, explain, check, report, compare, replay, merge  # noqa: F401
     # isort: on
     from tapproxy.cli import contract  # noqa: F401 - the `contract` group, after the rest
 

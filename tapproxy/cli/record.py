@@ -84,6 +84,10 @@ def record(
         help="Bodies longer than this (or of unknown length) stream through as they arrive; "
              "the record keeps this many bytes of one, plus its length and SHA-256.")]
     = "1m",
+    workers: Annotated[str, typer.Option(
+        help="Recording processes behind the same listeners (SO_REUSEPORT), each "
+             "writing a part merged into OUTPUT at stop: a number, or 'auto' for one "
+             "per core.")] = "1",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show mitmproxy's log.")]
     = False,
 ) -> None:
@@ -94,7 +98,7 @@ def record(
     from tapproxy.supervisor.fronting import ServiceProcess, parse_starts
     from tapproxy.supervisor.options import check_listeners, parse_seconds
     from tapproxy.supervisor.record_options import record_options
-    from tapproxy.supervisor.session import record_until_stopped
+    from tapproxy.supervisor.session import record_until_stopped, record_with_workers
 
     fronts = parse_starts(start or ())
     start_timeout = parse_seconds(start_timeout, "--start-timeout")
@@ -108,13 +112,23 @@ def record(
         no_redact=no_redact, route=route or (), confdir=confdir, upstream_ca=upstream_ca,
         insecure=insecure, idle_timeout=idle_timeout, otlp=otlp,
         inject_traceparent=inject_traceparent, otlp_receive=otlp_receive, max_body=max_body,
-        process_callers=process_callers, caller_process=caller_process or ())
+        process_callers=process_callers, caller_process=caller_process or (),
+        workers=workers)
     RouteTable(opts.routes)  # a bad template is a usage error now
     check_listeners(opts)
     if upstream_ca is not None:
         check_ca_bundle(upstream_ca)
 
     async def run() -> int:
+        if opts.workers > 1:
+            group = await record_with_workers(
+                opts, fronted, verbose=verbose, interrupted_before=interrupted_before,
+                on_started=lambda run: _announce(run, fronted))
+            if group is None:
+                print(f"tapproxy: interrupted while starting; {output} was not written",
+                      file=sys.stderr, flush=True)
+                return 130
+            return _workers_summary(group)
         proxy = await record_until_stopped(
             opts, fronted, verbose=verbose, interrupted_before=interrupted_before,
             on_started=lambda proxy: _announce(proxy, fronted))
@@ -135,7 +149,8 @@ def _announce(proxy, fronted) -> None:
 
     opts = proxy.options
     print(f"# tapproxy {__version__} recording to {opts.output}", flush=True)
-    print(f"# forward proxy at {opts.listen}", flush=True)
+    workers = f" ({opts.workers} workers)" if opts.workers > 1 else ""
+    print(f"# forward proxy at {opts.listen}{workers}", flush=True)
     for n in opts.listeners:
         print(f"# forward proxy for {n.name} at {n.listen}", flush=True)
     started = {svc.name: svc for svc in fronted}
@@ -171,6 +186,18 @@ def _summary(proxy) -> int:
           f"written to {output}, {writer.records_lost} lost", flush=True)
     print(f"tapproxy: error: {writer.records_lost} records lost: {writer.failure}",
           file=sys.stderr, flush=True)
+    return 1
+
+
+def _workers_summary(run) -> int:
+    """The merged capture, and exit 1 if a worker died (its in-flight records lost)."""
+    output = run.options.output
+    print(f"# {run.records} records from {len(run.group.workers)} workers merged into "
+          f"{output}", flush=True)
+    if not run.group.lost:
+        return 0
+    for line in run.group.lost:
+        print(f"tapproxy: error: {line}", file=sys.stderr, flush=True)
     return 1
 
 

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 from tapproxy.errors import ProxyError
 from tapproxy.supervisor.options import Address, RecordOptions, parse_address
 
-__all__ = ["BackgroundProxy", "ControlClient"]
+__all__ = ["BackgroundProxy", "BackgroundWorkers", "ControlClient", "background_proxy"]
 
 
 class ControlClient:
@@ -184,3 +184,66 @@ class BackgroundProxy:
     def _close_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+class BackgroundWorkers:
+    """BackgroundProxy's interface over `opts.workers` worker processes
+    (supervisor.workers): the capture is the parts merged, once stopped."""
+
+    def __init__(self, opts: RecordOptions) -> None:
+        from tapproxy.supervisor.workers import WorkerGroup
+
+        if opts.control is None:
+            raise ProxyError("an embedded proxy needs its control API")
+        self.options = opts
+        self._group = WorkerGroup(opts)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name="tapproxy-workers", daemon=True)
+        self._fanout = None
+        self.control: ControlClient | None = None
+
+    @property
+    def listen(self) -> Address:
+        return self._group.options.listen
+
+    @property
+    def capture(self) -> Path:
+        return self.options.output
+
+    def start(self) -> None:
+        from tapproxy.supervisor.fanout import FanOutControl
+
+        assert self.options.control is not None
+        self._group.start()
+        self._thread.start()
+        fanout = FanOutControl(self._group, self.options.control)
+        try:
+            asyncio.run_coroutine_threadsafe(fanout.start(), self._loop).result(60)
+        except BaseException:
+            self.stop()
+            raise
+        self._fanout = fanout
+        self._group.command("own_control", Address(self.options.control.host,
+                                                   fanout.port or 0))
+        self.control = ControlClient(f"http://{self.options.control.host}:{fanout.port}")
+
+    def add_reverse(self, spec) -> None:
+        self._group.command("add_reverse", spec)
+
+    def add_service_process(self, pid: int, name: str, descendants: bool = True) -> None:
+        self._group.command("add_service", pid, name, descendants)
+
+    def stop(self) -> None:
+        if self._fanout is not None:
+            asyncio.run_coroutine_threadsafe(self._fanout.stop(), self._loop).result(60)
+            self._fanout = None
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._group.stop()
+
+
+def background_proxy(opts: RecordOptions) -> BackgroundProxy | BackgroundWorkers:
+    """The embedded proxy for `opts`: one in a thread, or `opts.workers` processes."""
+    return BackgroundWorkers(opts) if opts.workers > 1 else BackgroundProxy(opts)

@@ -12,7 +12,8 @@
     POST /flush        every record so far is in the file   {"records": N}
     GET  /stats        live aggregates                      {"exchanges": N, "errors": N, ...}
     GET  /metrics      per edge, route and test: count, errors, latency percentiles, bytes
-                       (the JSON of `tapproxy stats --json`)
+                       (the JSON of `tapproxy stats --json`); `?state=1`: the figures
+                       as mergeable state (how `--workers N` adds up its workers')
 
 Once the capture cannot be written (a full disk), /flush and /tests/end answer 507
 (disk full) or 500 with {"error": "...", "records": N, "records_lost": N}.
@@ -186,8 +187,11 @@ class ControlServer:
 
     async def _start(self, request: web.Request) -> web.Response:
         body = await self._json_body(request)
+        started = body.get("started")  # a supervisor's, the same for all its workers
+        if started is not None and (type(started) is not int or started < 0):
+            raise web.HTTPBadRequest(text='"started" must be nanoseconds since the epoch')
         try:
-            self._target.tests.open(body["name"])
+            self._target.tests.open(body["name"], started)
         except TestCaseError as e:
             return _error(409, str(e))
         return web.json_response({"open": body["name"]}, status=201)
@@ -265,4 +269,6 @@ class ControlServer:
         return web.json_response(self._target.stats())
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if request.query.get("state"):
+            return web.json_response(self._target.metrics.state())
         return web.json_response(metrics_json(self._target.metrics))

@@ -122,6 +122,7 @@ class RecordOptions:
     ignore_hosts: tuple[str, ...] = ()
     process_callers: bool = True  # name a local caller by the process owning its socket
     caller_processes: tuple[ProcessRule, ...] = ()  # command-line glob → caller name
+    workers: int = 1  # recording processes behind the same listeners (supervisor.workers)
 
 
 def parse_address(spec: str, what: str = "address", default_host: str = "127.0.0.1") -> Address:

@@ -52,12 +52,14 @@ def record_options(
     confdir: Path | None = None, upstream_ca: Path | None = None, insecure: bool = False,
     idle_timeout: int = 600, otlp: str | None = None, inject_traceparent: bool = False,
     otlp_receive: str | None = None, max_body: str = "1m", process_callers: bool = True,
-    caller_process: Sequence[str] = (), spell: Callable[[str], str] = flag,
+    caller_process: Sequence[str] = (), workers: str | int = 1,
+    spell: Callable[[str], str] = flag,
 ) -> RecordOptions:
     """RecordOptions from option values as given (UsageError naming the option, spelled
     by `spell`, that is malformed). `fronted`: the reverse listeners of started services;
     `control` is HOST:PORT or 'off'."""
     from tapproxy.spans.export import traces_url
+    from tapproxy.supervisor.workers import resolve_workers
 
     unnamed, listeners = parse_listen(tuple(listen))
     return RecordOptions(
@@ -82,4 +84,5 @@ def record_options(
         max_body=parse_size(max_body, spell("max_body")),
         process_callers=process_callers,
         caller_processes=tuple(parse_caller_process(c) for c in caller_process),
+        workers=resolve_workers(workers, spell("workers")),
     )

@@ -25,10 +25,12 @@ class OpenTests:
         self._open: dict[str, int] = {}
         self._requests: dict[str, int] = {}  # requests attributed to each open test
 
-    def open(self, name: str) -> None:
+    def open(self, name: str, started: int | None = None) -> None:
+        """`started` (ns): the time a supervisor gave every worker, so that the test
+        case each of them records is the same one."""
         if name in self._open:
             raise TestCaseError(f"test {name!r} is already open")
-        self._open[name] = time.time_ns()
+        self._open[name] = started if started is not None else time.time_ns()
         self._requests[name] = 0
 
     def close(self, name: str, outcome: str | None) -> TestCase:
