@@ -8,6 +8,7 @@ import logging
 import sys
 
 from tapproxy.errors import ProxyError
+from tapproxy.proxy.addon_group import AddonGroup
 from tapproxy.proxy.h2c import H2cPriorKnowledge
 from tapproxy.proxy.recorder import Recorder
 from tapproxy.proxy.reverse_upstreams import (
@@ -156,9 +157,11 @@ class RecordingProxy:
             # log noted), so it has the last word: a decision it defers stays deferred.
             connect_reverse_upstreams_on_request()  # a service down: a 502, recorded
             silence = handshake_limit(self.options.idle_timeout)
-            master.addons.add(*mitmproxy_addons(), self._starting,
-                              UpstreamHandshakeWatch(silence), self.recorder,
-                              H2cPriorKnowledge(), ready)
+            # tapproxy's addons as one entry: mitmproxy offers every event to every addon,
+            # hooked or not, and five separate entries cost ~50 µs a request in dispatch.
+            master.addons.add(*mitmproxy_addons(), AddonGroup(
+                self._starting, UpstreamHandshakeWatch(silence), self.recorder,
+                H2cPriorKnowledge(), ready))
             update = {
                 "mode": mitmproxy_modes(self.options),
                 "confdir": str(self.options.confdir),

@@ -60,6 +60,9 @@ class _Worker:
         return self.process.is_alive()
 
     def describe_exit(self) -> str:
+        # Its end can be seen (its pipe closed) before the process is reaped: wait for
+        # the status a moment, or it would read "exited with status None".
+        self.process.join(timeout=2)
         code = self.process.exitcode
         if code is not None and code < 0:
             with contextlib.suppress(ValueError):
