@@ -147,8 +147,11 @@ class Matcher:
         """The numbers of every recorded exchange not served (as `show` numbers them)."""
         return [self.index.entries[i].number for i, s in enumerate(self._served) if not s]
 
-    def stats(self) -> ReplayStats:
-        served = self._served
-        unused = [i for i, s in enumerate(served) if not s]
-        return ReplayStats(self.matched, self.unmatched, len(served), len(unused),
-                           tuple(self.index.entries[i].number for i in unused[:10]))
+    def stats(self, callees: frozenset[str] | None = None) -> ReplayStats:
+        """The figures; with `callees`, only their recordings count (those of services
+        the replay did not serve could not be used)."""
+        entries = self.index.entries
+        mine = [i for i in range(len(entries)) if callees is None or entries[i].callee in callees]
+        unused = [i for i in mine if not self._served[i]]
+        return ReplayStats(self.matched, self.unmatched, len(mine), len(unused),
+                           tuple(entries[i].number for i in unused[:10]))

@@ -183,7 +183,10 @@ class Replay:
             await self.missing.close()
         assert self.matcher is not None and self.index is not None
         self.index.close()
-        return self.matcher.stats()
+        # Without the forward proxy only the services given a listener could be asked.
+        served = None if self.options.listen is not None else frozenset(
+            s.name for s in self.options.services)
+        return self.matcher.stats(served)
 
 
 def _with_services(opts: ReplayOptions, services: tuple) -> ReplayOptions:

@@ -56,6 +56,18 @@ def test_cli_serves_each_service_on_consecutive_ports_and_counts(record_shop):
     assert "no recorded answer for GET /nowhere to orders" in err
 
 
+def test_only_the_served_services_recordings_count_as_unused(record_shop):
+    # Serving stock alone: orders' recordings could not have been asked for.
+    capture = record_shop(_script)
+    port = free_port()
+    run = Running(capture, "--service", f"stock@{port}")
+    assert httpx.get(f"http://127.0.0.1:{port}/stock/tea").status_code == 200
+    code, out, _ = run.stop()
+    assert code == 0
+    assert out.splitlines()[-1] == \
+        "replayed: 1 matched, 0 unmatched, 0 of 1 recordings unused, accuracy 100.0 %"
+
+
 def test_strict_exits_1_on_a_miss_or_an_unused_recording(record_shop):
     capture = record_shop(_script)
     port, other = free_port(), free_port()
