@@ -33,13 +33,6 @@ def _merged_header(first: SessionHeader | None, inputs: Sequence[str | os.PathLi
     return dataclasses.replace(header, created=first.created) if first else header
 
 
-def _first_header(inputs: Sequence[str | os.PathLike]) -> SessionHeader | None:
-    if not inputs:
-        return None
-    with open_capture(inputs[0]) as reader:
-        return reader.header
-
-
 def merge_captures(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
                    meta: dict[str, object] | None = None) -> int:
     """Write every record of `inputs` to `output`, a new capture; the number of records.
@@ -49,12 +42,19 @@ def merge_captures(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
     (a killed worker) gives its complete records; a missing or corrupt one raises
     CaptureError naming it, and `output` is left as it was.
     """
+    first = open_capture(inputs[0]) if inputs else None  # each input is opened once
+
     def records() -> Iterator[Record]:
-        for path in inputs:
-            with open_capture(path) as reader:
+        for i, path in enumerate(inputs):
+            with first if i == 0 else open_capture(path) as reader:
                 yield from reader
 
-    return _write(records(), inputs, output, _merged_header(_first_header(inputs), inputs, meta))
+    try:
+        header = _merged_header(first.header if first else None, inputs, meta)
+        return _write(records(), inputs, output, header)
+    finally:
+        if first is not None:
+            first.close()
 
 
 def merge_interleaved(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,

@@ -1,15 +1,22 @@
 """A grpcio client against a replayed gRPC service: unary and streaming calls, OK and
 errors, with the messages, status, details and trailing metadata recorded."""
 
+# ruff: noqa: F811 - the gRPC fixtures are imported as fixtures, then named as parameters
 from __future__ import annotations
 
 import grpc
 
 from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port
-from tests.grpc.conftest import Outcome, _show, _trailing, bidi_lockstep
-
-pytest_plugins = ("tests.grpc.conftest",)
+from tests.grpc.conftest import (  # noqa: F401 - echo, grpc_ca, start_echo: fixtures
+    Outcome,
+    _show,
+    _trailing,
+    bidi_lockstep,
+    echo,
+    grpc_ca,
+    start_echo,
+)
 
 
 def calls(echo, channel: grpc.Channel) -> list[Outcome]:
