@@ -51,7 +51,9 @@ def tell_story(directory: Path, confdir: Path, say: Callable[[str], None]) -> No
                       subsequent_indent="    ", break_on_hyphens=False))
     # pytest's own failure section: the failing tests with tapproxy's story, the summary.
     at = run.output.find(_FAILURES)
-    say(run.output[run.output.rfind("\n", 0, at) + 1:].rstrip() if at >= 0 else run.output)
+    section = run.output[run.output.rfind("\n", 0, at) + 1:].rstrip() if at >= 0 \
+        else run.output
+    say("\n".join(_within(line) for line in section.splitlines()))
     say("")
     say("\n".join(_edge_lines(capture)).rstrip())
     with atomic_output(directory / SPANS) as out:
@@ -65,6 +67,14 @@ def tell_story(directory: Path, confdir: Path, say: Callable[[str], None]) -> No
         "--tapproxy leaves)")
     say(f"open next: {REPORT} in a browser (the waterfall, the map, the failures)\n"
         f"           tapproxy show {CAPTURE} --errors, then --exchange N for one call")
+
+
+def _within(line: str, width: int = 80) -> str:
+    """`line` cut to `width` columns, unless it names a path (one to copy whole): what
+    pytest prints under load (a warning, a slow call's message) can run wider."""
+    if len(line) <= width or "/" in line:
+        return line
+    return line[:width - 1] + "…"
 
 
 def _edge_lines(capture: Path) -> list[str]:
