@@ -117,12 +117,27 @@ def test_a_request_while_the_service_starts_waits_for_it(tmp_path, confdir):
     assert (x.callee.name, x.request.path, x.status) == ("late", "/early", 200)
 
 
+def _read_by_peer(s: socket.socket) -> bool:
+    """Whether the other end of loopback connection `s` has read all we sent: its
+    socket's receive queue (Linux /proc/net/tcp, hex ports) is empty."""
+    here, there = s.getsockname()[1], s.getpeername()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if int(local.split(":")[1], 16) == there and int(remote.split(":")[1], 16) == here:
+            return int(fields[4].split(":")[1], 16) == 0
+    return False
+
+
 def test_a_request_while_the_service_fails_to_start_gets_a_502(tmp_path, confdir):
     proc, port, go, _ = _record_starting(tmp_path, confdir, "fail")
     try:
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(f"GET /early HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                       "Connection: close\r\n\r\n".encode())
+            # Only once the proxy has read the request is it one that waits: on a loaded
+            # machine the service could otherwise fail (and the run end) before that.
+            wait_for(lambda: _read_by_peer(s), what="the proxy to read the request")
             go.touch()  # the service exits with 3 instead of listening
             s.settimeout(60)
             data = b""
