@@ -277,6 +277,11 @@ class CaptureWriter:
         return (self._submitted - self._handled > self._max_queue
                 or self._submitted_bytes - self.bytes_written > self._max_bytes)
 
+    @property
+    def closed(self) -> bool:
+        """Closed: nothing more can be written."""
+        return self._closed
+
     def submit(self, record: Record):
         """Add `record`; returns None, or an awaitable to await while the writer catches up."""
         self._enqueue(record)

@@ -94,6 +94,7 @@ class Recorder:
         self.metrics = Metrics()  # live per-edge/route/test figures, bounded (GET /metrics)
         self.started = time.time()
         self._done = False
+        self.late_records = 0  # records of hooks run after the capture was closed
         # False while services tapproxy starts itself are still coming up: a run whose
         # service never listens must not replace the previous capture either.
         self.publish_when_running = True
@@ -200,7 +201,7 @@ class Recorder:
         if failed:
             self.errors += 1
         self.metrics.add(self._routes(x) if self._routes else x, failed)
-        return self.writer.submit(x)
+        return self._submit(x)
 
     def response(self, flow: http.HTTPFlow):
         if SELF in flow.metadata:
@@ -226,7 +227,7 @@ class Recorder:
     def _submit_left_out(self, flow: http.HTTPFlow, error: ErrorInfo | None = None):
         caller, test, source = flow.metadata[_LEFT_OUT]
         flow.metadata[_WRITTEN] = True
-        return self.writer.submit(self.tunnels.left_out(flow, caller, test, source, error))
+        return self._submit(self.tunnels.left_out(flow, caller, test, source, error))
 
     def error(self, flow: http.HTTPFlow):
         if flow.metadata.get(_WRITTEN) or SELF in flow.metadata:
@@ -254,28 +255,28 @@ class Recorder:
                                       *self.tests.attribute(None))
         self.exchanges += 1
         self.errors += 1
-        return self.writer.submit(x)
+        return self._submit(x)
 
     def websocket_message(self, flow: http.HTTPFlow):
         if _LEFT_OUT in flow.metadata:
             return None  # a WebSocket to a host left out: no exchange to attach it to
-        return self.writer.submit(websockets.websocket_message(flow))
+        return self._submit(websockets.websocket_message(flow))
 
     def websocket_end(self, flow: http.HTTPFlow):
         if _LEFT_OUT in flow.metadata:
             return None
-        return self.writer.submit(websockets.websocket_end(flow))
+        return self._submit(websockets.websocket_end(flow))
 
     def test_closed(self, case: TestCase):
         """Record a test case the control API closed (awaitable when the queue is full)."""
         if self.live is not None:
             self.live.test_ended(case)
-        return self.writer.submit(case)
+        return self._submit(case)
 
     def _span_batch(self, batch: SpanBatch):
         if self.live is not None:
             self.live.received(batch)
-        return self.writer.submit(batch)
+        return self._submit(batch)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -297,6 +298,15 @@ class Recorder:
         if self.publish_when_running and not any(s.last_exception is not None
                                                  for s in servers):
             self.writer.publish()
+
+    def _submit(self, record):
+        """The writer's submit, except once the capture is closed: a hook of a connection
+        still closing after `done` (a client's keep-alive at Ctrl-C) has nothing to write
+        to; its record is counted as lost rather than raised as an addon error."""
+        if self.writer.closed:
+            self.late_records += 1
+            return None
+        return self.writer.submit(record)
 
     async def done(self) -> None:
         if self._done:
