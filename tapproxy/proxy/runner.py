@@ -151,7 +151,9 @@ class RecordingProxy:
             await self.recorder.start_control()
             await self.recorder.start_receiver()
             opts = options.Options()
-            self._master = master = Master(opts, event_loop=asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(_quiet_cancellations)
+            self._master = master = Master(opts, event_loop=loop)
             ready = _Ready()
             # H2cPriorKnowledge amends the layer NextLayer chose (and the recorder's tunnel
             # log noted), so it has the last word: a decision it defers stays deferred.
@@ -257,6 +259,15 @@ class RecordingProxy:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """The loop's exception handler: a connection's task cancelled as the proxy stops
+    (a TLS handshake with an upstream still pending at Ctrl-C) is no error, though
+    asyncio's stream callback reports it as one with a traceback; the rest as before."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def _reason(e: BaseException) -> str:
