@@ -20,6 +20,7 @@ import jsonschema_rs
 
 from tapproxy.contract.model import Location
 from tapproxy.contract.openapi.spec import Node, Spec, escape
+from tapproxy.contract.own.matchers import json_type  # the one JSON type naming
 
 __all__ = ["SchemaError", "SchemaSet", "convert_30", "convert_document", "json_type"]
 
@@ -38,21 +39,6 @@ _VALUE_KEYWORDS = frozenset({
     "enum", "const", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "uniqueItems",
     "multipleOf", "minProperties", "maxProperties"})
-
-
-def json_type(value: object) -> str:
-    """The JSON type name of a parsed JSON value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 def _short(value: object, width: int = 40) -> str:
