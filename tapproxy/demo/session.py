@@ -39,7 +39,7 @@ class InnerRun:
 def run_suite(capture: Path, confdir: Path) -> InnerRun:
     """Run the suite under `pytest --tapproxy`, recording into `capture`."""
     args = ["--tapproxy", f"--tapproxy-capture={capture}", f"--tapproxy-confdir={confdir}",
-            f"--tapproxy-contract={CONTRACT_SPEC}",
+            "--tapproxy-contract=catalog=catalog.yaml",
             "--tapproxy-otlp-receive", "--tapproxy-inject-traceparent"]
     shown = ["pytest", "--tapproxy", "--tapproxy-contract", "catalog=catalog.yaml",
              "--tapproxy-otlp-receive", "--tapproxy-inject-traceparent", "test_shop.py"]
@@ -48,6 +48,9 @@ def run_suite(capture: Path, confdir: Path) -> InnerRun:
     with tempfile.TemporaryDirectory(prefix="tapproxy-demo-") as tmp:
         for name in _FILES:
             shutil.copyfile(SUITE / name, Path(tmp) / name)
+        # The contract beside the tests, as the shown command names it: the failure section
+        # then points at catalog.yaml:LINE:COL, not at a long path inside site-packages.
+        shutil.copyfile(CONTRACT, Path(tmp) / "catalog.yaml")
         (Path(tmp) / "pytest.ini").write_text("[pytest]\n")
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                    f"--rootdir={tmp}", f"--config-file={tmp}/pytest.ini", "--tb=short",

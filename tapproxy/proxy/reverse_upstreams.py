@@ -63,8 +63,10 @@ class Held:
         self._done = asyncio.get_running_loop().create_future()
 
     def release(self, error: str | None = None) -> None:
-        """The service listens (error None), or it will not: held connections fail."""
-        self._owner.forget(self)
+        """The service listens (error None), or it will not: held connections fail, and
+        so do those whose request is read later, as the run stops (not a bare refusal)."""
+        if error is None:
+            self._owner.forget(self)
         if not self._done.done():
             self._done.set_result(error)
 

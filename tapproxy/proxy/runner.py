@@ -241,6 +241,16 @@ class RecordingProxy:
             await self._task
         await self._finish()
 
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait (at most `timeout` s) until no client connection is open: those that came
+        while a service failed to start get their 502 before the proxy stops."""
+        if self._master is None:
+            return
+        proxyserver = self._master.addons.get("proxyserver")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while proxyserver.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
     async def stop(self) -> None:
         self.request_stop()
         await self.wait()

@@ -81,6 +81,8 @@ def _obey_parent(conn, loop: asyncio.AbstractEventLoop, proxy) -> None:
     async def release(upstream: str, error: str | None) -> None:
         if (h := held.pop(upstream, None)) is not None:
             h.release(error)  # type: ignore[attr-defined]
+            if error is not None:  # the run ends: the callers waiting get their 502 first
+                await proxy.drain()
 
     with contextlib.suppress(EOFError, OSError):
         while True:

@@ -87,8 +87,11 @@ def mismatch_lines(mismatches: Sequence[Mismatch], numbers: Mapping[str, int],
         lines.extend(_wrap(printable(f"{call}{side}{mismatch_text(m)}"), width, "  "))
         item = f" ({m.item})" if m.item else ""
         where = _shown_location(m.contract, base)
+        # The item ("(product)", "(GET /items/{id})") stays whole after a long path: a
+        # path line is one to copy, and the item says which part of the contract it is.
+        item = printable(item)
         lines.append(printable(f"      contract: {where}") + cut_middle(
-            printable(item), max(0, width - 16 - len(where))))
+            item, max(min(len(item), 40), width - 16 - len(where))))
         for line in _around_mark(m.excerpt.splitlines(), excerpt_lines):
             lines.append(cut_middle(printable(f"      │ {line}"), width))
     if len(firsts) > limit:

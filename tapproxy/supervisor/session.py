@@ -82,6 +82,7 @@ async def record_until_stopped(
                     abort=interrupted)
             except ProxyError as e:
                 held.release(str(e))
+                await proxy.drain()  # the callers already waiting get their 502 first
                 raise
             held.release()
         if interrupted.is_set():  # between two starts, or after the last one
