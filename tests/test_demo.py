@@ -130,7 +130,7 @@ def test_the_report_is_written_with_the_contracts_mismatch(demo):
     assert "/price" in data and "7.00" in data
     assert {"shop", "catalog", "inventory", "payments"} <= set(re.findall(r"\w+", data))
     assert sorted(p.name for p in where.iterdir()) == [
-        "demo.html", "demo.tap", "report.html", "spans.json"]
+        "catalog.yaml", "demo.html", "demo.tap", "report.html", "spans.json"]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ per edge, then spans.json and report.html beside the capture, and what to open n
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from tapproxy.capture.format import open_capture
 from tapproxy.capture.model import Exchange
 from tapproxy.contract.load import load_contracts
 from tapproxy.demo.requirements import missing_requirements
-from tapproxy.demo.session import CONTRACT_SPEC, run_suite
+from tapproxy.demo.session import CONTRACT, CONTRACT_SPEC, run_suite
 from tapproxy.errors import DemoError
 from tapproxy.report.html.write import write_report
 from tapproxy.report.parties import as_shown
@@ -62,9 +63,12 @@ def tell_story(directory: Path, confdir: Path, say: Callable[[str], None]) -> No
     # As `tapproxy report demo.tap -o report.html --contract catalog=…` writes it: with
     # the mismatches (pytest's own report beside the capture has the calls alone).
     write_report(capture, directory / REPORT, load_contracts([CONTRACT_SPEC]))
+    # The contract the failure section names (`--contract catalog=catalog.yaml`), so that
+    # its `tapproxy why … --contract` hint runs here as printed.
+    shutil.copyfile(CONTRACT, directory / CONTRACT.name)
     say(f"\nwritten: {CAPTURE}, {REPORT} (tapproxy report, with the contract),\n"
-        f"  {SPANS} (OTLP JSON), {capture.with_suffix('.html').name} (the report pytest "
-        "--tapproxy leaves)")
+        f"  {CONTRACT.name} (the catalog's contract), {SPANS} (OTLP JSON),\n"
+        f"  {capture.with_suffix('.html').name} (the report pytest --tapproxy leaves)")
     say(f"open next: {REPORT} in a browser (the waterfall, the map, the failures)\n"
         f"           tapproxy show {CAPTURE} --errors, then --exchange N for one call")
 
