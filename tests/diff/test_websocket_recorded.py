@@ -1,0 +1,108 @@
+"""`tapproxy diff` and `tapproxy replay --against` on WebSocket conversations with a
+real aiohttp service, recorded through the real proxy (fixtures: conftest.py): two
+recordings of one deterministic run report nothing; a changed message is named by its
+pointer, an extra or missing one as added or removed, a binary one by size and hash, a
+changed close code as such."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from tests.cli.test_diff_cli import assert_fits
+from tests.conftest import run_cli
+
+ROUTE = "chat GET /chat"
+
+
+def changes_of(stdout: str) -> list[dict]:
+    items = [json.loads(line) for line in stdout.splitlines()]
+    return [c for i in items if i["kind"] != "summary" for c in i.get("changes", ())]
+
+
+def lines_starting(text: str, *prefixes: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip().startswith(prefixes)]
+
+
+def test_two_recordings_of_one_deterministic_run_report_no_difference(record_chat) -> None:
+    a, b = record_chat("a"), record_chat("b")
+    out = run_cli("diff", a, b)
+    assert out.returncode == 0, out.stdout + out.stderr
+    last = out.stdout.splitlines()[-1]
+    assert last.startswith("no differences: 2 paired exchanges equal; ignored as noise: ")
+    # per conversation at least: the session id, two times, two random seqs
+    assert int(last.split(": ")[-1].split()[0]) >= 10
+    # the random seq is noise only because a repeated conversation showed it to be
+    js = run_cli("diff", a, b, "--show-noise", "--format", "json")
+    learned = json.loads(js.stdout.splitlines()[-1])["learned_noise"]
+    assert {"route": ROUTE, "pointer": "/*/seq"} in learned
+    noise = [c for line in js.stdout.splitlines()[:-1]
+             for c in json.loads(line)["noise"]]
+    assert {c["part"] for c in noise} == {"response.messages"}
+    assert {c["path"] for c in noise} >= {"/0/session", "/0/at", "/0/seq", "/1/seq",
+                                          "/2 line 2"}
+
+
+def test_a_changed_field_of_a_server_message_is_named_by_its_pointer(
+        record_chat, behaviour) -> None:
+    a = record_chat("a")
+    behaviour.price = 6
+    b = record_chat("b")
+    out = run_cli("diff", a, b)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert_fits(out.stdout)
+    lines = out.stdout.splitlines()
+    assert [line.endswith(" → chat  GET /chat") for line in lines
+            if line.startswith("≠")] == [True, True]
+    assert lines_starting(out.stdout, "msg") == [["msg", "/1/price", "5", "6"]] * 2
+    assert lines[-1].startswith("2 of 2 paired exchanges differ, 0 removed, 0 added; ")
+
+    js = run_cli("diff", a, b, "--format", "json")
+    assert js.returncode == 1
+    assert changes_of(js.stdout) == [{"part": "response.messages", "path": "/1/price",
+                                      "kind": "changed", "expected": 5, "actual": 6}] * 2
+    # --ignore names a field of every message as it names one of a body
+    assert run_cli("diff", a, b, "--ignore", "/*/price").returncode == 0
+
+
+def test_an_extra_message_is_added_and_a_missing_one_removed(record_chat, behaviour) -> None:
+    a = record_chat("a")
+    behaviour.extra = True
+    b = record_chat("b")
+    notice = {"type": "notice", "text": "maintenance"}
+    out = run_cli("diff", a, b, "--format", "json")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert changes_of(out.stdout) == [{"part": "response.messages", "path": "/1",
+                                       "kind": "added", "actual": notice}] * 2
+    back = run_cli("diff", b, a)
+    assert back.returncode == 1
+    assert_fits(back.stdout)
+    assert lines_starting("\n".join(back.stdout.splitlines()[2:]), "msg", "expected:",
+                          "actual:") == [
+        ["msg", "/1"], ["expected:", '{"type":"notice","text":"maintenance"}'],
+        ["actual:", "(absent)"]] * 2
+
+
+def test_a_binary_message_a_text_line_and_the_close_code(record_chat, behaviour) -> None:
+    a = record_chat("a")
+    behaviour.blob, behaviour.status, behaviour.close_code = b"\x00\x01\x02\x04", "slow", 4001
+    b = record_chat("b")
+    out = run_cli("diff", a, b, "--format", "json")
+    assert out.returncode == 1, out.stdout + out.stderr
+    old, new = (hashlib.sha256(blob).hexdigest()[:12]
+                for blob in (b"\x00\x01\x02\x03", b"\x00\x01\x02\x04"))
+    assert changes_of(out.stdout) == [
+        {"part": "response.messages", "path": "/2 line 3", "kind": "changed",
+         "expected": "status ok", "actual": "status slow"},
+        {"part": "response.messages", "path": "/3", "kind": "changed",
+         "expected": f"4 bytes sha256:{old}", "actual": f"4 bytes sha256:{new}"},
+        {"part": "close", "path": "", "kind": "changed", "expected": 4000, "actual": 4001},
+    ] * 2
+    text = run_cli("diff", a, b)
+    assert_fits(text.stdout)
+    shown = "\n".join(text.stdout.splitlines()[2:])  # the captures' paths aside
+    assert lines_starting(shown, "msg", "close", "expected:", "actual:") == [
+        ["msg", "/2", "line", "3", "status", "ok", "status", "slow"],
+        ["msg", "/3"], ["expected:", "4", "bytes", f"sha256:{old}"],
+        ["actual:", "4", "bytes", f"sha256:{new}"],
+        ["close", "4000", "4001"]] * 2
