@@ -110,9 +110,8 @@ def _direction_changes(a: list[WebSocketMessage], b: list[WebSocketMessage],
     matcher = difflib.SequenceMatcher(None, [_likeness(v) for v in va],
                                       [_likeness(v) for v in vb], autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            continue
-        common = min(i2 - i1, j2 - j1) if op == "replace" else 0
+        # Alike is not equal: a pair alike (or in a stretch replaced) is compared
+        common = min(i2 - i1, j2 - j1) if op in ("equal", "replace") else 0
         for k in range(common):
             yield from _pair_changes(va[i1 + k], vb[j1 + k], part, f"/{i1 + k}")
         for i in range(i1 + common, i2):
