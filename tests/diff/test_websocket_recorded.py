@@ -106,3 +106,62 @@ def test_a_binary_message_a_text_line_and_the_close_code(record_chat, behaviour)
         ["msg", "/3"], ["expected:", "4", "bytes", f"sha256:{old}"],
         ["actual:", "4", "bytes", f"sha256:{new}"],
         ["close", "4000", "4001"]] * 2
+
+
+# --- replay --against: the recorded conversations had again with the live service -----
+
+def against(capture, chat, capsys, **kw) -> tuple[int, str]:
+    from tapproxy.cli.compare import run_against
+
+    code = run_against(capture, f"chat={chat.url}", **kw)
+    return code, capsys.readouterr().out
+
+
+def test_against_the_unchanged_service_nothing_differs(record_chat, chat, capsys) -> None:
+    a = record_chat("a")
+    code, out = against(a, chat, capsys)
+    assert code == 0, out
+    assert out.splitlines()[-1].startswith(
+        "no differences: 2 re-sent exchanges to chat equal; ignored as noise: ")
+    code, out = against(a, chat, capsys, output_format="json", show_noise=True)
+    pairs = [json.loads(line) for line in out.splitlines()[:-1]]
+    # what the live service said was heard: its noise, message by message
+    assert [sorted({c["path"] for c in p["noise"]}) for p in pairs] == [
+        ["/0/at", "/0/seq", "/0/session", "/1/seq", "/2 line 2"]] * 2
+
+
+def test_against_a_service_whose_websocket_behaviour_changed(
+        record_chat, chat, behaviour, capsys) -> None:
+    a = record_chat("a")
+    behaviour.price, behaviour.extra, behaviour.close_code = 7, True, 4001
+    code, out = against(a, chat, capsys)
+    assert code == 1, out
+    assert_fits(out)
+    lines = out.splitlines()
+    assert lines[:2] == [f"expected: {a} (recorded chat)", f"actual:   {chat.url} (live)"]
+    assert lines_starting("\n".join(lines[2:]), "msg", "expected:", "actual:",
+                          "close") == [
+        ["msg", "/1"], ["expected:", "(absent)"],
+        ["actual:", '{"type":"notice","text":"maintenance"}'],
+        ["msg", "/1/price", "5", "7"], ["close", "4000", "4001"]] * 2
+    assert lines[-1].startswith("2 of 2 re-sent exchanges to chat differ; ")
+
+
+def test_against_a_service_that_says_less_is_waited_for_then_reported(
+        record_chat, chat, behaviour, capsys) -> None:
+    behaviour.extra = True
+    b = record_chat("b")  # recorded with the extra message
+    behaviour.extra = False
+    code, out = against(b, chat, capsys, output_format="json", timeout=1.0)
+    assert code == 1, out
+    assert changes_of(out) == [{"part": "response.messages", "path": "/1",
+                                "kind": "removed",
+                                "expected": {"type": "notice", "text": "maintenance"}}] * 2
+
+
+def test_against_a_service_that_is_down(record_chat, chat, capsys, services) -> None:
+    a = record_chat("a")
+    services.stop_all()
+    code, out = against(a, chat, capsys)
+    assert code == 1
+    assert lines_starting(out, "error") == [["error", "(none)", "refused"]] * 2
