@@ -23,17 +23,18 @@ from tapproxy.capture.model import (
     Exchange,
     Headers,
     Party,
+    Record,
     Response,
     Timing,
     WebSocketEnd,
     WebSocketMessage,
 )
 from tapproxy.diff.compare import compare_exchanges
-from tapproxy.diff.conversations import Conversations
+from tapproxy.diff.conversations import learnable
 from tapproxy.diff.engine import DiffOptions, side_of
 from tapproxy.diff.model import Change, PairDiff, Side, Summary
 from tapproxy.diff.noise import NoiseFilter
-from tapproxy.diff.websocket import Conversation, learning_exchange, websocket_changes
+from tapproxy.diff.websocket import Conversation, websocket_changes
 from tapproxy.errors import DiffError, UsageError
 from tapproxy.report.parties import callee_with_port
 
@@ -79,18 +80,15 @@ class AgainstRun:
         callees: set[str] = set()
         seen: set[str] = set()
         n = 0
-        talks = Conversations()  # for learning: until each has ended
-        handshakes: dict[str, Exchange] = {}
 
-        def exchanges() -> Iterator[Exchange]:
+        def records() -> Iterator[Record]:
             nonlocal n
             for r in self.capture:
                 if isinstance(r, WebSocketMessage | WebSocketEnd):
                     xid = r.exchange_id
                     if xid in self._sockets or xid not in seen:
                         self._sockets.setdefault(xid, []).append(self.capture.position)
-                    if talks.add(r) is not None and xid in handshakes:
-                        yield learning_exchange(handshakes.pop(xid), talks.take(xid))
+                    yield r
                     continue
                 if not isinstance(r, Exchange):
                     continue
@@ -104,17 +102,10 @@ class AgainstRun:
                         self._sockets.setdefault(r.id, [])
                 else:
                     self._sockets.pop(r.id, None)
-                if not r.websocket:
-                    yield r
-                elif talks.ended(r.id):
-                    yield learning_exchange(r, talks.take(r.id))
-                else:
-                    handshakes[r.id] = r
-            for xid, x in handshakes.items():  # never ended
-                yield learning_exchange(x, talks.take(xid))
+                yield r
 
         noise = NoiseFilter(self.options.ignore)
-        noise.learned(NoiseModel.learn(exchanges()))
+        noise.learned(NoiseModel.learn(learnable(records())))
         if not wanted:
             known = ", ".join(sorted(callees)[:8]) or "none"
             raise DiffError(f"{self.capture.path}: no exchanges to {self.name!r} "

@@ -4,12 +4,12 @@ here until its end has been read and the conversation is wanted whole."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from tapproxy.capture.model import Exchange, WebSocketEnd, WebSocketMessage
 from tapproxy.diff.websocket import Conversation, learning_exchange
 
-__all__ = ["Conversations", "WebSocketPairs"]
+__all__ = ["Conversations", "WebSocketPairs", "learnable"]
 
 
 class Conversations:
@@ -117,3 +117,34 @@ class WebSocketPairs[T]:
             self._unlearned[side].clear()
         for pair in list(dict.fromkeys(self._pending.values())):
             self._compared(pair)
+
+
+def learnable(records: Iterable[object],
+              ended: Callable[[Exchange, Conversation], None] | None = None
+              ) -> Iterator[Exchange]:
+    """The exchanges of `records` as noise learning takes them: a WebSocket handshake
+    as its `learning_exchange`, once its conversation has ended (or the records have).
+    `ended(handshake, conversation)` is told of each conversation then."""
+    talks = Conversations()
+    handshakes: dict[str, Exchange] = {}
+
+    def done(x: Exchange) -> Exchange:
+        talk = talks.take(x.id)
+        if ended is not None:
+            ended(x, talk)
+        return learning_exchange(x, talk)
+
+    for r in records:
+        if isinstance(r, WebSocketMessage | WebSocketEnd):
+            xid = talks.add(r)
+            if xid is not None and xid in handshakes:
+                yield done(handshakes.pop(xid))
+        elif isinstance(r, Exchange):
+            if not r.websocket:
+                yield r
+            elif talks.ended(r.id):
+                yield done(r)
+            else:
+                handshakes[r.id] = r
+    for x in handshakes.values():  # never ended
+        yield done(x)

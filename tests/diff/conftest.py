@@ -31,13 +31,16 @@ def chat(services, behaviour):
 
 
 @pytest.fixture
-def record_chat(start_proxy, chat, tmp_path) -> Callable[[str], Path]:
-    """record_chat(name) → a capture of two identical conversations with `chat`."""
-    def record(name: str) -> Path:
+def record_chat(start_proxy, chat, tmp_path) -> Callable[..., Path]:
+    """record_chat(name, between=None) → a capture of two identical conversations with
+    `chat` (`between()` called between them)."""
+    def record(name: str, between: Callable[[], None] | None = None) -> Path:
         front = free_port()
         proxy = start_proxy(output=tmp_path / f"{name}.tap", reverse=(
             ReverseSpec("chat", chat.url, Address("127.0.0.1", front)),))
-        for _ in range(2):
+        for i in range(2):
+            if i and between is not None:
+                between()
             asyncio.run(converse(f"http://127.0.0.1:{front}/chat"))
         proxy.stop()
         return proxy.capture

@@ -6,11 +6,11 @@ changed close code as such."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from tests.cli.test_diff_cli import assert_fits
 from tests.conftest import run_cli
+from tests.diff.test_websocket import described
 
 ROUTE = "chat GET /chat"
 
@@ -89,7 +89,7 @@ def test_a_binary_message_a_text_line_and_the_close_code(record_chat, behaviour)
     b = record_chat("b")
     out = run_cli("diff", a, b, "--format", "json")
     assert out.returncode == 1, out.stdout + out.stderr
-    old, new = (hashlib.sha256(blob).hexdigest()[:12]
+    old, new = (described(blob).split(":")[1]
                 for blob in (b"\x00\x01\x02\x03", b"\x00\x01\x02\x04"))
     assert changes_of(out.stdout) == [
         {"part": "response.messages", "path": "/2 line 3", "kind": "changed",
@@ -145,6 +145,9 @@ def test_against_a_service_whose_websocket_behaviour_changed(
         ["actual:", '{"type":"notice","text":"maintenance"}'],
         ["msg", "/1/price", "5", "7"], ["close", "4000", "4001"]] * 2
     assert lines[-1].startswith("2 of 2 re-sent exchanges to chat differ; ")
+    cli = run_cli("replay", a, "--against", f"chat={chat.url}", "--format", "json")
+    assert (cli.returncode, cli.stderr) == (1, "")
+    assert json.loads(cli.stdout.splitlines()[-1])["differing"] == 2
 
 
 def test_against_a_service_that_says_less_is_waited_for_then_reported(
@@ -165,3 +168,15 @@ def test_against_a_service_that_is_down(record_chat, chat, capsys, services) -> 
     code, out = against(a, chat, capsys)
     assert code == 1
     assert lines_starting(out, "error") == [["error", "(none)", "refused"]] * 2
+
+
+def test_two_conversations_of_one_capture(record_chat, behaviour) -> None:
+    def change() -> None:
+        behaviour.blob = b"\x09"
+
+    a = record_chat("a", between=change)
+    out = run_cli("diff", a, "--exchange", "1", "--exchange", "2", "--format", "json")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert json.loads(out.stdout)["changes"] == [
+        {"part": "response.messages", "path": "/3", "kind": "changed",
+         "expected": described(b"\x00\x01\x02\x03"), "actual": described(b"\x09")}]
