@@ -68,7 +68,8 @@ class AgainstRun:
     summary: Summary = field(default_factory=Summary)
     skipped: dict[str, int] = field(default_factory=dict)
     # handshake id → where its WebSocket messages and end are
-    _sockets: dict[str, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
+    _sockets: dict[str, list[tuple[int, int]]] = field(default_factory=dict, init=False,
+                                                       repr=False)
 
     def __iter__(self) -> Iterator[PairDiff]:
         from tapproxy.noise import NoiseModel
