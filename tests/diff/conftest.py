@@ -16,7 +16,7 @@ import pytest
 
 from tapproxy.supervisor.options import Address, ReverseSpec
 from tests.conftest import free_port
-from tests.diff.ws_chat import Behaviour, chat_app, converse
+from tests.diff.ws_chat import SAID, Behaviour, chat_app, converse
 
 
 @pytest.fixture
@@ -32,16 +32,17 @@ def chat(services, behaviour):
 
 @pytest.fixture
 def record_chat(start_proxy, chat, tmp_path) -> Callable[..., Path]:
-    """record_chat(name, between=None) → a capture of two identical conversations with
-    `chat` (`between()` called between them)."""
-    def record(name: str, between: Callable[[], None] | None = None) -> Path:
+    """record_chat(name, between=None, said=SAID) → a capture of two identical
+    conversations with `chat` (`between()` called between them)."""
+    def record(name: str, between: Callable[[], None] | None = None,
+               said: tuple[str, ...] = SAID) -> Path:
         front = free_port()
         proxy = start_proxy(output=tmp_path / f"{name}.tap", reverse=(
             ReverseSpec("chat", chat.url, Address("127.0.0.1", front)),))
         for i in range(2):
             if i and between is not None:
                 between()
-            asyncio.run(converse(f"http://127.0.0.1:{front}/chat"))
+            asyncio.run(converse(f"http://127.0.0.1:{front}/chat", said))
         proxy.stop()
         return proxy.capture
     return record

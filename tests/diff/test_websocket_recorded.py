@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from tapproxy.capture import WebSocketEnd, open_capture
 from tests.cli.test_diff_cli import assert_fits
 from tests.conftest import run_cli
 from tests.diff.test_websocket import described
@@ -180,3 +181,26 @@ def test_two_conversations_of_one_capture(record_chat, behaviour) -> None:
     assert json.loads(out.stdout)["changes"] == [
         {"part": "response.messages", "path": "/3", "kind": "changed",
          "expected": described(b"\x00\x01\x02\x03"), "actual": described(b"\x09")}]
+
+
+def test_against_a_conversation_the_client_closed(record_chat, chat, behaviour,
+                                                 capsys) -> None:
+    a = record_chat("a", said=("ping", "blob"))  # then the client closes (1000)
+    with open_capture(a) as reader:
+        ends = [r.close_code for r in reader if isinstance(r, WebSocketEnd)]
+    assert ends == [1000, 1000]
+    code, out = against(a, chat, capsys)
+    assert code == 0, out
+    behaviour.blob = b"\x05"
+    code, out = against(a, chat, capsys, output_format="json")
+    assert code == 1, out
+    assert [c["path"] for c in changes_of(out)] == ["/2"] * 2
+
+
+def test_against_a_service_that_no_longer_upgrades(record_chat, chat, behaviour,
+                                                  capsys) -> None:
+    a = record_chat("a")
+    behaviour.upgrade = False
+    code, out = against(a, chat, capsys)
+    assert code == 1, out
+    assert lines_starting(out, "status") == [["status", "101", "404"]] * 2

@@ -27,6 +27,7 @@ class Behaviour:
     status: str = "ok"
     blob: bytes = b"\x00\x01\x02\x03"
     extra: bool = False  # one more message after the welcome
+    upgrade: bool = True  # False: /chat answers 404, no WebSocket
     close_code: int = 4000
 
 
@@ -35,7 +36,9 @@ def _now() -> str:
 
 
 def chat_app(behaviour: Behaviour) -> web.Application:
-    async def chat(request: web.Request) -> web.WebSocketResponse:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        if not behaviour.upgrade:
+            return web.json_response({"error": "gone"}, status=404)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "welcome", "session": str(uuid.uuid4()),
@@ -63,14 +66,17 @@ def chat_app(behaviour: Behaviour) -> web.Application:
     return app
 
 
-async def converse(url: str) -> None:
-    """One conversation as a client has it: each line of SAID, then read to the close."""
+async def converse(url: str, said: tuple[str, ...] = SAID) -> None:
+    """One conversation as a client has it: each line of `said`, then read to the
+    server's close (without a "bye": the client closes, with 1000)."""
     async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
         await ws.receive()  # the welcome
-        for text in SAID:
+        for text in said:
             await ws.send_str(text)
             if text != "bye":
                 await ws.receive()
+        if "bye" not in said:
+            return  # closed on leaving the block
         # to the server's close, so that its code is the one recorded
         while (await ws.receive()).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED,
                                                 WSMsgType.CLOSING):
