@@ -36,8 +36,6 @@ def _label(c: Change) -> str:
         return "grpc-message"
     if c.part == "tunnel":
         return _TUNNEL_PATHS.get(c.path, c.path)
-    if c.part == "close" and c.path:
-        return f"close {c.path}"
     prefix = _PREFIX.get(c.part, c.part)
     return f"{prefix} {c.path}" if c.path else prefix
 
