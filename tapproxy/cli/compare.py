@@ -16,8 +16,9 @@ Format = Annotated[str, typer.Option(
     help="text (80 columns) or json (one object per line, a summary last).")]
 Ignore = Annotated[list[str] | None, typer.Option(
     "--ignore", metavar="POINTER_GLOB",
-    help="Never report this JSON pointer of a body ('*' one segment, '**' any depth), "
-         "e.g. /items/*/updatedAt (repeatable).")]
+    help="Never report this JSON pointer of a body or message ('*' one segment, '**' "
+         "any depth), e.g. /items/*/updatedAt, or /*/sentAt in every WebSocket "
+         "message (repeatable).")]
 ShowNoise = Annotated[bool, typer.Option(
     "--show-noise", help="List the fields ignored as noise, and what was learned.")]
 LatencyThresholdOpt = Annotated[str | None, typer.Option(
@@ -69,9 +70,9 @@ def diff(
     output_format: Format = "text",
 ) -> None:
     """Compare two captures exchange by exchange (exit 0 equal, 1 different, 2 bad input):
-    calls paired by test, caller, callee, method, route and occurrence; bodies compared
-    by structure; noise (ids, timestamps, what differs between identical requests) set
-    aside."""
+    calls paired by test, caller, callee, method, route and occurrence; bodies and
+    WebSocket messages compared by structure; noise (ids, timestamps, what differs
+    between identical requests) set aside."""
     from tapproxy.capture.routes import RouteTable
 
     if exchange:

@@ -57,8 +57,8 @@ def replay(
     confdir: Confdir = _DEFAULT_CONFDIR,
     against: Annotated[list[str] | None, typer.Option(
         metavar="NAME=URL", help="Re-send the requests recorded to NAME to the live URL "
-        "instead, in recorded order, and diff each answer with the recorded one "
-        "(exit 0 equal, 1 different; repeatable).")] = None,
+        "instead, in recorded order (a WebSocket's messages too), and diff each answer "
+        "with the recorded one (exit 0 equal, 1 different; repeatable).")] = None,
     output_format: Annotated[str, typer.Option(
         "--format", help="With --against: text or json.")] = "text",
 ) -> None:

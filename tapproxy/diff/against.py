@@ -1,6 +1,7 @@
 """`tapproxy replay run.tap --against NAME=URL`: the requests that went to NAME re-sent to
 a live target in recorded order, each live answer compared with the recorded one by the
-same engine as `diff` (noise learned from the capture set aside).
+same engine as `diff` (noise learned from the capture set aside); a WebSocket's
+conversation had again (`ws_client`) and compared as `diff` compares two.
 
 The only part of `diff` with sockets: an aiohttp client, one request at a time, bodies
 sent and read as bytes (content-encodings as recorded, answers not decompressed).
@@ -10,18 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from tapproxy.capture.format import CaptureReader
-from tapproxy.capture.model import ErrorInfo, Exchange, Headers, Party, Response, Timing
+from tapproxy.capture.model import (
+    ErrorInfo,
+    Exchange,
+    Headers,
+    Party,
+    Record,
+    Response,
+    Timing,
+    WebSocketEnd,
+    WebSocketMessage,
+)
 from tapproxy.diff.compare import compare_exchanges
+from tapproxy.diff.conversations import learnable
 from tapproxy.diff.engine import DiffOptions, side_of
-from tapproxy.diff.model import PairDiff, Side, Summary
+from tapproxy.diff.model import Change, PairDiff, Side, Summary
 from tapproxy.diff.noise import NoiseFilter
+from tapproxy.diff.websocket import Conversation, websocket_changes
 from tapproxy.errors import DiffError, UsageError
 from tapproxy.report.parties import callee_with_port
 
@@ -54,28 +67,46 @@ class AgainstRun:
     timeout: float = 30.0
     summary: Summary = field(default_factory=Summary)
     skipped: dict[str, int] = field(default_factory=dict)
+    # handshake id → where its WebSocket messages and end are
+    _sockets: dict[str, list[tuple[int, int]]] = field(default_factory=dict, init=False,
+                                                       repr=False)
 
     def __iter__(self) -> Iterator[PairDiff]:
         from tapproxy.noise import NoiseModel
 
-        # One pass: the noise of the whole capture, and where NAME's exchanges are.
+        # One pass: the noise of the whole capture, where NAME's exchanges are, and
+        # where their WebSocket messages are (by handshake id; those of a handshake not
+        # read yet kept too: the format puts them after it, a merge may not).
         wanted: list[tuple[int, int, int, int]] = []  # request start, n, record, offset
         callees: set[str] = set()
+        seen: set[str] = set()
         n = 0
 
-        def exchanges() -> Iterator[Exchange]:
+        def records() -> Iterator[Record]:
             nonlocal n
             for r in self.capture:
-                if isinstance(r, Exchange):
-                    n += 1
-                    callee = callee_with_port(r).callee.name
-                    callees.add(callee)
-                    if self.name in (callee, r.callee.name):
-                        wanted.append((r.timing.request_start, n, *self.capture.position))
+                if isinstance(r, WebSocketMessage | WebSocketEnd):
+                    xid = r.exchange_id
+                    if xid in self._sockets or xid not in seen:
+                        self._sockets.setdefault(xid, []).append(self.capture.position)
                     yield r
+                    continue
+                if not isinstance(r, Exchange):
+                    continue
+                n += 1
+                callee = callee_with_port(r).callee.name
+                callees.add(callee)
+                seen.add(r.id)
+                if self.name in (callee, r.callee.name):
+                    wanted.append((r.timing.request_start, n, *self.capture.position))
+                    if r.websocket:
+                        self._sockets.setdefault(r.id, [])
+                else:
+                    self._sockets.pop(r.id, None)
+                yield r
 
         noise = NoiseFilter(self.options.ignore)
-        noise.learned(NoiseModel.learn(exchanges()))
+        noise.learned(NoiseModel.learn(learnable(records())))
         if not wanted:
             known = ", ".join(sorted(callees)[:8]) or "none"
             raise DiffError(f"{self.capture.path}: no exchanges to {self.name!r} "
@@ -91,6 +122,10 @@ class AgainstRun:
                 if why is not None:
                     self.skipped[why] = self.skipped.get(why, 0) + 1
                     continue
+                if x.websocket:
+                    live, changes = loop.run_until_complete(self._converse(x))
+                    yield self._compared(number, x, live, noise, changes)
+                    continue
                 send = _send_grpc if x.is_grpc else _send
                 live = loop.run_until_complete(send(session, self.url, x, self.timeout))
                 yield self._compared(number, x, live, noise)
@@ -98,13 +133,25 @@ class AgainstRun:
             loop.run_until_complete(session.close())
             loop.close()
 
+    async def _converse(self, x: Exchange) -> tuple[Exchange, list[Change]]:
+        """A recorded WebSocket conversation had again with the live target: the live
+        handshake, and how the live conversation differs from the recorded one."""
+        from tapproxy.diff.ws_client import converse
+
+        records = [self.capture.record_at(p) for p in self._sockets.pop(x.id, ())]
+        recorded = Conversation(
+            tuple(r for r in records if isinstance(r, WebSocketMessage)),
+            next((r for r in records if isinstance(r, WebSocketEnd)), None))
+        live, talk = await converse(self.url, x, recorded, self.timeout)
+        return live, [] if talk is None else websocket_changes(recorded, talk)
+
     def _compared(self, number: int, x: Exchange, live: Exchange,
-                  noise: NoiseFilter) -> PairDiff:
+                  noise: NoiseFilter, more: Iterable[Change] = ()) -> PairDiff:
         from tapproxy.diff.align import align_key
         from tapproxy.noise import route_key
 
         kept, noisy = noise.static(compare_exchanges(x, live, self.options.schema,
-                                                     self.options.latency))
+                                                     self.options.latency) + list(more))
         route = route_key(x)
         learned = [c for c in kept if noise.is_learned(route, c)]
         kept = [c for c in kept if c not in learned]
@@ -119,8 +166,6 @@ class AgainstRun:
 
 
 def _not_resent(x: Exchange) -> str | None:
-    if x.websocket:
-        return "WebSocket"
     if x.request.body_truncated:
         return "request body kept only in part"
     return None
@@ -162,13 +207,14 @@ async def _send(session: aiohttp.ClientSession, base: str, x: Exchange,
             timing = Timing(start, start, first, time.time_ns())
             error = None
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
-        response, timing, error = None, Timing(start, error_at=time.time_ns()), _error(e)
+        response, timing, error = None, Timing(start, error_at=time.time_ns()), transport_error(e)
     return Exchange(id=f"live:{x.id}", caller=Party("tapproxy", "service"),
                     callee=x.callee, request=q, timing=timing, response=response,
                     error=error, test=x.test, route=x.route)
 
 
-def _error(e: BaseException) -> ErrorInfo:
+def transport_error(e: BaseException) -> ErrorInfo:
+    """How a request failed in transport, as an exchange records it."""
     if isinstance(e, TimeoutError | asyncio.TimeoutError):
         return ErrorInfo("timeout", str(e) or "timed out")
     if isinstance(e, aiohttp.ClientConnectorError):

@@ -40,7 +40,9 @@ _VOLATILE = {"date", "expires", "last-modified", "etag", "age", "server-timing",
              "x-b3-parentspanid", "x-b3-sampled", "x-amzn-trace-id", "x-cloud-trace-context",
              "x-runtime", "x-response-time", "cf-ray", "x-envoy-upstream-service-time",
              "content-length", "host", "cookie", "set-cookie", "grpc-status",
-             "grpc-message", "grpc-timeout", "via"}
+             "grpc-message", "grpc-timeout", "via",
+             # RFC 6455 §4.1: a nonce per handshake, and the answer derived from it
+             "sec-websocket-key", "sec-websocket-accept"}
 IGNORED_HEADERS = frozenset(_HOP_BY_HOP | _VOLATILE)
 
 

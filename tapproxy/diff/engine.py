@@ -6,6 +6,10 @@ only exchanges still waiting are kept (the first few thousand whole, the rest as
 place in the file, read again when paired). What a pair's comparison found is set down
 in a temporary file, since learned noise is known only once both captures have been
 read; then each is told with that noise set aside. Memory stays flat in capture size.
+
+A WebSocket's messages come as records of their own after its handshake: a pair of
+handshakes is compared once both conversations have ended (`WebSocketPairs`), their
+messages kept until then.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from dataclasses import dataclass
 import msgpack
 
 from tapproxy.capture.format import CaptureReader, open_capture
-from tapproxy.capture.model import Exchange, Record, Tunnel
+from tapproxy.capture.model import Exchange, Record, Tunnel, WebSocketEnd, WebSocketMessage
 from tapproxy.capture.protobuf import ProtoSchema
 from tapproxy.diff.align import Aligner, align_key, tunnel_key
 from tapproxy.diff.compare import LatencyThreshold, compare_exchanges, compare_tunnels
+from tapproxy.diff.conversations import WebSocketPairs
 from tapproxy.diff.learning import NoiseLearner
 from tapproxy.diff.model import AlignKey, Change, PairDiff, Side, Summary, Unpaired
 from tapproxy.diff.noise import NoiseFilter, carried_ids
+from tapproxy.diff.websocket import Conversation, websocket_changes
 from tapproxy.errors import DiffError
 
 __all__ = ["DiffOptions", "DiffRun", "diff_captures", "side_of"]
@@ -58,15 +64,19 @@ def side_of(number: str, r: Exchange | Tunnel) -> Side:
 class _Waiting:
     """An exchange (or tunnel) waiting for its counterpart."""
 
-    __slots__ = ("number", "position", "record")
+    __slots__ = ("key", "number", "position", "record")
 
     def __init__(self, number: str, position: tuple[int, int],
                  record: Exchange | Tunnel | None) -> None:
         self.number, self.position, self.record = number, position, record
+        self.key: AlignKey | None = None
+
+
+type _Read = _Waiting | WebSocketMessage | WebSocketEnd
 
 
 def _numbered(reader: CaptureReader,
-              routes: Callable[[Record], Record] | None) -> Iterator[_Waiting]:
+              routes: Callable[[Record], Record] | None) -> Iterator[_Read]:
     n = t = 0
     for r in reader:
         if isinstance(r, Exchange):
@@ -75,6 +85,8 @@ def _numbered(reader: CaptureReader,
         elif isinstance(r, Tunnel):
             t += 1
             yield _Waiting(f"t{t}", reader.position, r)
+        elif isinstance(r, WebSocketMessage | WebSocketEnd):
+            yield r
 
 
 class DiffRun:
@@ -131,24 +143,46 @@ class DiffRun:
         learners = [NoiseLearner(), NoiseLearner()]
         streams = [_numbered(r, self._routes) for r in self._readers]
         pack = msgpack.Packer(use_bin_type=True)
+
+        def compared(a: _Waiting, b: _Waiting,
+                     talks: tuple[Conversation, Conversation] | None = None) -> None:
+            entry = self._compared(a, b, talks)
+            if entry is not None:
+                spill.write(_packed(pack, entry))
+
+        sockets: WebSocketPairs[_Waiting] = WebSocketPairs(
+            lambda side, x: learners[side].add(x), compared)
         try:
             for side, item in _in_step(streams):
+                if not isinstance(item, _Waiting):
+                    sockets.record(side, item)
+                    continue
                 r = item.record
                 self.counts[side] += 1
+                socket = isinstance(r, Exchange) and r.websocket
                 if isinstance(r, Exchange):
-                    learners[side].add(r)
+                    if socket:
+                        sockets.handshake(side, r)  # learned from with its messages
+                    else:
+                        learners[side].add(r)
                     key = align_key(r)
                 else:
                     key = tunnel_key(r)  # type: ignore[arg-type]
-                if aligner.waiting >= _KEEP:
-                    item.record = None  # read again when its counterpart comes
+                item.key = key
+                if aligner.waiting >= _KEEP and not socket:
+                    # Read again when its counterpart comes (a handshake is kept whole:
+                    # its conversation is compared later, maybe after both are read).
+                    item.record = None
                 other = aligner.add(side, key, item)
                 if other is None:
                     continue
-                pair = (other, item) if side == 1 else (item, other)
-                entry = self._compared(key, *pair)
-                if entry is not None:
-                    spill.write(_packed(pack, entry))
+                a, b = (other, item) if side == 1 else (item, other)
+                ra, rb = self._record(0, a), self._record(1, b)
+                if isinstance(ra, Exchange) and isinstance(rb, Exchange) \
+                        and sockets.paired(a, b, ra, rb):
+                    continue
+                compared(a, b)
+            sockets.finish()
         except BaseException:
             for learner in learners:
                 learner.close()
@@ -163,13 +197,23 @@ class DiffRun:
             record = self._routes(record)
         return record  # type: ignore[return-value]
 
-    def _compared(self, key: AlignKey, a: _Waiting, b: _Waiting) -> list | None:
-        """The spill entry for a pair, or None for a pair equal but for static noise."""
-        ra = a.record if a.record is not None else self._record_at(0, a.position)
-        rb = b.record if b.record is not None else self._record_at(1, b.position)
+    def _record(self, side: int, item: _Waiting) -> Exchange | Tunnel:
+        if item.record is None:
+            item.record = self._record_at(side, item.position)
+        return item.record
+
+    def _compared(self, a: _Waiting, b: _Waiting,
+                  talks: tuple[Conversation, Conversation] | None = None) -> list | None:
+        """The spill entry for a pair (with `talks`, two WebSockets' conversations), or
+        None for a pair equal but for static noise."""
+        ra, rb = self._record(0, a), self._record(1, b)
         self.summary.pairs += 1
+        key = a.key
+        assert key is not None
         if isinstance(ra, Exchange) and isinstance(rb, Exchange):
             changes = compare_exchanges(ra, rb, self._options.schema, self._options.latency)
+            if talks is not None:
+                changes += websocket_changes(*talks)
             route: tuple = (ra.callee.name, key.method, key.route)  # route_key(ra), known
             kept, noise = self._filter.static(changes, carried_ids(ra, rb))
         else:  # two tunnels (a key says which kind)
@@ -227,7 +271,7 @@ def _plain(value: object) -> object:
     return json.dumps(value, default=str) if value is not None else None
 
 
-def _in_step(streams: list[Iterator[_Waiting]]) -> Iterable[tuple[int, _Waiting]]:
+def _in_step(streams: list[Iterator[_Read]]) -> Iterable[tuple[int, _Read]]:
     """Items of both streams alternately, then the rest of the longer one."""
     live = [0, 1]
     while live:

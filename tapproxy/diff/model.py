@@ -19,13 +19,15 @@ KINDS = ("changed", "added", "removed", "type")
 PARTS = ("error", "status", "grpc-status", "latency", "request.query", "request.header",
          "request.body", "request.messages", "response.header", "response.trailer",
          "response.body",
-         "response.messages", "tunnel")
+         "response.messages", "close", "tunnel")
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
     part: str  # one of PARTS
-    path: str  # JSON pointer in a body or message, header name, "line N", "" for the whole
+    # JSON pointer in a body or message, header name, "line N" ("/3 line N" in a text
+    # message), "" for the whole
+    path: str
     kind: str  # one of KINDS
     expected: object = None  # None with kind "added"
     actual: object = None  # None with kind "removed"

@@ -10,6 +10,7 @@ capture) is known only once both captures are read (`learned`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from tapproxy.capture.model import Exchange
@@ -22,6 +23,8 @@ _POINTER_PARTS = ("request.query", "request.body", "request.messages", "response
                   "response.messages")
 # Parts noise is learned for (responses: what a service answers).
 _LEARNED_PARTS = ("response.body", "response.messages")
+_MESSAGES = ("request.messages", "response.messages")
+_IN_MESSAGE = re.compile(r"/\d+/")  # a pointer inside a message, not a whole one
 
 
 def carried_ids(a: Exchange, b: Exchange) -> frozenset[tuple[str, str]]:
@@ -81,7 +84,13 @@ class NoiseFilter:
             return False
         if c.part == "response.header":
             return bool(self._model.is_noise(route, self._header(c.path)))
-        return c.part in _LEARNED_PARTS and bool(self._model.is_noise(route, c.path))
+        if c.part not in _LEARNED_PARTS:
+            return False
+        if c.part in _MESSAGES and not _IN_MESSAGE.match(c.path):
+            # Learned by pointer inside JSON messages only: `/*` would be every message
+            # of the route, and one that came or went, or a line of text, is news.
+            return False
+        return bool(self._model.is_noise(route, c.path))
 
     def listed(self) -> list[tuple[str, str]]:
         """(route, pointer) of each field learned as noise, for --show-noise."""

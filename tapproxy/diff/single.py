@@ -1,17 +1,20 @@
 """Two exchanges of one capture compared (`tapproxy diff run.tap --exchange 3
---exchange 7`), with the noise learned from that capture set aside."""
+--exchange 7`; two WebSockets' conversations too), with the noise learned from that
+capture set aside."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 from tapproxy.capture.format import CaptureReader
-from tapproxy.capture.model import Exchange, Record
+from tapproxy.capture.model import Exchange, Record, WebSocketEnd, WebSocketMessage
 from tapproxy.diff.align import align_key
 from tapproxy.diff.compare import compare_exchanges
+from tapproxy.diff.conversations import learnable
 from tapproxy.diff.engine import DiffOptions, side_of
 from tapproxy.diff.model import PairDiff
 from tapproxy.diff.noise import NoiseFilter, carried_ids
+from tapproxy.diff.websocket import Conversation, websocket_changes
 from tapproxy.errors import DiffError
 
 __all__ = ["diff_exchanges"]
@@ -30,10 +33,13 @@ def diff_exchanges(reader: CaptureReader, first: str, second: str,
 
     options = options or DiffOptions()
     found: dict[str, tuple[int, Exchange]] = {}
+    talks: dict[str, Conversation] = {}  # the two exchanges', if WebSockets
 
-    def exchanges() -> Iterator[Exchange]:
+    def records() -> Iterator[Record]:
         n = 0
         for r in reader:
+            if isinstance(r, WebSocketMessage | WebSocketEnd):
+                yield r
             if not isinstance(r, Exchange):
                 continue
             n += 1
@@ -41,17 +47,23 @@ def diff_exchanges(reader: CaptureReader, first: str, second: str,
             for key in (first, second):
                 if key not in found and _wanted(key, n, x):  # type: ignore[arg-type]
                     found[key] = (n, x)  # type: ignore[assignment]
-            yield x  # type: ignore[misc]
+            yield x
 
-    model = NoiseModel.learn(exchanges())
+    def ended(x: Exchange, talk: Conversation) -> None:
+        if any(x.id == f[1].id for f in found.values()):
+            talks[x.id] = talk
+
+    model = NoiseModel.learn(learnable(records(), ended))
     for key in (first, second):
         if key not in found:
             raise DiffError(f"{reader.path}: no exchange {key!r}")
     (na, a), (nb, b) = found[first], found[second]
     noise = NoiseFilter(options.ignore)
     noise.learned(model)
-    kept, noisy = noise.static(compare_exchanges(a, b, options.schema, options.latency),
-                               carried_ids(a, b))
+    changes = compare_exchanges(a, b, options.schema, options.latency)
+    if a.websocket and b.websocket:
+        changes += websocket_changes(talks[a.id], talks[b.id])
+    kept, noisy = noise.static(changes, carried_ids(a, b))
     route = route_key(a)
     learned = [c for c in kept if noise.is_learned(route, c)]
     kept = [c for c in kept if c not in learned]

@@ -4,6 +4,7 @@ lines). Pure: lines and dicts, printed by the CLI."""
 from __future__ import annotations
 
 import json
+import re
 
 from tapproxy.diff.model import AlignKey, Change, PairDiff, Side, Summary, Unpaired
 from tapproxy.report.columns import cut_end, cut_middle
@@ -21,6 +22,11 @@ _PREFIX = {"request.query": "query", "request.header": "req header",
 # Parts whose values are JSON (shown as JSON, so that 5 and "5" look different).
 _JSON_PARTS = ("request.query", "request.body", "response.body", "request.messages",
                "response.messages")
+_MESSAGE_PARTS = ("request.messages", "response.messages")
+# A whole message (`/3`: its text, or a binary one's size and hash), a line of a text
+# body or message: shown as they are, not as JSON strings.
+_WHOLE_MESSAGE = re.compile(r"/\d+")
+_LINE = re.compile(r"(?:/\d+ )?line \d+")
 _TUNNEL_PATHS = {"bytes_from_client": "bytes to server", "bytes_from_server": "bytes to client",
                  "reason": "relayed as"}
 
@@ -37,11 +43,12 @@ def _label(c: Change) -> str:
 def _value(c: Change, value: object, present: bool) -> str:
     if not present:
         return "(absent)"
-    if value is None and c.part == "error":
-        return "(none)"  # an answer where the other side failed
-    # Text lines, and a body described as a whole ("(empty)", "12 bytes sha256:…"), as
-    # they are; JSON values as JSON.
-    raw = c.path.startswith("line ") or (c.path == "" and isinstance(value, str))
+    if value is None and c.part in ("error", "close"):
+        return "(none)"  # an answer where the other side failed; no close frame
+    # Text lines, a body or message described as a whole ("(empty)", "12 bytes
+    # sha256:…", a text message), as they are; JSON values as JSON.
+    raw = bool(_LINE.fullmatch(c.path)) or (isinstance(value, str) and (
+        c.path == "" or (c.part in _MESSAGE_PARTS and _WHOLE_MESSAGE.fullmatch(c.path))))
     if c.part in _JSON_PARTS and not raw:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     else:

@@ -64,3 +64,23 @@ def test_a_pair_with_many_changes_shows_the_first_40_and_says_how_many_more() ->
     out = lines_of(*changes)
     assert sum(line.strip().startswith("body /items/") for line in out) == 40
     assert "    … and 60 more (--format json lists every one)" in out
+
+
+def test_websocket_messages_and_close() -> None:
+    """A text message, a line of one and a binary one's description as they are; a
+    JSON message's values as JSON; a close that never came as (none)."""
+    out = lines_of(Change("response.messages", "/0", "changed", "hello", "hi"),
+                   Change("response.messages", "/1 line 2", "changed", "ok", "slow"),
+                   Change("response.messages", "/2", "changed", "2 bytes", "3 bytes"),
+                   Change("response.messages", "/3/sku", "changed", "A", "B"),
+                   Change("request.messages", "/0", "removed", {"op": "x"}, None),
+                   Change("close", "", "changed", 4000, None),
+                   Change("close", "reason", "changed", "done", "bye"))
+    assert out[3:10] == [
+        f"    {'msg /0':<26} {'hello':<24} hi",
+        f"    {'msg /1 line 2':<26} {'ok':<24} slow",
+        f"    {'msg /2':<26} {'2 bytes':<24} 3 bytes",
+        f"    {'msg /3/sku':<26} {'\"A\"':<24} \"B\"",
+        f"    {'req msg /0':<26} {'{\"op\":\"x\"}':<24} (absent)",
+        f"    {'close':<26} {'4000':<24} (none)",
+        f"    {'close reason':<26} {'done':<24} bye"]
