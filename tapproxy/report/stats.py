@@ -107,6 +107,9 @@ def stats_lines(metrics: Metrics, dimensions: tuple[str, ...],
     lines: list[str] = []
     for dim in dimensions:
         rows = metrics.rows(dim)
+        if not rows and dim == "test":  # recorded outside a test run: no empty table
+            lines.extend(["by test: none (no exchange was recorded inside a test)", ""])
+            continue
         lines.append(f"{'by ' + dim:<{_LABEL}}{_HEAD}")
         for r in rows:
             lines.extend(_lines(r))

@@ -298,3 +298,13 @@ def test_why_of_a_capture_with_no_test_tells_the_story_of_all_its_calls(tmp_path
     empty = write_capture(tmp_path / "empty.tap", [])
     r = run_cli("why", empty.name, cwd=tmp_path)
     assert r.stdout == "" and r.stderr.strip() == "empty.tap: no exchange to explain"
+
+
+def test_stats_of_a_capture_with_no_test_says_so_instead_of_an_empty_table(tmp_path) -> None:
+    capture = write_capture(tmp_path / "run.tap", [
+        exchange("a", "curl", "web", 0, 20, test=None),
+    ])
+    r = run_cli("stats", capture)
+    assert r.returncode == 0, r.stderr
+    assert "by test: none (no exchange was recorded inside a test)" in r.stdout.splitlines()
+    assert not any(line.startswith("by test ") for line in r.stdout.splitlines())
