@@ -23,12 +23,13 @@ import msgspec
 
 __all__ = ["body_type", "is_accepted"]
 
-#: Keywords no validator enforces, and OpenAPI's own formats that jsonschema-rs
-#: (validate_formats=True) ignores as unknown; `x-` keys are ignored too.
+#: Keywords no validator enforces (`nullable` is none in 3.1, and 3.0's is converted
+#: away), and OpenAPI's own formats that jsonschema-rs (validate_formats=True) ignores
+#: as unknown; `x-` keys are ignored too.
 _IGNORED = frozenset({
     "title", "description", "default", "examples", "example", "deprecated", "readOnly",
     "writeOnly", "$comment", "xml", "externalDocs", "discriminator", "contentMediaType",
-    "contentEncoding"})
+    "contentEncoding", "nullable"})
 _IGNORED_FORMATS = frozenset({"int32", "int64", "float", "double", "byte", "binary",
                               "password"})
 _TRANSLATED = frozenset({
@@ -102,6 +103,13 @@ def _float_bounds(s: dict) -> dict:
         if not exact:
             raise _Untranslatable(key)  # rounded to a double, the bound would move
         out[name] = float(v)
+    # msgspec takes one bound a side: the tighter (x >= 1 and x > 1 is x > 1)
+    for inclusive, exclusive, tighter in (("ge", "gt", max), ("le", "lt", min)):
+        if inclusive in out and exclusive in out:
+            if tighter(out[inclusive], out[exclusive]) == out[exclusive]:
+                del out[inclusive]
+            else:
+                del out[exclusive]
     return out
 
 
@@ -154,11 +162,11 @@ class _Translator:
                                   or any(t not in _TYPES for t in types)):
             raise _Untranslatable("type")
         if "enum" in keys or "const" in keys:
-            return self._literal(s, keys, types)
+            return self._literal(s, keys, uri, seen)
         if types is None:
-            if keys:  # constraints on whichever type the value has: not one type
-                raise _Untranslatable("no type")
-            return Any
+            if not keys:
+                return Any
+            types = _TYPES  # each keyword constrains the values of its own type
         if "number" in types and "integer" in types:
             types = [t for t in types if t != "integer"]
         members = [self._typed(t, s, uri, seen) for t in types]
@@ -176,27 +184,30 @@ class _Translator:
             raise _Untranslatable("recursive $ref")
         return self.schema(self.at(target, fragment), target, (*seen, place))
 
-    @staticmethod
-    def _literal(s: dict, keys: set, types: list | None) -> object:
-        if keys - {"enum", "const", "type"} or {"enum", "const"} <= keys:
-            raise _Untranslatable("enum beside other keywords")
+    def _literal(self, s: dict, keys: set, uri: str, seen: tuple) -> object:
+        if {"enum", "const"} <= keys:
+            raise _Untranslatable("enum and const")
         values = s["enum"] if "enum" in keys else [s["const"]]
         if not isinstance(values, list):
             raise _Untranslatable("enum")
+        # The other keywords apply too: keep the values they accept (the shortcut for
+        # them only accepts what they accept), so the Literal alone says both.
+        rest = msgspec.json.Decoder(self.schema(
+            {k: v for k, v in s.items() if k not in ("enum", "const")}, uri, seen))
         kept: list = []
         for v in values:
-            if isinstance(v, str):
-                kind = "string"
-            elif _is_int(v) and _INT64[0] <= v <= _INT64[1]:
-                kind = "integer"  # also a "number"; 1.0 is refused, judged the full way
-            elif v is None:
-                kind = "null"
-            else:
-                raise _Untranslatable("enum value")  # booleans, floats, arrays, objects
-            if types is None or kind in types or (kind == "integer" and "number" in types):
-                kept.append(v)
+            try:
+                rest.decode(msgspec.json.encode(v))
+            except (msgspec.DecodeError, TypeError, OverflowError):
+                continue
+            if not (isinstance(v, str) or v is None
+                    or (_is_int(v) and _INT64[0] <= v <= _INT64[1])):
+                # booleans, floats, arrays, objects: no Literal holds them. An integer
+                # still matches a body's `1.0` only the full way.
+                raise _Untranslatable("enum value")
+            kept.append(v)
         if not kept:
-            raise _Untranslatable("enum with no value of its type")
+            raise _Untranslatable("enum with no value its other keywords allow")
         return Literal[tuple(kept)]  # type: ignore[valid-type]
 
     def _typed(self, t: str, s: dict, uri: str, seen: tuple) -> object:
