@@ -216,6 +216,7 @@ def _judged(doc: dict, version: str, direction: str, raw: bytes) -> tuple:
     return spec, schemas, accepted
 
 
+@pytest.mark.slow
 @_many
 @given(cases())
 @example(({"S": {"type": "object", "properties": {"a": {"type": "integer"}}}, "T": {}},
@@ -256,6 +257,7 @@ def bound_cases(draw):
         _text(draw, value).encode()
 
 
+@pytest.mark.slow
 @_many
 @given(bound_cases())
 @example(({"S": {"type": "integer", "minimum": 0.5}}, "3.1.0", "response", b"0"))
@@ -405,6 +407,7 @@ def _catalog() -> web.Application:
     return app
 
 
+@pytest.mark.slow
 def test_check_on_recorded_1000_item_bodies(start_proxy, services, tmp_path: Path) -> None:
     svc = services.start("catalog", _catalog())
     proxy = start_proxy(services=(ServiceSpec("catalog", "127.0.0.1", svc.port),))
