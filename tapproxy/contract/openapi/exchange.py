@@ -325,6 +325,8 @@ class Judge:
             return  # only JSON is judged, and only a body kept whole
         try:
             raw = decode_body(msg.body, coding) if coding else msg.body
+            if schemas.accepts(schema, raw):
+                return  # valid: nothing to parse into Python values
             try:
                 value = orjson.loads(raw)
             except orjson.JSONDecodeError:

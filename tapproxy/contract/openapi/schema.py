@@ -8,6 +8,9 @@ honour `readOnly`/`writeOnly`: a read-only property is required (if so declared)
 allowed in responses only, a write-only one in requests only. Every file of the
 document is one resource of a registry, so `$ref`s resolve as written and an error's
 keyword location is a place in the document's own files.
+
+A JSON body whose schema msgspec can express is first tried by that shortcut
+(fastpath.py), which only ever accepts.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from urllib.parse import quote, unquote
 import jsonschema_rs
 
 from tapproxy.contract.model import Location
+from tapproxy.contract.openapi.fastpath import body_type, is_accepted
 from tapproxy.contract.openapi.spec import Node, Spec, escape
 from tapproxy.contract.own.matchers import json_type  # the one JSON type naming
 
@@ -180,7 +184,9 @@ class SchemaSet:
         self._cls = (jsonschema_rs.Draft7Validator if spec.is_30
                      else jsonschema_rs.Draft202012Validator)
         self._registry = jsonschema_rs.Registry(resources, draft=draft)
+        self._documents = dict(resources)
         self._compiled: dict[tuple[str, str], object] = {}
+        self._decoders: dict[tuple[str, str], object] = {}
 
     def validator(self, node: Node):
         """The compiled validator of the schema at `node` (cached by its place)."""
@@ -195,6 +201,16 @@ class SchemaSet:
                                             f"{str(e).splitlines()[0][:80]}") from None
             self._compiled[key] = v
         return v
+
+    def accepts(self, node: Node, raw: bytes) -> bool:
+        """Whether the JSON text `raw` is valid for the schema at `node` by the msgspec
+        shortcut (fastpath.py); False says nothing: judge the parsed value then."""
+        key = (node.uri, node.pointer)
+        decoder = self._decoders.get(key, False)
+        if decoder is False:
+            self.validator(node)  # a schema that cannot be compiled is still an error
+            decoder = self._decoders[key] = body_type(self._documents, *key)
+        return decoder is not None and is_accepted(decoder, raw)  # type: ignore[arg-type]
 
     def errors(self, node: Node, value: object, limit: int = 20) -> list[SchemaError]:
         """Why `value` breaks the schema at `node` (empty when it does not)."""
