@@ -237,8 +237,9 @@ def _check_clients(confdir: Path, caller: str | None, tools: list[str] | None) -
         print("tapproxy: error: no client to check: none was found on PATH",
               file=sys.stderr, flush=True)
         return 1
-    print(f"# each client with the exports of `tapproxy env`, through a proxy of the check's "
-          f"own (CA in {confdir}), calling a loopback service over http and https", flush=True)
+    print(f"# each client with the exports of `tapproxy env`, through a proxy of the check's\n"
+          f"# own (CA in {confdir}),\n"
+          "# calling a loopback service over http and https", flush=True)
     outcomes = asyncio.run(run_check(confdir, found, caller or "check"))
     print_report(outcomes, notes)
     return 0 if all(o.result == RECORDED for o in outcomes) else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -13,6 +14,8 @@ from tapproxy.spans.infer import INFERENCE
 from tapproxy.spans.model import Finding, Span
 
 __all__ = ["print_span_tree"]
+
+_WIDTH = 80
 
 
 def _ms(s: Span) -> str:
@@ -58,6 +61,7 @@ def _label(s: Span, server: Span | None) -> Text:
     for e in s.events:
         if e.name == "tapproxy.context_lost":
             t.append("  context lost", style="bold yellow")
+    t.no_wrap, t.overflow = True, "ellipsis"  # one line per call, cut with … at 80
     return t
 
 
@@ -89,6 +93,8 @@ def print_span_tree(spans: Iterable[Span], findings: Iterable[Finding], console:
     for root in roots:
         tree = Tree(Text(""), hide_root=True, guide_style="dim")
         add(tree, root)
-        console.print(tree)
+        console.print(tree, soft_wrap=False, width=_WIDTH)
     for f in findings:
-        console.print(Text(f"! {printable(f.message)}", style="bold yellow"))
+        text = textwrap.fill(f"! {printable(f.message)}", _WIDTH, subsequent_indent="  ",
+                             break_on_hyphens=False, break_long_words=False)
+        console.print(Text(text, style="bold yellow"))

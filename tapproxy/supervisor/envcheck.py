@@ -355,11 +355,22 @@ def print_report(outcomes: Sequence[Outcome], notes: Sequence[str], file=None) -
     file = file or sys.stdout
     width = max((len(o.client) for o in outcomes), default=6) + 2
     for i, o in enumerate(outcomes):
-        print(f"{o.client:<{width}}{o.scheme:<7}{o.result:<10}{o.detail}", file=file)
+        print(_fill(f"{o.client:<{width}}{o.scheme:<7}{o.result:<10}{o.detail}",
+                    width + 17), file=file)
         last_of_client = i + 1 == len(outcomes) or outcomes[i + 1].client != o.client
         if last_of_client:
             hints = dict.fromkeys(x.hint for x in outcomes if x.client == o.client and x.hint)
             for hint in hints:
-                print(f"{'':<{width}}→ {hint}", file=file)
+                print(_fill(f"{'':<{width}}→ {hint}", width + 2), file=file)
     for note in notes:
-        print(f"skipped: {note}", file=file)
+        print(_fill(f"skipped: {note}", 2), file=file)
+
+
+def _fill(line: str, indent: int, width: int = 80) -> str:
+    """`line` wrapped at `width` columns, what follows indented by `indent` (at most
+    half the width); words (a command to copy) are never broken."""
+    import textwrap
+
+    return textwrap.fill(line, width, subsequent_indent=" " * min(indent, width // 2),
+                         break_long_words=False, break_on_hyphens=False,
+                         drop_whitespace=True, replace_whitespace=False)

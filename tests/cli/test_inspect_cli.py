@@ -546,3 +546,20 @@ def test_spans_to_a_dead_otlp_endpoint_is_our_one_line_only(demo):
     out = run_cli("spans", demo, "--otlp", url)
     line = one_error_line(out, f"{url}/v1/traces")
     assert "did not accept the spans" in line
+
+
+def test_spans_tree_lines_keep_within_80_columns(tmp_path):
+    from tests.spans.build import exchange, write_capture
+
+    long = "/orders/" + "x" * 120
+    capture = write_capture(tmp_path / "run.tap", [
+        exchange("a", "tests", "gateway", 0, 200, path=long, test="t::a"),
+        exchange("b", "gateway", "payments-service-with-a-long-name", 5, 190, path=long,
+                 test="t::a")])
+    out = run_cli("spans", capture, "--tree")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, max(lines, key=len)
+    # One line per call, and a cut one says so (rich cropped it silently before).
+    assert [line.lstrip(" │")[:4] for line in lines[1:]] == ["└── ", "└── "], lines
+    assert all(line.endswith("…") for line in lines[1:]), lines

@@ -76,3 +76,18 @@ def test_a_check_that_finds_no_client_fails_and_says_so(tmp_path):
                                        "skipped: go: not found on PATH"]
     assert out.stderr.splitlines() == ["tapproxy: error: no client to check: none was "
                                        "found on PATH"]
+
+
+def test_the_report_keeps_within_80_columns_and_never_breaks_a_command(capsys):
+    from tapproxy.supervisor.envcheck import Outcome, print_report
+
+    hint = ("Node v20.20.2 reads no proxy variable; Node ≥ 22.21 or ≥ 24.5 does with "
+            "NODE_USE_ENV_PROXY=1 (exported); or front the service (tapproxy record --start "
+            "'NAME@PORT=COMMAND {port}', or --reverse NAME=URL@PORT for one started elsewhere)")
+    print_report([Outcome("node fetch", "http", BYPASSED, "status 200", hint)],
+                 ["/usr/bin/python3: cannot import requests, httpx, aiohttp"])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80, lines
+    assert lines[1].startswith("            → Node v20.20.2")
+    assert all(line.startswith(" " * 14) for line in lines[2:-1])  # under the hint
+    assert " ".join(line.strip() for line in lines[1:-1]) == f"→ {hint}"
