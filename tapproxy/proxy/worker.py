@@ -32,18 +32,33 @@ class _ReusePortAsyncio:
     start_server = staticmethod(functools.partial(asyncio.start_server, reuse_port=True))
 
 
-def _listen_with_reuse_port() -> None:
-    from mitmproxy.proxy import mode_servers
+def _listen_with_reuse_port(udp: bool) -> None:
+    """Bind every TCP listener with SO_REUSEPORT; with `udp` False (every worker but the
+    first) listen on TCP only where mitmproxy would add a UDP listener on the same port
+    (a reverse listener to an https upstream also takes HTTP/3): mitmproxy's UDP servers
+    cannot share a port, so HTTP/3 goes to the first worker alone."""
+    from mitmproxy.proxy import mode_servers, mode_specs
 
     mode_servers.asyncio = _ReusePortAsyncio()  # type: ignore[assignment]
+    if udp:
+        return
+    original = mode_specs.ReverseMode.__post_init__
+
+    def tcp_only(self) -> None:
+        original(self)
+        if self.transport_protocol == mode_specs.BOTH:
+            object.__setattr__(self, "transport_protocol", mode_specs.TCP)
+
+    mode_specs.ReverseMode.__post_init__ = tcp_only  # type: ignore[method-assign]
 
 
-def run_worker(opts: RecordOptions, conn, verbose: bool = False) -> None:
+def run_worker(opts: RecordOptions, conn, verbose: bool = False, udp: bool = True) -> None:
     """Record until SIGTERM (or SIGINT); the part is published once listening, so it
-    stays readable whatever happens to this process after."""
+    stays readable whatever happens to this process after. `udp`: also listen on UDP
+    where a mode does (the first worker only)."""
     # Ctrl-C in a terminal reaches the whole group: the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _listen_with_reuse_port()
+    _listen_with_reuse_port(udp)
     try:
         asyncio.run(_serve(opts, conn, verbose))
     except TapproxyError:

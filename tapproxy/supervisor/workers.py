@@ -102,7 +102,8 @@ class WorkerGroup:
                     # One OTLP receiver is enough: the first worker's.
                     otlp_receive=opts.otlp_receive if index == 1 else None)
                 ours, theirs = ctx.Pipe()  # duplex: each end sees the other go
-                process = ctx.Process(target=run_worker, args=(mine, theirs, self._verbose),
+                process = ctx.Process(target=run_worker, args=(mine, theirs, self._verbose,
+                                                                 index == 1),
                                       name=f"tapproxy-worker{index}", daemon=True)
                 process.start()
                 theirs.close()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -236,3 +237,20 @@ def test_pytest_with_two_workers_explains_a_failing_test_as_with_one(pytester, c
         records = list(reader)
     assert {r.name for r in records if isinstance(r, TestCase)} >= {
         "test_shop.py::test_checkout", "test_shop.py::test_declined_card"}
+
+
+def test_a_reverse_listener_to_an_https_upstream_starts_in_every_worker(record_workers):
+    # mitmproxy listens on UDP too there (HTTP/3), a port the workers cannot share:
+    # the second worker failed with "address already in use" before it listened.
+    port = free_port()
+    run = record_workers("2", "--reverse",
+                         f"secure=https://127.0.0.1:{free_port()}@127.0.0.1:{port}")
+    for i in range(6):  # nothing listens upstream: each a 502, recorded by either worker
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/r/{i}", timeout=30)
+        assert e.value.code == 502
+    code, _ = run.stop()
+    assert code == 0, run.stderr.read_text()
+    xs = _exchanges(run.output)
+    assert sorted(x.request.path for x in xs) == [f"/r/{i}" for i in range(6)]
+    assert {x.callee.name for x in xs} == {"secure"}
