@@ -258,6 +258,25 @@ class Proxy:
     def exchanges(self) -> list[Exchange]:
         return [r for r in self.records() if isinstance(r, Exchange)]
 
+    def records_checked(self) -> list[Record]:
+        """Every record so far, asserting the capture ends on a whole record (with
+        workers, each part is read whole to be merged)."""
+        if isinstance(self.handle, WorkersHandle):
+            return self.records()
+        self.flush()
+        with open_capture(self.capture) as reader:
+            records = list(reader)
+            assert not reader.truncated, reader.problem
+        return records
+
+    def stats(self) -> dict:
+        """The recorder's live figures (GET /stats: summed over workers)."""
+        if isinstance(self.handle, WorkersHandle):
+            assert self.handle.background.control is not None
+            return self.handle.background.control.stats()
+        assert self.handle.recorder is not None
+        return self.handle.recorder.stats()
+
 
 class TcpServer:
     """A loopback TCP server running `serve(conn)` for each connection, in a thread."""

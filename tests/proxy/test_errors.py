@@ -18,7 +18,7 @@ import requests
 import trustme
 from aiohttp import web
 
-from tapproxy.capture import Exchange, open_capture
+from tapproxy.capture import Exchange
 from tests.conftest import wait_for
 
 FIN_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n0123456789"
@@ -110,11 +110,7 @@ def never_answer(conn: socket.socket, released: threading.Event) -> None:
 
 def only_exchange(proxy) -> Exchange:
     """The one exchange recorded so far, after checking the capture ends on a whole record."""
-    proxy.flush()
-    with open_capture(proxy.capture) as reader:
-        records = list(reader)
-        assert not reader.truncated, reader.problem
-    [x] = records
+    [x] = proxy.records_checked()
     assert isinstance(x, Exchange)
     return x
 

@@ -23,7 +23,7 @@ import requests
 import trustme
 from aiohttp import web
 
-from tapproxy.capture import Exchange, WebSocketEnd, WebSocketMessage, open_capture
+from tapproxy.capture import Exchange, WebSocketEnd, WebSocketMessage
 from tapproxy.capture.encoding import body_json, decoded_body
 from tests.conftest import wait_for
 
@@ -67,11 +67,7 @@ def trusting(proxy) -> ssl.SSLContext:
 
 def read_back_cleanly(proxy) -> list:
     """Every record so far, asserting the file ends on a whole record."""
-    proxy.flush()
-    with open_capture(proxy.capture) as reader:
-        records = list(reader)
-        assert not reader.truncated, reader.problem
-    return records
+    return proxy.records_checked()
 
 
 # -- 1. HTTPS upstream -----------------------------------------------------------------

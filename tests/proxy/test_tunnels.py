@@ -161,7 +161,7 @@ def test_a_refused_connect_is_a_failed_exchange(proxy):
     assert x.response is None and x.status is None
     assert (x.caller.name, x.caller.source) == ("checkout", "proxy-auth")
     assert x.timing.error_at is not None and x.timing.response_start is None
-    assert proxy.handle.recorder.stats()["errors"] == 1
+    assert proxy.stats()["errors"] == 1
 
 
 # -- hosts left out: --allow-hosts / --ignore-hosts -------------------------------------
@@ -249,7 +249,7 @@ def test_ignore_hosts_and_a_refused_connect_to_an_ignored_host(start_proxy, tls_
     assert (refused.reason, refused.error.kind) == ("ignored", "refused")
     assert refused.callee.address == f"127.0.0.1:{port}"
     # Not a failure of the tests: the host was left out on purpose.
-    assert not refused.failed and proxy.handle.recorder.stats()["errors"] == 0
+    assert not refused.failed and proxy.stats()["errors"] == 0
 
 
 # -- named listeners: callers that cannot send proxy credentials -----------------------
