@@ -14,6 +14,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mitmproxy import connection, ctx, http, tls
 
@@ -44,10 +45,12 @@ from tapproxy.proxy.naming import Naming, take_our_headers
 from tapproxy.proxy.routing import REFUSED, SELF, Routing
 from tapproxy.proxy.tunnels import TunnelLog, host_ignored
 from tapproxy.supervisor.caller_lookups import CallerLookups
-from tapproxy.supervisor.control import ControlServer
 from tapproxy.supervisor.identity import caller_from_proxy_auth
 from tapproxy.supervisor.options import RecordOptions, ReverseSpec, ServiceSpec
 from tapproxy.supervisor.testcases import OpenTests
+
+if TYPE_CHECKING:
+    from tapproxy.supervisor.control import ControlServer
 
 __all__ = ["Recorder"]
 
