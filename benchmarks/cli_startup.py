@@ -1,0 +1,152 @@
+"""How long the `tapproxy` command takes before it does any work: wall time of short
+commands, each in a fresh process, and of `record` until it says it is listening.
+
+    .venv/bin/python benchmarks/cli_startup.py [--rounds 10] [--baseline DIR]
+        [--calls 100000] [--commands help why stats why-test record]
+
+Commands measured (all as `python -m tapproxy.cli`, run from / so that no tapproxy/ in
+the current directory is imported instead):
+
+- `help`: `--help`;
+- `why`, `stats`: on a small capture (20 tests of 5 calls, every 10th failing);
+- `why-test`: `why --test T` on a capture of one test of `--calls` calls (62 MB for
+  100,000): the index makes the work itself ~0.05 s, the rest is start-up;
+- `record`: `record --control off` on a free port, from exec until stdout says
+  `# forward proxy at`; then SIGINT (the shutdown is not timed).
+
+`--baseline DIR` also measures the tapproxy package in DIR (e.g. `git archive main
+tapproxy | tar -x -C DIR`), interleaved with this tree round by round in a rotated
+order, so that a slow spell of the shared machine hurts both alike. Printed: the median
+and min-max over rounds per command, the ratio of medians, and for each command the
+heavy packages its process imported (from `-X importtime`, one extra run each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+HEAVY = ("mitmproxy", "opentelemetry", "jinja2", "openapi_core", "jsonschema", "grpc",
+         "aiohttp", "yaml", "rich", "msgpack", "pydantic", "asyncio")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(package: Path) -> dict[str, str]:
+    # PYTHONPATH comes before the editable install's finder on sys.meta_path.
+    return {**os.environ, "PYTHONPATH": str(package), "COLUMNS": "80"}
+
+
+def _short(argv: list[str], package: Path) -> float:
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "tapproxy.cli", *argv], cwd="/",
+                       env=_env(package), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True)
+    elapsed = time.perf_counter() - t
+    if r.returncode not in (0, 1):  # `why` exits 1 when it found a failure
+        sys.exit(f"{argv} with {package} exited {r.returncode}: {r.stderr}")
+    return elapsed
+
+
+def _record(work: Path, confdir: Path, package: Path) -> float:
+    port = _free_port()
+    argv = [sys.executable, "-m", "tapproxy.cli", "record", "-o", str(work / "rec.tap"),
+            "--listen", f"127.0.0.1:{port}", "--control", "off", "--confdir", str(confdir)]
+    t = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd="/", env=_env(package), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("# forward proxy at"):
+            break
+    else:
+        sys.exit(f"record with {package} ended without listening (exit {proc.wait()})")
+    elapsed = time.perf_counter() - t
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    return elapsed
+
+
+def _imported(argv: list[str], package: Path) -> tuple[list[str], int]:
+    """The heavy packages one run imports, and how many modules it imports in all."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tapproxy.cli", *argv],
+                       cwd="/", env=_env(package), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \| *(\S+)$", r.stderr, re.M)
+    tops = {n.split(".")[0] for n in names}
+    return [h for h in HEAVY if h in tops], len(names)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--baseline", type=Path, help="another tapproxy package tree to compare")
+    ap.add_argument("--calls", type=int, default=100_000)
+    ap.add_argument("--commands", nargs="*",
+                    default=["help", "why", "stats", "why-test", "record"])
+    args = ap.parse_args()
+    import why_scale
+
+    variants = {"this": ROOT}
+    if args.baseline:
+        variants["baseline"] = args.baseline.resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        small, big, confdir = work / "small.tap", work / "big.tap", work / "confdir"
+        why_scale.make_many_tests(small, 20, baseline=False)
+        if "why-test" in args.commands:
+            why_scale.make_one_big_test(big, args.calls)
+        argvs = {"help": ["--help"], "why": ["why", str(small)],
+                 "stats": ["stats", str(small)],
+                 "why-test": ["why", str(big), "--test", why_scale.BIG_TEST],
+                 "record": ["record", "--help"]}  # importtime only: the proxy is not run
+        if "record" in args.commands:  # the CA is made once, outside the timing
+            _record(work, confdir, ROOT)
+        times: dict[tuple[str, str], list[float]] = {}
+        names = list(variants)
+        for rnd in range(args.rounds):
+            order = names[rnd % len(names):] + names[:rnd % len(names)]
+            for cmd in args.commands:
+                for v in order:
+                    t = (_record(work, confdir, variants[v]) if cmd == "record"
+                         else _short(argvs[cmd], variants[v]))
+                    times.setdefault((cmd, v), []).append(t)
+            print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        print(f"rounds: {args.rounds}; load average now: "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
+        head = "| command | " + " | ".join(f"{v} median s (min-max)" for v in names)
+        print(head + (" | this/baseline |" if len(names) > 1 else " |"))
+        print("|---|" + "--:|" * (len(names) + (len(names) > 1)))
+        for cmd in args.commands:
+            cells, med = [], {}
+            for v in names:
+                ts = times[cmd, v]
+                med[v] = statistics.median(ts)
+                cells.append(f"{med[v]:.2f} ({min(ts):.2f}-{max(ts):.2f})")
+            ratio = f" {med['this'] / med['baseline']:.2f} |" if len(names) > 1 else ""
+            print(f"| {cmd} | " + " | ".join(cells) + " |" + ratio)
+        print("\nheavy packages imported (record: `record --help`, its command module):")
+        for cmd in args.commands:
+            for v in names:
+                heavy, count = _imported(argvs[cmd], variants[v])
+                print(f"- {cmd}, {v}: {count} modules; {', '.join(heavy) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
