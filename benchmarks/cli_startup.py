@@ -11,8 +11,11 @@ the current directory is imported instead):
 - `why`, `stats`: on a small capture (20 tests of 5 calls, every 10th failing);
 - `why-test`: `why --test T` on a capture of one test of `--calls` calls (62 MB for
   100,000): the index makes the work itself ~0.05 s, the rest is start-up;
-- `record`: `record --control off` on a free port, from exec until stdout says
-  `# forward proxy at`; then SIGINT (the shutdown is not timed).
+- `record`: `record` on a free port with its control API on another (as by default),
+  from exec until stdout says `# forward proxy at`; then SIGINT (the shutdown is not
+  timed); `record-nocontrol` the same with `--control off`;
+- `mitmdump`: a bare `mitmdump` until it logs that it listens: the floor for `record`
+  (mitmproxy's own imports), measured once per round, not per variant.
 
 `--baseline DIR` also measures the tapproxy package in DIR (e.g. `git archive main
 tapproxy | tar -x -C DIR`), interleaved with this tree round by round in a rotated
@@ -64,23 +67,34 @@ def _short(argv: list[str], package: Path) -> float:
     return elapsed
 
 
-def _record(work: Path, confdir: Path, package: Path) -> float:
-    port = _free_port()
-    argv = [sys.executable, "-m", "tapproxy.cli", "record", "-o", str(work / "rec.tap"),
-            "--listen", f"127.0.0.1:{port}", "--control", "off", "--confdir", str(confdir)]
+def _until(argv: list[str], package: Path, ready: str) -> float:
+    """Seconds from exec until a line of stdout contains `ready`; then SIGINT."""
     t = time.perf_counter()
     proc = subprocess.Popen(argv, cwd="/", env=_env(package), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
-        if line.startswith("# forward proxy at"):
+        if ready in line:
             break
     else:
-        sys.exit(f"record with {package} ended without listening (exit {proc.wait()})")
+        sys.exit(f"{argv[:4]} with {package} ended without listening (exit {proc.wait()})")
     elapsed = time.perf_counter() - t
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     return elapsed
+
+
+def _record(work: Path, confdir: Path, package: Path, control: bool = True) -> float:
+    argv = [sys.executable, "-m", "tapproxy.cli", "record", "-o", str(work / "rec.tap"),
+            "--listen", f"127.0.0.1:{_free_port()}", "--confdir", str(confdir),
+            "--control", f"127.0.0.1:{_free_port()}" if control else "off"]
+    return _until(argv, package, "# forward proxy at")
+
+
+def _mitmdump(confdir: Path) -> float:
+    argv = [str(Path(sys.executable).with_name("mitmdump")), "--listen-host", "127.0.0.1",
+            "-p", str(_free_port()), "--set", f"confdir={confdir}"]
+    return _until(argv, ROOT, "proxy listening at")
 
 
 def _imported(argv: list[str], package: Path) -> tuple[list[str], int]:
@@ -99,7 +113,8 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, help="another tapproxy package tree to compare")
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--commands", nargs="*",
-                    default=["help", "why", "stats", "why-test", "record"])
+                    default=["help", "why", "stats", "why-test", "record", "record-nocontrol",
+                             "mitmdump"])
     args = ap.parse_args()
     import why_scale
 
@@ -115,17 +130,21 @@ def main() -> None:
         argvs = {"help": ["--help"], "why": ["why", str(small)],
                  "stats": ["stats", str(small)],
                  "why-test": ["why", str(big), "--test", why_scale.BIG_TEST],
-                 "record": ["record", "--help"]}  # importtime only: the proxy is not run
-        if "record" in args.commands:  # the CA is made once, outside the timing
-            _record(work, confdir, ROOT)
+                 # importtime only: the proxy is not run
+                 "record": ["record", "--help"], "record-nocontrol": ["record", "--help"]}
+        _record(work, confdir, ROOT)  # the CA is made once, outside the timing
         times: dict[tuple[str, str], list[float]] = {}
         names = list(variants)
         for rnd in range(args.rounds):
             order = names[rnd % len(names):] + names[:rnd % len(names)]
             for cmd in args.commands:
-                for v in order:
-                    t = (_record(work, confdir, variants[v]) if cmd == "record"
-                         else _short(argvs[cmd], variants[v]))
+                for v in ["this"] if cmd == "mitmdump" else order:
+                    if cmd == "mitmdump":
+                        t = _mitmdump(confdir)
+                    elif cmd.startswith("record"):
+                        t = _record(work, confdir, variants[v], control=cmd == "record")
+                    else:
+                        t = _short(argvs[cmd], variants[v])
                     times.setdefault((cmd, v), []).append(t)
             print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         print(f"rounds: {args.rounds}; load average now: "
@@ -136,14 +155,15 @@ def main() -> None:
         for cmd in args.commands:
             cells, med = [], {}
             for v in names:
-                ts = times[cmd, v]
+                ts = times.get((cmd, v)) or times[cmd, "this"]  # mitmdump: one figure
                 med[v] = statistics.median(ts)
                 cells.append(f"{med[v]:.2f} ({min(ts):.2f}-{max(ts):.2f})")
-            ratio = f" {med['this'] / med['baseline']:.2f} |" if len(names) > 1 else ""
+            ratio = (f" {med["this"] / med["baseline"]:.2f} |" if cmd != "mitmdump" else " - |") \
+                if len(names) > 1 else ""
             print(f"| {cmd} | " + " | ".join(cells) + " |" + ratio)
         print("\nheavy packages imported (record: `record --help`, its command module):")
         for cmd in args.commands:
-            for v in names:
+            for v in names if cmd in argvs else ():
                 heavy, count = _imported(argvs[cmd], variants[v])
                 print(f"- {cmd}, {v}: {count} modules; {', '.join(heavy) or 'none'}")
 
