@@ -40,7 +40,6 @@ from tapproxy.proxy.convert import (
     exchange_from_tls_failure,
     name_idle_timeout,
 )
-from tapproxy.proxy.live_tracing import LiveTracing
 from tapproxy.proxy.naming import Naming, take_our_headers
 from tapproxy.proxy.routing import REFUSED, SELF, Routing
 from tapproxy.proxy.tunnels import TunnelLog, host_ignored
@@ -50,6 +49,7 @@ from tapproxy.supervisor.options import RecordOptions, ReverseSpec, ServiceSpec
 from tapproxy.supervisor.testcases import OpenTests
 
 if TYPE_CHECKING:
+    from tapproxy.proxy.live_tracing import LiveTracing
     from tapproxy.supervisor.control import ControlServer
 
 __all__ = ["Recorder"]
@@ -89,6 +89,9 @@ class Recorder:
         self.server_disconnected = self._routing.own_connections.server_disconnected
         self.live: LiveTracing | None = None
         if opts.otlp or opts.inject_traceparent:  # receiving alone needs no live state
+            # Imported here: span inference is start-up a recording without spans skips.
+            from tapproxy.proxy.live_tracing import LiveTracing
+
             self.live = LiveTracing(opts, str(header.created), self._routes, self._redactor)
         self._endpoints = ControlEndpoints(opts, self._routing.own,
                                            self._routing.own_connections.came_from_us)
