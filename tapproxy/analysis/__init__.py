@@ -3,12 +3,36 @@
 Pure functions of records; reading and printing happen in the CLI and `tapproxy.report`.
 """
 
-from tapproxy.analysis.baseline import Divergence, first_divergence
-from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
-from tapproxy.analysis.calltree import CallNode, CallTree, build_call_tree
-from tapproxy.analysis.failure import Consequence, Failure, FailureStory, Root, first_failure
-from tapproxy.analysis.grouping import TestRun, runs_by_test
-from tapproxy.analysis.metrics import LatencySketch, Metrics, Row
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tapproxy.analysis.baseline import Divergence, first_divergence
+    from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
+    from tapproxy.analysis.calltree import CallNode, CallTree, build_call_tree
+    from tapproxy.analysis.failure import Consequence, Failure, FailureStory, Root, first_failure
+    from tapproxy.analysis.grouping import TestRun, runs_by_test
+    from tapproxy.analysis.metrics import LatencySketch, Metrics, Row
+
+# Each analysis is imported when first asked for: `stats` needs the metrics alone, not
+# the call tree, spans and noise model that `why` builds on.
+_WHERE = {
+    **dict.fromkeys(("Divergence", "first_divergence"), "baseline"),
+    **dict.fromkeys(("Budget", "parse_budget", "parse_duration"), "budget"),
+    **dict.fromkeys(("CallNode", "CallTree", "build_call_tree"), "calltree"),
+    **dict.fromkeys(("Consequence", "Failure", "FailureStory", "Root", "first_failure"),
+                    "failure"),
+    **dict.fromkeys(("TestRun", "runs_by_test"), "grouping"),
+    **dict.fromkeys(("LatencySketch", "Metrics", "Row"), "metrics"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "Budget",

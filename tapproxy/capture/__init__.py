@@ -1,7 +1,8 @@
 """Capture records and the `.tap` file format: the one reader API every part uses."""
 
+from typing import TYPE_CHECKING
+
 from tapproxy.capture.format import CaptureReader, new_header, open_capture
-from tapproxy.capture.merge import merge_captures
 from tapproxy.capture.model import (
     ErrorInfo,
     Exchange,
@@ -21,8 +22,25 @@ from tapproxy.capture.model import (
     WebSocketEnd,
     WebSocketMessage,
 )
-from tapproxy.capture.writer import CaptureWriter
 from tapproxy.errors import CaptureError
+
+if TYPE_CHECKING:
+    from tapproxy.capture.merge import merge_captures
+    from tapproxy.capture.writer import CaptureWriter
+
+# Writing is imported when first asked for: it brings asyncio, msgpack's packer and isal,
+# which the commands that only read a capture (why, stats, show) would import for nothing.
+_WRITING = {"CaptureWriter": "tapproxy.capture.writer",
+            "merge_captures": "tapproxy.capture.merge"}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WRITING:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_WRITING[name]), name)
+
 
 __all__ = [
     "CaptureError",

@@ -9,13 +9,6 @@ import gzip
 import json
 import zlib
 
-import brotli
-
-try:  # Python 3.14 ships zstd; mitmproxy brings the backport before that
-    from compression import zstd
-except ImportError:
-    from backports import zstd
-
 from tapproxy.capture.model import Request, Response
 from tapproxy.errors import CaptureError
 
@@ -30,16 +23,28 @@ def _inflate(data: bytes) -> bytes:
         return zlib.decompress(data, -zlib.MAX_WBITS)
 
 
-def _unzstd(data: bytes) -> bytes:
-    return zstd.decompress(data)
+# brotli and zstd are imported by the first body that needs them: most captures have
+# none, and every command reading bodies would pay for both at start.
+def _brotli():
+    import brotli
+
+    return brotli
+
+
+def _zstd():
+    try:  # Python 3.14 ships zstd; mitmproxy brings the backport before that
+        from compression import zstd
+    except ImportError:
+        from backports import zstd
+    return zstd
 
 
 _DECODERS = {
     "gzip": gzip.decompress,
     "x-gzip": gzip.decompress,
     "deflate": _inflate,
-    "br": brotli.decompress,
-    "zstd": _unzstd,
+    "br": lambda b: _brotli().decompress(b),
+    "zstd": lambda b: _zstd().decompress(b),
     "identity": lambda b: b,
 }
 
@@ -47,8 +52,8 @@ _ENCODERS = {
     "gzip": gzip.compress,
     "x-gzip": gzip.compress,
     "deflate": zlib.compress,
-    "br": brotli.compress,
-    "zstd": zstd.compress,
+    "br": lambda b: _brotli().compress(b),
+    "zstd": lambda b: _zstd().compress(b),
     "identity": lambda b: b,
 }
 

@@ -2,8 +2,9 @@
 
 One module per group of commands; importing them registers their commands on `app`, in
 the order `tapproxy --help` lists them. They are imported only once `main` has taken
-over Ctrl-C: typer, rich and mitmproxy take most of a second to import, and a Ctrl-C in
-that time would otherwise end in a traceback.
+over Ctrl-C: typer takes a while to import, and a Ctrl-C in that time would otherwise
+end in a traceback. Each command imports what it needs (rich, asyncio, mitmproxy, …)
+when it runs, so that the others start without it (tests/cli/test_startup_imports.py).
 """
 
 from __future__ import annotations

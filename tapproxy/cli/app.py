@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from tapproxy import __version__
 from tapproxy.errors import TapproxyError
+
+if TYPE_CHECKING:  # rich is imported by the commands that print through it, not at start
+    from rich.console import Console
 
 app = typer.Typer(
     help="Record, inspect and trace the HTTP exchanges of integration tests.",
@@ -35,10 +37,13 @@ def _callee_names(specs: list[str] | None, then=None, capture: Path | None = Non
     """The record transform for `--service` options, then `then` (routes); None if none.
     With `capture`, read first to give each process one name in all its records."""
     from tapproxy.capture.naming import CalleeNames, GivenNames
-    from tapproxy.supervisor.options import parse_service
 
-    names = CalleeNames([(s.name, s.host, s.port) for s in map(parse_service, specs or ())],
-                        then) or None
+    services = []
+    if specs:  # the record options' parsers: only imported when there is one to parse
+        from tapproxy.supervisor.options import parse_service
+
+        services = [(s.name, s.host, s.port) for s in map(parse_service, specs)]
+    names = CalleeNames(services, then) or None
     if capture is not None:
         from tapproxy.capture.format import open_capture
 

@@ -49,7 +49,6 @@ def why(
     from tapproxy.capture.routes import RouteTable
     from tapproxy.capture.select import TestIndex, test_matches
     from tapproxy.contract.incremental import check_test
-    from tapproxy.contract.load import load_contracts
     from tapproxy.report.hints import unnamed_callee_hints
     from tapproxy.report.mismatches import failure_details
     from tapproxy.report.parties import as_shown
@@ -57,7 +56,11 @@ def why(
     from tapproxy.report.story import no_root_line, story_json, story_lines
 
     limits = parse_budget(budget or ())
-    contracts = load_contracts(contract or ())  # a bad file: one line, before any output
+    contracts = []
+    if contract:  # the loaders import YAML and the OpenAPI parser: only when asked for
+        from tapproxy.contract.load import load_contracts
+
+        contracts = load_contracts(contract)  # a bad file: one line, before any output
     # With contracts, parties are named as `check` names them (a process one name in all
     # its records, which takes a first pass), so both find the same mismatches.
     routes = _callee_names(service, RouteTable(tuple(route or ())) or None,

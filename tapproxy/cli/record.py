@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -93,6 +92,8 @@ def record(
 ) -> None:
     """Run the recording proxy until SIGINT/SIGTERM, writing every exchange to OUTPUT."""
     on_interrupt(f"interrupted while starting; {output} was not written")
+    import asyncio  # here, as every heavy import: the other commands start without it
+
     from tapproxy.capture.routes import RouteTable
     from tapproxy.proxy.certs import check_ca_bundle
     from tapproxy.supervisor.fronting import ServiceProcess, parse_starts
@@ -229,6 +230,8 @@ def env(
 
 
 def _check_clients(confdir: Path, caller: str | None, tools: list[str] | None) -> int:
+    import asyncio
+
     from tapproxy.supervisor.envcheck import RECORDED, TOOLS, find_clients, print_report, run_check
 
     found, notes = find_clients(tools or TOOLS)

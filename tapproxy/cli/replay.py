@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -70,6 +69,8 @@ def replay(
         raise typer.Exit(run_against(capture, against, ignore=ignore,
                                      output_format=output_format))
     on_interrupt(f"interrupted while starting the replay of {capture}")
+    import asyncio  # here, not at the top: the other commands start without it
+
     from tapproxy.errors import UsageError
     from tapproxy.replay.matching import parse_criteria
     from tapproxy.replay.options import (

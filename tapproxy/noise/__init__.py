@@ -4,10 +4,33 @@ Pure functions of capture records, no I/O: baseline comparison, diff, replay mat
 and contract drafting all mask with it.
 """
 
-from tapproxy.noise.model import NoiseModel, RouteKey, header_pointer, request_key, route_key
-from tapproxy.noise.paths import path_template
-from tapproxy.noise.pointers import PointerGlob, escape, parse_pointer_glob, unescape, walk
-from tapproxy.noise.values import mask_text, value_kind
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tapproxy.noise.model import NoiseModel, RouteKey, header_pointer, request_key, route_key
+    from tapproxy.noise.paths import path_template
+    from tapproxy.noise.pointers import PointerGlob, escape, parse_pointer_glob, unescape, walk
+    from tapproxy.noise.values import mask_text, value_kind
+
+# Each module is imported when first asked for: `stats` and the recorder's live figures
+# name routes with `path_template` alone, not the model that learns from bodies.
+_WHERE = {
+    **dict.fromkeys(("NoiseModel", "RouteKey", "header_pointer", "request_key", "route_key"),
+                    "model"),
+    "path_template": "paths",
+    **dict.fromkeys(("PointerGlob", "escape", "parse_pointer_glob", "unescape", "walk"),
+                    "pointers"),
+    **dict.fromkeys(("mask_text", "value_kind"), "values"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "NoiseModel",

@@ -4,13 +4,16 @@ receiver, started with the proxy and stopped with it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tapproxy.capture.model import SpanBatch
 from tapproxy.errors import ProxyError
-from tapproxy.supervisor.control import Controlled, ControlServer
 from tapproxy.supervisor.options import Address, RecordOptions
 from tapproxy.supervisor.own_addresses import OwnAddresses
-from tapproxy.supervisor.receiver import OtlpReceiver
+
+if TYPE_CHECKING:
+    from tapproxy.supervisor.control import Controlled, ControlServer
+    from tapproxy.supervisor.receiver import OtlpReceiver
 
 __all__ = ["ControlEndpoints"]
 
@@ -31,6 +34,10 @@ class ControlEndpoints:
         c = self._options.control
         if c is None or self.control is not None:
             return
+        # Imported here, as the receiver below: aiohttp's server is a quarter of a second
+        # of start-up, which `--control off` should not pay.
+        from tapproxy.supervisor.control import ControlServer
+
         server = ControlServer(target, c.host, c.port, self._came_from_us)
         try:
             await server.start()
@@ -44,6 +51,10 @@ class ControlEndpoints:
         """Accept OTLP spans from instrumented services if asked (ProxyError if unbound)."""
         if self._options.otlp_receive is None or self.receiver is not None:
             return
+        # Imported here: it decodes with OpenTelemetry's protobuf types, a tenth of a
+        # second of start-up that a recording without --otlp-receive would pay for nothing.
+        from tapproxy.supervisor.receiver import OtlpReceiver
+
         receiver = OtlpReceiver(self._options.otlp_receive, on_batch)
         await receiver.start()
         self.receiver = receiver

@@ -14,6 +14,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mitmproxy import connection, ctx, http, tls
 
@@ -39,15 +40,17 @@ from tapproxy.proxy.convert import (
     exchange_from_tls_failure,
     name_idle_timeout,
 )
-from tapproxy.proxy.live_tracing import LiveTracing
 from tapproxy.proxy.naming import Naming, take_our_headers
 from tapproxy.proxy.routing import REFUSED, SELF, Routing
 from tapproxy.proxy.tunnels import TunnelLog, host_ignored
 from tapproxy.supervisor.caller_lookups import CallerLookups
-from tapproxy.supervisor.control import ControlServer
 from tapproxy.supervisor.identity import caller_from_proxy_auth
 from tapproxy.supervisor.options import RecordOptions, ReverseSpec, ServiceSpec
 from tapproxy.supervisor.testcases import OpenTests
+
+if TYPE_CHECKING:
+    from tapproxy.proxy.live_tracing import LiveTracing
+    from tapproxy.supervisor.control import ControlServer
 
 __all__ = ["Recorder"]
 
@@ -86,6 +89,9 @@ class Recorder:
         self.server_disconnected = self._routing.own_connections.server_disconnected
         self.live: LiveTracing | None = None
         if opts.otlp or opts.inject_traceparent:  # receiving alone needs no live state
+            # Imported here: span inference is start-up a recording without spans skips.
+            from tapproxy.proxy.live_tracing import LiveTracing
+
             self.live = LiveTracing(opts, str(header.created), self._routes, self._redactor)
         self._endpoints = ControlEndpoints(opts, self._routing.own,
                                            self._routing.own_connections.came_from_us)

@@ -9,12 +9,13 @@ BS, VT, FF and CR, silently, which would hide them).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from rich.console import Console, ConsoleOptions, RenderableType
-from rich.segment import Segment
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["json_line", "printable", "safe_line", "terminal"]
 
@@ -56,16 +57,24 @@ def json_line(obj: object) -> str:
                      json.dumps(obj, ensure_ascii=False))
 
 
-class _EscapingConsole(Console):
-    def render(self, renderable: RenderableType,
-               options: ConsoleOptions | None = None) -> Iterable[Segment]:
-        # Recursive in rich; escaping is idempotent, so nested renderables are fine.
-        for seg in super().render(renderable, options):
-            if not seg.control and _SEGMENT.search(seg.text):
-                seg = Segment(_SEGMENT.sub(_escape, seg.text), seg.style)
-            yield seg
+@functools.cache
+def _escaping_console() -> type[Console]:
+    # Defined on first use: rich takes a while to import, and the commands that print
+    # plain lines (why, stats, the JSON outputs) never need it.
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class _EscapingConsole(Console):
+        def render(self, renderable, options=None):
+            # Recursive in rich; escaping is idempotent, so nested renderables are fine.
+            for seg in super().render(renderable, options):
+                if not seg.control and _SEGMENT.search(seg.text):
+                    seg = Segment(_SEGMENT.sub(_escape, seg.text), seg.style)
+                yield seg
+
+    return _EscapingConsole
 
 
 def terminal(stderr: bool = False) -> Console:
     """The console every human-readable output goes through."""
-    return _EscapingConsole(highlight=False, soft_wrap=True, stderr=stderr)
+    return _escaping_console()(highlight=False, soft_wrap=True, stderr=stderr)

@@ -58,7 +58,6 @@ def record_options(
     """RecordOptions from option values as given (UsageError naming the option, spelled
     by `spell`, that is malformed). `fronted`: the reverse listeners of started services;
     `control` is HOST:PORT or 'off'."""
-    from tapproxy.spans.export import traces_url
     from tapproxy.supervisor.workers import resolve_workers
 
     unnamed, listeners = parse_listen(tuple(listen))
@@ -77,7 +76,7 @@ def record_options(
         upstream_ca=upstream_ca,
         insecure=insecure,
         idle_timeout=idle_timeout,
-        otlp=traces_url(otlp) if otlp else None,
+        otlp=_traces_url(otlp) if otlp else None,
         inject_traceparent=inject_traceparent,
         otlp_receive=(parse_address(otlp_receive, spell("otlp_receive")) if otlp_receive
                       else None),
@@ -86,3 +85,11 @@ def record_options(
         caller_processes=tuple(parse_caller_process(c) for c in caller_process),
         workers=resolve_workers(workers, spell("workers")),
     )
+
+
+def _traces_url(url: str) -> str:
+    # The span exporter's module imports OpenTelemetry (a tenth of a second and more):
+    # only a recording that exports spans pays for it.
+    from tapproxy.spans.export import traces_url
+
+    return traces_url(url)
