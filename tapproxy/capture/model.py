@@ -109,9 +109,13 @@ class Headers:
             # two headers of records whose other headers they never look at. A name
             # that is not ASCII is compared as text (str.lower maps e.g. U+212A to "k").
             bname = lname.encode()
+            n = len(bname)
             for k, v in self._raw:  # type: ignore[union-attr]
-                if (k.lower() == bname if k.isascii()
-                        else k.decode("utf-8", _SE).lower() == lname):
+                if k.isascii():
+                    # The length first: most names are not it, and tell so without a copy.
+                    if len(k) == n and k.lower() == bname:
+                        return v.decode("utf-8", _SE)
+                elif k.decode("utf-8", _SE).lower() == lname:
                     return v.decode("utf-8", _SE)
             return None
         for k, v in self.fields:
