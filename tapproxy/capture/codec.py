@@ -50,6 +50,8 @@ def _headers_to_wire(h: Headers) -> tuple[tuple[bytes, bytes], ...]:
 def _str_or_bin(s: str) -> str | bytes:
     """Text as msgpack str; text mitmproxy decoded with surrogateescape (bytes that were not
     UTF-8, e.g. in a request path) as bin holding the original bytes."""
+    if s.isascii():  # nearly every method, path and reason: no copy made to find out
+        return s
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from tapproxy.capture.frozen import quick_init
+
 __all__ = [
     "ErrorInfo",
     "Exchange",
@@ -107,9 +109,13 @@ class Headers:
             # two headers of records whose other headers they never look at. A name
             # that is not ASCII is compared as text (str.lower maps e.g. U+212A to "k").
             bname = lname.encode()
+            n = len(bname)
             for k, v in self._raw:  # type: ignore[union-attr]
-                if (k.lower() == bname if k.isascii()
-                        else k.decode("utf-8", _SE).lower() == lname):
+                if k.isascii():
+                    # The length first: most names are not it, and tell so without a copy.
+                    if len(k) == n and k.lower() == bname:
+                        return v.decode("utf-8", _SE)
+                elif k.decode("utf-8", _SE).lower() == lname:
                     return v.decode("utf-8", _SE)
             return None
         for k, v in self.fields:
@@ -174,6 +180,7 @@ class _Message:
         return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Request(_Message):
     method: str
@@ -206,6 +213,7 @@ class Request(_Message):
         return self.path.partition("?")[2]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Response(_Message):
     status: int
@@ -218,6 +226,7 @@ class Response(_Message):
     trailers: Headers | None = None  # trailing header fields, e.g. gRPC's grpc-status
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Timing:
     """Every phase mitmproxy stamps, as epoch nanoseconds; None where it did not happen.
@@ -249,6 +258,7 @@ class Timing:
         return max(0, self.end - self.request_start)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Party:
     """One side of an exchange and how it was named.
@@ -266,6 +276,7 @@ class Party:
     command: str | None = None  # that process's command line, cut to 200 characters
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     kind: str  # one of ERROR_KINDS
@@ -279,6 +290,7 @@ GRPC_STATUS_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE
                      "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class GrpcMessage:
     """One length-prefixed gRPC message of a request or response body, as it arrived.
@@ -301,6 +313,7 @@ def is_grpc_content_type(content_type: str | None) -> bool:
     return ctype == "application/grpc" or ctype.startswith("application/grpc+")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One request and what became of it: a response, an error, or both (cut mid-body)."""
@@ -385,6 +398,7 @@ class Exchange:
         return self.response.status if self.response else None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class TestCase:
     """A test case opened and closed through the control API; outcome None if never closed."""
@@ -397,6 +411,7 @@ class TestCase:
     outcome: str | None = None  # passed | failed | skipped | error | free text
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WebSocketMessage:
     exchange_id: str
@@ -406,6 +421,7 @@ class WebSocketMessage:
     timestamp: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WebSocketEnd:
     exchange_id: str
@@ -415,6 +431,7 @@ class WebSocketEnd:
     error: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SpanBatch:
     """OTLP trace data an instrumented service sent to the proxy, kept as received."""
@@ -425,6 +442,7 @@ class SpanBatch:
     peer: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ServiceLog:
     """One line a service wrote to its stdout or stderr, stamped when it was read."""
@@ -435,6 +453,7 @@ class ServiceLog:
     timestamp: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ResourceSample:
     """What a service's process tree used at one moment (psutil)."""
@@ -448,6 +467,7 @@ class ResourceSample:
     fds: int | None = None  # open file descriptors; None where the platform has none
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SessionHeader:
     """The first record of every capture."""
@@ -459,6 +479,7 @@ class SessionHeader:
     meta: dict[str, object] = field(default_factory=dict)  # listen address, modes, services
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tunnel:
     """A connection relayed without being parsed as HTTP: who, where, how much, and why.

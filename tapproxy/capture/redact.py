@@ -32,6 +32,9 @@ from tapproxy.errors import CaptureError, UsageError
 __all__ = ["MASK", "Redactor", "parse_json_path"]
 
 _MASK_BYTES = MASK.encode()
+_SE = "surrogateescape"
+# What a header name is to redaction (Redactor._kind): none, or some of these flags.
+_SECRET, _URL, _TYPE, _ENCODING = 1, 2, 4, 8
 # Headers whose value is a URL that may carry a token in its query or userinfo.
 _URL_HEADERS = frozenset({b"referer", b"location", b"content-location"})
 _FORM = "application/x-www-form-urlencoded"
@@ -183,19 +186,24 @@ class Redactor:
         self._is_credential = name_test(self._names)
         self._is_header = name_test((*names, *extra_headers))
         self._paths = [(p, parse_json_path(p)) for p in json_paths]
-        self._verdicts: dict[bytes, bool] = {}  # raw header names repeat: decide each once
+        # What each raw header name is to redaction, decided once: names repeat.
+        self._kinds: dict[bytes, int] = {}
         self._commands: dict[str, tuple[str, bool]] = {}  # command line → masked
         # (content-encoding, JSON body) found to hold nothing to mask: services answer
         # the same bodies again and again, and a repeat costs a hash, not a scan.
         self._clean: set[tuple[str | None, bytes]] = set()
 
-    def _is_secret(self, name: bytes) -> bool:
-        verdict = self._verdicts.get(name)
-        if verdict is None:
-            verdict = self._is_header(name.decode("utf-8", "replace"))
-            if len(self._verdicts) < 10_000:  # bounded, whatever names clients invent
-                self._verdicts[name] = verdict
-        return verdict
+    def _kind(self, name: bytes) -> int:
+        kind = self._kinds.get(name)
+        if kind is None:
+            lname = name.lower()
+            kind = ((_TYPE if lname == b"content-type" else 0)
+                    | (_ENCODING if lname == b"content-encoding" else 0)
+                    | (_SECRET if self._is_header(name.decode("utf-8", "replace")) else
+                       _URL if lname in _URL_HEADERS else 0))
+            if len(self._kinds) < 10_000:  # bounded, whatever names clients invent
+                self._kinds[name] = kind
+        return kind
 
     def _url_header(self, name: bytes, value: bytes, side: str, log: list[str]) -> bytes:
         if b"?" not in value and b"@" not in value and b";" not in value:
@@ -211,29 +219,44 @@ class Redactor:
                 log.append(entry)
         return masked.encode("latin-1") if names else value
 
-    def _headers_of(self, h: Headers, side: str, log: list[str]) -> Headers:
+    def _headers_of(self, h: Headers, side: str,
+                    log: list[str]) -> tuple[Headers, str, str | None]:
+        """The headers masked, and the body's content type (lower case, without
+        parameters) and content-encoding as the first of each header says."""
+        # One pass over the raw fields, one dict lookup per header, for all three.
         raw = h.raw
         out = None
+        ctype = encoding = None
         for i, (k, v) in enumerate(raw):
-            lk = k.lower()
-            if self._is_secret(k):
+            kind = self._kinds.get(k)
+            if kind is None:
+                kind = self._kind(k)
+            if not kind:
+                continue
+            if kind & _TYPE and ctype is None:
+                ctype = v
+            elif kind & _ENCODING and encoding is None:
+                encoding = v
+            if kind & _SECRET:
                 entry = f"{side}.header:{k.decode('utf-8', 'replace').lower()}"
                 if entry not in log:
                     log.append(entry)
                 new = _MASK_BYTES
-            elif lk in _URL_HEADERS:
+            elif kind & _URL:
                 new = self._url_header(k, v, side, log)
             else:
                 continue
             if new is not v:
                 out = list(raw) if out is None else out
                 out[i] = (k, new)
-        return h if out is None else Headers.from_raw(tuple(out))
+        return (h if out is None else Headers.from_raw(tuple(out)),
+                "" if ctype is None else ctype.decode("utf-8", _SE).split(";")[0].strip().lower(),
+                None if encoding is None else encoding.decode("utf-8", _SE))
 
     def _message(self, msg, side: str, log: list[str]):
         """`msg` with credentials masked (itself if nothing was)."""
-        headers = self._headers_of(msg.headers, side, log)
-        body = self._body_of(msg, side, log)
+        headers, ctype, encoding = self._headers_of(msg.headers, side, log)
+        body = self._body_of(msg.body, ctype, encoding, side, log)
         changes = {}
         if side == "request" and ("?" in msg.path or ";" in msg.path):
             path, names = mask_url(msg.path, self._is_credential)
@@ -251,24 +274,23 @@ class Redactor:
             changes["body"] = body
         return dataclasses.replace(msg, **changes) if changes else msg
 
-    def _body_of(self, msg, side: str, log: list[str]) -> bytes:
-        if not msg.body:
-            return msg.body
-        ctype = msg.content_type
+    def _body_of(self, body: bytes, ctype: str, encoding: str | None, side: str,
+                 log: list[str]) -> bytes:
+        if not body:
+            return body
         if ctype == _FORM:
-            return self._form_body(msg, side, log)
+            return self._form_body(body, encoding, side, log)
         if "json" not in ctype:
-            return msg.body
-        encoding = msg.headers.get("content-encoding")
-        key = (encoding, msg.body) if len(msg.body) <= _CLEAN_MAX else None
+            return body
+        key = (encoding, body) if len(body) <= _CLEAN_MAX else None
         if key is not None and key in self._clean:
-            return msg.body  # the same bytes had nothing to mask before
-        body = self._json_body(msg.body, encoding, side, log)
-        if body is msg.body and key is not None:
+            return body  # the same bytes had nothing to mask before
+        masked = self._json_body(body, encoding, side, log)
+        if masked is body and key is not None:
             if len(self._clean) >= _CLEAN_KEEP:  # bounded: ids make most bodies unique
                 self._clean.clear()
             self._clean.add(key)
-        return body
+        return masked
 
     def _json_body(self, raw: bytes, encoding: str | None, side: str, log: list[str]) -> bytes:
         try:
@@ -289,15 +311,15 @@ class Redactor:
         log.extend(f"{side}.json:{p}" for p in hits)
         return encode_body(json.dumps(doc, separators=(",", ":")).encode(), encoding)
 
-    def _form_body(self, msg, side: str, log: list[str]) -> bytes:
-        encoding = msg.headers.get("content-encoding")
+    def _form_body(self, body: bytes, encoding: str | None, side: str,
+                   log: list[str]) -> bytes:
         try:
-            text = decode_body(msg.body, encoding)
+            text = decode_body(body, encoding)
         except CaptureError:
-            return msg.body
+            return body
         masked, names = _mask_form(text, self._is_credential)
         if not names:
-            return msg.body
+            return body
         log.extend(f"{side}.form:{n}" for n in names)
         return encode_body(masked, encoding)
 

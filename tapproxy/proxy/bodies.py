@@ -76,7 +76,7 @@ def grpc_frames(m: http.Message | None) -> list[Frame] | None:
 def is_grpc(headers: http.Headers) -> bool:
     """Content-type application/grpc or application/grpc+<codec> (raw bytes, hot path)."""
     for k, v in headers.fields:
-        if k.lower() == b"content-type":
+        if len(k) == 12 and k.lower() == b"content-type":  # the length first: no copy
             v = v.split(b";")[0].strip().lower()
             return v == b"application/grpc" or v.startswith(b"application/grpc+")
     return False
@@ -91,7 +91,7 @@ def body_of(m: http.Message) -> tuple[bytes, int | None, bytes | None]:
 
 def _length(fields) -> int | None:
     for k, v in fields:  # raw bytes: no decoding on the hot path
-        if k.lower() == b"content-length":
+        if len(k) == 14 and k.lower() == b"content-length":
             v = v.strip()
             return int(v) if v.isdigit() else None
     return None
@@ -125,6 +125,8 @@ def response_tap(flow: http.HTTPFlow, max_body: int) -> BodyTap | None:
     length: bytes | None = None
     first_type = True
     for k, v in r.headers.fields:
+        if len(k) not in (12, 14):  # neither name: no lower-case copy made
+            continue
         name = k.lower()
         if name == b"content-type":
             if first_type:  # the first one says gRPC or not, as in is_grpc
@@ -152,7 +154,7 @@ def request_streams(flow: http.HTTPFlow, max_body: int) -> bool:
     length = _length(h.fields)
     if length is not None:
         return length > max_body
-    return any(k.lower() == b"transfer-encoding" and b"chunked" in v.lower()
+    return any(len(k) == 17 and k.lower() == b"transfer-encoding" and b"chunked" in v.lower()
                for k, v in h.fields)
 
 

@@ -28,21 +28,11 @@ __all__ = ["CALLER_TARGET", "addressed_by_host", "classify_error", "connect_fail
 # recorder sent elsewhere (to the upstream of one of tapproxy's own reverse listeners).
 CALLER_TARGET = "tapproxy.caller_target"
 
+_NS = 1_000_000_000
+
+
 def _ns(t: float | None) -> int | None:
-    return None if t is None else int(t * 1_000_000_000)
-
-
-def _headers(h: http.Headers) -> Headers:
-    return Headers.from_raw(h.fields)  # mitmproxy's own (bytes, bytes) tuple, not decoded
-
-
-def _body(m: http.Message) -> dict:
-    body, size, sha256 = body_of(m)
-    return {"body": body, "body_size": size, "body_sha256": sha256}
-
-
-def _trailers(h: http.Headers | None) -> Headers | None:
-    return None if h is None else Headers.from_raw(h.fields)
+    return None if t is None else int(t * _NS)
 
 
 # mitmproxy reports failures as free text (OSError strings, h11/h2 messages); the
@@ -134,6 +124,14 @@ def _as_addressed(flow: http.HTTPFlow) -> tuple[str, str, int]:
     return q.scheme, q.host, q.port
 
 
+def _message_parts(m: http.Message) -> tuple:
+    """(headers, body, whole length, SHA-256, trailers) of a request or response."""
+    body, size, sha256 = body_of(m)
+    trailers = m.trailers
+    return (Headers.from_raw(m.headers.fields), body, size, sha256,
+            None if trailers is None else Headers.from_raw(trailers.fields))
+
+
 def exchange_from_flow(
     flow: http.HTTPFlow,
     caller: Party,
@@ -145,66 +143,43 @@ def exchange_from_flow(
 
     A gRPC call's messages carry the times its GrpcTaps noted as they streamed by.
     """
+    # On the event loop for every exchange: records are made positionally (a fifth
+    # quicker than by keyword), each message's parts read in one call.
     q = flow.request
     r = flow.response
     cc, sc = flow.client_conn, flow.server_conn
+    e = flow.error
     # A response cut short (stream broken mid-body) may exist alongside an error.
     response = None
     if r is not None:
-        response = Response(
-            status=r.status_code,
-            reason=r.reason,
-            http_version=r.http_version,
-            headers=_headers(r.headers),
-            **_body(r),
-            trailers=_trailers(r.trailers),
-        )
+        response = Response(r.status_code, r.reason, r.http_version, *_message_parts(r))
     error = None
-    if flow.error is not None:
-        error = ErrorInfo(classify_error(flow.error.msg, q.timestamp_end is not None),
-                          flow.error.msg)
+    if e is not None:
+        error = ErrorInfo(classify_error(e.msg, q.timestamp_end is not None), e.msg)
     scheme, host, port = _as_addressed(flow)
-    x = Exchange(
-        id=flow.id,
-        caller=caller,
-        callee=callee,
-        request=Request(
-            method=q.method,
-            scheme=scheme,
-            host=host,
-            port=port,
-            path=q.path,
-            http_version=q.http_version,
-            headers=_headers(q.headers),
-            **_body(q),
-            trailers=_trailers(q.trailers),
-        ),
-        response=response,
-        error=error,
-        timing=Timing(
-            request_start=_ns(q.timestamp_start),  # type: ignore[arg-type]
-            request_end=_ns(q.timestamp_end),
-            response_start=_ns(r.timestamp_start) if r else None,
-            response_end=_ns(r.timestamp_end) if r else None,
-            client_conn_start=_ns(cc.timestamp_start),
-            client_tls_done=_ns(cc.timestamp_tls_setup),
-            server_conn_start=_ns(sc.timestamp_start) if sc else None,
-            server_tcp_done=_ns(sc.timestamp_tcp_setup) if sc else None,
-            server_tls_done=_ns(sc.timestamp_tls_setup) if sc else None,
-            error_at=_ns(flow.error.timestamp) if flow.error else None,
-        ),
-        test=test,
-        test_source=test_source,
-        streamed=bool(r is not None and r.stream),
-        websocket=flow.websocket is not None,
+    timing = Timing(
+        _ns(q.timestamp_start),  # type: ignore[arg-type]
+        _ns(q.timestamp_end),
+        _ns(r.timestamp_start) if r is not None else None,
+        _ns(r.timestamp_end) if r is not None else None,
+        _ns(cc.timestamp_start),
+        _ns(cc.timestamp_tls_setup),
+        _ns(sc.timestamp_start) if sc else None,
+        _ns(sc.timestamp_tcp_setup) if sc else None,
+        _ns(sc.timestamp_tls_setup) if sc else None,
+        _ns(e.timestamp) if e is not None else None,
     )
+    request = Request(q.method, scheme, host, port, q.path, q.http_version, *_message_parts(q))
+    x = Exchange(flow.id, caller, callee, request, timing, response, error, test, test_source,
+                 None, bool(r is not None and r.stream), flow.websocket is not None)
     # Read from mitmproxy's raw headers: the record's would be decoded for it.
     if not (is_grpc(q.headers) or (r is not None and is_grpc(r.headers))):
         return x
-    t = x.timing
-    sent = split_messages(x.request.body, grpc_frames(q), True, t.request_end or t.request_start)
+    t = timing
+    sent = split_messages(request.body, grpc_frames(q), True, t.request_end or t.request_start)
     got = split_messages(response.body, grpc_frames(r), False,
-                         t.response_end or t.response_start or t.request_start) if response else []
+                         t.response_end or t.response_start or t.request_start) \
+        if response else []
     return dataclasses.replace(x, grpc_messages=merge_messages(sent, got))
 
 

@@ -111,7 +111,8 @@ class Naming:
     def caller_of(self, client: connection.Client, auth_name: str | None = None,
                   header_caller: str | None = None) -> Party:
         """Proxy credentials, else the caller header, else a named listener, else the peer."""
-        name = auth_name or self._callers.get(client)
+        # (Asked only when some tunnel had credentials: a weak-keyed lookup costs.)
+        name = auth_name or (self._callers.get(client) if self._callers else None)
         if name:
             # With its process, so readers can give that process this name everywhere.
             process = self.lookups.process(client) if self.lookups is not None else ()

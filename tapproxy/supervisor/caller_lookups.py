@@ -72,6 +72,11 @@ class CallerLookups:
         self._next_id = 0
         self._lookup_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._facts_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # The name each connection's far end was given, with the names' version then:
+        # asked for every request of a keep-alive connection, named again only when
+        # some process's name may have changed since.
+        self._as_caller: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._as_callee: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.names = ProcessNames(own_pid=os.getpid())
 
     @property
@@ -222,6 +227,8 @@ class CallerLookups:
         lookup = self._loop.create_future()  # type: ignore[union-attr]
         self._waiting[self._next_id] = lookup
         self._lookup_of[conn] = lookup
+        self._as_caller.pop(conn, None)  # named before its lookup began: name it again
+        self._as_callee.pop(conn, None)
         peer_host, peer_port = conn.peername[:2]
         host, port = conn.sockname[:2]
         self._send(json.dumps(["lookup", self._next_id, peer_host, peer_port,
@@ -229,6 +236,8 @@ class CallerLookups:
 
     def pending(self, conn) -> asyncio.Future | None:
         """The lookup for `conn` if it is still running, else None."""
+        if not self._lookup_of:  # every lookup done and taken: the common case
+            return None
         lookup = self._lookup_of.get(conn)
         return lookup if lookup is not None and not lookup.done() else None
 
@@ -245,18 +254,28 @@ class CallerLookups:
 
     def get(self, client) -> Party | asyncio.Future | None:
         """The caller if looked up (None: not local or not found), else the pending lookup."""
+        known = self._as_caller.get(client)
+        if known is not None and known[0] == self.names.version:
+            return known[1]
         facts = self._facts(client)
-        if not isinstance(facts, dict):
+        if isinstance(facts, asyncio.Future):
             return facts
-        return _party(self.names.caller(facts), client.peername)
+        party = None if facts is None else _party(self.names.caller(facts), client.peername)
+        self._as_caller[client] = (self.names.version, party)
+        return party
 
     def callee(self, server) -> Party | asyncio.Future | None:
         """The server's process as a callee if looked up, else as `get`."""
+        known = self._as_callee.get(server)
+        if known is not None and known[0] == self.names.version:
+            return known[1]
         facts = self._facts(server)
-        if not isinstance(facts, dict):
+        if isinstance(facts, asyncio.Future):
             return facts
-        name = self.names.callee(facts)
-        return None if name is None else _party(name, server.peername)
+        name = None if facts is None else self.names.callee(facts)
+        party = None if name is None else _party(name, server.peername)
+        self._as_callee[server] = (self.names.version, party)
+        return party
 
     def process(self, conn) -> tuple[int | None, str | None]:
         """(PID, command line) of `conn`'s far end if looked up, else (None, None)."""

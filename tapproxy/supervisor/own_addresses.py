@@ -120,11 +120,24 @@ class OwnAddresses:
         return None
 
 
+_KEYS: dict[tuple, tuple[IP, int] | None] = {}  # socket address → _key's answer
+
+
 def _key(address: tuple | None) -> tuple[IP, int] | None:
     if not address:
         return None
+    # Asked for every request while an upstream connection is open (came_from_us), of
+    # the same few addresses: each parsed once (getaddrinfo, twice per request).
+    try:
+        return _KEYS[address]
+    except KeyError:
+        pass
     ip = ip_of(str(address[0]))
-    return (ip, int(address[1])) if ip is not None else None
+    key = (ip, int(address[1])) if ip is not None else None
+    if len(_KEYS) >= 4096:  # bounded: client ports come and go
+        _KEYS.clear()
+    _KEYS[address] = key
+    return key
 
 
 class OwnConnections:

@@ -56,6 +56,9 @@ class ProcessNames:
         self._holders: dict[str, set[tuple[int, str]]] = {}  # executable name → processes
         self._servers: set[tuple[int, str]] = set()  # processes seen answering calls
         self._reserved: set[str] = set()  # executable names a server holds, for good
+        # Changes whenever a name given before may no longer be the one `caller` or
+        # `callee` would give: who cached a name checks it is still current.
+        self.version = 0
 
     def called_as(self, facts: Mapping, user: str) -> None:
         """The process of `facts` called through the proxy as `user` (its proxy user)."""
@@ -68,6 +71,7 @@ class ProcessNames:
         # A process calling as two users (a test client playing several callers) is
         # neither: it is named as if it had none.
         self._users[key] = user if known is None else _MIXED
+        self.version += 1
 
     def caller(self, facts: Mapping) -> ProcessName:
         """The name of a process that calls (a client socket's owner)."""
@@ -101,6 +105,7 @@ class ProcessNames:
             name = exe if exe not in self._reserved else self._unused(exe)
             self._hold(key, name)
         if server and key not in self._servers:
+            self.version += 1
             self._servers.add(key)
             if self._holders[name] != {key}:  # clients share it: the server gets its own
                 self._holders[name].discard(key)
@@ -114,6 +119,7 @@ class ProcessNames:
             self._forget_clients()
         self._exe_name[key] = name
         self._holders.setdefault(name, set()).add(key)
+        self.version += 1
 
     def _forget_clients(self) -> None:
         for key in [k for k in self._exe_name if k not in self._servers]:

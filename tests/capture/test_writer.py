@@ -21,7 +21,7 @@ from tapproxy.capture.model import (
     Timing,
     WebSocketMessage,
 )
-from tapproxy.capture.writer import CaptureWriter
+from tapproxy.capture.writer import CaptureWriter, encode_frame
 
 
 def _plain_frame(obj: dict) -> bytes:
@@ -76,6 +76,29 @@ def test_any_body_sizes_give_the_format_s_frames(tmp_path_factory, sizes):
         writer.write(r)
     writer.close()
     assert path.read_bytes() == _expected_file(header, records)
+
+
+# Every value a wire map can hold, with the lengths where msgpack changes its header
+# (fixstr/str8/str16, bin8/bin16, fixarray/array16, fixmap/map16) and every int width.
+_SIZES = st.sampled_from([0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536])
+_SCALARS = (st.none() | st.booleans() | st.floats(allow_nan=False)
+            | st.integers(-(2**63), 2**64 - 1)
+            | st.sampled_from([-(2**63), -(2**31) - 1, -(2**31), -32769, -32768, -129, -128,
+                               -33, -32, -1, 0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1,
+                               2**32, 2**64 - 1])
+            | st.text(max_size=40) | _SIZES.map(lambda n: "é" * (n // 2) + "x" * (n % 2))
+            | st.binary(max_size=40) | _SIZES.map(lambda n: b"b" * n))
+_WIRE = st.recursive(_SCALARS, lambda inner: (
+    st.lists(inner, max_size=20).map(tuple) | st.lists(inner, max_size=20)
+    | st.dictionaries(st.text(max_size=12), inner, max_size=20)
+    | st.integers(15, 17).map(lambda n: dict.fromkeys(map(str, range(n)), 0))
+    | st.integers(15, 17).map(lambda n: (None,) * n)), max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), _WIRE, max_size=12))
+def test_a_frame_is_the_format_s_frame_for_any_wire_value(wire):
+    assert encode_frame(wire) == _plain_frame(wire)
 
 
 def test_flush_makes_everything_readable_without_closing(tmp_path):

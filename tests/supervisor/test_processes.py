@@ -60,6 +60,33 @@ def test_a_forward_client_without_credentials_gets_its_process_name(proxy, echo)
                               "/header": ("worker", "header")}
 
 
+_KEEP_ALIVE_CLIENT = """
+import base64, http.client, sys
+proxy_port, target = int(sys.argv[1]), sys.argv[2]
+def get(conn, path, headers={}):
+    conn.request("GET", target + path, headers=headers)
+    conn.getresponse().read()
+kept = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=20)
+get(kept, "/before")
+auth = {"Proxy-Authorization": "Basic " + base64.b64encode(b"checkout:tap").decode()}
+get(http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=20), "/as-user", auth)
+get(kept, "/after")  # the same connection as /before
+"""
+
+
+def test_a_kept_alive_connection_takes_up_its_process_s_new_name(proxy, echo):
+    # The process is named on its kept-alive connection, then calls as a proxy user on
+    # another: from then on that user is its name, on the first connection too.
+    port = int(proxy.url.rpartition(":")[2])
+    subprocess.run([sys.executable, "-c", _KEEP_ALIVE_CLIENT, str(port), echo.url],
+                   env=NO_PROXY_ENV, check=True, timeout=30)
+    assert callers(proxy) == {"/before": (PYTHON, "process"),
+                              "/as-user": ("checkout", "proxy-auth"),
+                              "/after": ("checkout", "proxy-user")}
+    assert len({x.caller.address for x in proxy.exchanges()
+                if x.request.path != "/as-user"}) == 1  # one connection
+
+
 def test_a_caller_process_map_names_by_command_line_or_executable(fronted):
     proxy, url = fronted(caller_processes=(ProcessRule("* --as-billing", "billing"),
                                            ProcessRule("curl", "edge")))
