@@ -4,15 +4,25 @@ Pure functions of capture records, no I/O: baseline comparison, diff, replay mat
 and contract drafting all mask with it.
 """
 
-from tapproxy.noise.model import NoiseModel, RouteKey, header_pointer, request_key, route_key
+from tapproxy.noise.model import (
+    NoiseLearner,
+    NoiseModel,
+    RouteKey,
+    body_digest,
+    header_pointer,
+    request_key,
+    route_key,
+)
 from tapproxy.noise.paths import path_template
 from tapproxy.noise.pointers import PointerGlob, escape, parse_pointer_glob, unescape, walk
 from tapproxy.noise.values import mask_text, value_kind
 
 __all__ = [
+    "NoiseLearner",
     "NoiseModel",
     "PointerGlob",
     "RouteKey",
+    "body_digest",
     "escape",
     "header_pointer",
     "mask_text",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tapproxy.capture.encoding import decoded_body
@@ -23,12 +23,16 @@ from tapproxy.noise.paths import path_template
 from tapproxy.noise.pointers import PointerGlob, escape, generalize, leaves
 from tapproxy.noise.values import mask_text, value_kind
 
-__all__ = ["NoiseModel", "RouteKey", "header_pointer", "request_key", "route_key"]
+__all__ = ["NoiseLearner", "NoiseModel", "RouteKey", "body_digest", "header_pointer",
+           "request_key", "route_key"]
 
 type RouteKey = tuple[str, str, str]
 
 #: Leaves of one response body compared at most (the rest of a huge body is not learned).
 MAX_LEAVES = 10_000
+# What a request waiting for its repeat (add_answer) counts for against max_fingerprints:
+# its key and place weigh about as much as this many field fingerprints.
+_WAITING = 8
 _HEADER = "header:"
 
 
@@ -47,7 +51,8 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _body_digest(msg: Request) -> str:
+def body_digest(msg: Request) -> str:
+    """What stands for a request body in `request_key`."""
     if msg.body_sha256 is not None:  # kept in part: the whole body's hash says which
         return "sha256:" + msg.body_sha256.hex()
     if not msg.body:
@@ -69,7 +74,7 @@ def request_key(x: Exchange) -> tuple:
     """What makes two requests identical: caller, callee, method, path with query, body
     (JSON compared as data, key order and spacing aside)."""
     r = x.request
-    return (x.caller.name, x.callee.name, r.method, r.path, _body_digest(r))
+    return (x.caller.name, x.callee.name, r.method, r.path, body_digest(r))
 
 
 def _leaf_hash(v: object) -> int:
@@ -101,38 +106,77 @@ def _header_hashes(r: Response) -> dict[str, int]:
     return out
 
 
-class _Learner:
-    """The streaming state of `NoiseModel.learn`."""
+def _fingerprint(r: Response, share) -> dict[str, int]:
+    """{pointer or header: value hash} of one response."""
+    fields = _header_hashes(r)
+    for p, v in _body_leaves(r):
+        c = v.__class__
+        fields[share(p, p)] = id(c) if c is dict or c is list else hash(v) ^ id(c)
+    return fields
 
-    def __init__(self, max_fingerprints: int) -> None:
+
+class NoiseLearner:
+    """The streaming state of `NoiseModel.learn`; fed by `add`, or by `add_answer` for a
+    reader that can read a response again (`recall`): then a request's first answer is
+    fingerprinted only once a repeat answers otherwise, and a capture whose requests
+    never repeat, or repeat with the same answer, has no body parsed at all."""
+
+    def __init__(self, max_fingerprints: int = 200_000,
+                 recall: Callable[[object], Response] | None = None) -> None:
         self.max = max_fingerprints
-        # (request key, status) → [raw body hash, raw headers hash, {pointer: value hash},
-        # route key once needed]
+        self._recall = recall
+        # (request key, status) → [raw body hash, raw headers hash, {pointer: value hash}
+        # (None until needed, with add_answer), route key once needed, where to recall]
         self.seen: OrderedDict[tuple, list] = OrderedDict()
         self.total = 0
         self.pointers: dict[str, str] = {}  # one string per distinct pointer, shared
         self.noisy: dict[RouteKey, set[str]] = {}
 
     def add(self, x: Exchange) -> None:
+        """An answered exchange (a response, no error)."""
         r = x.response
         assert r is not None
         key = (request_key(x), r.status)
         body_hash, head_hash = hash(r.body_sha256 or r.body), hash(r.headers.raw)
         entry = self.seen.get(key)
-        share = self.pointers.setdefault
         if entry is None:
-            fields = _header_hashes(r)
-            for p, v in _body_leaves(r):
-                c = v.__class__
-                fields[share(p, p)] = id(c) if c is dict or c is list else hash(v) ^ id(c)
-            self.seen[key] = [body_hash, head_hash, fields, None]
+            fields = _fingerprint(r, self.pointers.setdefault)
+            self.seen[key] = [body_hash, head_hash, fields, None, None]
             self.total += 1 + len(fields)  # the key itself is memory too
             self._bound()
-            return
-        if entry[0] == body_hash and entry[1] == head_hash:
-            return  # the same answer again: the common case, decided without parsing
+        elif entry[0] != body_hash or entry[1] != head_hash:
+            self._fingerprinted(entry)
+            self._differs(entry, r, route_key, x)
+
+    def add_answer(self, key: tuple, body_hash: int, head_hash: int, place: object,
+                   answer: Callable[[], tuple[Response, RouteKey]]) -> None:
+        """An answered exchange given as `request_key` and status, and the hashes of its
+        raw response body (or body_sha256) and raw headers; `place` recalls its response
+        later, `answer()` gives it and its route key now."""
+        entry = self.seen.get(key)
+        if entry is None:
+            self.seen[key] = [body_hash, head_hash, None, None, place]
+            self.total += _WAITING
+            self._bound()
+        elif entry[0] != body_hash or entry[1] != head_hash:
+            self._fingerprinted(entry)
+            r, route = answer()
+            self._differs(entry, r, lambda _: route, None)
+
+    def _fingerprinted(self, entry: list) -> None:
+        """The first answer's fingerprint, needed at last: its response read again."""
+        if entry[2] is None:
+            fields = _fingerprint(self._recall(entry[4]),  # type: ignore[misc]
+                                  self.pointers.setdefault)
+            entry[2], entry[4] = fields, None
+            self.total += len(fields) + 1 - _WAITING
+
+    def _differs(self, entry: list, r: Response, route_of, x) -> None:
+        """Compare an answer with the first answer of its request, which differs."""
+        body_hash, head_hash = hash(r.body_sha256 or r.body), hash(r.headers.raw)
         fields = entry[2]
         get = fields.get
+        share = self.pointers.setdefault
         differ: list[str] = []
         grown = len(fields)
         if entry[1] != head_hash:
@@ -153,7 +197,7 @@ class _Learner:
                     differ.append(p)
         if differ:
             if entry[3] is None:
-                entry[3] = route_key(x)
+                entry[3] = route_of(x)
             self.noisy.setdefault(entry[3], set()).update(map(generalize, differ))
         grown = len(fields) - grown
         if grown:
@@ -162,10 +206,14 @@ class _Learner:
 
     def _bound(self) -> None:
         while self.total > self.max and len(self.seen) > 1:
-            fields = self.seen.popitem(last=False)[1][2]
-            self.total -= 1 + len(fields)
+            entry = self.seen.popitem(last=False)[1]
+            self.total -= _WAITING if entry[2] is None else 1 + len(entry[2])
         if len(self.pointers) > self.max:
             self.pointers.clear()  # only a sharing cache: forgetting it costs memory, not truth
+
+    def model(self) -> NoiseModel:
+        """What was learned so far."""
+        return NoiseModel(tuple(sorted((rk, p) for rk, ps in self.noisy.items() for p in ps)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +241,11 @@ class NoiseModel:
               max_fingerprints: int = 200_000) -> NoiseModel:
         """Noise shown by repeated identical requests (records other than answered
         exchanges are skipped, so a capture's records can be passed as they are)."""
-        learner = _Learner(max_fingerprints)
+        learner = NoiseLearner(max_fingerprints)
         for x in exchanges:
             if isinstance(x, Exchange) and x.response is not None and x.error is None:
                 learner.add(x)
-        return cls(tuple(sorted((rk, p) for rk, ps in learner.noisy.items() for p in ps)))
+        return learner.model()
 
     def with_ignores(self, globs: Iterable[PointerGlob]) -> NoiseModel:
         """This model with `globs` (`--ignore`) counted as noise on every route."""
