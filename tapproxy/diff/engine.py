@@ -27,7 +27,7 @@ from tapproxy.capture.protobuf import ProtoSchema
 from tapproxy.diff.align import Aligner, align_key, tunnel_key
 from tapproxy.diff.compare import LatencyThreshold, compare_exchanges, compare_tunnels
 from tapproxy.diff.conversations import WebSocketPairs
-from tapproxy.diff.lean import compare_wires, wire_key, wire_route
+from tapproxy.diff.lean import compare_wires, wire_key, wire_outcome, wire_route
 from tapproxy.diff.learning import CaptureNoise
 from tapproxy.diff.model import AlignKey, Change, PairDiff, Side, Summary, Unpaired
 from tapproxy.diff.noise import NoiseFilter, carried_ids, carried_path_ids
@@ -256,6 +256,8 @@ def _order(number: str) -> tuple[int, int]:
 
 
 def _side(number: str, r: ExchangeWire | Exchange | Tunnel) -> tuple:
+    if isinstance(r, ExchangeWire) and (shown := wire_outcome(r)) is not None:
+        return (number, r.id, *shown)
     s = side_of(number, _full(r))
     return (s.number, s.id, s.outcome, s.duration_ns)
 

@@ -10,8 +10,10 @@ handed to that counterpart whole.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
+from tapproxy.capture.encoding import parse_json
 from tapproxy.capture.fastwire import (
     ExchangeWire,
     exchange_of,
@@ -19,7 +21,7 @@ from tapproxy.capture.fastwire import (
     response_of,
     timing_of,
 )
-from tapproxy.capture.model import Headers, Record
+from tapproxy.capture.model import Headers, Record, Response
 from tapproxy.capture.routes import RouteTable
 from tapproxy.diff.bodies import form_fields
 from tapproxy.diff.compare import (
@@ -35,7 +37,8 @@ from tapproxy.diff.structure import json_changes
 from tapproxy.noise import body_digest, path_template
 from tapproxy.report.parties import callee_name, party_name
 
-__all__ = ["compare_wires", "wire_key", "wire_request_key", "wire_route"]
+__all__ = ["compare_wires", "json_identity", "wire_key", "wire_outcome", "wire_request_key",
+           "wire_response", "wire_route"]
 
 _EMPTY = Headers()
 
@@ -82,6 +85,23 @@ def wire_request_key(w: ExchangeWire) -> tuple:
     return (w.caller.name, w.callee.name, q.method, q.path, digest)
 
 
+_BUILT: dict[int, tuple[object, Response]] = {}
+
+
+def wire_response(r) -> Response:
+    """`response_of(r)`, the last few kept: an answer learned from is then compared with
+    the same Response, whose headers were looked up once."""
+    found = _BUILT.get(id(r))
+    if found is not None and found[0] is r:  # the same object, kept alive by the entry
+        return found[1]
+    built = response_of(r)
+    if len(_BUILT) >= 32:
+        with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+            del _BUILT[next(iter(_BUILT))]  # the oldest
+    _BUILT[id(r)] = (r, built)
+    return built
+
+
 def _same_raw(a, b) -> bool:
     """Bodies equal byte for byte, with the same headers (so the same content-encoding)."""
     return (a.body == b.body and a.body_size == b.body_size
@@ -122,5 +142,53 @@ def compare_wires(a: ExchangeWire, b: ExchangeWire, schema=None,
             _EMPTY if rb.trailers is None else Headers.from_raw(rb.trailers),
             "response.trailer"))
     if not _same_raw(ra, rb):
-        out.extend(body_changes(response_of(ra), response_of(rb), "response.body"))
+        changes = _json_body_changes(ra, rb)
+        if changes is None:
+            changes = body_changes(wire_response(ra), wire_response(rb), "response.body")
+        out.extend(changes)
     return out
+
+
+_IS_JSON: dict[tuple, bool] = {}
+
+
+def json_identity(raw: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """Whether raw header fields declare a JSON body (application/json, +json) with no
+    content-encoding; the last few answers kept (most answers of a service have the
+    same headers)."""
+    is_json = _IS_JSON.get(raw)
+    if is_json is None:
+        h = Headers.from_raw(raw)
+        ctype = (h.get("content-type") or "").split(";")[0].strip().lower()
+        is_json = h.get("content-encoding") is None and (
+            ctype == "application/json" or ctype.endswith("+json"))
+        if len(_IS_JSON) >= 64:
+            _IS_JSON.clear()
+        _IS_JSON[raw] = is_json
+    return is_json
+
+
+def _json_body_changes(ra, rb) -> list[Change] | None:
+    """`body_changes` of two JSON bodies with the same headers, neither encoded nor kept
+    in part (what body_view would parse as JSON), without building either Response; None
+    for any other two."""
+    if ra.headers != rb.headers or ra.body_size is not None or rb.body_size is not None \
+            or not ra.body or not rb.body:
+        return None
+    if not json_identity(ra.headers):
+        return None
+    try:
+        va, vb = parse_json(ra.body), parse_json(rb.body)
+    except ValueError:
+        return None  # declared JSON but is not: body_view tells what it is
+    return list(json_changes(va, vb, "response.body"))
+
+
+def wire_outcome(w: ExchangeWire) -> tuple[str, int] | None:
+    """(outcome, duration) as `side_of` shows them, or None where it must see the
+    record (an error, gRPC)."""
+    r = w.response
+    if w.error is not None or grpc_content_type(w.request.headers) or (
+            r is not None and grpc_content_type(r.headers)):
+        return None
+    return str(None if r is None else r.status), timing_of(w.timing).duration_ns

@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tapproxy.capture.encoding import parse_json
 from tapproxy.capture.fastwire import ExchangeWire, response_of
 from tapproxy.capture.model import Exchange, Response, Tunnel
-from tapproxy.diff.lean import wire_request_key
-from tapproxy.noise import NoiseLearner, NoiseModel, RouteKey, path_template
+from tapproxy.diff.lean import json_identity, wire_request_key, wire_response
+from tapproxy.noise import (
+    MAX_LEAVES,
+    NoiseLearner,
+    NoiseModel,
+    RouteKey,
+    body_leaves,
+    path_template,
+)
+from tapproxy.noise.pointers import leaves
 
 __all__ = ["CaptureNoise"]
 
@@ -27,18 +36,30 @@ _FINGERPRINTS = 50_000
 
 
 class _Answer:
-    """An answer in hand, built into a Response only if the learner asks."""
+    """An answer in hand (noise.Answer), built into a Response only where the raw
+    fields do not settle what the learner asks."""
 
     __slots__ = ("route", "wire")
 
     def __init__(self, wire: ExchangeWire, route: str | None) -> None:
         self.wire, self.route = wire, route
 
-    def __call__(self) -> tuple[Response, RouteKey]:
-        w = self.wire
-        q = w.request
-        return response_of(w.response), (w.callee.name, q.method,  # type: ignore[arg-type]
-                                         self.route or path_template(q.path))
+    def response(self) -> Response:
+        return wire_response(self.wire.response)
+
+    def body_leaves(self) -> list[tuple[str, object]]:
+        r = self.wire.response
+        if r.body_size is None and json_identity(r.headers):  # type: ignore[union-attr]
+            # As body_leaves would take it: not encoded, kept whole, declared JSON.
+            try:
+                return leaves(parse_json(r.body))[:MAX_LEAVES]  # type: ignore[union-attr]
+            except ValueError:
+                return [("", r.body)]  # type: ignore[union-attr]
+        return body_leaves(self.response())
+
+    def route_key(self) -> RouteKey:
+        q = self.wire.request
+        return self.wire.callee.name, q.method, self.route or path_template(q.path)
 
 
 class CaptureNoise:

@@ -5,10 +5,13 @@ and contract drafting all mask with it.
 """
 
 from tapproxy.noise.model import (
+    MAX_LEAVES,
+    Answer,
     NoiseLearner,
     NoiseModel,
     RouteKey,
     body_digest,
+    body_leaves,
     header_pointer,
     request_key,
     route_key,
@@ -18,11 +21,14 @@ from tapproxy.noise.pointers import PointerGlob, escape, parse_pointer_glob, une
 from tapproxy.noise.values import mask_text, value_kind
 
 __all__ = [
+    "MAX_LEAVES",
+    "Answer",
     "NoiseLearner",
     "NoiseModel",
     "PointerGlob",
     "RouteKey",
     "body_digest",
+    "body_leaves",
     "escape",
     "header_pointer",
     "mask_text",

@@ -15,16 +15,17 @@ import json
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from tapproxy.capture.encoding import decoded_body
+from tapproxy.capture.encoding import decoded_body, parse_json
 from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.errors import CaptureError
 from tapproxy.noise.paths import path_template
 from tapproxy.noise.pointers import PointerGlob, escape, generalize, leaves
 from tapproxy.noise.values import mask_text, value_kind
 
-__all__ = ["NoiseLearner", "NoiseModel", "RouteKey", "body_digest", "header_pointer",
-           "request_key", "route_key"]
+__all__ = ["Answer", "NoiseLearner", "NoiseModel", "RouteKey", "body_digest", "body_leaves",
+           "header_pointer", "request_key", "route_key"]
 
 type RouteKey = tuple[str, str, str]
 
@@ -63,7 +64,7 @@ def body_digest(msg: Request) -> str:
         return _digest(msg.body)
     if body[:1] in (b"{", b"[") or "json" in msg.content_type:
         try:  # the same JSON with keys in another order or other spacing is the same body
-            return _digest(json.dumps(json.loads(body), sort_keys=True,
+            return _digest(json.dumps(parse_json(body), sort_keys=True,
                                       separators=(",", ":")).encode())
         except ValueError:
             pass
@@ -83,7 +84,9 @@ def _leaf_hash(v: object) -> int:
     return id(c) if c is dict or c is list else hash(v) ^ id(c)
 
 
-def _body_leaves(r: Response) -> list[tuple[str, object]]:
+def body_leaves(r: Response) -> list[tuple[str, object]]:
+    """(pointer, value) of each leaf of a response body, as learning compares them: a
+    JSON body's first MAX_LEAVES, else the whole body as one."""
     if r.body_sha256 is not None:
         return [("", r.body_sha256)]
     try:
@@ -92,10 +95,38 @@ def _body_leaves(r: Response) -> list[tuple[str, object]]:
         return [("", r.body)]
     if body[:1] in (b"{", b"[") or "json" in r.content_type:
         try:
-            return leaves(json.loads(body))[:MAX_LEAVES]
+            return leaves(parse_json(body))[:MAX_LEAVES]
         except ValueError:
             pass
     return [("", body)]
+
+
+class Answer(Protocol):
+    """An answered exchange as `NoiseLearner.add_answer` asks for what it needs of it."""
+
+    def response(self) -> Response: ...
+
+    def body_leaves(self) -> list[tuple[str, object]]:
+        """`body_leaves(self.response())`."""
+        ...
+
+    def route_key(self) -> RouteKey: ...
+
+
+class _Answered:
+    __slots__ = ("x",)
+
+    def __init__(self, x: Exchange) -> None:
+        self.x = x
+
+    def response(self) -> Response:
+        return self.x.response  # type: ignore[return-value]
+
+    def body_leaves(self) -> list[tuple[str, object]]:
+        return body_leaves(self.x.response)  # type: ignore[arg-type]
+
+    def route_key(self) -> RouteKey:
+        return route_key(self.x)
 
 
 def _header_hashes(r: Response) -> dict[str, int]:
@@ -109,7 +140,7 @@ def _header_hashes(r: Response) -> dict[str, int]:
 def _fingerprint(r: Response, share) -> dict[str, int]:
     """{pointer or header: value hash} of one response."""
     fields = _header_hashes(r)
-    for p, v in _body_leaves(r):
+    for p, v in body_leaves(r):
         c = v.__class__
         fields[share(p, p)] = id(c) if c is dict or c is list else hash(v) ^ id(c)
     return fields
@@ -130,6 +161,7 @@ class NoiseLearner:
         self.seen: OrderedDict[tuple, list] = OrderedDict()
         self.total = 0
         self.pointers: dict[str, str] = {}  # one string per distinct pointer, shared
+        self._general: dict[str, str] = {}  # generalize(pointer), by pointer
         self.noisy: dict[RouteKey, set[str]] = {}
 
     def add(self, x: Exchange) -> None:
@@ -146,13 +178,13 @@ class NoiseLearner:
             self._bound()
         elif entry[0] != body_hash or entry[1] != head_hash:
             self._fingerprinted(entry)
-            self._differs(entry, r, route_key, x)
+            self._differs(entry, body_hash, head_hash, _Answered(x))
 
     def add_answer(self, key: tuple, body_hash: int, head_hash: int, place: object,
-                   answer: Callable[[], tuple[Response, RouteKey]]) -> None:
+                   answer: Answer) -> None:
         """An answered exchange given as `request_key` and status, and the hashes of its
         raw response body (or body_sha256) and raw headers; `place` recalls its response
-        later, `answer()` gives it and its route key now."""
+        later, `answer` gives what is needed of it now, if anything."""
         entry = self.seen.get(key)
         if entry is None:
             self.seen[key] = [body_hash, head_hash, None, None, place]
@@ -160,8 +192,7 @@ class NoiseLearner:
             self._bound()
         elif entry[0] != body_hash or entry[1] != head_hash:
             self._fingerprinted(entry)
-            r, route = answer()
-            self._differs(entry, r, lambda _: route, None)
+            self._differs(entry, body_hash, head_hash, answer)
 
     def _fingerprinted(self, entry: list) -> None:
         """The first answer's fingerprint, needed at last: its response read again."""
@@ -171,34 +202,40 @@ class NoiseLearner:
             entry[2], entry[4] = fields, None
             self.total += len(fields) + 1 - _WAITING
 
-    def _differs(self, entry: list, r: Response, route_of, x) -> None:
+    def _differs(self, entry: list, body_hash: int, head_hash: int, answer: Answer) -> None:
         """Compare an answer with the first answer of its request, which differs."""
-        body_hash, head_hash = hash(r.body_sha256 or r.body), hash(r.headers.raw)
         fields = entry[2]
         get = fields.get
         share = self.pointers.setdefault
         differ: list[str] = []
         grown = len(fields)
         if entry[1] != head_hash:
-            for p, h in _header_hashes(r).items():
+            for p, h in _header_hashes(answer.response()).items():
                 old = get(p)
                 if old is None:
                     fields[share(p, p)] = h
                 elif old != h:
                     differ.append(p)
         if entry[0] != body_hash:
-            for p, v in _body_leaves(r):
-                c = v.__class__  # as _leaf_hash, inlined: this loop is learning's hot path
-                h = id(c) if c is dict or c is list else hash(v) ^ id(c)
-                old = get(p)
-                if old is None:
-                    fields[share(p, p)] = h
-                elif old != h:
+            # As _leaf_hash, inlined, and the fingerprints compared as sets (in C): this
+            # is learning's hot path. What differs is a new pointer or another value.
+            now = {p: id(c) if (c := v.__class__) is dict or c is list else hash(v) ^ id(c)
+                   for p, v in answer.body_leaves()}
+            for p, h in now.items() - fields.items():
+                if p in fields:
                     differ.append(p)
+                else:
+                    fields[share(p, p)] = h
         if differ:
             if entry[3] is None:
-                entry[3] = route_of(x)
-            self.noisy.setdefault(entry[3], set()).update(map(generalize, differ))
+                entry[3] = answer.route_key()
+            general = self._general
+            noisy = self.noisy.setdefault(entry[3], set())
+            for p in differ:
+                g = general.get(p)
+                if g is None:
+                    g = general[p] = generalize(p)
+                noisy.add(g)
         grown = len(fields) - grown
         if grown:
             self.total += grown
@@ -210,6 +247,7 @@ class NoiseLearner:
             self.total -= _WAITING if entry[2] is None else 1 + len(entry[2])
         if len(self.pointers) > self.max:
             self.pointers.clear()  # only a sharing cache: forgetting it costs memory, not truth
+            self._general.clear()
 
     def model(self) -> NoiseModel:
         """What was learned so far."""
