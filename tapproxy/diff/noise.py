@@ -53,7 +53,8 @@ class NoiseFilter:
         self._model = None
 
     def _static(self, c: Change) -> bool:
-        if c.part in _POINTER_PARTS and any(g.matches(c.path) for g in self._ignore):
+        if self._ignore and c.part in _POINTER_PARTS and any(
+                g.matches(c.path) for g in self._ignore):
             return True
         if c.kind not in ("changed", "type") or c.expected is None or c.actual is None:
             return False  # a field that came or went is news, whatever its value
