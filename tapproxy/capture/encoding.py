@@ -5,14 +5,17 @@ Kept here (not mitmproxy.net.encoding) so analyses never import mitmproxy.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import zlib
 
+import msgspec
+
 from tapproxy.capture.model import Request, Response
 from tapproxy.errors import CaptureError
 
-__all__ = ["body_json", "body_text", "decode_body", "decoded_body", "encode_body"]
+__all__ = ["body_json", "body_text", "decode_body", "decoded_body", "encode_body", "parse_json"]
 
 
 def _inflate(data: bytes) -> bytes:
@@ -107,3 +110,36 @@ def body_text(msg: Request | Response) -> str:
 def body_json(msg: Request | Response) -> object:
     """The decoded body parsed as JSON (ValueError if it is not JSON)."""
     return json.loads(decoded_body(msg))
+
+
+_json = msgspec.json.Decoder()
+_MSGSPEC_REFUSES = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+_PARSED: dict[bytes, object] = {}
+_KEEP_PARSED = 32  # the last bodies parsed, by their bytes
+_KEEP_BYTES = 16 << 10  # ... when no larger than this
+
+
+def parse_json(data: bytes) -> object:
+    """`json.loads(data)` (ValueError if it is not JSON), several times faster.
+
+    msgspec parses where it can: it gives the very values json.loads gives, or refuses
+    (NaN, a number past a float's range, a lone surrogate, a BOM, UTF-16), and then
+    json.loads decides. The values of the last few bodies parsed are kept, so a body
+    parsed twice (learned from, then compared) is parsed once: they are shared, and
+    no caller may change them.
+    """
+    if len(data) <= _KEEP_BYTES:
+        found = _PARSED.get(data, _PARSED)
+        if found is not _PARSED:
+            return found
+    try:
+        value = _json.decode(data)
+    except _MSGSPEC_REFUSES:
+        value = json.loads(data)
+    if len(data) <= _KEEP_BYTES:
+        if len(_PARSED) >= _KEEP_PARSED:
+            # the oldest (another thread may have taken it first)
+            with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+                del _PARSED[next(iter(_PARSED))]
+        _PARSED[data] = value
+    return value

@@ -36,8 +36,9 @@ from tapproxy.capture.model import (
     WebSocketMessage,
 )
 
-__all__ = ["KIND_BYTES", "WIRE_KINDS", "Unusual", "decode_parties", "decode_record",
-           "peek_kind"]
+__all__ = ["KIND_BYTES", "WIRE_KINDS", "ExchangeWire", "Unusual", "decode_exchange_wire",
+           "decode_parties", "decode_record", "exchange_of", "peek_kind", "request_of",
+           "response_of", "timing_of"]
 
 
 class Unusual(Exception):
@@ -223,19 +224,34 @@ def _kept(m: _Request | _Response) -> tuple[int | None, bytes | None]:
     return size, m.body_sha256
 
 
-def _exchange_of(w: _Exchange) -> Exchange:
-    q, r, t = w.request, w.response, w.timing
+def request_of(q: _Request) -> Request:
+    """The model's Request of a wire request."""
     size, sha = _kept(q)
     trailers = q.trailers
-    request = _request(q.method, q.scheme, q.host, q.port, q.path, q.http_version,
-                       _from_raw(q.headers), q.body, size, sha,
-                       None if trailers is None else _from_raw(trailers))
-    response = None
-    if r is not None:
-        size, sha = _kept(r)
-        trailers = r.trailers
-        response = _response(r.status, r.reason, r.http_version, _from_raw(r.headers), r.body,
-                             size, sha, None if trailers is None else _from_raw(trailers))
+    return _request(q.method, q.scheme, q.host, q.port, q.path, q.http_version,
+                    _from_raw(q.headers), q.body, size, sha,
+                    None if trailers is None else _from_raw(trailers))
+
+
+def response_of(r: _Response) -> Response:
+    """The model's Response of a wire response."""
+    size, sha = _kept(r)
+    trailers = r.trailers
+    return _response(r.status, r.reason, r.http_version, _from_raw(r.headers), r.body,
+                     size, sha, None if trailers is None else _from_raw(trailers))
+
+
+def timing_of(t: _Timing) -> Timing:
+    """The model's Timing of a wire exchange's."""
+    return _timing(t.request_start, t.request_end, t.response_start, t.response_end,
+                   t.client_conn_start, t.client_tls_done, t.server_conn_start,
+                   t.server_tcp_done, t.server_tls_done, t.error_at)
+
+
+def _exchange_of(w: _Exchange) -> Exchange:
+    q, r = w.request, w.response
+    request = request_of(q)
+    response = None if r is None else response_of(r)
     e = w.error
     grpc = ()
     if w.grpc_messages:
@@ -244,12 +260,9 @@ def _exchange_of(w: _Exchange) -> Exchange:
               "timestamp": m.timestamp, "length": m.length} for m in w.grpc_messages],
             q.body, None if r is None else r.body)
     return _exchange(
-        w.id, _who(w.caller), _who(w.callee), request,
-        _timing(t.request_start, t.request_end, t.response_start, t.response_end,
-                t.client_conn_start, t.client_tls_done, t.server_conn_start,
-                t.server_tcp_done, t.server_tls_done, t.error_at),
-        response, None if e is None else ErrorInfo(e.kind, e.message), w.test, w.test_source,
-        w.route, w.streamed, w.websocket, w.redacted, grpc)
+        w.id, _who(w.caller), _who(w.callee), request, timing_of(w.timing), response,
+        None if e is None else ErrorInfo(e.kind, e.message), w.test, w.test_source, w.route,
+        w.streamed, w.websocket, w.redacted, grpc)
 
 
 def _tunnel_of(w: _Tunnel) -> Tunnel:
@@ -334,3 +347,30 @@ def decode_record(kind: str, payload: bytes) -> Record:
         return convert(decoder.decode(payload))
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise Unusual from None
+
+
+#: An exchange record as the file holds it, every field checked as `decode_record`
+#: checks it but not built into the model's objects (headers as raw byte pairs): for a
+#: pass that reads a few fields of every exchange and the whole of few (`exchange_of`).
+ExchangeWire = _Exchange
+_exchange_decoder = _DECODERS["exchange"][0]
+
+
+def decode_exchange_wire(payload: bytes) -> ExchangeWire:
+    """The checked wire form of an exchange record; Unusual for any shape but the
+    common one, and for a gRPC call (its messages are built from the bodies)."""
+    try:
+        w = _exchange_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise Unusual from None
+    if w.grpc_messages:
+        raise Unusual
+    _kept(w.request)  # what exchange_of would refuse, refused now
+    if w.response is not None:
+        _kept(w.response)
+    return w
+
+
+def exchange_of(w: ExchangeWire) -> Exchange:
+    """The model's Exchange of a wire exchange: the record `decode_record` gives."""
+    return _exchange_of(w)

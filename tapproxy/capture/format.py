@@ -27,13 +27,15 @@ from tapproxy.capture.codec import (
 from tapproxy.capture.fastwire import (
     KIND_BYTES,
     WIRE_KINDS,
+    ExchangeWire,
     Unusual,
+    decode_exchange_wire,
     decode_parties,
     decode_record,
     peek_kind,
 )
 from tapproxy.capture.index import read_index
-from tapproxy.capture.model import Exchange, Party, Record, SessionHeader
+from tapproxy.capture.model import Exchange, Party, Record, SessionHeader, Tunnel
 from tapproxy.errors import CaptureError
 
 __all__ = ["FORMAT_MINOR", "FORMAT_VERSION", "FRAME", "MAGIC", "CaptureReader", "new_header",
@@ -52,6 +54,7 @@ FORMAT_MINOR = 7
 FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
 _MAX_FRAME = 1 << 31
 _MAX_CHECK = 64 << 20  # above this, a frame past the end is taken as cut off unexamined
+_EXCHANGE_BYTES = next(b for b, k in KIND_BYTES.items() if k == "exchange")
 
 
 def new_header(meta: dict[str, object] | None = None) -> SessionHeader:
@@ -281,6 +284,46 @@ class CaptureReader:
                 raise self._fail(f"record {self._index - 1} at byte {start} is not a map")
             self._last = (self._index - 1, start)
             yield self._last, frame
+
+    def lean_records(self, kinds: Collection[type] = (Tunnel,)
+                     ) -> Iterator[ExchangeWire | Record]:
+        """Exchanges, and records of `kinds` as they are; each exchange of the common
+        shape as its checked wire form (`fastwire.ExchangeWire`: `fastwire.exchange_of`
+        builds the record), any other as the record itself. For a pass that reads a few
+        fields of every exchange and the whole of few (diff): building records is most
+        of reading."""
+        exchange = _EXCHANGE_BYTES
+        wanted = frozenset(WIRE_KINDS[k] for k in kinds)
+        types = (Exchange, *kinds)
+        while (payload := self._next_payload()) is not None:
+            start = self._offset - FRAME.size - len(payload)
+            peeked = peek_kind(payload)
+            if peeked == exchange:
+                try:
+                    record: object = decode_exchange_wire(payload)
+                except Unusual:
+                    record = self._decode(payload, start, peeked)
+            elif peeked is not None and KIND_BYTES.get(peeked) not in wanted:
+                continue
+            else:
+                record = self._decode(payload, start, peeked)
+                if not isinstance(record, types):
+                    continue
+            self._last = (self._index - 1, start)
+            yield record  # type: ignore[misc]
+
+    def lean_record_at(self, position: tuple[int, int]) -> ExchangeWire | Record:
+        """The record at a `position` seen before, as `lean_records` gave it."""
+        index, start = position
+        self._file.seek(start)
+        self._offset, self._index = start, index
+        payload = self._next_payload()
+        if payload is not None and peek_kind(payload) == _EXCHANGE_BYTES:
+            try:
+                return decode_exchange_wire(payload)
+            except Unusual:
+                pass
+        return self.record_at(position)
 
     @property
     def position(self) -> tuple[int, int]:

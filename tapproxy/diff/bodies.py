@@ -6,12 +6,11 @@ compared by the whole body's size and hash. Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from tapproxy.capture.encoding import decoded_body
+from tapproxy.capture.encoding import decoded_body, parse_json
 from tapproxy.capture.model import Request, Response
 from tapproxy.errors import CaptureError
 
@@ -69,7 +68,7 @@ def body_view(msg: Request | Response) -> BodyView:
     if ctype == "application/json" or ctype.endswith("+json") or (
             not ctype and data[:1] in (b"{", b"[")):
         try:
-            return BodyView("json", json.loads(data))
+            return BodyView("json", parse_json(data))
         except ValueError:
             pass  # declared JSON but is not: compared as text below
     try:

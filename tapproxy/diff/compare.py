@@ -26,7 +26,8 @@ from tapproxy.diff.model import Change
 from tapproxy.diff.structure import json_changes, line_changes
 from tapproxy.errors import UsageError
 
-__all__ = ["IGNORED_HEADERS", "LatencyThreshold", "compare_exchanges", "compare_tunnels",
+__all__ = ["IGNORED_HEADERS", "LatencyThreshold", "body_changes", "compare_exchanges",
+           "compare_tunnels", "grpc_content_type", "header_changes", "ms",
            "parse_latency_threshold"]
 
 # RFC 9110 §7.6.1 hop-by-hop fields, and what a proxy or client adds on its own.
@@ -102,8 +103,8 @@ def compare_exchanges(a: Exchange, b: Exchange, schema: ProtoSchema | None = Non
             out.append(Change("grpc-status", "message", "changed", a.grpc_message,
                               b.grpc_message))
     if latency is not None and latency.exceeded(a.timing.duration_ns, b.timing.duration_ns):
-        out.append(Change("latency", "", "changed", _ms(a.timing.duration_ns),
-                          _ms(b.timing.duration_ns)))
+        out.append(Change("latency", "", "changed", ms(a.timing.duration_ns),
+                          ms(b.timing.duration_ns)))
     if a.request.query != b.request.query:
         out.extend(json_changes(form_fields(a.request.query), form_fields(b.request.query),
                                 "request.query"))
@@ -127,19 +128,21 @@ def compare_exchanges(a: Exchange, b: Exchange, schema: ProtoSchema | None = Non
 def _is_grpc(x: Exchange) -> bool:
     """`x.is_grpc` from the raw header bytes: most exchanges' headers are never decoded
     to text otherwise (`Headers.from_raw`), and this runs for every pair."""
-    for message in (x.request, x.response):
-        if message is None:
-            continue
-        for name, value in message.headers.raw:
-            if len(name) == 12 and name.lower() == b"content-type":
-                if value[:16].lower() == b"application/grpc" and is_grpc_content_type(
-                        value.decode("latin-1")):
-                    return True
-                break
+    return grpc_content_type(x.request.headers.raw) or (
+        x.response is not None and grpc_content_type(x.response.headers.raw))
+
+
+def grpc_content_type(raw: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """Whether raw header fields have a gRPC content-type as their first content-type."""
+    for name, value in raw:
+        if len(name) == 12 and name.lower() == b"content-type":
+            return value[:16].lower() == b"application/grpc" and is_grpc_content_type(
+                value.decode("latin-1"))
     return False
 
 
-def _ms(ns: int) -> str:
+def ms(ns: int) -> str:
+    """A duration as a latency change shows it."""
     return f"{ns / 1e6:.1f} ms"
 
 

@@ -20,21 +20,24 @@ from dataclasses import dataclass
 
 import msgpack
 
+from tapproxy.capture.fastwire import ExchangeWire, exchange_of
 from tapproxy.capture.format import CaptureReader, open_capture
 from tapproxy.capture.model import Exchange, Record, Tunnel, WebSocketEnd, WebSocketMessage
 from tapproxy.capture.protobuf import ProtoSchema
 from tapproxy.diff.align import Aligner, align_key, tunnel_key
 from tapproxy.diff.compare import LatencyThreshold, compare_exchanges, compare_tunnels
 from tapproxy.diff.conversations import WebSocketPairs
-from tapproxy.diff.learning import NoiseLearner
+from tapproxy.diff.lean import compare_wires, wire_key, wire_outcome, wire_route
+from tapproxy.diff.learning import CaptureNoise
 from tapproxy.diff.model import AlignKey, Change, PairDiff, Side, Summary, Unpaired
-from tapproxy.diff.noise import NoiseFilter, carried_ids
+from tapproxy.diff.noise import NoiseFilter, carried_ids, carried_path_ids
 from tapproxy.diff.websocket import Conversation, websocket_changes
 from tapproxy.errors import DiffError
 
 __all__ = ["DiffOptions", "DiffRun", "diff_captures", "side_of"]
 
 _KEEP = 2048  # waiting exchanges kept whole; past that, only where they are in the file
+_KINDS = (Tunnel, WebSocketMessage, WebSocketEnd)  # read beside exchanges, as records
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,26 +70,12 @@ class _Waiting:
     __slots__ = ("key", "number", "position", "record")
 
     def __init__(self, number: str, position: tuple[int, int],
-                 record: Exchange | Tunnel | None) -> None:
-        self.number, self.position, self.record = number, position, record
-        self.key: AlignKey | None = None
+                 record: ExchangeWire | Exchange | Tunnel | None, key: tuple) -> None:
+        self.number, self.position, self.record, self.key = number, position, record, key
 
 
-type _Read = _Waiting | WebSocketMessage | WebSocketEnd
-
-
-def _numbered(reader: CaptureReader,
-              routes: Callable[[Record], Record] | None) -> Iterator[_Read]:
-    n = t = 0
-    for r in reader:
-        if isinstance(r, Exchange):
-            n += 1
-            yield _Waiting(str(n), reader.position, routes(r) if routes else r)
-        elif isinstance(r, Tunnel):
-            t += 1
-            yield _Waiting(f"t{t}", reader.position, r)
-        elif isinstance(r, WebSocketMessage | WebSocketEnd):
-            yield r
+def _full(record: ExchangeWire | Exchange | Tunnel) -> Exchange | Tunnel:
+    return exchange_of(record) if isinstance(record, ExchangeWire) else record
 
 
 class DiffRun:
@@ -135,13 +124,14 @@ class DiffRun:
                 self.summary.removed += 1
             else:
                 self.summary.added += 1
-            yield Unpaired("removed" if side == 0 else "added", key,
-                           side_of(item.number, record))
+            yield Unpaired("removed" if side == 0 else "added", AlignKey(*key),
+                           side_of(item.number, _full(record)))
 
-    def _read(self, spill) -> tuple[Aligner[_Waiting], list[NoiseLearner]]:
+    def _read(self, spill) -> tuple[Aligner[_Waiting], list[CaptureNoise]]:
         aligner: Aligner[_Waiting] = Aligner()
-        learners = [NoiseLearner(), NoiseLearner()]
-        streams = [_numbered(r, self._routes) for r in self._readers]
+        learners = [CaptureNoise(lambda p: self._record_at(0, p)),
+                    CaptureNoise(lambda p: self._record_at(1, p))]
+        counts, routes = self.counts, self._routes
         pack = msgpack.Packer(use_bin_type=True)
 
         def compared(a: _Waiting, b: _Waiting,
@@ -151,78 +141,97 @@ class DiffRun:
                 spill.write(_packed(pack, entry))
 
         sockets: WebSocketPairs[_Waiting] = WebSocketPairs(
-            lambda side, x: learners[side].add(x), compared)
-        try:
-            for side, item in _in_step(streams):
-                if not isinstance(item, _Waiting):
-                    sockets.record(side, item)
-                    continue
-                r = item.record
-                self.counts[side] += 1
-                socket = isinstance(r, Exchange) and r.websocket
-                if isinstance(r, Exchange):
-                    if socket:
-                        sockets.handshake(side, r)  # learned from with its messages
-                    else:
-                        learners[side].add(r)
-                    key = align_key(r)
+            lambda side, x: learners[side].add(x, None, x.route), compared)
+        numbers = [[0, 0], [0, 0]]  # per side, exchanges and tunnels so far
+        readers = self._readers
+        streams = [r.lean_records(_KINDS) for r in readers]
+        for side, r in _in_step(streams):
+            if isinstance(r, WebSocketMessage | WebSocketEnd):
+                sockets.record(side, r)
+                continue
+            position = readers[side].position
+            counts[side] += 1
+            socket = False
+            if isinstance(r, ExchangeWire) and r.websocket:
+                r = exchange_of(r)  # a handshake: its conversation is told of the record
+            if isinstance(r, ExchangeWire):
+                numbers[side][0] += 1
+                number = str(numbers[side][0])
+                route = r.route if routes is None else wire_route(r, routes)
+                learners[side].add(r, position, route)
+                key = wire_key(r, route)
+            elif isinstance(r, Exchange):
+                numbers[side][0] += 1
+                number = str(numbers[side][0])
+                if routes is not None:
+                    r = routes(r)  # type: ignore[assignment]
+                socket = r.websocket
+                if socket:
+                    sockets.handshake(side, r)  # learned from with its messages
                 else:
-                    key = tunnel_key(r)  # type: ignore[arg-type]
-                item.key = key
-                if aligner.waiting >= _KEEP and not socket:
-                    # Read again when its counterpart comes (a handshake is kept whole:
-                    # its conversation is compared later, maybe after both are read).
-                    item.record = None
-                other = aligner.add(side, key, item)
-                if other is None:
-                    continue
-                a, b = (other, item) if side == 1 else (item, other)
-                ra, rb = self._record(0, a), self._record(1, b)
-                if isinstance(ra, Exchange) and isinstance(rb, Exchange) \
-                        and sockets.paired(a, b, ra, rb):
-                    continue
-                compared(a, b)
-            sockets.finish()
-        except BaseException:
-            for learner in learners:
-                learner.close()
-            raise
+                    learners[side].add(r, position, r.route)
+                key = align_key(r).astuple()
+            else:
+                numbers[side][1] += 1
+                number = f"t{numbers[side][1]}"
+                key = tunnel_key(r).astuple()  # type: ignore[arg-type]
+            # Past what is kept whole, read again when its counterpart comes (a handshake
+            # is kept whole: its conversation is compared later, maybe after both are read).
+            keep = socket or aligner.waiting < _KEEP
+            item = _Waiting(number, position, r if keep else None, key)
+            other = aligner.add(side, key, item)
+            if other is None:
+                continue
+            if item.record is None:
+                item.record = r  # in hand: compared now, not read again
+            a, b = (other, item) if side == 1 else (item, other)
+            ra, rb = self._record(0, a), self._record(1, b)
+            if (getattr(ra, "websocket", False) or getattr(rb, "websocket", False)) \
+                    and sockets.paired(a, b, _full(ra), _full(rb)):  # type: ignore[arg-type]
+                continue
+            compared(a, b)
+        sockets.finish()
         return aligner, learners
 
-    def _record_at(self, side: int, position: tuple[int, int]) -> Exchange | Tunnel:
+    def _record_at(self, side: int, position: tuple[int, int]) -> ExchangeWire | Record:
         if self._again[side] is None:
             self._again[side] = open_capture(self._readers[side].path)
-        record = self._again[side].record_at(position)  # type: ignore[union-attr]
-        if self._routes is not None and isinstance(record, Exchange):
-            record = self._routes(record)
-        return record  # type: ignore[return-value]
+        return self._again[side].lean_record_at(position)  # type: ignore[union-attr]
 
-    def _record(self, side: int, item: _Waiting) -> Exchange | Tunnel:
+    def _record(self, side: int, item: _Waiting) -> ExchangeWire | Exchange | Tunnel:
         if item.record is None:
-            item.record = self._record_at(side, item.position)
-        return item.record
+            item.record = self._record_at(side, item.position)  # type: ignore[assignment]
+        return item.record  # type: ignore[return-value]
 
     def _compared(self, a: _Waiting, b: _Waiting,
                   talks: tuple[Conversation, Conversation] | None = None) -> list | None:
         """The spill entry for a pair (with `talks`, two WebSockets' conversations), or
         None for a pair equal but for static noise."""
         ra, rb = self._record(0, a), self._record(1, b)
-        self.summary.pairs += 1
         key = a.key
-        assert key is not None
-        if isinstance(ra, Exchange) and isinstance(rb, Exchange):
-            changes = compare_exchanges(ra, rb, self._options.schema, self._options.latency)
+        self.summary.pairs += 1
+        schema, latency = self._options.schema, self._options.latency
+        if isinstance(ra, ExchangeWire) and isinstance(rb, ExchangeWire):
+            changes = compare_wires(ra, rb, schema, latency)
+            carried = carried_path_ids(ra.request.path, rb.request.path)
+            route: tuple = (ra.callee.name, key[3], key[4])  # route_key(ra), known
+        elif isinstance(ra, Tunnel) or isinstance(rb, Tunnel):  # two (a key says which kind)
+            changes, carried, route = compare_tunnels(ra, rb), None, ()  # type: ignore[arg-type]
+        else:
+            xa, xb = _full(ra), _full(rb)
+            changes = compare_exchanges(xa, xb, schema, latency)  # type: ignore[arg-type]
             if talks is not None:
                 changes += websocket_changes(*talks)
-            route: tuple = (ra.callee.name, key.method, key.route)  # route_key(ra), known
-            kept, noise = self._filter.static(changes, carried_ids(ra, rb))
-        else:  # two tunnels (a key says which kind)
-            kept, noise = compare_tunnels(ra, rb), []  # type: ignore[arg-type]
-            route = ()
+            carried = carried_ids(xa, xb)  # type: ignore[arg-type]
+            route = (xa.callee.name, key[3], key[4])
+        if carried is None:
+            kept, noise = changes, []
+        else:
+            kept, noise = self._filter.static(changes, carried)
         if not kept and not (noise and self._options.show_noise):
             self.summary.noise_fields += len(noise)
             return None
-        return [key.astuple(), _side(a.number, ra), _side(b.number, rb), route,
+        return [key, _side(a.number, ra), _side(b.number, rb), route,
                 [_change(c) for c in kept], [_change(c) for c in noise]]
 
     def _told(self, entry: list) -> PairDiff:
@@ -246,8 +255,10 @@ def _order(number: str) -> tuple[int, int]:
     return (1, int(number[1:])) if number.startswith("t") else (0, int(number))
 
 
-def _side(number: str, r: Exchange | Tunnel) -> tuple:
-    s = side_of(number, r)
+def _side(number: str, r: ExchangeWire | Exchange | Tunnel) -> tuple:
+    if isinstance(r, ExchangeWire) and (shown := wire_outcome(r)) is not None:
+        return (number, r.id, *shown)
+    s = side_of(number, _full(r))
     return (s.number, s.id, s.outcome, s.duration_ns)
 
 
@@ -271,7 +282,7 @@ def _plain(value: object) -> object:
     return json.dumps(value, default=str) if value is not None else None
 
 
-def _in_step(streams: list[Iterator[_Read]]) -> Iterable[tuple[int, _Read]]:
+def _in_step(streams: list[Iterator]) -> Iterable[tuple[int, object]]:
     """Items of both streams alternately, then the rest of the longer one."""
     live = [0, 1]
     while live:

@@ -1,90 +1,96 @@
 """Learning a capture's noise while the diff reads it, not in a pass of its own.
 
-`NoiseModel.learn` pulls exchanges from an iterable; the diff reads two captures in
-step and has each exchange in hand once. A thread per capture runs `learn` over the
-exchanges handed to it in batches (a bounded queue: memory stays flat), so each
-capture is decoded once, not once to learn and once to compare.
+The diff reads each exchange once, mostly as its wire form (`diff.lean`). Noise is
+learned from repeated identical requests whose answers differ: an answer is hashed
+from its raw bytes, and only when a repeat's hashes differ from the first answer's are
+the two parsed (the first read again by its place in the file: nothing is kept whole).
+A capture whose requests never repeat, or repeat with the same answer, has no body
+parsed for learning at all.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 
-from tapproxy.capture.model import Exchange
+from tapproxy.capture.encoding import parse_json
+from tapproxy.capture.fastwire import ExchangeWire, response_of
+from tapproxy.capture.model import Exchange, Response, Tunnel
+from tapproxy.diff.lean import json_identity, wire_request_key, wire_response
+from tapproxy.noise import (
+    MAX_LEAVES,
+    NoiseLearner,
+    NoiseModel,
+    RouteKey,
+    body_leaves,
+    path_template,
+)
+from tapproxy.noise.pointers import leaves
 
-__all__ = ["NoiseLearner"]
+__all__ = ["CaptureNoise"]
 
-_BATCH = 512
 # Per capture, how many response fields the learner keeps fingerprints of (its oldest
 # requests forgotten past that): the diff's memory stays flat in capture size (the
 # model's default, 200,000, grew a 100,000-exchange diff by ~80 MiB). A request
-# repeated within the last ~10,000 exchanges or so is still compared with its previous.
+# repeated within the last ~6,000 exchanges or so is still compared with its previous.
 _FINGERPRINTS = 50_000
 
 
-class NoiseLearner:
-    """Push exchanges with `add`; `model()` ends the stream and returns what was learned."""
+class _Answer:
+    """An answer in hand (noise.Answer), built into a Response only where the raw
+    fields do not settle what the learner asks."""
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue[list[Exchange] | None] = queue.Queue(maxsize=8)
-        self._batch: list[Exchange] = []
-        self._result = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._learn, name="noise-learner",
-                                        daemon=True)
-        self._thread.start()
+    __slots__ = ("route", "wire")
 
-    def _learn(self) -> None:
-        from tapproxy.noise import NoiseModel
+    def __init__(self, wire: ExchangeWire, route: str | None) -> None:
+        self.wire, self.route = wire, route
 
-        try:
-            self._result = NoiseModel.learn(self._pulled(), max_fingerprints=_FINGERPRINTS)
-        except BaseException as e:  # handed to the caller of model()
-            self._error = e
-        finally:
-            self._drain()
+    def response(self) -> Response:
+        return wire_response(self.wire.response)
 
-    def _pulled(self) -> Iterator[Exchange]:
-        while (batch := self._queue.get()) is not None:
-            yield from batch
-
-    def _drain(self) -> None:
-        """Take what is still queued, so that a learner that stopped early blocks no one."""
-        while True:
+    def body_leaves(self) -> list[tuple[str, object]]:
+        r = self.wire.response
+        if r.body_size is None and json_identity(r.headers):  # type: ignore[union-attr]
+            # As body_leaves would take it: not encoded, kept whole, declared JSON.
             try:
-                self._queue.get_nowait()
-            except queue.Empty:
+                return leaves(parse_json(r.body))[:MAX_LEAVES]  # type: ignore[union-attr]
+            except ValueError:
+                return [("", r.body)]  # type: ignore[union-attr]
+        return body_leaves(self.response())
+
+    def route_key(self) -> RouteKey:
+        q = self.wire.request
+        return self.wire.callee.name, q.method, self.route or path_template(q.path)
+
+
+class CaptureNoise:
+    """One capture's noise: `add` each exchange as read, `model()` at the end.
+    `read_again(position)` gives the record at a position `add` was given."""
+
+    def __init__(self, read_again: Callable[[tuple[int, int]], object]) -> None:
+        self._read_again = read_again
+        self._learner = NoiseLearner(_FINGERPRINTS, self._response_at)
+
+    def _response_at(self, position: object) -> Response:
+        record = self._read_again(position)  # type: ignore[arg-type]
+        if isinstance(record, Exchange):
+            return record.response  # type: ignore[return-value]
+        return response_of(record.response)  # type: ignore[attr-defined]
+
+    def add(self, record: ExchangeWire | Exchange | Tunnel, position: tuple[int, int],
+            route: str | None) -> None:
+        """An exchange (`route`: its route template once --route set it), or a tunnel
+        (nothing learned)."""
+        if isinstance(record, ExchangeWire):
+            r = record.response
+            if r is None or record.error is not None:
                 return
+            sha = r.body_sha256 if r.body_size is not None else None
+            self._learner.add_answer((wire_request_key(record), r.status),
+                                     hash(sha or r.body), hash(r.headers), position,
+                                     _Answer(record, route))
+        elif isinstance(record, Exchange) and record.response is not None \
+                and record.error is None:
+            self._learner.add(record)
 
-    def _put(self, item: list[Exchange] | None) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def add(self, x: Exchange) -> None:
-        self._batch.append(x)
-        if len(self._batch) >= _BATCH:
-            self._put(self._batch)
-            self._batch = []
-
-    def model(self):
-        """The NoiseModel of every exchange added (re-raises what learning raised)."""
-        if self._batch:
-            self._put(self._batch)
-            self._batch = []
-        self._put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-    def close(self) -> None:
-        """End the stream without wanting the model (the diff failed)."""
-        self._batch = []
-        self._put(None)
-        self._thread.join()
+    def model(self) -> NoiseModel:
+        return self._learner.model()

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from tapproxy.capture.model import Exchange
 from tapproxy.diff.model import Change
 
-__all__ = ["NoiseFilter", "carried_ids"]
+__all__ = ["NoiseFilter", "carried_ids", "carried_path_ids"]
 
 # Parts whose paths are JSON pointers, which --ignore globs name.
 _POINTER_PARTS = ("request.query", "request.body", "request.messages", "response.body",
@@ -30,7 +30,12 @@ _IN_MESSAGE = re.compile(r"/\d+/")  # a pointer inside a message, not a whole on
 def carried_ids(a: Exchange, b: Exchange) -> frozenset[tuple[str, str]]:
     """(a's, b's) path segment, where the two paths differ only by ids (`/orders/1` and
     `/orders/3`, a database sequence that went on between runs)."""
-    pa, pb = a.request.path_only, b.request.path_only
+    return carried_path_ids(a.request.path_only, b.request.path_only)
+
+
+def carried_path_ids(pa: str, pb: str) -> frozenset[tuple[str, str]]:
+    """`carried_ids` of two requests' paths (a query is set aside)."""
+    pa, pb = pa.partition("?")[0], pb.partition("?")[0]
     if pa == pb:
         return frozenset()
     sa, sb = pa.split("/"), pb.split("/")
@@ -48,7 +53,8 @@ class NoiseFilter:
         self._model = None
 
     def _static(self, c: Change) -> bool:
-        if c.part in _POINTER_PARTS and any(g.matches(c.path) for g in self._ignore):
+        if self._ignore and c.part in _POINTER_PARTS and any(
+                g.matches(c.path) for g in self._ignore):
             return True
         if c.kind not in ("changed", "type") or c.expected is None or c.actual is None:
             return False  # a field that came or went is news, whatever its value

@@ -50,11 +50,22 @@ def json_changes(a: object, b: object, part: str, pointer: str = "") -> Iterator
         yield Change(part, pointer, "type", a, b)
     elif ta == "object":
         for k, v in a.items():  # type: ignore[union-attr]
-            child = pointer_child(pointer, k)
             if k in b:  # type: ignore[operator]
-                yield from json_changes(v, b[k], part, child)  # type: ignore[index]
+                w = b[k]  # type: ignore[index]
+                c = v.__class__
+                # The first test of the call below, inlined: most members are equal.
+                if c is w.__class__:
+                    if c is dict or c is list:
+                        if v == w and _same_types(v, w):
+                            continue
+                    elif v == w:
+                        continue
+                    elif c is str or c is int or c is bool:  # as the call below would
+                        yield Change(part, pointer_child(pointer, k), "changed", v, w)
+                        continue
+                yield from json_changes(v, w, part, pointer_child(pointer, k))
             else:
-                yield Change(part, child, "removed", v, None)
+                yield Change(part, pointer_child(pointer, k), "removed", v, None)
         for k, v in b.items():  # type: ignore[union-attr]
             if k not in a:  # type: ignore[operator]
                 yield Change(part, pointer_child(pointer, k), "added", None, v)

@@ -7,7 +7,18 @@ and contract drafting all mask with it.
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tapproxy.noise.model import NoiseModel, RouteKey, header_pointer, request_key, route_key
+    from tapproxy.noise.model import (
+        MAX_LEAVES,
+        Answer,
+        NoiseLearner,
+        NoiseModel,
+        RouteKey,
+        body_digest,
+        body_leaves,
+        header_pointer,
+        request_key,
+        route_key,
+    )
     from tapproxy.noise.paths import path_template
     from tapproxy.noise.pointers import PointerGlob, escape, parse_pointer_glob, unescape, walk
     from tapproxy.noise.values import mask_text, value_kind
@@ -15,8 +26,9 @@ if TYPE_CHECKING:
 # Each module is imported when first asked for: `stats` and the recorder's live figures
 # name routes with `path_template` alone, not the model that learns from bodies.
 _WHERE = {
-    **dict.fromkeys(("NoiseModel", "RouteKey", "header_pointer", "request_key", "route_key"),
-                    "model"),
+    **dict.fromkeys(("MAX_LEAVES", "Answer", "NoiseLearner", "NoiseModel", "RouteKey",
+                     "body_digest", "body_leaves", "header_pointer", "request_key",
+                     "route_key"), "model"),
     "path_template": "paths",
     **dict.fromkeys(("PointerGlob", "escape", "parse_pointer_glob", "unescape", "walk"),
                     "pointers"),
@@ -33,9 +45,14 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "MAX_LEAVES",
+    "Answer",
+    "NoiseLearner",
     "NoiseModel",
     "PointerGlob",
     "RouteKey",
+    "body_digest",
+    "body_leaves",
     "escape",
     "header_pointer",
     "mask_text",

@@ -13,22 +13,27 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from tapproxy.capture.encoding import decoded_body
+from tapproxy.capture.encoding import decoded_body, parse_json
 from tapproxy.capture.model import Exchange, Request, Response
 from tapproxy.errors import CaptureError
 from tapproxy.noise.paths import path_template
 from tapproxy.noise.pointers import PointerGlob, escape, generalize, leaves
 from tapproxy.noise.values import mask_text, value_kind
 
-__all__ = ["NoiseModel", "RouteKey", "header_pointer", "request_key", "route_key"]
+__all__ = ["Answer", "NoiseLearner", "NoiseModel", "RouteKey", "body_digest", "body_leaves",
+           "header_pointer", "request_key", "route_key"]
 
 type RouteKey = tuple[str, str, str]
 
 #: Leaves of one response body compared at most (the rest of a huge body is not learned).
 MAX_LEAVES = 10_000
+# What a request waiting for its repeat (add_answer) counts for against max_fingerprints:
+# its key and place weigh about as much as this many field fingerprints.
+_WAITING = 8
 _HEADER = "header:"
 
 
@@ -47,7 +52,8 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _body_digest(msg: Request) -> str:
+def body_digest(msg: Request) -> str:
+    """What stands for a request body in `request_key`."""
     if msg.body_sha256 is not None:  # kept in part: the whole body's hash says which
         return "sha256:" + msg.body_sha256.hex()
     if not msg.body:
@@ -58,7 +64,7 @@ def _body_digest(msg: Request) -> str:
         return _digest(msg.body)
     if body[:1] in (b"{", b"[") or "json" in msg.content_type:
         try:  # the same JSON with keys in another order or other spacing is the same body
-            return _digest(json.dumps(json.loads(body), sort_keys=True,
+            return _digest(json.dumps(parse_json(body), sort_keys=True,
                                       separators=(",", ":")).encode())
         except ValueError:
             pass
@@ -69,7 +75,7 @@ def request_key(x: Exchange) -> tuple:
     """What makes two requests identical: caller, callee, method, path with query, body
     (JSON compared as data, key order and spacing aside)."""
     r = x.request
-    return (x.caller.name, x.callee.name, r.method, r.path, _body_digest(r))
+    return (x.caller.name, x.callee.name, r.method, r.path, body_digest(r))
 
 
 def _leaf_hash(v: object) -> int:
@@ -78,7 +84,9 @@ def _leaf_hash(v: object) -> int:
     return id(c) if c is dict or c is list else hash(v) ^ id(c)
 
 
-def _body_leaves(r: Response) -> list[tuple[str, object]]:
+def body_leaves(r: Response) -> list[tuple[str, object]]:
+    """(pointer, value) of each leaf of a response body, as learning compares them: a
+    JSON body's first MAX_LEAVES, else the whole body as one."""
     if r.body_sha256 is not None:
         return [("", r.body_sha256)]
     try:
@@ -87,10 +95,38 @@ def _body_leaves(r: Response) -> list[tuple[str, object]]:
         return [("", r.body)]
     if body[:1] in (b"{", b"[") or "json" in r.content_type:
         try:
-            return leaves(json.loads(body))[:MAX_LEAVES]
+            return leaves(parse_json(body))[:MAX_LEAVES]
         except ValueError:
             pass
     return [("", body)]
+
+
+class Answer(Protocol):
+    """An answered exchange as `NoiseLearner.add_answer` asks for what it needs of it."""
+
+    def response(self) -> Response: ...
+
+    def body_leaves(self) -> list[tuple[str, object]]:
+        """`body_leaves(self.response())`."""
+        ...
+
+    def route_key(self) -> RouteKey: ...
+
+
+class _Answered:
+    __slots__ = ("x",)
+
+    def __init__(self, x: Exchange) -> None:
+        self.x = x
+
+    def response(self) -> Response:
+        return self.x.response  # type: ignore[return-value]
+
+    def body_leaves(self) -> list[tuple[str, object]]:
+        return body_leaves(self.x.response)  # type: ignore[arg-type]
+
+    def route_key(self) -> RouteKey:
+        return route_key(self.x)
 
 
 def _header_hashes(r: Response) -> dict[str, int]:
@@ -101,60 +137,105 @@ def _header_hashes(r: Response) -> dict[str, int]:
     return out
 
 
-class _Learner:
-    """The streaming state of `NoiseModel.learn`."""
+def _fingerprint(r: Response, share) -> dict[str, int]:
+    """{pointer or header: value hash} of one response."""
+    fields = _header_hashes(r)
+    for p, v in body_leaves(r):
+        c = v.__class__
+        fields[share(p, p)] = id(c) if c is dict or c is list else hash(v) ^ id(c)
+    return fields
 
-    def __init__(self, max_fingerprints: int) -> None:
+
+class NoiseLearner:
+    """The streaming state of `NoiseModel.learn`; fed by `add`, or by `add_answer` for a
+    reader that can read a response again (`recall`): then a request's first answer is
+    fingerprinted only once a repeat answers otherwise, and a capture whose requests
+    never repeat, or repeat with the same answer, has no body parsed at all."""
+
+    def __init__(self, max_fingerprints: int = 200_000,
+                 recall: Callable[[object], Response] | None = None) -> None:
         self.max = max_fingerprints
-        # (request key, status) → [raw body hash, raw headers hash, {pointer: value hash},
-        # route key once needed]
+        self._recall = recall
+        # (request key, status) → [raw body hash, raw headers hash, {pointer: value hash}
+        # (None until needed, with add_answer), route key once needed, where to recall]
         self.seen: OrderedDict[tuple, list] = OrderedDict()
         self.total = 0
         self.pointers: dict[str, str] = {}  # one string per distinct pointer, shared
+        self._general: dict[str, str] = {}  # generalize(pointer), by pointer
         self.noisy: dict[RouteKey, set[str]] = {}
 
     def add(self, x: Exchange) -> None:
+        """An answered exchange (a response, no error)."""
         r = x.response
         assert r is not None
         key = (request_key(x), r.status)
         body_hash, head_hash = hash(r.body_sha256 or r.body), hash(r.headers.raw)
         entry = self.seen.get(key)
-        share = self.pointers.setdefault
         if entry is None:
-            fields = _header_hashes(r)
-            for p, v in _body_leaves(r):
-                c = v.__class__
-                fields[share(p, p)] = id(c) if c is dict or c is list else hash(v) ^ id(c)
-            self.seen[key] = [body_hash, head_hash, fields, None]
+            fields = _fingerprint(r, self.pointers.setdefault)
+            self.seen[key] = [body_hash, head_hash, fields, None, None]
             self.total += 1 + len(fields)  # the key itself is memory too
             self._bound()
-            return
-        if entry[0] == body_hash and entry[1] == head_hash:
-            return  # the same answer again: the common case, decided without parsing
+        elif entry[0] != body_hash or entry[1] != head_hash:
+            self._fingerprinted(entry)
+            self._differs(entry, body_hash, head_hash, _Answered(x))
+
+    def add_answer(self, key: tuple, body_hash: int, head_hash: int, place: object,
+                   answer: Answer) -> None:
+        """An answered exchange given as `request_key` and status, and the hashes of its
+        raw response body (or body_sha256) and raw headers; `place` recalls its response
+        later, `answer` gives what is needed of it now, if anything."""
+        entry = self.seen.get(key)
+        if entry is None:
+            self.seen[key] = [body_hash, head_hash, None, None, place]
+            self.total += _WAITING
+            self._bound()
+        elif entry[0] != body_hash or entry[1] != head_hash:
+            self._fingerprinted(entry)
+            self._differs(entry, body_hash, head_hash, answer)
+
+    def _fingerprinted(self, entry: list) -> None:
+        """The first answer's fingerprint, needed at last: its response read again."""
+        if entry[2] is None:
+            fields = _fingerprint(self._recall(entry[4]),  # type: ignore[misc]
+                                  self.pointers.setdefault)
+            entry[2], entry[4] = fields, None
+            self.total += len(fields) + 1 - _WAITING
+
+    def _differs(self, entry: list, body_hash: int, head_hash: int, answer: Answer) -> None:
+        """Compare an answer with the first answer of its request, which differs."""
         fields = entry[2]
         get = fields.get
+        share = self.pointers.setdefault
         differ: list[str] = []
         grown = len(fields)
         if entry[1] != head_hash:
-            for p, h in _header_hashes(r).items():
+            for p, h in _header_hashes(answer.response()).items():
                 old = get(p)
                 if old is None:
                     fields[share(p, p)] = h
                 elif old != h:
                     differ.append(p)
         if entry[0] != body_hash:
-            for p, v in _body_leaves(r):
-                c = v.__class__  # as _leaf_hash, inlined: this loop is learning's hot path
-                h = id(c) if c is dict or c is list else hash(v) ^ id(c)
-                old = get(p)
-                if old is None:
-                    fields[share(p, p)] = h
-                elif old != h:
+            # As _leaf_hash, inlined, and the fingerprints compared as sets (in C): this
+            # is learning's hot path. What differs is a new pointer or another value.
+            now = {p: id(c) if (c := v.__class__) is dict or c is list else hash(v) ^ id(c)
+                   for p, v in answer.body_leaves()}
+            for p, h in now.items() - fields.items():
+                if p in fields:
                     differ.append(p)
+                else:
+                    fields[share(p, p)] = h
         if differ:
             if entry[3] is None:
-                entry[3] = route_key(x)
-            self.noisy.setdefault(entry[3], set()).update(map(generalize, differ))
+                entry[3] = answer.route_key()
+            general = self._general
+            noisy = self.noisy.setdefault(entry[3], set())
+            for p in differ:
+                g = general.get(p)
+                if g is None:
+                    g = general[p] = generalize(p)
+                noisy.add(g)
         grown = len(fields) - grown
         if grown:
             self.total += grown
@@ -162,10 +243,15 @@ class _Learner:
 
     def _bound(self) -> None:
         while self.total > self.max and len(self.seen) > 1:
-            fields = self.seen.popitem(last=False)[1][2]
-            self.total -= 1 + len(fields)
+            entry = self.seen.popitem(last=False)[1]
+            self.total -= _WAITING if entry[2] is None else 1 + len(entry[2])
         if len(self.pointers) > self.max:
             self.pointers.clear()  # only a sharing cache: forgetting it costs memory, not truth
+            self._general.clear()
+
+    def model(self) -> NoiseModel:
+        """What was learned so far."""
+        return NoiseModel(tuple(sorted((rk, p) for rk, ps in self.noisy.items() for p in ps)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +279,11 @@ class NoiseModel:
               max_fingerprints: int = 200_000) -> NoiseModel:
         """Noise shown by repeated identical requests (records other than answered
         exchanges are skipped, so a capture's records can be passed as they are)."""
-        learner = _Learner(max_fingerprints)
+        learner = NoiseLearner(max_fingerprints)
         for x in exchanges:
             if isinstance(x, Exchange) and x.response is not None and x.error is None:
                 learner.add(x)
-        return cls(tuple(sorted((rk, p) for rk, ps in learner.noisy.items() for p in ps)))
+        return learner.model()
 
     def with_ignores(self, globs: Iterable[PointerGlob]) -> NoiseModel:
         """This model with `globs` (`--ignore`) counted as noise on every route."""

@@ -12,7 +12,7 @@ import ipaddress
 
 from tapproxy.capture.model import Exchange, Party
 
-__all__ = ["as_shown", "callee_with_port", "party_name"]
+__all__ = ["as_shown", "callee_name", "callee_with_port", "party_name"]
 
 
 def party_name(p: Party) -> str:
@@ -21,17 +21,24 @@ def party_name(p: Party) -> str:
     return p.name if shown else f"?{p.name}"
 
 
-def callee_with_port(x: Exchange) -> Exchange:
-    """An unnamed callee at an IP address shows as `IP:PORT`: on loopback every service
-    has the same IP, so the bare address would merge them all into one."""
-    callee = x.callee
+def callee_name(callee: Party) -> str:
+    """The name to print for a callee: `IP:PORT` for an unnamed one at an IP address."""
     if callee.source != "host" or not callee.address:
-        return x
+        return callee.name
     try:
         ipaddress.ip_address(callee.name.strip("[]"))
     except ValueError:
-        return x  # a host name says more than its address
-    return dataclasses.replace(x, callee=dataclasses.replace(callee, name=callee.address))
+        return callee.name  # a host name says more than its address
+    return callee.address
+
+
+def callee_with_port(x: Exchange) -> Exchange:
+    """An unnamed callee at an IP address shows as `IP:PORT`: on loopback every service
+    has the same IP, so the bare address would merge them all into one."""
+    name = callee_name(x.callee)
+    if name == x.callee.name:
+        return x
+    return dataclasses.replace(x, callee=dataclasses.replace(x.callee, name=name))
 
 
 def as_shown(x: Exchange) -> Exchange:

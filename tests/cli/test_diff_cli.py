@@ -99,6 +99,22 @@ def test_two_recordings_of_one_deterministic_run_report_no_difference(record) ->
     assert out.stderr == ""
 
 
+def test_a_recording_against_a_copy_of_itself_is_equal_with_nothing_set_aside(
+        record, tmp_path) -> None:
+    a = record("a")
+    copy = tmp_path / "copy.tap"
+    copy.write_bytes(a.read_bytes())
+    out = run_cli("diff", a, copy)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1] == ("no differences: 6 paired exchanges equal; "
+                                           "ignored as noise: 0 fields")
+    js = run_cli("diff", a, copy, "--format", "json")
+    assert js.returncode == 0
+    assert json.loads(js.stdout.splitlines()[-1]) == {
+        "kind": "summary", "equal": True, "pairs": 6, "differing": 0, "removed": 0,
+        "added": 0, "noise_fields": 0}
+
+
 def test_a_changed_service_is_named_by_field_expected_beside_actual(record) -> None:
     a = record("a")
     PRICE["A"] = 6

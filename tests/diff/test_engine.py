@@ -141,3 +141,50 @@ def test_a_route_template_pairs_calls_whose_paths_differ_by_more_than_ids(tmp_pa
     # the sku each path carried is the same thing in both answers
     assert [(c.path, c.expected, c.actual) for c in pair.noise] == [("/sku", "A-1", "B-2")]
     assert run.summary.equal
+
+
+def test_byte_identical_answers_are_equal_and_learned_noise_still_counts_elsewhere(
+        tmp_path) -> None:
+    """Where both captures hold the very same bytes nothing is set aside; where they do
+    not, what the repeated health polls of either capture showed volatile is."""
+    def run(n: int):
+        xs = [answered(f"{n}-{i}", {"up": True, "uptime": 7 * i + (n if i == 3 else 0)},
+                       path="/health", start=i) for i in range(5)]
+        return [*xs, answered(f"{n}-o", {"sku": "A", "price": 5}, path="/orders/1", start=9)]
+
+    items, summary = diff(tmp_path, run(0), run(1))
+    assert items == [] and summary.equal and summary.pairs == 6
+    assert summary.noise_fields == 1  # the 4th poll's uptime alone: the rest are the same
+    items, summary = diff(tmp_path, run(0), run(1), show_noise=True)
+    assert [(i.expected.number, [c.path for c in i.noise]) for i in items if i.noise] == [
+        ("4", ["/uptime"])]
+    assert ("orders GET /health", "/uptime") in summary.learned
+
+
+def test_a_capture_against_a_copy_of_itself_has_no_differences_and_no_noise(
+        tmp_path) -> None:
+    same = run_of(0)
+    items, summary = diff(tmp_path, same, same)
+    assert items == [] and summary.equal
+    assert (summary.pairs, summary.noise_fields) == (12, 0)
+
+
+def test_a_change_deep_in_the_last_exchange_is_found_among_thousands_out_of_order(
+        tmp_path) -> None:
+    """3,000 exchanges a capture, the actual's in the reverse order: most wait for their
+    counterpart past what is kept whole (read again by offset), and the learner forgets
+    its oldest requests; the one change, deep in the expected's last exchange, is found."""
+    count = 3_000
+
+    def run(n: int, deep: int):
+        return [answered(f"{n}-{i}", {"id": str(uuid.uuid4()), "a": {"b": [{"c": i}, {
+                    "c": [1, 2, {"d": deep if i == count - 1 else 0}]}]}},
+                         path=f"/items/i{i}", start=i) for i in range(count)]
+
+    expected, actual = run(0, 0), run(1, 1)[::-1]
+    items, summary = diff(tmp_path, expected, actual)
+    [pair] = items
+    assert (pair.expected.number, pair.actual.number) == (str(count), "1")
+    assert [(c.path, c.expected, c.actual) for c in pair.changes] == [
+        ("/a/b/1/c/2/d", 0, 1)]
+    assert (summary.pairs, summary.differing, summary.noise_fields) == (count, 1, count)
