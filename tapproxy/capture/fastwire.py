@@ -16,6 +16,7 @@ from typing import Annotated
 
 import msgspec
 
+from tapproxy.capture.fastinit import slot_constructor
 from tapproxy.capture.grpc import messages_from_index
 from tapproxy.capture.model import (
     MAX_TIME,
@@ -187,26 +188,11 @@ class _ResourceSample(msgspec.Struct, gc=False):
     fds: _Size | None = None
 
 
-def _maker(cls: type):
-    """A constructor for the frozen, slotted dataclass `cls` taking every field in order.
-
-    A frozen dataclass's __init__ sets each field through object.__setattr__ by name;
-    setting the slots through their descriptors does the same work in half the time,
-    which is a fifth of what reading an exchange costs. Only for values already checked.
-    """
-    names = list(cls.__dataclass_fields__)
-    scope = {"new": object.__new__, "cls": cls}
-    scope.update({f"set_{n}": cls.__dict__[n].__set__ for n in names})
-    body = "".join(f"    set_{n}(o, {n})\n" for n in names)
-    exec(f"def make({', '.join(names)}):\n    o = new(cls)\n{body}    return o\n", scope)
-    return scope["make"]
-
-
-_exchange = _maker(Exchange)
-_request = _maker(Request)
-_response = _maker(Response)
-_timing = _maker(Timing)
-_party = _maker(Party)
+_exchange = slot_constructor(Exchange)
+_request = slot_constructor(Request)
+_response = slot_constructor(Response)
+_timing = slot_constructor(Timing)
+_party = slot_constructor(Party)
 _from_raw = Headers.from_raw
 
 

@@ -51,6 +51,20 @@ TUNNEL_REASONS = {
 TUNNEL_FIRST_BYTES = 256
 
 
+_LOWERED: dict[str, bytes | None] = {}  # header names asked for: a few dozen
+
+
+def _ascii_lowered(name: str) -> bytes | None:
+    """`name` lowered, as bytes; None when it is not ASCII."""
+    bname = _LOWERED.get(name, False)
+    if bname is False:
+        lname = name.lower()
+        bname = lname.encode() if lname.isascii() else None
+        if len(_LOWERED) < 256:
+            _LOWERED[name] = bname
+    return bname  # type: ignore[return-value]
+
+
 class Headers:
     """Header fields in wire order; names and values as UTF-8 text (surrogateescape).
 
@@ -101,17 +115,25 @@ class Headers:
         return default if value is None else value
 
     def _get(self, name: str) -> str | None:
-        lname = name.lower()
-        if self._fields is None and lname.isascii():
+        bname = _ascii_lowered(name)
+        if self._fields is None and bname is not None:
             # Compared as bytes, decoding only the value found: readers ask for one or
-            # two headers of records whose other headers they never look at. A name
-            # that is not ASCII is compared as text (str.lower maps e.g. U+212A to "k").
-            bname = lname.encode()
+            # two headers of records whose other headers they never look at. Bytes
+            # lowering equals text lowering for ASCII names; of all the names that are
+            # not ASCII, only those with U+212A (Kelvin), which str.lower maps to "k",
+            # can lower to an ASCII name: compared as text when the name has a "k".
+            if b"k" not in bname:
+                for k, v in self._raw:  # type: ignore[union-attr]
+                    if k.lower() == bname:
+                        return v.decode("utf-8", _SE)
+                return None
+            lname = name.lower()
             for k, v in self._raw:  # type: ignore[union-attr]
                 if (k.lower() == bname if k.isascii()
                         else k.decode("utf-8", _SE).lower() == lname):
                     return v.decode("utf-8", _SE)
             return None
+        lname = name.lower()
         for k, v in self.fields:
             if k.lower() == lname:
                 return v
@@ -174,6 +196,9 @@ class _Message:
         return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
 @dataclass(frozen=True, slots=True)
 class Request(_Message):
     method: str
@@ -190,7 +215,7 @@ class Request(_Message):
 
     @property
     def url(self) -> str:
-        default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(self.scheme)
+        default = _DEFAULT_PORTS.get(self.scheme)
         host = f"[{self.host}]" if ":" in self.host else self.host
         netloc = host if self.port == default else f"{host}:{self.port}"
         return f"{self.scheme}://{netloc}{self.path}"

@@ -37,7 +37,7 @@ def server_saw_request(x: Exchange) -> bool:
 
 def _method(x: Exchange, attrs: dict) -> str:
     m = x.request.method
-    if m.upper() in _METHODS and m == m.upper():
+    if m in _METHODS:  # a known method, in upper case as the conventions require
         attrs["http.request.method"] = m
         return m
     attrs["http.request.method"] = "_OTHER"
@@ -45,6 +45,7 @@ def _method(x: Exchange, attrs: dict) -> str:
     return "HTTP"
 
 
+@lru_cache(maxsize=64)  # pure, and a capture holds a handful of versions
 def _protocol_version(v: str) -> str | None:
     v = v.upper().removeprefix("HTTP/")
     return {"2.0": "2", "3.0": "3"}.get(v, v) or None
