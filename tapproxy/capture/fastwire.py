@@ -50,7 +50,7 @@ _Size = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _Pairs = tuple[tuple[bytes, bytes], ...]
 
 
-class _Party(msgspec.Struct, gc=False):
+class _Party(msgspec.Struct, frozen=True, gc=False):  # frozen: hashable, for _PARTIES
     name: str
     source: str
     address: str | None = None
@@ -196,8 +196,19 @@ _party = slot_constructor(Party)
 _from_raw = Headers.from_raw
 
 
+# The same few parties make every exchange of a capture: each is built once. Party is
+# frozen, so sharing one is safe; the bound keeps a capture of many names from growing it.
+_PARTIES: dict[_Party, Party] = {}
+
+
 def _who(p: _Party) -> Party:
-    return _party(p.name, p.source, p.address, p.pid, p.command)
+    party = _PARTIES.get(p)
+    if party is None:
+        party = _party(p.name, p.source, p.address, p.pid, p.command)
+        if len(_PARTIES) >= 4096:
+            _PARTIES.clear()
+        _PARTIES[p] = party
+    return party
 
 
 def _kept(m: _Request | _Response) -> tuple[int | None, bytes | None]:
@@ -211,14 +222,14 @@ def _kept(m: _Request | _Response) -> tuple[int | None, bytes | None]:
 
 def _exchange_of(w: _Exchange) -> Exchange:
     q, r, t = w.request, w.response, w.timing
-    size, sha = _kept(q)
+    size, sha = (None, None) if q.body_size is None else _kept(q)  # most bodies: whole
     trailers = q.trailers
     request = _request(q.method, q.scheme, q.host, q.port, q.path, q.http_version,
                        _from_raw(q.headers), q.body, size, sha,
                        None if trailers is None else _from_raw(trailers))
     response = None
     if r is not None:
-        size, sha = _kept(r)
+        size, sha = (None, None) if r.body_size is None else _kept(r)
         trailers = r.trailers
         response = _response(r.status, r.reason, r.http_version, _from_raw(r.headers), r.body,
                              size, sha, None if trailers is None else _from_raw(trailers))

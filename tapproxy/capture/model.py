@@ -51,18 +51,9 @@ TUNNEL_REASONS = {
 TUNNEL_FIRST_BYTES = 256
 
 
-_LOWERED: dict[str, bytes | None] = {}  # header names asked for: a few dozen
-
-
-def _ascii_lowered(name: str) -> bytes | None:
-    """`name` lowered, as bytes; None when it is not ASCII."""
-    bname = _LOWERED.get(name, False)
-    if bname is False:
-        lname = name.lower()
-        bname = lname.encode() if lname.isascii() else None
-        if len(_LOWERED) < 256:
-            _LOWERED[name] = bname
-    return bname  # type: ignore[return-value]
+# ASCII header names without a "k" that readers asked for (a few dozen), lowered, as
+# bytes: the names whose lookup is a plain bytes comparison (see Headers._get).
+_PLAIN_NAMES: dict[str, bytes] = {}
 
 
 class Headers:
@@ -106,34 +97,47 @@ class Headers:
         # Answers are kept: readers ask the same few again and again (is_grpc's
         # content-type, for every span and status of an exchange).
         memo = self._memo
-        if memo is None:
-            memo = self._memo = {}
-        elif name in memo:
+        if memo is not None and name in memo:
             value = memo[name]
             return default if value is None else value
-        value = memo[name] = self._get(name)
+        bname = _PLAIN_NAMES.get(name)
+        if bname is not None and self._fields is None:
+            # The common case, inline (every reader asks it of every exchange): see _get.
+            for k, v in self._raw:  # type: ignore[union-attr]
+                if k.lower() == bname:
+                    value = v.decode("utf-8", _SE)
+                    break
+            else:
+                value = None
+        else:
+            value = self._get(name)
+        if memo is None:
+            self._memo = {name: value}
+        else:
+            memo[name] = value
         return default if value is None else value
 
     def _get(self, name: str) -> str | None:
-        bname = _ascii_lowered(name)
-        if self._fields is None and bname is not None:
+        lname = name.lower()
+        if self._fields is None and lname.isascii():
             # Compared as bytes, decoding only the value found: readers ask for one or
             # two headers of records whose other headers they never look at. Bytes
             # lowering equals text lowering for ASCII names; of all the names that are
             # not ASCII, only those with U+212A (Kelvin), which str.lower maps to "k",
             # can lower to an ASCII name: compared as text when the name has a "k".
-            if b"k" not in bname:
+            bname = lname.encode()
+            if "k" not in lname:
+                if len(_PLAIN_NAMES) < 256:
+                    _PLAIN_NAMES[name] = bname
                 for k, v in self._raw:  # type: ignore[union-attr]
                     if k.lower() == bname:
                         return v.decode("utf-8", _SE)
                 return None
-            lname = name.lower()
             for k, v in self._raw:  # type: ignore[union-attr]
                 if (k.lower() == bname if k.isascii()
                         else k.decode("utf-8", _SE).lower() == lname):
                     return v.decode("utf-8", _SE)
             return None
-        lname = name.lower()
         for k, v in self.fields:
             if k.lower() == lname:
                 return v
