@@ -18,7 +18,7 @@ from typing import Protocol
 
 from tapproxy.capture.fastinit import slot_constructor
 from tapproxy.capture.model import Exchange, TestCase
-from tapproxy.spans.context import parse_traceparent, span_id_for, trace_id_for
+from tapproxy.spans.context import parse_traceparent, span_id_for, span_ids_for, trace_id_for
 from tapproxy.spans.model import Finding, Span, SpanEvent, SpanLink
 from tapproxy.spans.semconv import (
     client_attributes,
@@ -172,7 +172,7 @@ class Synthesizer:
         """`exchange` for a call whose place (choose_parent's answer) is known."""
         tp = parse_traceparent(x.request.headers.get("traceparent"))
         grpc = x.is_grpc  # once: the attributes and statuses of both spans ask
-        client_id, server_id = span_id_for(x.id, "client"), span_id_for(x.id, "server")
+        client_id, server_id = span_ids_for(x.id)
         injected = tp is not None and tp.parent_id == client_id
         findings: list[Finding] = []
         spans: list[Span] = []
