@@ -43,9 +43,11 @@ def runs_by_test(records: Iterable[Record], only: str | None = None,
     now = 0
     for r in records:
         if isinstance(r, Exchange):
-            if _wanted(only, r.test):
+            if only is None or test_matches(only, r.test):
                 pending.setdefault(r.test, []).append(r)
-            now = max(now, r.timing.end)
+            end = r.timing.end
+            if end > now:
+                now = end
         elif isinstance(r, TestCase) and _wanted(only, r.name):
             held.pop(r.name, None)
             held[r.name] = r

@@ -347,6 +347,10 @@ class CaptureReader:
         a pid), the rest of each record left unbuilt: for a first pass that needs only
         which process was given which name (GivenNames)."""
         while (payload := self._next_payload()) is not None:
+            if payload.find(b"pid") < 0:  # (`in` costs an exception raised and cleared)
+                # A pid is written only where there is one, under the key "pid": without
+                # those bytes anywhere, no party of the record has one (most records).
+                continue
             peeked = peek_kind(payload)
             if peeked is not None and KIND_BYTES.get(peeked) != "exchange":
                 continue

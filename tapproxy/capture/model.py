@@ -53,6 +53,11 @@ TUNNEL_REASONS = {
 TUNNEL_FIRST_BYTES = 256
 
 
+# ASCII header names without a "k" that readers asked for (a few dozen), lowered, as
+# bytes: the names whose lookup is a plain bytes comparison (see Headers._get).
+_PLAIN_NAMES: dict[str, bytes] = {}
+
+
 class Headers:
     """Header fields in wire order; names and values as UTF-8 text (surrogateescape).
 
@@ -94,22 +99,45 @@ class Headers:
         # Answers are kept: readers ask the same few again and again (is_grpc's
         # content-type, for every span and status of an exchange).
         memo = self._memo
-        if memo is None:
-            memo = self._memo = {}
-        elif name in memo:
+        if memo is not None and name in memo:
             value = memo[name]
             return default if value is None else value
-        value = memo[name] = self._get(name)
+        bname = _PLAIN_NAMES.get(name)
+        if bname is not None and self._fields is None:
+            # The common case, inline (every reader asks it of every exchange): see _get.
+            n = len(bname)
+            for k, v in self._raw:  # type: ignore[union-attr]
+                if len(k) == n and k.lower() == bname:
+                    value = v.decode("utf-8", _SE)
+                    break
+            else:
+                value = None
+        else:
+            value = self._get(name)
+        if memo is None:
+            self._memo = {name: value}
+        else:
+            memo[name] = value
         return default if value is None else value
 
     def _get(self, name: str) -> str | None:
         lname = name.lower()
         if self._fields is None and lname.isascii():
             # Compared as bytes, decoding only the value found: readers ask for one or
-            # two headers of records whose other headers they never look at. A name
-            # that is not ASCII is compared as text (str.lower maps e.g. U+212A to "k").
+            # two headers of records whose other headers they never look at. Bytes
+            # lowering equals text lowering for ASCII names; of all the names that are
+            # not ASCII, only those with U+212A (Kelvin), which str.lower maps to "k",
+            # can lower to an ASCII name: compared as text when the name has a "k".
             bname = lname.encode()
             n = len(bname)
+            if "k" not in lname:
+                if len(_PLAIN_NAMES) < 256:
+                    _PLAIN_NAMES[name] = bname
+                for k, v in self._raw:  # type: ignore[union-attr]
+                    # The length first: most names are not it, and tell so without a copy.
+                    if len(k) == n and k.lower() == bname:
+                        return v.decode("utf-8", _SE)
+                return None
             for k, v in self._raw:  # type: ignore[union-attr]
                 if k.isascii():
                     # The length first: most names are not it, and tell so without a copy.
@@ -180,6 +208,9 @@ class _Message:
         return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
 @quick_init
 @dataclass(frozen=True, slots=True)
 class Request(_Message):
@@ -197,7 +228,7 @@ class Request(_Message):
 
     @property
     def url(self) -> str:
-        default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(self.scheme)
+        default = _DEFAULT_PORTS.get(self.scheme)
         host = f"[{self.host}]" if ":" in self.host else self.host
         netloc = host if self.port == default else f"{host}:{self.port}"
         return f"{self.scheme}://{netloc}{self.path}"
@@ -248,9 +279,15 @@ class Timing:
     @property
     def end(self) -> int:
         """When the exchange was over: response end, else the error, else the request end."""
-        for t in (self.response_end, self.error_at, self.response_start, self.request_end):
-            if t is not None:
-                return t
+        # Every reader asks this of every exchange: tested in turn, no tuple built.
+        if self.response_end is not None:
+            return self.response_end
+        if self.error_at is not None:
+            return self.error_at
+        if self.response_start is not None:
+            return self.response_start
+        if self.request_end is not None:
+            return self.request_end
         return self.request_start
 
     @property

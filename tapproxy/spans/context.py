@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from hashlib import blake2b
 
 __all__ = ["TraceParent", "format_traceparent", "parse_traceparent", "span_id_for",
-           "trace_id_for"]
+           "span_ids_for", "trace_id_for"]
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 
@@ -53,6 +54,15 @@ def _digest(text: str, size: int) -> int:
 def span_id_for(exchange_id: str, kind: str) -> int:
     """The synthesized span id of one side (`client` or `server`) of an exchange."""
     return _digest(f"{exchange_id}/{kind}", 8)
+
+
+def span_ids_for(exchange_id: str) -> tuple[int, int]:
+    """(client, server) span ids of an exchange: span_id_for both sides, in one call
+    (synthesis asks both for every exchange)."""
+    key = exchange_id.encode()
+    client = int.from_bytes(blake2b(key + b"/client", digest_size=8).digest(), "big")
+    server = int.from_bytes(blake2b(key + b"/server", digest_size=8).digest(), "big")
+    return client or 1, server or 1
 
 
 def trace_id_for(salt: str, key: str) -> int:

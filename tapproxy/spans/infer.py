@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from tapproxy.capture.frozen import slot_constructor
 from tapproxy.capture.model import Exchange, TestCase
-from tapproxy.spans.context import parse_traceparent, span_id_for, trace_id_for
+from tapproxy.spans.context import parse_traceparent, span_id_for, span_ids_for, trace_id_for
 from tapproxy.spans.model import Finding, Span, SpanEvent, SpanLink
 from tapproxy.spans.semconv import (
     client_attributes,
@@ -61,12 +62,20 @@ def choose_parent[C: Enclosing](candidates: Iterable[C], at: int) -> tuple[C | N
 
     The nearest enclosing request (latest start) wins; the others become links.
     """
-    enclosing = sorted((c for c in candidates
-                        if c.start <= at and (c.end is None or at <= c.end)),
-                       key=lambda c: (c.start, c.exchange_id))
-    if not enclosing:
-        return None, [], "root"
-    return enclosing[-1], enclosing[:-1], "ambiguous" if len(enclosing) > 1 else "timing"
+    enclosing = [c for c in candidates if c.start <= at and (c.end is None or at <= c.end)]
+    if len(enclosing) < 2:  # most calls: nothing to sort
+        return (enclosing[0], [], "timing") if enclosing else (None, [], "root")
+    enclosing.sort(key=_start_and_id)
+    return enclosing[-1], enclosing[:-1], "ambiguous"
+
+
+def _start_and_id(c: Enclosing) -> tuple[int, str]:
+    return c.start, c.exchange_id
+
+
+# Spans and candidates are built for every exchange: through their slots (see capture/frozen.py).
+_candidate = slot_constructor(Candidate)
+_span = slot_constructor(Span)
 
 
 class ParentIndex[C: Enclosing]:
@@ -111,6 +120,7 @@ class Synthesizer:
     def __init__(self, salt: str, bodies: bool = False) -> None:
         self._salt = salt
         self._bodies = bodies
+        self._last_root: tuple[str | None, tuple[int, int]] = (None, (0, 0))
 
     def test_root(self, test: str) -> tuple[int, int]:
         """(trace id, span id) of a test case's span."""
@@ -133,25 +143,42 @@ class Synthesizer:
         """(trace id, client span's parent, how, links, parent) for a call that started at
         `start`: made live at request start (to inject a traceparent) and the same later."""
         parent, others, how = choose_parent(candidates, start)
+        return self._placed(exchange_id, test, parent, others, how)
+
+    def _placed(self, exchange_id: str, test: str | None, parent: Candidate | None,
+                others: list[Candidate], how: str) -> tuple[
+            int, int | None, str, list[Candidate], Candidate | None]:
         if parent is not None:
             return parent.trace_id, parent.span_id, how, others, parent
         if test:
-            trace_id, test_span = self.test_root(test)
+            trace_id, test_span = self._test_root(test)
             return trace_id, test_span, "root", [], None
         return trace_id_for(self._salt, exchange_id), None, "root", [], None
+
+    def _test_root(self, test: str) -> tuple[int, int]:
+        # The calls of a test that are nested in none of its others all ask for the same.
+        if self._last_root[0] != test:
+            self._last_root = test, self.test_root(test)
+        return self._last_root[1]
 
     def exchange(self, x: Exchange, candidates: Sequence[Candidate]) -> tuple[
             list[Span], Candidate, list[Finding]]:
         """The spans of one exchange, the candidate it is for its callee's calls, findings."""
+        parent, others, how = choose_parent(candidates, x.timing.request_start)
+        return self._exchange(x, parent, others, how)
+
+    def _exchange(self, x: Exchange, parent: Candidate | None, others: list[Candidate],
+                  how: str) -> tuple[list[Span], Candidate, list[Finding]]:
+        """`exchange` for a call whose place (choose_parent's answer) is known."""
         tp = parse_traceparent(x.request.headers.get("traceparent"))
         grpc = x.is_grpc  # once: the attributes and statuses of both spans ask
-        client_id, server_id = span_id_for(x.id, "client"), span_id_for(x.id, "server")
+        client_id, server_id = span_ids_for(x.id)
         injected = tp is not None and tp.parent_id == client_id
         findings: list[Finding] = []
         spans: list[Span] = []
         start, end = x.timing.request_start, x.timing.end
-        trace_id, client_parent, how, others, parent = self.decide(x.id, x.test, start,
-                                                                   candidates)
+        trace_id, client_parent, how, others, parent = self._placed(x.id, x.test, parent,
+                                                                    others, how)
 
         if tp is not None and not injected:
             # An instrumented caller: its client span exists; the callee joins its trace.
@@ -173,10 +200,10 @@ class Synthesizer:
             attrs[INFERENCE] = how
             status, message = span_status(x, "client", grpc)
             links = tuple(SpanLink(o.trace_id, o.span_id, {INFERENCE: "ambiguous candidate"})
-                          for o in others)
-            spans.append(Span(trace_id, client_id, client_parent, name, "client",
-                              x.caller.name, start, end, attrs, status, message, events, links,
-                              exchange_id=x.id))
+                          for o in others) if others else ()
+            spans.append(_span(trace_id, client_id, client_parent, name, "client",
+                               x.caller.name, start, end, attrs, status, message, events,
+                               links, True, x.id, {}, "tapproxy"))
             server_parent, server_how = client_id, "header" if injected else "exchange"
 
         if server_saw_request(x):
@@ -185,10 +212,10 @@ class Synthesizer:
             status, message = span_status(x, "server", grpc)
             s_start = x.timing.request_end or start
             s_end = x.timing.response_end or x.timing.response_start or end
-            spans.append(Span(trace_id, server_id, server_parent, name, "server",
-                              x.callee.name, min(s_start, s_end), s_end, attrs, status,
-                              message, exchange_id=x.id))
-        me = Candidate(x.id, start, end, trace_id, server_id, tp is not None)
+            spans.append(_span(trace_id, server_id, server_parent, name, "server",
+                               x.callee.name, min(s_start, s_end), s_end, attrs, status,
+                               message, (), (), True, x.id, {}, "tapproxy"))
+        me = _candidate(x.id, start, end, trace_id, server_id, tp is not None)
         return spans, me, findings
 
     def _lost(self, x: Exchange, parent: Candidate, what: str) -> Finding:
@@ -209,11 +236,11 @@ class Synthesizer:
         spans: list[Span] = []
         findings: list[Finding] = []
         for x in ordered:
-            parent, others, _ = index.parent_of(x)
-            enclosing = [*others, parent] if parent is not None else []
-            mine, me, found = self.exchange(x, enclosing)
+            # parent_of's answer is what exchange() would choose among these candidates.
+            mine, me, found = self._exchange(x, *index.parent_of(x))
             spans.extend(mine)
-            findings.extend(found)
+            if found:
+                findings.extend(found)
             index.add(x, me)
         name = case.name if case else test
         if name is not None and test_span:

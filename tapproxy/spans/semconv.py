@@ -37,7 +37,7 @@ def server_saw_request(x: Exchange) -> bool:
 
 def _method(x: Exchange, attrs: dict) -> str:
     m = x.request.method
-    if m.upper() in _METHODS and m == m.upper():
+    if m in _METHODS:  # a known method, in upper case as the conventions require
         attrs["http.request.method"] = m
         return m
     attrs["http.request.method"] = "_OTHER"
@@ -45,6 +45,7 @@ def _method(x: Exchange, attrs: dict) -> str:
     return "HTTP"
 
 
+@lru_cache(maxsize=64)  # pure, and a capture holds a handful of versions
 def _protocol_version(v: str) -> str | None:
     v = v.upper().removeprefix("HTTP/")
     return {"2.0": "2", "3.0": "3"}.get(v, v) or None
@@ -82,11 +83,12 @@ def _redact_url(url: str) -> str:
 
 
 def _error_type(x: Exchange, threshold: int) -> str | None:
-    if x.error is not None and x.response is None:
-        return x.error.kind
-    if x.status is not None and x.status >= threshold:
-        return str(x.status)
-    return x.error.kind if x.error is not None else None
+    error, response = x.error, x.response
+    if error is not None and response is None:
+        return error.kind
+    if response is not None and response.status >= threshold:
+        return str(response.status)
+    return error.kind if error is not None else None
 
 
 def span_status(x: Exchange, kind: str, grpc: bool = True) -> tuple[str, str]:
@@ -97,14 +99,14 @@ def span_status(x: Exchange, kind: str, grpc: bool = True) -> tuple[str, str]:
         return rpc
     if x.error is not None:
         return "error", f"{x.error.kind}: {x.error.message}"
-    if x.status is not None and x.status >= threshold:
+    if x.response is not None and x.response.status >= threshold:
         return "error", ""  # the status code says it; the conventions leave the message out
     return "unset", ""
 
 
 def _common(x: Exchange, attrs: dict, threshold: int, bodies: bool) -> None:
-    if x.status is not None:
-        attrs["http.response.status_code"] = x.status
+    if x.response is not None:
+        attrs["http.response.status_code"] = x.response.status
     if (et := _error_type(x, threshold)) is not None:
         attrs["error.type"] = et
     if (pv := _protocol_version(x.request.http_version)) is not None:

@@ -99,10 +99,11 @@ def spans_of_capture(
             spans, findings = synth.group(exchanges, case, test, test not in done)
             if test is not None:
                 done.add(test)
-            traces = {s.trace_id for s in spans}
-            real = [s for t in traces for s in received.pop(t, ())]
-            return SpanGroup(test, case.outcome if case else None, merge_received(spans, real),
-                             findings, len(exchanges))
+            if received:
+                traces = {s.trace_id for s in spans}
+                spans = merge_received(spans, [s for t in traces for s in received.pop(t, ())])
+            return SpanGroup(test, case.outcome if case else None, spans, findings,
+                             len(exchanges))
 
         for n, r in enumerate(reader):
             if progress is not None and n % 64 == 0:

@@ -16,6 +16,7 @@ from tapproxy.spans.context import (
     format_traceparent,
     parse_traceparent,
     span_id_for,
+    span_ids_for,
     trace_id_for,
 )
 
@@ -137,3 +138,9 @@ def test_ids_are_the_same_in_another_process() -> None:
                          env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
     assert out.stdout.split() == [str(span_id_for("x1", "client")),
                                   str(trace_id_for("salt", "x1"))]
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",))))
+def test_both_span_ids_of_an_exchange_are_each_sides_own(exchange_id: str) -> None:
+    assert span_ids_for(exchange_id) == (span_id_for(exchange_id, "client"),
+                                         span_id_for(exchange_id, "server"))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tapproxy.capture import ErrorInfo, TestCase
 from tapproxy.spans.context import format_traceparent, span_id_for, trace_id_for
-from tapproxy.spans.infer import INFERENCE, Candidate, Synthesizer, choose_parent
+from tapproxy.spans.infer import INFERENCE, Candidate, ParentIndex, Synthesizer, choose_parent
 from tapproxy.spans.model import Finding, Span, SpanEvent, SpanLink
 from tests.spans.build import MS, T0, exchange
 
@@ -340,3 +340,21 @@ def test_every_inferred_parent_exists_and_encloses_the_call(xs, rnd) -> None:
     shuffled = list(xs)
     rnd.shuffle(shuffled)
     assert Synthesizer(SALT).group(shuffled, case) == (spans, findings)
+
+
+@settings(max_examples=60, deadline=None)
+@given(exchanges())
+def test_a_group_gives_the_spans_of_its_exchanges_one_at_a_time(xs) -> None:
+    # group() places each call once (ParentIndex); exchange() places it again from its
+    # candidates, as live recording calls it: the same spans either way.
+    synth = Synthesizer(SALT)
+    case = TestCase(TEST, T0, T0 + 200 * MS, "passed")
+    index: ParentIndex[Candidate] = ParentIndex()
+    spans = []
+    for x in sorted(xs, key=lambda x: (x.timing.request_start, x.id)):
+        parent, others, _ = index.parent_of(x)
+        mine, me, _ = synth.exchange(x, [*others, parent] if parent is not None else [])
+        spans.extend(mine)
+        index.add(x, me)
+    spans.insert(0, synth.test_span(case, max(s.end for s in spans)))
+    assert synth.group(xs, case) == (spans, [])
