@@ -3,12 +3,24 @@
 Pure functions of records; reading and printing happen in the CLI and `tapproxy.report`.
 """
 
-from tapproxy.analysis.baseline import Divergence, first_divergence
-from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
-from tapproxy.analysis.calltree import CallNode, CallTree, build_call_tree
-from tapproxy.analysis.failure import Consequence, Failure, FailureStory, Root, first_failure
-from tapproxy.analysis.grouping import TestRun, runs_by_test
-from tapproxy.analysis.metrics import LatencySketch, Metrics, Row
+# Names load on first use (PEP 562): the recorder imports `analysis.metrics` for its
+# live figures, and this package's other modules (failure stories, baselines, with the
+# whole capture reader) would add a tenth of a second or more to every proxy's start-up.
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Divergence": "baseline", "first_divergence": "baseline",
+    "Budget": "budget", "parse_budget": "budget", "parse_duration": "budget",
+    "CallNode": "calltree", "CallTree": "calltree", "build_call_tree": "calltree",
+    "Consequence": "failure", "Failure": "failure", "FailureStory": "failure",
+    "Root": "failure", "first_failure": "failure",
+    "TestRun": "grouping", "runs_by_test": "grouping",
+    "LatencySketch": "metrics", "Metrics": "metrics", "Row": "metrics",
+}
 
 __all__ = [
     "Budget",
@@ -30,3 +42,9 @@ __all__ = [
     "parse_duration",
     "runs_by_test",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

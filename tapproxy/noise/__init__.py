@@ -4,10 +4,22 @@ Pure functions of capture records, no I/O: baseline comparison, diff, replay mat
 and contract drafting all mask with it.
 """
 
-from tapproxy.noise.model import NoiseModel, RouteKey, header_pointer, request_key, route_key
-from tapproxy.noise.paths import path_template
-from tapproxy.noise.pointers import PointerGlob, escape, parse_pointer_glob, unescape, walk
-from tapproxy.noise.values import mask_text, value_kind
+# Names load on first use (PEP 562): the recorder's live metrics need `path_template`
+# alone, not the model (and the capture reader it brings) at every proxy's start-up.
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "NoiseModel": "model", "RouteKey": "model", "header_pointer": "model",
+    "request_key": "model", "route_key": "model",
+    "path_template": "paths",
+    "PointerGlob": "pointers", "escape": "pointers", "parse_pointer_glob": "pointers",
+    "unescape": "pointers", "walk": "pointers",
+    "mask_text": "values", "value_kind": "values",
+}
 
 __all__ = [
     "NoiseModel",
@@ -24,3 +36,9 @@ __all__ = [
     "value_kind",
     "walk",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

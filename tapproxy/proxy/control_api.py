@@ -10,7 +10,6 @@ from tapproxy.errors import ProxyError
 from tapproxy.supervisor.control import Controlled, ControlServer
 from tapproxy.supervisor.options import Address, RecordOptions
 from tapproxy.supervisor.own_addresses import OwnAddresses
-from tapproxy.supervisor.receiver import OtlpReceiver
 
 __all__ = ["ControlEndpoints"]
 
@@ -24,7 +23,7 @@ class ControlEndpoints:
         self._own = own
         self._came_from_us = came_from_us
         self.control: ControlServer | None = None
-        self.receiver: OtlpReceiver | None = None
+        self.receiver = None  # an OtlpReceiver, if asked for
 
     async def start_control(self, target: Controlled) -> None:
         """Serve the control API if asked (ProxyError if its port cannot be bound)."""
@@ -44,6 +43,10 @@ class ControlEndpoints:
         """Accept OTLP spans from instrumented services if asked (ProxyError if unbound)."""
         if self._options.otlp_receive is None or self.receiver is not None:
             return
+        # Here, not at the top: it loads the OpenTelemetry SDK, a tenth of a second of
+        # start-up for the proxies that receive no spans.
+        from tapproxy.supervisor.receiver import OtlpReceiver
+
         receiver = OtlpReceiver(self._options.otlp_receive, on_batch)
         await receiver.start()
         self.receiver = receiver

@@ -36,17 +36,12 @@ def mitmproxy_addons() -> list:
     public addresses (`block`, as mitmproxy does by default), and the three that keep
     HTTP correct through a proxy (h2c upgrades, Alt-Svc, DNS HTTPS records).
     """
-    from mitmproxy.addons import (
-        block,
-        core,
-        disable_h2c,
-        dns_resolver,
-        next_layer,
-        proxyserver,
-        strip_dns_https_records,
-        tlsconfig,
-        update_alt_svc,
-    )
+    from tapproxy.proxy.builtin_addons import builtin_addon
+
+    (block, core, disable_h2c, dns_resolver, next_layer, proxyserver,
+     strip_dns_https_records, tlsconfig, update_alt_svc) = (builtin_addon(name) for name in (
+        "block", "core", "disable_h2c", "dns_resolver", "next_layer", "proxyserver",
+        "strip_dns_https_records", "tlsconfig", "update_alt_svc"))
 
     return [
         core.Core(),
