@@ -199,9 +199,8 @@ class ControlServer:
         outcome = body.get("outcome")
         if outcome is not None and not isinstance(outcome, str):
             raise web.HTTPBadRequest(text='"outcome" must be a string')
-        requests = self._target.tests.requests(body["name"])
         try:
-            case = self._target.tests.close(body["name"], outcome if outcome else None)
+            case, requests = self._target.tests.end(body["name"], outcome if outcome else None)
         except TestCaseError as e:
             return _error(404, str(e))
         pending = self._target.test_closed(case)
