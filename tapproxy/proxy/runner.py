@@ -43,6 +43,18 @@ def mitmproxy_addons() -> list:
         "block", "core", "disable_h2c", "dns_resolver", "next_layer", "proxyserver",
         "strip_dns_https_records", "tlsconfig", "update_alt_svc"))
 
+    class _CaLoadedOnce(tlsconfig.TlsConfig):
+        """mitmproxy's TLS addon, without loading the CA again as mitmproxy starts: its
+        `running` reloads it in case `configure` was never told of the confdir (a
+        mitmproxy FIXME), which here it always was, by tapproxy's options update. One
+        load checks the CA's RSA key, 30 ms and more of every start-up."""
+
+        name = "tlsconfig"  # as mitmproxy's own, for whoever looks it up by name
+
+        def running(self) -> None:
+            if self.certstore is None:
+                super().running()
+
     return [
         core.Core(),
         block.Block(),
@@ -51,7 +63,7 @@ def mitmproxy_addons() -> list:
         proxyserver.Proxyserver(),
         dns_resolver.DnsResolver(),
         next_layer.NextLayer(),
-        tlsconfig.TlsConfig(),
+        _CaLoadedOnce(),
         update_alt_svc.UpdateAltSvc(),
     ]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from tapproxy.proxy.certs import ca_cert_path
 from tapproxy.proxy.embedded import BackgroundProxy
 from tapproxy.supervisor.fronting import free_loopback_port
 from tapproxy.supervisor.options import Address, RecordOptions
@@ -30,6 +31,10 @@ opts = RecordOptions(output=Path(sys.argv[1]), confdir=Path(sys.argv[2]),
                      control=Address("127.0.0.1", 0),
                      otlp_receive=Address("127.0.0.1", free_loopback_port()) if receive
                      else None)
+ca_cert_path(opts.confdir)  # made, and checked by tapproxy: the rest is mitmproxy's
+ca_reads = []
+sys.addaudithook(lambda event, args: event == "open" and
+                 str(args[0]).endswith("mitmproxy-ca.pem") and ca_reads.append(1))
 proxy = BackgroundProxy(opts)
 proxy.start()
 # The proxy works: its control API answers through a request it records.
@@ -39,7 +44,7 @@ loaded = sorted(sys.modules)
 proxy.stop()
 import mitmproxy.addons  # a user's script may still want the package whole
 
-print(json.dumps({"status": status, "loaded": loaded,
+print(json.dumps({"status": status, "loaded": loaded, "ca_reads": len(ca_reads),
                   "defaults": [type(a).__name__ for a in mitmproxy.addons.default_addons()]}))
 """
 
@@ -65,6 +70,9 @@ def test_a_proxy_starts_without_what_recording_does_not_use(tmp_path, confdir):
     # mitmproxy's package is whole once asked for: all 31 of its default addons.
     assert len(started["defaults"]) == 31
     assert "ProxyAuth" in started["defaults"]
+    # mitmproxy loads the CA (checking its RSA key, tens of ms) once, not again as it
+    # starts running.
+    assert started["ca_reads"] == 1
 
 
 def test_a_proxy_that_receives_spans_loads_the_receiver(tmp_path, confdir):
