@@ -12,7 +12,7 @@ from tapproxy.errors import ProxyError, TapproxyError
 from tapproxy.report.section import call_lines
 
 if TYPE_CHECKING:
-    from tapproxy.pytest_plugin import _Session
+    from tapproxy.pytest_session import Session
 
 __all__ = ["TEST_CALLER", "Tapproxy", "TapproxyService"]
 
@@ -22,7 +22,7 @@ TEST_CALLER = "tests"  # the caller name of requests the tests themselves send
 class Tapproxy:
     """What a test needs from the proxy: its URL, the environment, the test's exchanges."""
 
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
 
     def __repr__(self) -> str:
@@ -94,7 +94,7 @@ class TapproxyService:
     itself when given, with no proxy environment, its output passed through.
     """
 
-    def __init__(self, session: _Session | None, name: str, argv: Sequence[str],
+    def __init__(self, session: Session | None, name: str, argv: Sequence[str],
                  port: int | None, env: dict[str, str] | None) -> None:
         from tapproxy.supervisor.fronting import ServiceProcess
         from tapproxy.supervisor.options import Address
@@ -154,7 +154,7 @@ class TapproxyService:
             self.stop()
             raise
 
-    def _spawned(self, session: _Session, pid: int) -> None:
+    def _spawned(self, session: Session, pid: int) -> None:
         self._sampler.start(pid)
         if session.proxy is not None:  # its calls are `name` even without the proxy env
             session.proxy.add_service_process(pid, self.name)

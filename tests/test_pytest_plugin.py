@@ -664,6 +664,29 @@ def test_the_ca_is_loaded_once_a_session_not_once_a_test(pytester, confdir):
     result.stdout.re_match_lines([r"ca loads per test: \[\d+, 0, 0, 0, 0\]$"])
 
 
+LOADED = """
+    import sys
+
+    def pytest_terminal_summary(terminalreporter):
+        loaded = sorted(m for m in sys.modules if m.startswith(("tapproxy", "mitmproxy")))
+        terminalreporter.write_line(f"loaded: {' '.join(loaded)}")
+"""
+
+
+def test_a_run_without_tapproxy_loads_only_the_plugins_options(pytester):
+    """Every pytest run of a project with tapproxy installed imports its plugin: without
+    --tapproxy it costs that run the options alone, no capture, report or proxy code."""
+    pytester.makeconftest(LOADED)
+    pytester.makepyfile(test_plain="""
+        def test_plain():
+            pass
+    """)
+    result = _run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"loaded: tapproxy tapproxy\.errors "
+                                  r"tapproxy\.pytest_plugin tapproxy\.pytest_settings$"])
+
+
 CONTROL_REQUESTS = """
     import sys
 
