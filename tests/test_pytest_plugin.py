@@ -698,16 +698,17 @@ CONTROL_REQUESTS = """
                          sent.append(bytes(args[1]).partition(b" HTTP/")[0].decode()))
 
     def pytest_terminal_summary(terminalreporter):
-        calls = [line for line in sent if line.startswith("POST /tests/")]
-        terminalreporter.write_line(f"test case requests: {calls}")
+        calls = [line for line in sent if line.startswith("POST /")]
+        terminalreporter.write_line(f"control requests: {calls}")
 """
 
 
 def test_the_embedded_proxy_opens_and_closes_tests_without_an_http_request(
         pytester, confdir):
     """Each test is opened before it runs and closed after, with its outcome and how many
-    requests it sent, as through the control API; but in the proxy's own process, with
-    no HTTP request each time (two per test cost a millisecond or more)."""
+    requests it sent, and its exchanges flushed when asked for, as through the control
+    API; but in the proxy's own process, with no HTTP request each time (two per test
+    cost a millisecond or more)."""
     pytester.makeconftest(CONTROL_REQUESTS)
     pytester.makepyfile(test_few=f"""
         import pytest, requests
@@ -718,6 +719,8 @@ def test_the_embedded_proxy_opens_and_closes_tests_without_an_http_request(
             r = requests.get("http://127.0.0.1:{free_port()}/item", timeout=10,
                              proxies={{"http": tapproxy.env["HTTP_PROXY"]}})
             assert r.status_code == 502
+            [x] = tapproxy.exchanges()  # flushed first
+            assert x.request.path == "/item"
             assert n != 1
 
         def test_quiet(tapproxy):
@@ -728,7 +731,7 @@ def test_the_embedded_proxy_opens_and_closes_tests_without_an_http_request(
                   f"--tapproxy-capture={capture}", "-W", "always::pytest.PytestWarning")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*test_quiet*", "*nothing went through the proxy*"])
-    result.stdout.re_match_lines([r"test case requests: \[\]$"])
+    result.stdout.re_match_lines([r"control requests: \[\]$"])
     records = _records(capture)
     cases = {r.name.rpartition("::")[2]: r.outcome for r in records
              if isinstance(r, TestCase)}

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from tapproxy.errors import ProxyError
+from tapproxy.errors import CaptureError, ProxyError
 from tapproxy.supervisor.options import Address, RecordOptions, parse_address
 
 __all__ = ["BackgroundProxy", "BackgroundWorkers", "ControlClient", "EmbeddedControl",
@@ -121,7 +121,8 @@ class EmbeddedControl(ControlClient):
     """The control API of a proxy running in this process (BackgroundProxy): a test is
     opened and closed right here, in the caller's thread, as the API would (the same
     test cases, outcomes, request counts and errors), without an HTTP request each time:
-    two a test cost a millisecond or more of the test run. The rest goes over HTTP.
+    two a test cost a millisecond or more of the test run. So is a flush; the rest
+    goes over HTTP.
 
     Opening is done when `start_test` returns, before the test sends anything; the
     closed test case is handed to the proxy's event loop to record, in order with the
@@ -153,6 +154,17 @@ class EmbeddedControl(ControlClient):
             raise ProxyError(f"control API {self.url}/tests/end: "
                              f"{507 if writer.disk_full else 500} {writer.failure}")
         return requests
+
+    def flush(self) -> None:
+        """Every record so far in the file: the writer's own wait, in this thread (a test
+        checked against a contract flushes once it ends; the API would add a round trip
+        and a thread of its own)."""
+        writer = self._recorder.writer
+        try:
+            writer.flush()
+        except CaptureError:
+            raise ProxyError(f"control API {self.url}/flush: "
+                             f"{507 if writer.disk_full else 500} {writer.failure}") from None
 
     def _record_closed(self, case) -> None:
         """On the proxy's loop: the test case into the capture."""
