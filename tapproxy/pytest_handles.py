@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from tapproxy.capture import Exchange
 from tapproxy.errors import ProxyError, TapproxyError
-from tapproxy.report.section import call_lines
 
 if TYPE_CHECKING:
     from tapproxy.pytest_session import Session
@@ -75,6 +74,8 @@ class Tapproxy:
         if not found:
             want = " ".join(f"{k}={v}" for k, v in (("caller", caller), ("callee", callee),
                             ("method", method), ("path", path), ("status", status)) if v)
+            from tapproxy.report.section import call_lines  # a failing check's only
+
             raise AssertionError(f"no call with {want}; this test's calls:\n"
                                  + "\n".join(call_lines(self.exchanges())))
         return found[0]
@@ -83,6 +84,8 @@ class Tapproxy:
         """AssertionError listing the failed calls (transport errors, 5xx) if there are any."""
         failed = [x for x in self.exchanges() if x.failed]
         if failed:
+            from tapproxy.report.section import call_lines
+
             raise AssertionError(f"{len(failed)} call{'s' * (len(failed) > 1)} failed:\n"
                                  + "\n".join(call_lines(failed)))
 

@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,14 +26,12 @@ from tapproxy.capture import (
 )
 from tapproxy.capture.runs import prune_runs
 from tapproxy.errors import ProxyError, TapproxyError, UsageError
-from tapproxy.pytest_contracts import PROPERTIES, ContractWatch
-from tapproxy.pytest_handles import TEST_CALLER, TapproxyService
+from tapproxy.pytest_handles import TEST_CALLER
 from tapproxy.pytest_records import RunningTestRecords
 from tapproxy.pytest_settings import Settings
-from tapproxy.report.hints import unnamed_callee_hints
-from tapproxy.report.parties import as_shown
-from tapproxy.report.printable import printable
-from tapproxy.report.section import ServiceWindow, failure_section, run_summary
+
+if TYPE_CHECKING:
+    from tapproxy.pytest_handles import TapproxyService
 
 __all__ = ["Session"]
 
@@ -65,9 +64,14 @@ class Session:
         self.current: pytest.Item | None = None
         self.failures: list[tuple[str, str]] = []  # (node id, first failure line)
         self.quiet: list[str] = []  # tests that sent nothing through the proxy
-        self.contracts = ContractWatch(settings.contracts, settings.contract_specs,
-                                       settings.contract_strict) if settings.contracts \
-            else None
+        # The failure section's and the contracts' modules load when first needed: a run
+        # whose tests pass without contracts gets to its first test without them.
+        self.contracts = None
+        if settings.contracts:
+            from tapproxy.pytest_contracts import ContractWatch
+
+            self.contracts = ContractWatch(settings.contracts, settings.contract_specs,
+                                           settings.contract_strict)
 
     # -- session -------------------------------------------------------------------------
 
@@ -235,6 +239,8 @@ class Session:
         tr = terminalreporter
         tr.write_sep("-", "tapproxy")
         if self.failures or self.quiet:
+            from tapproxy.report.section import run_summary
+
             why = [] if self.contracts is None else [
                 a for spec in self.contracts.specs for a in ("--contract", spec)]
             for line in run_summary(self.failures, len(self.quiet),
@@ -285,6 +291,8 @@ class Session:
         except TapproxyError as e:
             rep.sections.append(("tapproxy", f"cannot check the contracts: {e}"))
             return
+        from tapproxy.pytest_contracts import PROPERTIES
+
         rep.user_properties.extend(("tapproxy_contract_mismatch", line)
                                    for line in lines[:PROPERTIES])
         error = self.contracts.test_over(item.nodeid, item.stash[_OUTCOME], lines)
@@ -330,6 +338,9 @@ class Session:
             os.unlink(name)
 
     def _explain(self, item: pytest.Item, rep: pytest.TestReport) -> None:
+        from tapproxy.report.parties import as_shown
+        from tapproxy.report.section import ServiceWindow, failure_section
+
         recorded = self.exchanges(item.nodeid)
         # Parties named as recorded, as contracts name them.
         mismatches = [] if self.contracts is None else self.contracts.judge(recorded,
@@ -357,7 +368,9 @@ def _story(exchanges: Sequence[Exchange], nodeid: str, outcome: str, capture: st
     contract `mismatches` under the root), the root in one line, and the service whose
     log lines to show: the root's callee."""
     from tapproxy.analysis import first_failure
+    from tapproxy.report.hints import unnamed_callee_hints
     from tapproxy.report.mismatches import failure_details
+    from tapproxy.report.printable import printable
     from tapproxy.report.story import root_summary, story_lines
 
     if not exchanges:
