@@ -14,7 +14,11 @@ Each test reads its proxy from a fixture (`tapproxy.env` under the plugin, as a
 suite's tests do). Printed: each way's median wall time, and the median time from the
 first test's setup to the last test's teardown (the test loop: no start-up, no
 shutdown, no merge). Per-test overhead = (tapproxy - mitmdump) / N on the loop time.
-Proxy start-up: the embedded proxy's `start()` (and its import) timed on its own.
+Proxy start-up: the embedded proxy's `start()` (and its import) timed on its own;
+`start s`, pytest's session start to the first test; and `tapproxy record` from its
+start until it listens, beside bare `mitmdump`. The CPU time of the test loop (the
+pytest process's, and the proxy process's when it runs apart) is printed too: on a
+shared machine it varies much less than wall time.
 
     .venv/bin/python benchmarks/pytest_overhead.py [--tests 200] [--rounds 3]
         [--baseline DIR] [--profile OUT]
@@ -47,16 +51,23 @@ from aiohttp import web
 
 _T = {}
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionstart(session):
+    _T["session"] = time.perf_counter()
+    return (yield)
+
 def pytest_runtest_setup(item):
-    _T.setdefault("first", time.perf_counter())
+    if "first" not in _T:
+        _T["first"], _T["cpu0"] = time.perf_counter(), time.process_time()
 
 def pytest_runtest_logfinish(nodeid, location):
-    _T["last"] = time.perf_counter()
+    _T["last"], _T["cpu1"] = time.perf_counter(), time.process_time()
 
 def pytest_unconfigure(config):
     if os.environ.get("BENCH_TIMES") and "last" in _T:
         with open(os.environ["BENCH_TIMES"], "w") as f:
-            json.dump({"loop": _T["last"] - _T["first"]}, f)
+            json.dump({"loop": _T["last"] - _T["first"], "cpu": _T["cpu1"] - _T["cpu0"],
+                       "start": _T["first"] - _T["session"]}, f)
 
 async def item(request):
     return web.json_response({"n": request.match_info["n"]})
@@ -132,22 +143,34 @@ def _wait_listening(port: int, proc: subprocess.Popen, what: str) -> None:
     sys.exit(f"{what} did not listen on {port}")
 
 
+def _cpu(pid: int | None) -> float:
+    """CPU seconds process `pid` has used (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(suite: Path, args: list[str], env: dict[str, str] | None = None,
-        package: Path | None = None, prefix: list[str] | None = None) -> tuple[float, float]:
-    """(wall time, test loop time) of one run of the suite."""
+        package: Path | None = None, prefix: list[str] | None = None,
+        proxy_pid: int | None = None) -> dict[str, float]:
+    """One run of the suite: its wall time, the test loop's wall and CPU time (the pytest
+    process's, with the proxy's when it runs apart), and session start to first test."""
     times = suite / "times.json"
     times.unlink(missing_ok=True)
     env = {**os.environ, **(env or {}), "BENCH_TIMES": str(times)}
     if package:  # PYTHONPATH comes before the editable install's finder
         env["PYTHONPATH"] = str(package)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu(proxy_pid)
     r = subprocess.run([sys.executable, *(prefix or []), "-m", "pytest", "-q",
                         "-p", "no:cacheprovider", "-p", "no:randomly", *args],
                        cwd=suite, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - t0
+    elapsed, proxy_cpu = time.perf_counter() - t0, _cpu(proxy_pid) - cpu0
     if r.returncode != 0:
         sys.exit(f"the suite failed ({' '.join(args) or 'plain'}):\n{r.stdout}\n{r.stderr}")
-    return elapsed, json.loads(times.read_text())["loop"]
+    t = json.loads(times.read_text())
+    return {"wall": elapsed, "loop": t["loop"], "cpu": t["cpu"] + proxy_cpu,
+            "start": t["start"]}
 
 
 def startup(suite: Path, confdir: Path, rounds: int) -> dict[str, float]:
@@ -158,6 +181,42 @@ def startup(suite: Path, confdir: Path, rounds: int) -> dict[str, float]:
                             str(confdir)], capture_output=True, text=True, check=True)
         runs.append(json.loads(r.stdout.splitlines()[-1]))
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def until_listening(argv: list, port: int) -> float:
+    """Seconds from starting `argv` until its port `port` accepts a connection."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return time.perf_counter() - t0
+            if proc.poll() is not None:
+                sys.exit(f"{argv[0]} exited: {proc.stderr.read() if proc.stderr else ''}")
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def listening(suite: Path, confdir: Path, rounds: int) -> dict[str, float]:
+    """Medians, interleaved: `tapproxy record` and bare `mitmdump` until listening."""
+    bindir = Path(sys.executable).parent
+    times: dict[str, list[float]] = {"tapproxy record": [], "mitmdump": []}
+    for _ in range(rounds):
+        port = _free_port()
+        times["tapproxy record"].append(until_listening(
+            [bindir / "tapproxy", "record", "-o", str(suite / "listen.tap"), "--listen",
+             f"127.0.0.1:{port}", "--confdir", str(confdir)], port))
+        port = _free_port()
+        times["mitmdump"].append(until_listening(
+            [bindir / "mitmdump", "-q", "--listen-host", "127.0.0.1", "--listen-port",
+             str(port), "--set", f"confdir={confdir}"], port))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def profile(suite: Path, plugin: list[str], out: Path, package: Path | None) -> None:
@@ -202,21 +261,19 @@ def main() -> None:
         try:
             _wait_listening(mport, mitm, "mitmdump")
             _wait_listening(cport, record, "tapproxy record")
-            order = [("direct", [], {}, None),
-                     ("mitmdump", [], {"BENCH_PROXY": f"http://127.0.0.1:{mport}"}, None),
-                     ("--tapproxy", plugin, {}, None),
+            order = [("direct", [], {}, None, None),
+                     ("mitmdump", [], {"BENCH_PROXY": f"http://127.0.0.1:{mport}"}, None,
+                      mitm.pid),
+                     ("--tapproxy", plugin, {}, None, None),
                      ("--tapproxy-url", [f"--tapproxy-url=http://127.0.0.1:{cport}",
                                          f"--tapproxy-capture={suite / 'url.tap'}"], {},
-                      None)]
+                      None, record.pid)]
             if a.baseline:
-                order.append(("baseline", plugin, {}, a.baseline.resolve()))
-            walls: dict[str, list[float]] = {o[0]: [] for o in order}
-            loops: dict[str, list[float]] = {o[0]: [] for o in order}
+                order.append(("baseline", plugin, {}, a.baseline.resolve(), None))
+            runs: dict[str, list[dict[str, float]]] = {o[0]: [] for o in order}
             for i in range(a.rounds):
-                for name, args, env, package in order if i % 2 == 0 else order[::-1]:
-                    wall, loop = run(suite, args, env, package)
-                    walls[name].append(wall)
-                    loops[name].append(loop)
+                for name, args, env, package, pid in order if i % 2 == 0 else order[::-1]:
+                    runs[name].append(run(suite, args, env, package, proxy_pid=pid))
         finally:
             for p in (mitm, record):
                 p.send_signal(signal.SIGINT)
@@ -225,22 +282,34 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
         print(f"{a.tests} tests, {a.rounds} rounds: medians, and (each round) wall/loop")
-        print(f"{'':15} {'wall s':>7} {'loop s':>7} {'ms/test':>8} {'paired':>7}")
-        ref = statistics.median(loops["mitmdump"])
-        for name in walls:
-            wall, loop = statistics.median(walls[name]), statistics.median(loops[name])
+        print(f"{'':15} {'wall s':>7} {'loop s':>7} {'ms/test':>8} {'paired':>7} "
+              f"{'cpu ms/test':>11} {'start s':>7}")
+
+        def med(name: str, key: str) -> float:
+            return statistics.median(r[key] for r in runs[name])
+
+        ref, ref_cpu = med("mitmdump", "loop"), med("mitmdump", "cpu")
+        for name, rs in runs.items():
             # Paired by round: the two runs of a round saw the same load on the machine.
-            paired = statistics.median(t - m for t, m in zip(loops[name], loops["mitmdump"],
-                                                             strict=True))
-            each = zip(walls[name], loops[name], strict=True)
-            print(f"{name:15} {wall:7.2f} {loop:7.2f} {(loop - ref) / a.tests * 1000:8.2f} "
-                  f"{paired / a.tests * 1000:7.2f}  "
-                  f"({', '.join(f'{w:.2f}/{t:.2f}' for w, t in each)})")
-        print("ms/test: (loop - mitmdump's loop) / tests, of the medians; paired: the "
-              "median of the rounds' differences")
+            paired = statistics.median(r["loop"] - m["loop"]
+                                       for r, m in zip(rs, runs["mitmdump"], strict=True))
+            print(f"{name:15} {med(name, 'wall'):7.2f} {med(name, 'loop'):7.2f} "
+                  f"{(med(name, 'loop') - ref) / a.tests * 1000:8.2f} "
+                  f"{paired / a.tests * 1000:7.2f} "
+                  f"{(med(name, 'cpu') - ref_cpu) / a.tests * 1000:11.2f} "
+                  f"{med(name, 'start'):7.2f}  "
+                  f"({', '.join(f'{r['wall']:.2f}/{r['loop']:.2f}' for r in rs)})")
+        print("ms/test: (loop - mitmdump's loop) / tests, of the medians;\n"
+              "paired: the median of the rounds' differences;\n"
+              "cpu ms/test: the same for the loop's CPU time (the pytest process's, and\n"
+              "  the proxy's when apart; not the process-lookup helper's);\n"
+              "start s: pytest's session start to the first test (the proxy's start-up)")
         s = startup(suite, confdir, a.rounds)
         print(f"embedded proxy: import {s['import']:.2f} s, start() {s['start']:.2f} s, "
               f"stop() {s['stop']:.2f} s (medians of {a.rounds})")
+        up = listening(suite, confdir, a.rounds)
+        print(f"until listening: tapproxy record {up['tapproxy record']:.2f} s, bare mitmdump "
+              f"{up['mitmdump']:.2f} s (medians of {a.rounds}, interleaved)")
         if a.profile:
             profile(suite, plugin, a.profile, a.baseline and a.baseline.resolve())
 

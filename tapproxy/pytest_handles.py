@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING
 
 from tapproxy.capture import Exchange
 from tapproxy.errors import ProxyError, TapproxyError
-from tapproxy.report.section import call_lines
 
 if TYPE_CHECKING:
-    from tapproxy.pytest_plugin import _Session
+    from tapproxy.pytest_session import Session
 
 __all__ = ["TEST_CALLER", "Tapproxy", "TapproxyService"]
 
@@ -22,7 +21,7 @@ TEST_CALLER = "tests"  # the caller name of requests the tests themselves send
 class Tapproxy:
     """What a test needs from the proxy: its URL, the environment, the test's exchanges."""
 
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
 
     def __repr__(self) -> str:
@@ -75,6 +74,8 @@ class Tapproxy:
         if not found:
             want = " ".join(f"{k}={v}" for k, v in (("caller", caller), ("callee", callee),
                             ("method", method), ("path", path), ("status", status)) if v)
+            from tapproxy.report.section import call_lines  # a failing check's only
+
             raise AssertionError(f"no call with {want}; this test's calls:\n"
                                  + "\n".join(call_lines(self.exchanges())))
         return found[0]
@@ -83,6 +84,8 @@ class Tapproxy:
         """AssertionError listing the failed calls (transport errors, 5xx) if there are any."""
         failed = [x for x in self.exchanges() if x.failed]
         if failed:
+            from tapproxy.report.section import call_lines
+
             raise AssertionError(f"{len(failed)} call{'s' * (len(failed) > 1)} failed:\n"
                                  + "\n".join(call_lines(failed)))
 
@@ -94,7 +97,7 @@ class TapproxyService:
     itself when given, with no proxy environment, its output passed through.
     """
 
-    def __init__(self, session: _Session | None, name: str, argv: Sequence[str],
+    def __init__(self, session: Session | None, name: str, argv: Sequence[str],
                  port: int | None, env: dict[str, str] | None) -> None:
         from tapproxy.supervisor.fronting import ServiceProcess
         from tapproxy.supervisor.options import Address
@@ -154,7 +157,7 @@ class TapproxyService:
             self.stop()
             raise
 
-    def _spawned(self, session: _Session, pid: int) -> None:
+    def _spawned(self, session: Session, pid: int) -> None:
         self._sampler.start(pid)
         if session.proxy is not None:  # its calls are `name` even without the proxy env
             session.proxy.add_service_process(pid, self.name)

@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 
-from tapproxy.capture.runs import reserve_run
-from tapproxy.contract.model import Contract
 from tapproxy.errors import ContractError, UsageError
-from tapproxy.supervisor.options import ServiceSpec, parse_service
+
+if TYPE_CHECKING:  # loaded by read_settings: the plugin imports KEEP in every pytest run
+    from tapproxy.contract.model import Contract
+    from tapproxy.supervisor.options import ServiceSpec
 
 __all__ = ["KEEP", "Settings", "read_settings"]
 
@@ -72,6 +74,8 @@ def read_settings(config: pytest.Config) -> Settings:
         return Settings(path, False, keep, services, *rest)
     directory = config.rootpath / ".tapproxy"
     _check_directory(directory, "the capture directory")
+    from tapproxy.capture.runs import reserve_run
+
     return Settings(reserve_run(directory), True, keep, services, *rest)
 
 
@@ -103,6 +107,8 @@ def _relative_to(spec: str, base: Path) -> str:
 
 
 def _services(specs: Sequence[str], where: str) -> tuple[ServiceSpec, ...]:
+    from tapproxy.supervisor.options import parse_service
+
     try:
         return tuple(parse_service(s) for s in specs)
     except UsageError as e:  # the parser names `record --service`, whose syntax it is

@@ -664,6 +664,83 @@ def test_the_ca_is_loaded_once_a_session_not_once_a_test(pytester, confdir):
     result.stdout.re_match_lines([r"ca loads per test: \[\d+, 0, 0, 0, 0\]$"])
 
 
+LOADED = """
+    import sys
+
+    def pytest_terminal_summary(terminalreporter):
+        loaded = sorted(m for m in sys.modules if m.startswith(("tapproxy", "mitmproxy")))
+        terminalreporter.write_line(f"loaded: {' '.join(loaded)}")
+"""
+
+
+def test_a_run_without_tapproxy_loads_only_the_plugins_options(pytester):
+    """Every pytest run of a project with tapproxy installed imports its plugin: without
+    --tapproxy it costs that run the options alone, no capture, report or proxy code."""
+    pytester.makeconftest(LOADED)
+    pytester.makepyfile(test_plain="""
+        def test_plain():
+            pass
+    """)
+    result = _run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.re_match_lines([r"loaded: tapproxy tapproxy\.errors "
+                                  r"tapproxy\.pytest_plugin tapproxy\.pytest_settings$"])
+
+
+CONTROL_REQUESTS = """
+    import sys
+
+    sent = []
+
+    def pytest_configure(config):
+        # The request line of every HTTP request this process sends (http.client's).
+        sys.addaudithook(lambda event, args: event == "http.client.send" and
+                         sent.append(bytes(args[1]).partition(b" HTTP/")[0].decode()))
+
+    def pytest_terminal_summary(terminalreporter):
+        calls = [line for line in sent if line.startswith("POST /")]
+        terminalreporter.write_line(f"control requests: {calls}")
+"""
+
+
+def test_the_embedded_proxy_opens_and_closes_tests_without_an_http_request(
+        pytester, confdir):
+    """Each test is opened before it runs and closed after, with its outcome and how many
+    requests it sent, and its exchanges flushed when asked for, as through the control
+    API; but in the proxy's own process, with no HTTP request each time (two per test
+    cost a millisecond or more)."""
+    pytester.makeconftest(CONTROL_REQUESTS)
+    pytester.makepyfile(test_few=f"""
+        import pytest, requests
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_sends(tapproxy, n):
+            # Nothing listens there: the proxy answers 502, and records the exchange.
+            r = requests.get("http://127.0.0.1:{free_port()}/item", timeout=10,
+                             proxies={{"http": tapproxy.env["HTTP_PROXY"]}})
+            assert r.status_code == 502
+            [x] = tapproxy.exchanges()  # flushed first
+            assert x.request.path == "/item"
+            assert n != 1
+
+        def test_quiet(tapproxy):
+            pass
+    """)
+    capture = pytester.path / "run.tap"
+    result = _run(pytester, "--tapproxy", f"--tapproxy-confdir={confdir}",
+                  f"--tapproxy-capture={capture}", "-W", "always::pytest.PytestWarning")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*test_quiet*", "*nothing went through the proxy*"])
+    result.stdout.re_match_lines([r"control requests: \[\]$"])
+    records = _records(capture)
+    cases = {r.name.rpartition("::")[2]: r.outcome for r in records
+             if isinstance(r, TestCase)}
+    assert cases == {"test_sends[0]": "passed", "test_sends[1]": "failed",
+                     "test_sends[2]": "passed", "test_quiet": "passed"}
+    tests = [x.test.rpartition("::")[2] for x in records if isinstance(x, Exchange)]
+    assert tests == ["test_sends[0]", "test_sends[1]", "test_sends[2]"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--tapproxy-url", "garbage"],
      "bad --tapproxy-url 'garbage': expected http://HOST:PORT (a control API)"),

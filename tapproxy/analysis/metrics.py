@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from tapproxy.capture.model import Exchange
-from tapproxy.noise import path_template
+from tapproxy.noise.paths import path_template
 
 __all__ = ["DIMENSIONS", "LatencySketch", "Metrics", "Row"]
 

@@ -27,16 +27,19 @@ def _ca_state(confdir: Path) -> tuple[int, int, int] | None:
 
 
 def ca_cert_path(confdir: Path) -> Path:
-    """mitmproxy's CA certificate (PEM) in `confdir`, created on first use (loaded once
-    a process while its files stay as they were)."""
+    """mitmproxy's CA certificate (PEM) in `confdir`, created on first use (read once a
+    process while its files stay as they were)."""
     key = confdir.absolute()
     state = _ca_state(key)
     if state is None or _checked.get(key) != state:
-        from mitmproxy.certs import CertStore
-
         try:
             confdir.mkdir(parents=True, exist_ok=True)
-            CertStore.from_store(str(confdir), "mitmproxy", 2048)
+            if state is None:
+                from mitmproxy.certs import CertStore
+
+                CertStore.from_store(str(confdir), "mitmproxy", 2048)
+            else:
+                _parse_ca(key / "mitmproxy-ca.pem")
         except OSError as e:
             raise ProxyError(f"{confdir}: cannot create the proxy's CA there: "
                              f"{e.strerror}") from e
@@ -44,6 +47,18 @@ def ca_cert_path(confdir: Path) -> Path:
         if state is not None:
             _checked[key] = state
     return confdir / "mitmproxy-ca-cert.pem"
+
+
+def _parse_ca(path: Path) -> None:
+    """Read the CA's key and certificate as mitmproxy will, without the check of the RSA
+    key's arithmetic (30 ms and more): the proxy's mitmproxy makes that check itself when
+    it loads the CA, and a proxy's start-up should not pay for it twice."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    raw = path.read_bytes()
+    serialization.load_pem_private_key(raw, None, unsafe_skip_rsa_key_validation=True)
+    x509.load_pem_x509_certificates(raw)
 
 
 def loopback_cert(confdir: Path, work: Path) -> tuple[Path, Path]:

@@ -36,17 +36,24 @@ def mitmproxy_addons() -> list:
     public addresses (`block`, as mitmproxy does by default), and the three that keep
     HTTP correct through a proxy (h2c upgrades, Alt-Svc, DNS HTTPS records).
     """
-    from mitmproxy.addons import (
-        block,
-        core,
-        disable_h2c,
-        dns_resolver,
-        next_layer,
-        proxyserver,
-        strip_dns_https_records,
-        tlsconfig,
-        update_alt_svc,
-    )
+    from tapproxy.proxy.builtin_addons import builtin_addon
+
+    (block, core, disable_h2c, dns_resolver, next_layer, proxyserver,
+     strip_dns_https_records, tlsconfig, update_alt_svc) = (builtin_addon(name) for name in (
+        "block", "core", "disable_h2c", "dns_resolver", "next_layer", "proxyserver",
+        "strip_dns_https_records", "tlsconfig", "update_alt_svc"))
+
+    class _CaLoadedOnce(tlsconfig.TlsConfig):
+        """mitmproxy's TLS addon, without loading the CA again as mitmproxy starts: its
+        `running` reloads it in case `configure` was never told of the confdir (a
+        mitmproxy FIXME), which here it always was, by tapproxy's options update. One
+        load checks the CA's RSA key, 30 ms and more of every start-up."""
+
+        name = "tlsconfig"  # as mitmproxy's own, for whoever looks it up by name
+
+        def running(self) -> None:
+            if self.certstore is None:
+                super().running()
 
     return [
         core.Core(),
@@ -56,7 +63,7 @@ def mitmproxy_addons() -> list:
         proxyserver.Proxyserver(),
         dns_resolver.DnsResolver(),
         next_layer.NextLayer(),
-        tlsconfig.TlsConfig(),
+        _CaLoadedOnce(),
         update_alt_svc.UpdateAltSvc(),
     ]
 

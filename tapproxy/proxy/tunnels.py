@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mitmproxy import ctx, http, tcp
-from mitmproxy.addons.next_layer import NeedsMoreData
 from mitmproxy.proxy import layer
 from mitmproxy.proxy.layers import TCPLayer
 
 from tapproxy.capture.model import TUNNEL_FIRST_BYTES, TUNNEL_REASONS, ErrorInfo, Party, Tunnel
 from tapproxy.proxy.bodies import body_size
+from tapproxy.proxy.builtin_addons import builtin_addon
 from tapproxy.proxy.convert import classify_error
 from tapproxy.report.parties import party_name
 
@@ -35,6 +35,7 @@ __all__ = ["TunnelLog", "host_ignored", "unparsed_reason"]
 log = logging.getLogger(__name__)
 
 _REASON = "tapproxy.tunnel_reason"  # flow.metadata: why next_layer chose raw TCP
+NeedsMoreData = builtin_addon("next_layer").NeedsMoreData
 
 
 def unparsed_reason(data_client: bytes, data_server: bytes, ignored: bool) -> str:

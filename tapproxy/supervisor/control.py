@@ -37,10 +37,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from tapproxy.analysis.metrics import Metrics
-from tapproxy.capture.excerpt import records_of_test
 from tapproxy.capture.model import TestCase
 from tapproxy.errors import CaptureError, UsageError
-from tapproxy.report.stats import metrics_json
 from tapproxy.supervisor.options import ServiceSpec, parse_address
 from tapproxy.supervisor.testcases import OpenTests, TestCaseError
 
@@ -201,9 +199,8 @@ class ControlServer:
         outcome = body.get("outcome")
         if outcome is not None and not isinstance(outcome, str):
             raise web.HTTPBadRequest(text='"outcome" must be a string')
-        requests = self._target.tests.requests(body["name"])
         try:
-            case = self._target.tests.close(body["name"], outcome if outcome else None)
+            case, requests = self._target.tests.end(body["name"], outcome if outcome else None)
         except TestCaseError as e:
             return _error(404, str(e))
         pending = self._target.test_closed(case)
@@ -243,6 +240,8 @@ class ControlServer:
             await asyncio.to_thread(self._target.writer.flush)
         except CaptureError:
             return self._write_failed()
+        from tapproxy.capture.excerpt import records_of_test  # rarely asked: not at start-up
+
         capture = Path(str(self._target.stats().get("capture", "")))
         try:
             body = await asyncio.to_thread(records_of_test, capture, test)
@@ -269,6 +268,8 @@ class ControlServer:
         return web.json_response(self._target.stats())
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from tapproxy.report.stats import metrics_json  # the report side: not at start-up
+
         if request.query.get("state"):
             return web.json_response(self._target.metrics.state())
         return web.json_response(metrics_json(self._target.metrics))
