@@ -12,8 +12,17 @@ import json
 __all__ = ["payload_excerpt"]
 
 
+# What str.splitlines() breaks at and JSON leaves as is: escaped, so that an excerpt's
+# lines are its "\n"-separated ones wherever it is split (the reports split it).
+_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": ")).translate(_BREAKS)
+
+
 def _compact(value: object, width: int) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    text = _dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -38,7 +47,7 @@ def payload_excerpt(body: object, pointer: str, width: int = 72, context: int = 
     if isinstance(body, str | bytes):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         lines = text.splitlines()[: 2 * context + 1]
-        return "\n".join(_compact_text(line, width) for line in lines)
+        return "\n".join(_compact_text(line.translate(_BREAKS), width) for line in lines)
     tokens = _tokens(pointer)
     parent, key = body, None
     for i, token in enumerate(tokens):
@@ -58,7 +67,7 @@ def _compact_text(line: str, width: int) -> str:
 
 def _layout(parent: dict | list, key: str | None, width: int, context: int) -> list[str]:
     if isinstance(parent, dict):
-        members = [(k, f"{json.dumps(k, ensure_ascii=False)}: ") for k in parent]
+        members = [(k, f"{_dumps(k)}: ") for k in parent]
         values = list(parent.values())
         open_, close = "{", "}"
     else:

@@ -355,3 +355,12 @@ def test_every_node_the_schema_accepts_compiles_and_judges_any_value(node, value
     for f in failures(node, value):
         assert f.kind in ("body-value", "body-type", "missing-field", "extra-field")
         assert f.where == "" or f.where.startswith("/")
+
+
+def test_an_excerpt_keeps_line_separators_of_values_escaped():
+    # NEL and U+2028/9 are line breaks to str.splitlines (the reports split excerpts
+    # with it) but not to JSON: a key holding one broke the excerpt's layout.
+    body = [None, {"0": None, "\x85": None}, None, {"\u2028": None}]
+    lines = payload_excerpt(body, "/2", width=40).splitlines()
+    assert lines == ['[', '  null,', '  {"0": null, "\\u0085": null},', '  null,  ◀',
+                     '  {"\\u2028": null}', ']']
