@@ -109,6 +109,9 @@ class Session:
                 # sidecar, another host): a test's records come through the control API.
                 self.control = ControlClient(url)
                 self.listen = self.control.proxy_address()
+                # The tests' own calls are `tests` here too, when the proxy runs on this
+                # host and can see this process (not a sidecar's: named by address).
+                self.control.name_process(os.getpid(), TEST_CALLER)
                 self.shown_capture = Path(str(self.control.stats().get("capture", "")))
             else:
                 if receive:

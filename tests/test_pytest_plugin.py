@@ -959,3 +959,29 @@ def test_the_ca_key_is_loaded_once_by_tapproxy_however_many_callers(pytester, co
         [line] = [x for x in result.outlines if x.startswith("ca key opened: ")]
         opened.append(int(line.rpartition(" ")[2]))
     assert opened[0] == opened[1]
+
+
+def test_with_a_running_tapproxy_the_tests_direct_calls_are_named_tests(
+        pytester, record, services):  # noqa: F811
+    from tests.proxy.test_clients import echo_app
+
+    echo = services.start("echo", echo_app())
+    # A test calling a fronted service on its port, not through HTTP_PROXY: the proxy
+    # names the caller by its process, which the plugin names `tests` on this host.
+    port = free_port()
+    rec = record("--reverse", f"echo={echo.url}@127.0.0.1:{port}")
+    pytester.makepyfile(test_direct=f"""
+        import urllib.request
+
+        def test_direct():
+            with urllib.request.urlopen("http://127.0.0.1:{port}/direct", timeout=10) as r:
+                assert r.status == 200
+    """)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--tapproxy-url={rec.control_url}", timeout=120)
+    result.assert_outcomes(passed=1)
+    code, _, _ = rec.stop()
+    assert code == 0
+    [x] = [r for r in _records(rec.output) if isinstance(r, Exchange)]
+    assert (x.caller.name, x.callee.name, x.test) == (
+        "tests", "echo", "test_direct.py::test_direct")

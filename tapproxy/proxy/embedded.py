@@ -95,6 +95,24 @@ class ControlClient:
     def name_service(self, name: str, address: str) -> None:
         self._call("POST", "/services", {"name": name, "address": address})
 
+    def name_process(self, pid: int, name: str, descendants: bool = False) -> bool:
+        """Name process `pid` of this host `name`, as caller and callee; False when the
+        proxy is not on this host (a sidecar, another host): it cannot see the process."""
+        import psutil
+
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.Error:
+            return False
+        try:
+            self._call("POST", "/services", {"name": name, "pid": pid, "started": started,
+                                             "descendants": descendants})
+        except ProxyError as e:
+            if ": 409 " in str(e):
+                return False
+            raise
+        return True
+
     def name_host(self, name: str, host: str) -> None:
         """Name `host` at any port `name` (`record --service NAME=HOST`)."""
         self._call("POST", "/services", {"name": name, "host": host})

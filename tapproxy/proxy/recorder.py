@@ -123,6 +123,17 @@ class Recorder:
         """Name a callee address from now on (the control API's POST /services)."""
         self.naming.name_service(service)
 
+    def name_process(self, pid: int, name: str, started: float, descendants: bool) -> bool:
+        """Name process `pid` as caller and callee, if it is this host's process that
+        started at `started` (another PID namespace's pid may be another process here)."""
+        from tapproxy.supervisor.processes import same_process
+
+        namer = self.processes
+        if namer is None or not same_process(pid, started):
+            return False
+        namer.add_service(pid, name, descendants)
+        return True
+
     # -- connections ------------------------------------------------------------------
 
     def client_connected(self, client: connection.Client) -> None:

@@ -4,6 +4,9 @@
     POST /tests/end    {"name": "...", "outcome": "passed"} 200, 404 if not open;
                        the answer counts the test's `requests`
     POST /services     {"name": "...", "address": "HOST:PORT"}  name a callee from now on
+                       {"name": "...", "pid": N, "started": T}  name a process of this
+                       host (T: its start time, seconds since the epoch, which tells it
+                       from another host's or PID namespace's): 201, 409 if not here
                        (or {"name": "...", "host": "HOST"}: at any port)
     GET  /tests        {"open": [...]}
     GET  /tests/exchanges?test=NAME  the test's records so far, as a capture of their own
@@ -80,6 +83,9 @@ class Controlled(Protocol):
     def test_closed(self, case: TestCase) -> Awaitable[object] | None: ...
 
     def name_service(self, service: ServiceSpec) -> None: ...
+
+    def name_process(self, pid: int, name: str, started: float,
+                     descendants: bool) -> bool: ...
 
     def stats(self) -> dict: ...
 
@@ -213,6 +219,8 @@ class ControlServer:
 
     async def _service(self, request: web.Request) -> web.Response:
         body = await self._json_body(request)
+        if "pid" in body:
+            return self._process(body)
         address = body.get("address")
         host = body.get("host")
         if address is None and isinstance(host, str) and host.strip():  # any port
@@ -228,6 +236,19 @@ class ControlServer:
             raise web.HTTPBadRequest(text=str(e)) from None
         self._target.name_service(ServiceSpec(body["name"], spec.host, spec.port))
         return web.json_response({"service": body["name"], "address": str(spec)}, status=201)
+
+    def _process(self, body: dict) -> web.Response:
+        pid, started, descendants = body["pid"], body.get("started"), body.get("descendants",
+                                                                              False)
+        if (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0
+                or not isinstance(started, int | float) or isinstance(started, bool)
+                or not isinstance(descendants, bool)):
+            raise web.HTTPBadRequest(text='"pid" must be a process id, "started" its start '
+                                          'time in seconds, "descendants" true or false')
+        if not self._target.name_process(pid, body["name"], float(started), descendants):
+            return _error(409, f"process {pid} started at {started} is not one of this "
+                               "host's (another host or PID namespace, or gone)")
+        return web.json_response({"service": body["name"], "pid": pid}, status=201)
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response({"open": self._target.tests.names()})

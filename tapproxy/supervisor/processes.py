@@ -36,7 +36,8 @@ from urllib.parse import unquote, urlsplit
 
 from tapproxy.supervisor.options import ProcessRule
 
-__all__ = ["SUPPORTED", "ProcessNamer", "is_local", "is_loopback", "listener_owner", "serve",
+__all__ = ["SUPPORTED", "ProcessNamer", "is_local", "is_loopback", "listener_owner",
+           "same_process", "serve",
            "socket_owner"]
 
 SUPPORTED = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
@@ -329,6 +330,18 @@ class ProcessNamer:
         """The name a process gets from its own facts alone (service, rule, executable)."""
         facts = self.facts_of(pid)
         return None if facts is None else facts["service"] or facts["rule"] or facts["exe"]
+
+
+def same_process(pid: int, started: float) -> bool:
+    """Whether `pid` here is the process that started at `started` (psutil's
+    create_time, seconds since the epoch): a pid from another host or PID namespace is
+    another process here, or none, with another start time."""
+    import psutil
+
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 0.05
+    except psutil.Error:
+        return False
 
 
 def listener_owner(address: tuple) -> int | None:

@@ -309,3 +309,44 @@ def test_a_tests_records_from_a_capture_gone_is_an_error_saying_so(proxy, echo):
     assert r.status_code == 500
     assert r.json()["error"] == (f"the proxy cannot read its own capture: "
                                  f"{proxy.capture.resolve()}: no such file")
+
+
+def test_services_with_a_pid_names_this_hosts_process_as_caller(proxy, echo):
+    import os
+
+    import psutil
+
+    pid = os.getpid()
+    started = psutil.Process(pid).create_time()
+    r = _control(proxy, "POST", "/services",
+                 json={"name": "harness", "pid": pid, "started": started})
+    assert (r.status_code, r.json()) == (201, {"service": "harness", "pid": pid})
+    _through(proxy).get(f"{echo.url}/named", timeout=10)
+    [x] = proxy.exchanges()
+    assert x.caller.name == "harness" and x.caller.pid == pid
+
+
+@pytest.mark.parametrize("shift", [30.0, -3600.0])
+def test_services_with_a_pid_of_another_namespace_is_409_and_names_nothing(
+        proxy, echo, shift):
+    import os
+
+    import psutil
+
+    pid = os.getpid()  # the same number, another start time: another host's process
+    started = psutil.Process(pid).create_time() + shift
+    r = _control(proxy, "POST", "/services",
+                 json={"name": "harness", "pid": pid, "started": started})
+    assert r.status_code == 409 and "not one of this host's" in r.json()["error"]
+    _through(proxy).get(f"{echo.url}/unnamed", timeout=10)
+    [x] = proxy.exchanges()
+    assert x.caller.name != "harness"
+
+
+@pytest.mark.parametrize("body", [{"name": "h", "pid": "1", "started": 1.0},
+                                  {"name": "h", "pid": 1},
+                                  {"name": "h", "pid": True, "started": 1.0},
+                                  {"name": "h", "pid": 1, "started": 1.0, "descendants": 1}])
+def test_services_with_a_bad_pid_is_a_400(proxy, body):
+    r = _control(proxy, "POST", "/services", json=body)
+    assert r.status_code == 400 and '"pid" must be a process id' in r.json()["error"]
