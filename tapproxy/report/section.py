@@ -109,12 +109,13 @@ def failure_section(story: Sequence[str], since: int, services: Sequence[Service
     # which holds no test cases: all of them, then.
     own = dict(paths).get("services' output")
     capture = dict(paths).get("capture")
-    if services and capture is not None and test is not None:
+    logged = [w for w in services if w.logs]  # no line shown, none to print whole
+    if logged and capture is not None and test is not None:
         lines.append("the log lines whole (lines above are cut to 80 columns):")
         argv = (["tapproxy", "show", own, "--logs"] if own is not None
                 else ["tapproxy", "show", capture, "--logs", "--test", test])
-        if len(services) == 1:
-            argv += ["--service", services[0].service]
+        if len(logged) == 1:
+            argv += ["--service", logged[0].service]
         lines.extend(command_lines(argv, width))
     return "\n".join(lines)
 

@@ -47,3 +47,17 @@ def test_the_end_of_run_summary_fits_80_columns() -> None:
     assert "1 test sent nothing through the proxy (see the warnings)" in lines
     assert "capture: /home/me/shop/.tapproxy/20261204-172553.tap" in lines
     assert lines[-1] == "  tapproxy why /home/me/shop/.tapproxy/20261204-172553.tap"
+
+
+def test_no_command_for_log_lines_when_no_service_logged_any() -> None:
+    quiet = ServiceWindow("prices", [], ())
+    text = failure_section(["story"], T0, [quiet], [("capture", "/tmp/run.tap")], test=TEST)
+    assert "  (no log lines while the test ran)" in text.splitlines()
+    assert "the log lines whole" not in text and "--logs" not in text
+
+
+def test_the_command_names_the_one_service_that_logged() -> None:
+    windows = [ServiceWindow("prices", [], ()),
+               ServiceWindow("payments", _logs([("stderr", "ERROR declined")]), ())]
+    text = failure_section(["story"], T0, windows, [("capture", "/tmp/run.tap")], test=TEST)
+    assert text.splitlines()[-1].endswith("--service payments")
