@@ -265,8 +265,9 @@ def test_env_check_reports_what_the_matrix_asserts(matrix: Matrix, toolchains, t
     # Something went around the proxy (aiohttp's default session at least): exit code 1,
     # and each such client gets a line saying what to do.
     assert out.returncode == 1
+    # (The hint is wrapped at 80 columns under its arrow: read as words.)
     assert "→ aiohttp's ClientSession reads no proxy variable unless created with " \
-           "trust_env=True" in out.stdout
+           "trust_env=True" in " ".join(out.stdout.split())
 
 
 def test_env_check_sees_node_24_through_the_proxy(matrix: Matrix, toolchains, tmp_path):
