@@ -154,6 +154,9 @@ class Services:
 # (`record --workers N`), to run a suite against them; tests of the in-process
 # recorder's internals (handle.recorder) do not apply there.
 TEST_WORKERS = int(os.environ.get("TAPPROXY_TEST_WORKERS", "1") or 1)
+# For a test of the in-process recorder's internals (its writer's queue, its hooks).
+in_process_recorder = pytest.mark.skipif(
+    TEST_WORKERS > 1, reason="reads the in-process recorder (TAPPROXY_TEST_WORKERS > 1)")
 
 
 class WorkersHandle:

@@ -18,7 +18,7 @@ import pytest
 import requests
 from aiohttp import web
 
-from tests.conftest import wait_for
+from tests.conftest import in_process_recorder, wait_for
 
 
 def mirror_app() -> web.Application:
@@ -81,6 +81,7 @@ def test_a_thousand_concurrent_exchanges_are_all_recorded_byte_exact(proxy, mirr
     assert (stats["exchanges"], stats["errors"], stats["records_written"]) == (1000, 0, 1000)
 
 
+@in_process_recorder
 def test_full_queue_holds_back_exchanges_instead_of_dropping_them(start_proxy, mirror):
     proxy = start_proxy(queue_size=4)
     writer = proxy.handle.recorder.writer
