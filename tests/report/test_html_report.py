@@ -227,3 +227,25 @@ def test_spans_a_service_sent_are_rows_under_their_parent(tmp_path) -> None:
     assert ["card.retries", "2"] in span["attributes"]
     assert details[3]["span"]["attributes"] == [["note", "<img src=x onerror=alert(2)>"]]
     assert "<script>alert('span')" not in out.read_text()  # the page holds it as data
+
+
+def test_spans_of_no_recorded_call_go_to_no_test_and_a_damaged_batch_to_none(tmp_path) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from tapproxy.capture import SpanBatch, TestCase
+    from tapproxy.spans.context import format_traceparent
+    from tests.report.sent_spans import _payments_spans
+    from tests.spans.build import MS, T0, exchange, write_capture
+
+    elsewhere = encode_spans(_payments_spans(format_traceparent(0x1234, 0x5678)))
+    for payload, tests in [(elsewhere.SerializeToString(), [["t", 1, 0], ["(no test)", 0, 4]]),
+                           (b"\xff\xfe not protobuf", [["t", 1, 0]])]:
+        capture = write_capture(tmp_path / "run.tap", [
+            exchange("c1", "tests", "shop", 0, 50, test="t"),
+            SpanBatch(T0, "application/x-protobuf", payload),
+            TestCase("t", T0, T0 + 60 * MS, "passed")], meta={"otlp_receive": True})
+        out = tmp_path / "r.html"
+        r = run_cli("report", capture, "-o", out)
+        assert r.returncode == 0 and "1 exchanges, " in r.stderr, r.stderr
+        summary = blocks(out.read_text())["tap-summary"]
+        assert [[t["name"], t["count"], t["spans"]] for t in summary["tests"]] == tests
