@@ -134,6 +134,26 @@ def test_the_report_is_written_with_the_contracts_mismatch(demo):
 
 
 @pytest.mark.slow
+def test_the_report_draws_the_span_payments_sent_under_its_call(demo):
+    out, where = demo
+    assert out.returncode == 0, out.stderr
+    summary = blocks((where / "report.html").read_text())["tap-summary"]
+    field = {name: i for i, name in enumerate(summary["fields"])}
+    names = summary["services"]
+
+    def seen(row: list) -> tuple:
+        return names[row[field["caller"]]], row[field["method"]], row[field["target"]]
+
+    sent = [row for row in summary["rows"] if row[field["span"]] is not None]
+    assert sent and {seen(row) for row in sent} == {("payments", "INTERNAL", "card processor")}
+    for row in sent:  # as `tapproxy spans --tree` shows it: under shop → payments
+        parent = summary["rows"][row[field["parent"]]]
+        assert seen(parent) == ("shop", "POST", "/charges")
+        assert names[parent[field["callee"]]] == "payments"
+        assert row[field["depth"]] == parent[field["depth"]] + 1
+
+
+@pytest.mark.slow
 def test_the_demo_writes_nothing_where_it_cannot_run(tmp_path):
     # No node on PATH (the command itself is found by its absolute path).
     bare = tmp_path / "bin"

@@ -189,3 +189,63 @@ def test_a_progress_bar_only_on_a_terminal(tmp_path) -> None:
         os.close(main)
     assert r.returncode == 0
     assert b"reading" in shown
+
+
+def test_spans_a_service_sent_are_rows_under_their_parent(tmp_path) -> None:
+    from tests.report.sent_spans import HOSTILE_SPAN, sent_spans_capture
+
+    out = tmp_path / "r.html"
+    r = run_cli("report", sent_spans_capture(tmp_path / "run.tap"), "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith(f"report written to {out}: 2 exchanges, 1 tests,")
+    data = blocks(out.read_text())
+    summary, details = data["tap-summary"], data["tap-details"]
+    field = {name: i for i, name in enumerate(summary["fields"])}
+
+    def seen(row: list) -> tuple:
+        return (summary["services"][row[field["caller"]]], row[field["method"]],
+                row[field["target"]], row[field["parent"]], row[field["depth"]],
+                row[field["span"]])
+
+    # Payments' SERVER span is the exchange's own server half: no row of its own. Its
+    # INTERNAL span goes under the call, the span under that one deeper, and the span
+    # whose parent is nowhere in the test at the end.
+    assert [seen(row) for row in summary["rows"]] == [
+        ("tests", "POST", "/checkout", -1, 0, None),
+        ("shop", "POST", "/charges", 0, 1, None),
+        ("payments", "INTERNAL", "card processor", 1, 2, "error"),
+        ("payments", "CLIENT", HOSTILE_SPAN, 2, 3, "unset"),
+        ("payments", "INTERNAL", "cache warm", -1, 0, "unset"),
+    ]
+    card = summary["rows"][2]
+    assert card[field["failed"]] == 1 and card[field["inference"]] == "span"
+    assert summary["tests"][0]["count"] == 2 and summary["tests"][0]["spans"] == 3
+    span = details[2]["span"]
+    assert (span["service"], span["kind"], span["name"], span["status"]) == (
+        "payments", "INTERNAL", "card processor", "error: card declined")
+    assert ["card.network", "visa"] in span["attributes"]
+    assert ["card.retries", "2"] in span["attributes"]
+    assert details[3]["span"]["attributes"] == [["note", "<img src=x onerror=alert(2)>"]]
+    assert "<script>alert('span')" not in out.read_text()  # the page holds it as data
+
+
+def test_spans_of_no_recorded_call_go_to_no_test_and_a_damaged_batch_to_none(tmp_path) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from tapproxy.capture import SpanBatch, TestCase
+    from tapproxy.spans.context import format_traceparent
+    from tests.report.sent_spans import _payments_spans
+    from tests.spans.build import MS, T0, exchange, write_capture
+
+    elsewhere = encode_spans(_payments_spans(format_traceparent(0x1234, 0x5678)))
+    for payload, tests in [(elsewhere.SerializeToString(), [["t", 1, 0], ["(no test)", 0, 4]]),
+                           (b"\xff\xfe not protobuf", [["t", 1, 0]])]:
+        capture = write_capture(tmp_path / "run.tap", [
+            exchange("c1", "tests", "shop", 0, 50, test="t"),
+            SpanBatch(T0, "application/x-protobuf", payload),
+            TestCase("t", T0, T0 + 60 * MS, "passed")], meta={"otlp_receive": True})
+        out = tmp_path / "r.html"
+        r = run_cli("report", capture, "-o", out)
+        assert r.returncode == 0 and "1 exchanges, " in r.stderr, r.stderr
+        summary = blocks(out.read_text())["tap-summary"]
+        assert [[t["name"], t["count"], t["spans"]] for t in summary["tests"]] == tests

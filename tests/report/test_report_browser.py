@@ -334,3 +334,46 @@ def test_a_cut_off_capture_opens_with_a_banner(browser, tmp_path):
         assert page.locator("#shown").inner_text() == "12 of 12 exchanges"
     finally:
         opened.close()
+
+
+def test_spans_a_service_sent_are_drawn_under_their_call(browser, tmp_path):
+    from tests.report.sent_spans import HOSTILE_SPAN, sent_spans_capture
+
+    out = tmp_path / "report.html"
+    r = run_cli("report", sent_spans_capture(tmp_path / "run.tap"), "-o", out)
+    assert r.returncode == 0, r.stderr
+    opened = Opened(browser, out)
+    try:
+        page = opened.page
+        names = _row_texts(page)
+        assert len(names) == 5
+        assert names[1].startswith("#2 shop → payments POST /charges")
+        assert names[2] == "payments INTERNAL card processor sent by the service"
+        assert names[3] == f"payments CLIENT {HOSTILE_SPAN} sent by the service"
+        assert names[4] == "payments INTERNAL cache warm sent by the service"
+        sent = page.locator("#waterfall .row.sent")
+        assert sent.count() == 3 and page.locator("#waterfall .row.sent .bar.sent").count() == 3
+        # Indented under its parent call, one step deeper than it.
+        pad = [page.locator("#waterfall .row .name").nth(i).evaluate(
+            "e => parseFloat(e.style.paddingLeft)") for i in range(5)]
+        assert pad[1] < pad[2] < pad[3] and pad[4] == pad[0]
+        card = sent.nth(0)
+        assert "failed" in card.get_attribute("class")
+        assert card.locator(".status").inner_text() == "error"
+        assert card.get_attribute("title") == "parent: #2 (from the span's parent id)"
+        card.locator(".name").click()
+        detail = page.locator("#detail")
+        detail.wait_for(state="visible")
+        text = detail.inner_text()
+        assert "sent by the service" in text and "error: card declined" in text
+        assert "card.network\tvisa" in text and "card.retries\t2" in text
+        assert "parent\t#2 shop → payments POST /charges" in text
+        sent.nth(1).locator(".name").click()
+        page.wait_for_function("() => document.querySelector('#detail h3')"
+                               ".textContent.includes('alert')")
+        assert HOSTILE_SPAN in detail.locator("h3").inner_text()  # shown as text
+        assert "<img src=x onerror=alert(2)>" in detail.inner_text()
+        assert page.locator("#detail img, #waterfall script, #detail script").count() == 0
+        assert opened.dialogs == [] and opened.errors == []
+    finally:
+        opened.close()

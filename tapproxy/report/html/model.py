@@ -29,11 +29,13 @@ from tapproxy.capture.model import (
 from tapproxy.contract.model import Mismatch
 from tapproxy.errors import SpansError
 from tapproxy.report.html.details import exchange_detail
+from tapproxy.report.html.sentspans import Placed, place, span_detail
 from tapproxy.report.html.servicemap import edge_figures, layout
 from tapproxy.report.mismatches import failure_details
 from tapproxy.report.parties import as_shown
 from tapproxy.report.story import story_lines
 from tapproxy.spans.infer import TEST_SERVICE
+from tapproxy.spans.model import Span
 from tapproxy.spans.semconv import server_saw_request
 
 __all__ = ["LOG_LIMIT", "ROW_FIELDS", "Recorded", "build_model", "collect"]
@@ -41,7 +43,7 @@ __all__ = ["LOG_LIMIT", "ROW_FIELDS", "Recorded", "build_model", "collect"]
 #: What each position of a row array holds (the page reads them by these names).
 ROW_FIELDS = ("test", "caller", "callee", "method", "target", "status", "error", "start",
               "duration", "server_start", "server_end", "failed", "number", "parent",
-              "depth", "inference", "ticks", "role", "mismatches")
+              "depth", "inference", "ticks", "role", "mismatches", "span")
 LOG_LIMIT = 20_000  # log lines kept in the page; the rest are counted
 _TICK_LIMIT = 200
 _NO_TEST = "(no test)"
@@ -90,7 +92,8 @@ def _ms(ns: int, t0: int) -> float:
     return round((ns - t0) / 1e6, 3)
 
 
-def _tests(rec: Recorded) -> list[tuple[str | None, TestCase | None, list[Exchange]]]:
+def _tests(rec: Recorded, sent: Mapping[str | None, list[Span]]
+           ) -> list[tuple[str | None, TestCase | None, list[Exchange]]]:
     by_test: dict[str | None, list[Exchange]] = {}
     for x in rec.exchanges:
         by_test.setdefault(x.test, []).append(x)
@@ -99,19 +102,49 @@ def _tests(rec: Recorded) -> list[tuple[str | None, TestCase | None, list[Exchan
                     key=lambda n: min(x.timing.request_start for x in by_test[n]))
     out: list[tuple[str | None, TestCase | None, list[Exchange]]] = [
         (n, rec.cases.get(n), by_test.get(n, [])) for n in names]
-    if None in by_test:
-        out.append((None, None, by_test[None]))
+    out += [(n, None, []) for n in sent if n is not None and n not in rec.cases
+            and n not in by_test]  # spans of a test that recorded no call
+    if None in by_test or None in sent:
+        out.append((None, None, by_test.get(None, [])))
     return out
 
 
-def _preorder(tree: CallTree) -> list[int]:
-    order: list[int] = []
-    stack = [n.number for n in reversed(tree.nodes) if n.parent is None]
+def _order(tree: CallTree, placed: Placed) -> list[tuple[int | Span, int, int | Span | None]]:
+    """(exchange number or sent span, depth, parent) in the waterfall's order: the call
+    tree depth first, a sent span among its parent's child calls by start, the spans with
+    no parent in the test last."""
+
+    def start(item: int | Span) -> int:
+        return item.start if isinstance(item, Span) else (
+            tree.node(item).exchange.timing.request_start)
+
+    def kids(item: int | Span) -> list[int | Span]:
+        if isinstance(item, Span):
+            return list(placed.kids_of_span(item.span_id))
+        spans = placed.under_exchange.get(tree.node(item).exchange.id)
+        calls: list[int | Span] = list(tree.kids(item))
+        return sorted([*calls, *spans], key=start) if spans else calls
+
+    out: list[tuple[int | Span, int, int | Span | None]] = []
+    seen: set[int] = set()
+    roots: list[int | Span] = [n.number for n in tree.nodes if n.parent is None]
+    stack: list[tuple[int | Span, int, int | Span | None]] = [
+        (r, 0, None) for r in reversed([*roots, *placed.orphans])]
     while stack:
-        n = stack.pop()
-        order.append(n)
-        stack.extend(reversed(tree.kids(n)))
-    return order
+        item, depth, parent = stack.pop()
+        if isinstance(item, Span):
+            if item.span_id in seen:
+                continue
+            seen.add(item.span_id)
+        else:
+            depth = tree.node(item).depth
+        out.append((item, depth, parent))
+        stack.extend((k, depth + 1, item) for k in reversed(kids(item)))
+    # Spans whose parents are each other's (a loop a service sent) are reached from no
+    # root: they go last too.
+    out += [(s, 0, None) for spans in placed.under_span.values() for s in spans
+            if s.span_id not in seen and not seen.add(s.span_id)]
+    return out
 
 
 def _roles(story: FailureStory) -> dict[int, str]:
@@ -153,8 +186,11 @@ def _ticks(x: Exchange, frames: Sequence[WebSocketMessage], t0: int) -> list[lis
 
 def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
                 mismatches: Sequence[Mismatch] | None = None,
-                problem: str | None = None) -> tuple[dict, list[dict]]:
-    """(the page's summary, the details aligned with its rows)."""
+                problem: str | None = None,
+                sent: Mapping[str | None, list[Span]] | None = None) -> tuple[dict, list[dict]]:
+    """(the page's summary, the details aligned with its rows). `sent`: the spans
+    instrumented services sent, by test (`sentspans.sent_by_test`)."""
+    sent = sent or {}
     by_exchange: dict[str, list[Mismatch]] = {}
     for m in mismatches or ():
         if m.exchange_id is not None:
@@ -178,17 +214,27 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
     tests: list[dict] = []
     overall = Metrics()
     durations: dict[tuple[str, str], list[float]] = {}
-    for t_index, (name, case, exchanges) in enumerate(_tests(rec)):
+    for t_index, (name, case, exchanges) in enumerate(_tests(rec, sent)):
         outcome = case.outcome if case else None
         story = first_failure(exchanges, test=name, outcome=outcome, contract=contract)
         tree = story.tree
-        order = _preorder(tree)
+        spans = sent.get(name, [])
+        order = _order(tree, place(exchanges, spans))
         first = len(rows)
-        rows_of = {n: first + i for i, n in enumerate(order)}
+        rows_of = {n: first + i for i, (n, _, _) in enumerate(order) if isinstance(n, int)}
+        span_rows = {s.span_id: first + i for i, (s, _, _) in enumerate(order)
+                     if isinstance(s, Span)}
+
         roles = _roles(story)
         per_test = Metrics()
         last_tick = None  # WebSocket frames come after their handshake: the axis reaches them
-        for n in order:
+        for n, depth, parent in order:
+            if isinstance(n, Span):
+                up = -1 if parent is None else (span_rows[parent.span_id] if isinstance(
+                    parent, Span) else rows_of[parent])
+                rows.append(_span_row(n, t_index, service(n.service), t0, up, depth))
+                details.append(span_detail(n, name, t0))
+                continue
             node = tree.node(n)
             x, t = node.exchange, node.exchange.timing
             overall.add(x)
@@ -210,12 +256,15 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
                 _ms(s_end, t0) if server else None, int(x.failed), n,
                 rows_of[node.parent] if node.parent is not None else -1, node.depth,
                 node.inference, ticks, roles.get(n, ""),
-                len(by_exchange.get(x.id, ()))])
+                len(by_exchange.get(x.id, ())), None])
             details.append(exchange_detail(x, frames, by_exchange.get(x.id, ())))
         # The time axis: the test's calls (its set-up and teardown would crowd them into
         # a corner), else the test itself.
         begin = [x.timing.request_start for x in exchanges]
         end = [x.timing.end for x in exchanges]
+        if spans:
+            begin += [s.start for s in spans]
+            end += [s.end for s in spans]
         if case is not None and not exchanges:
             begin.append(case.started)
             end.append(case.ended or case.started)
@@ -225,7 +274,7 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
             "end": max(_ms(max(end), t0) if end else 0, last_tick or 0),
             "duration": round((case.ended - case.started) / 1e6, 3)
             if case is not None and case.ended else None,
-            "first": first, "count": len(order),
+            "first": first, "count": len(rows_of), "spans": len(span_rows),
             "failed": sum(1 for x in exchanges if x.failed),
             "story": _story(story, rows_of),
             "edges": [[e["a"], e["b"], e["count"], e["errors"], e["p95"]] for e in
@@ -253,9 +302,17 @@ def build_model(rec: Recorded, header: SessionHeader | None, capture: str,
     return summary, details
 
 
+def _span_row(s: Span, test: int, service: int, t0: int, parent: int, depth: int) -> list:
+    """A sent span's row: its service both ends, its kind and name where a call has its
+    method and target, and its status (unset, ok or error) last."""
+    return [test, service, service, s.kind.upper(), s.name, None, None, _ms(s.start, t0),
+            round(max(0, s.end - s.start) / 1e6, 3), None, None, int(s.status == "error"),
+            None, parent, depth, "span", [], "", 0, s.status]
+
+
 def by_row(details: Sequence[dict]) -> dict[str, int]:
-    """Exchange id → row index."""
-    return {d["id"]: i for i, d in enumerate(details)}
+    """Exchange id → row index (rows of sent spans have none)."""
+    return {d["id"]: i for i, d in enumerate(details) if "id" in d}
 
 
 def _mismatch_row(m: Mismatch, rows: Mapping[str, int]) -> dict:

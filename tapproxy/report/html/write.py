@@ -19,6 +19,7 @@ from tapproxy.contract.model import Contract
 from tapproxy.errors import CaptureError, ReportError
 from tapproxy.report.html.model import Recorded, build_model, collect
 from tapproxy.report.html.page import render_page
+from tapproxy.report.html.sentspans import sent_by_test
 
 __all__ = ["ReportResult", "check_writable", "report_beside", "report_path", "write_report"]
 
@@ -73,14 +74,18 @@ def write_report(capture: Path, output: Path, contracts: Sequence[Contract] = ()
         from tapproxy.contract.check import check_records
 
         mismatches = check_records([*rec.cases.values(), *rec.exchanges], contracts).mismatches
-    summary, details = build_model(rec, header, str(capture), mismatches, problem)
+    # Spans services sent are joined as `tapproxy spans` joins them: a second reading,
+    # only when the capture holds some.
+    sent = sent_by_test(capture) if rec.instrumented else None
+    summary, details = build_model(rec, header, str(capture), mismatches, problem, sent)
     html = render_page(summary, details, capture.name)
     try:
         with atomic_output(output) as f:
             f.write(html)
     except OSError as e:
         raise ReportError(f"{output}: cannot write: {e.strerror or e}") from None
-    return ReportResult(output, len(summary["rows"]), len(summary["tests"]),
+    return ReportResult(output, sum(t["count"] for t in summary["tests"]),
+                        len(summary["tests"]),
                         len(html.encode("utf-8")), problem,
                         None if mismatches is None else len(mismatches))
 

@@ -44,10 +44,18 @@
 
   const ms = (v) => (v === null || v === undefined ? "-" :
     v >= 10 ? v.toFixed(0) + " ms" : v.toFixed(1) + " ms");
-  const outcomeOf = (r) => (r[F.error] ? r[F.error] : r[F.status] === null ? "-" : String(r[F.status]));
-  const edgeText = (r) => services[r[F.caller]] + " → " + services[r[F.callee]];
-  const label = (i) => "#" + rows[i][F.number] + " " + edgeText(rows[i]) + " " +
-    rows[i][F.method] + " " + rows[i][F.target];
+  // A row is an exchange, or a span an instrumented service sent (its span status set):
+  // its service at both ends, its kind and name where a call has method and target.
+  const isSpan = (r) => r[F.span] !== null && r[F.span] !== undefined;
+  const outcomeOf = (r) => (isSpan(r) ? (r[F.span] === "unset" ? "-" : r[F.span]) :
+    r[F.error] ? r[F.error] : r[F.status] === null ? "-" : String(r[F.status]));
+  const edgeText = (r) => (isSpan(r) ? services[r[F.caller]] :
+    services[r[F.caller]] + " → " + services[r[F.callee]]);
+  const label = (i) => (isSpan(rows[i]) ? "" : "#" + rows[i][F.number] + " ") + edgeText(rows[i]) +
+    " " + rows[i][F.method] + " " + rows[i][F.target];
+  const SENT = "sent by the service";
+  const exchangeCount = rows.filter((r) => !isSpan(r)).length;
+  const rowsNoun = exchangeCount === rows.length ? " exchanges" : " rows (exchanges and spans)";
 
   // -- filtering -------------------------------------------------------------------------
   function statusMatches(r) {
@@ -85,7 +93,7 @@
       item.hidden = t >= 0 && filtering && !seen.has(t) &&
         !(state.query && tests[t].name.toLowerCase().includes(state.query));
     }
-    $("shown").textContent = visible.length + " of " + rows.length + " exchanges";
+    $("shown").textContent = visible.length + " of " + rows.length + rowsNoun;
     const wf = $("waterfall");
     wf.style.height = Math.max(3 * ROW_H, Math.min(window.innerHeight * 0.6, visible.length * ROW_H + 4)) + "px";
     wf.querySelector(".spacer").style.height = visible.length * ROW_H + "px";
@@ -107,8 +115,30 @@
   const pct = (t, [a, b]) => Math.min(100, Math.max(0, (t - a) / (b - a) * 100));
 
   // -- waterfall (virtualised: only the rows in sight are in the document) ----------------
+  function spanRowEl(i, span) {
+    const r = rows[i];
+    const row = el("div", "row sent" + (r[F.failed] ? " failed" : ""));
+    row.dataset.row = i;
+    const name = el("div", "name");
+    name.style.paddingLeft = 4 + Math.min(r[F.depth], 12) * 12 + "px";
+    name.append(services[r[F.caller]] + " ", el("span", "target", r[F.method] + " " + r[F.target]),
+      el("span", "how how-sent", " " + SENT));
+    row.title = "parent: " + (r[F.parent] >= 0 ? parentLabel(r[F.parent]) : "none in the test") +
+      " (from the span's parent id)";
+    const bars = el("div", "bars");
+    const start = r[F.start], end = r[F.start] + r[F.duration];
+    const bar = el("div", "bar sent");
+    bar.style.left = pct(start, span) + "%";
+    bar.style.width = Math.max(0.3, pct(end, span) - pct(start, span)) + "%";
+    bars.append(bar);
+    row.append(name, el("div", "status", outcomeOf(r)), bars, el("div", "dur", ms(r[F.duration])));
+    return row;
+  }
+  const parentLabel = (p) => (isSpan(rows[p]) ? services[rows[p][F.caller]] + " " + rows[p][F.target] :
+    "#" + rows[p][F.number]);
   function rowEl(i, span) {
     const r = rows[i];
+    if (isSpan(r)) return spanRowEl(i, span);
     const row = el("div", "row" + (r[F.failed] ? " failed" : "") + (r[F.role] ? " role-" + r[F.role] : ""));
     row.dataset.row = i;
     const name = el("div", "name");
@@ -172,7 +202,7 @@
   function buildTests() {
     const nav = $("tests");
     const all = el("div", "test all", el("span", "tname", "All tests"),
-      el("span", "tmeta", rows.length + " exchanges"));
+      el("span", "tmeta", exchangeCount + " exchanges"));
     all.dataset.test = -1;
     const frag = document.createDocumentFragment();
     frag.append(all);
@@ -215,7 +245,7 @@
     if (state.test < 0) {
       const failed = tests.filter((t) => t.outcome === "failed" || t.outcome === "error").length;
       head.replaceChildren(el("h2", null, "All tests"),
-        el("p", null, tests.length + " tests, " + failed + " failed; " + rows.length + " exchanges"));
+        el("p", null, tests.length + " tests, " + failed + " failed; " + exchangeCount + " exchanges"));
       return;
     }
     const t = tests[state.test];
@@ -477,6 +507,7 @@
     close.type = "button";
     close.title = "close";
     close.addEventListener("click", () => { aside.hidden = true; });
+    if (d.span) { showSpan(aside, close, d, r, i); return; }
     const parent = r[F.parent] >= 0 ? label(r[F.parent]) : "none: called by the test or on its own";
     const out = [close, el("h3", null, label(i)), kv([
       ["exchange id", d.id], ["test", d.test || "(no test)"], ["caller", d.caller[0] + " (" + d.caller[1] + ")"],
@@ -498,6 +529,26 @@
     if (d.grpc && d.grpc.length) out.push(frames("gRPC messages", d.grpc));
     if (d.ws && d.ws.length) out.push(frames("WebSocket frames", d.ws));
     if (d.redacted) out.push(el("p", "quiet", "redacted: " + d.redacted.join(", ")));
+    aside.replaceChildren(...out);
+    aside.scrollTop = 0;
+  }
+
+  function showSpan(aside, close, d, r, i) {
+    const s = d.span;
+    const parent = r[F.parent] >= 0 ? label(r[F.parent]) : "none in the test (its parent span was not seen)";
+    const out = [close, el("h3", null, label(i)), el("p", "quiet", SENT + " (OTLP)"), kv([
+      ["service", s.service], ["kind", s.kind], ["name", s.name], ["test", d.test || "(no test)"],
+      ["status", el("span", s.status.startsWith("error") ? "error" : null, s.status)],
+      ["duration", ms(r[F.duration])], ["parent", parent],
+      ["parent inferred by", "the span's own parent id"], ["trace id", s.trace_id],
+      ["span id", s.span_id], ["parent span id", s.parent_span_id || "-"], ["scope", s.scope]])];
+    out.push(el("h4", null, "attributes"), s.attributes.length ? kv(s.attributes) : el("p", "quiet", "(none)"));
+    if (s.events.length) {
+      out.push(el("h4", null, "events (ms from span start)"));
+      for (const [name, t, attrs] of s.events)
+        out.push(el("div", "frame", "+" + t.toFixed(3) + " " + name), kv(attrs));
+    }
+    if (s.resource.length) out.push(el("h4", null, "resource"), kv(s.resource));
     aside.replaceChildren(...out);
     aside.scrollTop = 0;
   }
