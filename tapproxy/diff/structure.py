@@ -77,13 +77,25 @@ def json_changes(a: object, b: object, part: str, pointer: str = "") -> Iterator
 
 def _same_types(a: object, b: object) -> bool:
     """Whether two equal values are equal as JSON too: Python has True == 1."""
-    if type(a) is not type(b):
+    ta = type(a)
+    if ta is not type(b):
         return isinstance(a, int | float) and isinstance(b, int | float) and not (
             isinstance(a, bool) or isinstance(b, bool))
-    if type(a) is dict:
-        return all(_same_types(v, b[k]) for k, v in a.items())  # type: ignore[index]
-    if type(a) is list:
-        return all(_same_types(u, v) for u, v in zip(a, b, strict=True))  # type: ignore[call-overload]
+    # Loops rather than all(generator): this runs for every equal array or object of
+    # every pair, and most members are scalars of one type, settled without a call.
+    if ta is dict:
+        for k, v in a.items():  # type: ignore[attr-defined]
+            w = b[k]  # type: ignore[index]
+            c = v.__class__
+            if (c is not w.__class__ or c is dict or c is list) and not _same_types(v, w):
+                return False
+        return True
+    if ta is list:
+        for v, w in zip(a, b, strict=True):  # type: ignore[call-overload]
+            c = v.__class__
+            if (c is not w.__class__ or c is dict or c is list) and not _same_types(v, w):
+                return False
+        return True
     return True
 
 

@@ -67,6 +67,44 @@ def _leaves(value: object, prefix: str, out: list[tuple[str, object]]) -> None:
         out.append((prefix, value))
 
 
+def _hashes(value: object, prefix: str, out: dict[str, int], limit: int) -> None:
+    # As _leaves, each leaf's value hashed as learning compares them (the type is part
+    # of the value), straight into one dict: no (pointer, value) list to build and read.
+    cls = value.__class__
+    if cls is dict:
+        if not value and len(out) < limit:
+            out[prefix] = id(cls)
+        for k, v in value.items():  # type: ignore[attr-defined]
+            if k.__class__ is not str:
+                k = str(k)
+            if "~" in k or "/" in k:
+                k = k.replace("~", "~0").replace("/", "~1")
+            c = v.__class__
+            if c is dict or c is list:
+                _hashes(v, f"{prefix}/{k}", out, limit)
+            elif len(out) < limit:
+                out[f"{prefix}/{k}"] = hash(v) ^ id(c)
+    elif cls is list:
+        if not value and len(out) < limit:
+            out[prefix] = id(cls)
+        for i, v in enumerate(value):  # type: ignore[arg-type]
+            c = v.__class__
+            if c is dict or c is list:
+                _hashes(v, f"{prefix}/{i}", out, limit)
+            elif len(out) < limit:
+                out[f"{prefix}/{i}"] = hash(v) ^ id(c)
+    elif len(out) < limit:
+        out[prefix] = hash(value) ^ id(cls)
+
+
+def leaf_hashes(value: object, limit: int) -> dict[str, int]:
+    """{pointer: hash of the leaf's value and type} of the first `limit` leaves of a
+    JSON value (`leaves`; distinct keys make distinct pointers)."""
+    out: dict[str, int] = {}
+    _hashes(value, "", out, limit)
+    return out
+
+
 def leaves(value: object) -> list[tuple[str, object]]:
     """Every (pointer, leaf) of a JSON value as a list: scalars and empty containers."""
     out: list[tuple[str, object]] = []
