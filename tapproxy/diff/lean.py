@@ -221,7 +221,7 @@ def _json_body_changes(ra, rb) -> list[Change] | None:
         va, vb = parse_json(ra.body), parse_json(rb.body)
     except ValueError:
         return None  # declared JSON but is not: body_view tells what it is
-    return list(json_changes(va, vb, "response.body"))
+    return json_changes(va, vb, "response.body")
 
 
 def wire_outcome(w: ExchangeWire) -> tuple[str, int] | None:

@@ -67,34 +67,51 @@ def _leaves(value: object, prefix: str, out: list[tuple[str, object]]) -> None:
         out.append((prefix, value))
 
 
+_POINTERS: dict[tuple, tuple[str, ...]] = {}  # (prefix, keys or length) → child pointers
+_MEMO_MEMBERS = 64
+
+
+def _children(prefix: str, shape: tuple | int) -> tuple[str, ...]:
+    """The pointers of a container's members: most answers of a service have the same
+    shape, so each pointer is built (and escaped) once, not once per answer."""
+    memo = (prefix, shape)
+    found = _POINTERS.get(memo)
+    if found is None:
+        if shape.__class__ is int:
+            found = tuple(f"{prefix}/{i}" for i in range(shape))  # type: ignore[arg-type]
+        else:
+            found = tuple(f"{prefix}/{escape(k if k.__class__ is str else str(k))}"
+                          for k in shape)  # type: ignore[union-attr]
+        if len(found) <= _MEMO_MEMBERS:  # a large container's are not kept: memory
+            if len(_POINTERS) >= 4096:
+                _POINTERS.clear()
+            _POINTERS[memo] = found
+    return found
+
+
 def _hashes(value: object, prefix: str, out: dict[str, int], limit: int) -> None:
     # As _leaves, each leaf's value hashed as learning compares them (the type is part
     # of the value), straight into one dict: no (pointer, value) list to build and read.
     cls = value.__class__
     if cls is dict:
-        if not value and len(out) < limit:
-            out[prefix] = id(cls)
-        for k, v in value.items():  # type: ignore[attr-defined]
-            if k.__class__ is not str:
-                k = str(k)
-            if "~" in k or "/" in k:
-                k = k.replace("~", "~0").replace("/", "~1")
-            c = v.__class__
-            if c is dict or c is list:
-                _hashes(v, f"{prefix}/{k}", out, limit)
-            elif len(out) < limit:
-                out[f"{prefix}/{k}"] = hash(v) ^ id(c)
+        members = value.values()  # type: ignore[attr-defined]
+        shape: tuple | int = tuple(value)  # type: ignore[call-overload]
     elif cls is list:
-        if not value and len(out) < limit:
+        members, shape = value, len(value)  # type: ignore[arg-type]
+    else:
+        if len(out) < limit:
+            out[prefix] = hash(value) ^ id(cls)
+        return
+    if not value:
+        if len(out) < limit:
             out[prefix] = id(cls)
-        for i, v in enumerate(value):  # type: ignore[arg-type]
-            c = v.__class__
-            if c is dict or c is list:
-                _hashes(v, f"{prefix}/{i}", out, limit)
-            elif len(out) < limit:
-                out[f"{prefix}/{i}"] = hash(v) ^ id(c)
-    elif len(out) < limit:
-        out[prefix] = hash(value) ^ id(cls)
+        return
+    for p, v in zip(_children(prefix, shape), members, strict=True):  # type: ignore[call-overload]
+        c = v.__class__
+        if c is dict or c is list:
+            _hashes(v, p, out, limit)
+        elif len(out) < limit:
+            out[p] = hash(v) ^ id(c)
 
 
 def leaf_hashes(value: object, limit: int) -> dict[str, int]:
