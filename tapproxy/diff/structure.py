@@ -53,7 +53,10 @@ def _json_changes(a: object, b: object, part: str, pointer: str, out: list[Chang
     # per change, cost more than the comparing in a diff of 100,000 pairs.
     if a == b and type(a) is type(b) and (type(a) not in (dict, list) or _same_types(a, b)):
         return  # most subtrees of two similar bodies: one C-level comparison
-    ta, tb = json_type(a), json_type(b)
+    if a.__class__ is dict and b.__class__ is dict:  # two bodies' roots: no type tests
+        ta = tb = "object"
+    else:
+        ta, tb = json_type(a), json_type(b)
     if ta != tb:
         out.append(Change(part, pointer, "type", a, b))
     elif ta == "object":
