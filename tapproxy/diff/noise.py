@@ -44,12 +44,34 @@ def carried_path_ids(pa: str, pb: str) -> frozenset[tuple[str, str]]:
     return frozenset((u, v) for u, v in zip(sa, sb, strict=True) if u != v)
 
 
+_MISSING = object()
+
+
+def _kept_kinds(value_kind):
+    """`value_kind`, the kinds of the last few thousand strings kept: a service answers
+    the same times and names again and again, each tested by up to three patterns."""
+    kinds: dict[str, str | None] = {}
+    get = kinds.get
+
+    def kind(v: object) -> str | None:
+        if v.__class__ is not str:
+            return value_kind(v)
+        found = get(v, _MISSING)  # type: ignore[arg-type]
+        if found is _MISSING:
+            if len(kinds) >= 4096:
+                kinds.clear()
+            found = kinds[v] = value_kind(v)  # type: ignore[index]
+        return found  # type: ignore[return-value]
+
+    return kind
+
+
 class NoiseFilter:
     def __init__(self, ignore: Iterable = ()) -> None:
         from tapproxy.noise import header_pointer, mask_text, value_kind
 
         self._ignore = tuple(ignore)
-        self._kind, self._mask, self._header = value_kind, mask_text, header_pointer
+        self._kind, self._mask, self._header = _kept_kinds(value_kind), mask_text, header_pointer
         self._model = None
 
     def _static(self, c: Change) -> bool:
