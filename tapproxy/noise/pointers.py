@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from tapproxy.errors import UsageError
 
@@ -89,7 +90,7 @@ def _children(prefix: str, shape: tuple | int) -> tuple[str, ...]:
     return found
 
 
-def _hashes(value: object, prefix: str, out: dict[str, int], limit: int) -> None:
+def _hashes(value: object, prefix: str, out: dict[str, int]) -> None:
     # As _leaves, each leaf's value hashed as learning compares them (the type is part
     # of the value), straight into one dict: no (pointer, value) list to build and read.
     cls = value.__class__
@@ -99,18 +100,17 @@ def _hashes(value: object, prefix: str, out: dict[str, int], limit: int) -> None
     elif cls is list:
         members, shape = value, len(value)  # type: ignore[arg-type]
     else:
-        if len(out) < limit:
-            out[prefix] = hash(value) ^ id(cls)
+        out[prefix] = hash(value) ^ id(cls)
         return
     if not value:
-        if len(out) < limit:
-            out[prefix] = id(cls)
+        out[prefix] = id(cls)
         return
-    for p, v in zip(_children(prefix, shape), members, strict=True):  # type: ignore[call-overload]
+    # strict=False: one pointer per member by construction, and the check costs
+    for p, v in zip(_children(prefix, shape), members, strict=False):
         c = v.__class__
         if c is dict or c is list:
-            _hashes(v, p, out, limit)
-        elif len(out) < limit:
+            _hashes(v, p, out)
+        else:
             out[p] = hash(v) ^ id(c)
 
 
@@ -118,7 +118,9 @@ def leaf_hashes(value: object, limit: int) -> dict[str, int]:
     """{pointer: hash of the leaf's value and type} of the first `limit` leaves of a
     JSON value (`leaves`; distinct keys make distinct pointers)."""
     out: dict[str, int] = {}
-    _hashes(value, "", out, limit)
+    _hashes(value, "", out)
+    if len(out) > limit:  # in document order, as inserted: the first `limit` of them
+        out = dict(islice(out.items(), limit))
     return out
 
 
