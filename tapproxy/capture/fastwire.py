@@ -320,7 +320,7 @@ def peek_kind(payload: bytes) -> bytes | None:
         at = 3
     else:
         return None
-    if payload[at:at + 5] != b"\xa4kind":
+    if not payload.startswith(b"\xa4kind", at):  # no slice built: asked of every record
         return None
     n = payload[at + 5] - 0xA0 if len(payload) > at + 5 else -1
     if not 0 <= n < 32:  # a fixstr

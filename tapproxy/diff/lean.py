@@ -19,7 +19,6 @@ from tapproxy.capture.fastwire import (
     exchange_of,
     request_of,
     response_of,
-    timing_of,
 )
 from tapproxy.capture.model import Headers, Record, Response
 from tapproxy.capture.routes import RouteTable
@@ -52,11 +51,25 @@ def wire_route(w: ExchangeWire, routes: Callable[[Record], Record] | None) -> st
     return routes(exchange_of(w)).route  # type: ignore[union-attr]
 
 
+_TEMPLATES: dict[str, str] = {}
+
+
+def _template(path: str) -> str:
+    """`path_template(path)`, the last few thousand kept (health checks, the same POST
+    in every test: most paths come again)."""
+    found = _TEMPLATES.get(path)
+    if found is None:
+        if len(_TEMPLATES) >= 4096:
+            _TEMPLATES.clear()
+        found = _TEMPLATES[path] = path_template(path)
+    return found
+
+
 def wire_key(w: ExchangeWire, route: str | None) -> tuple:
     """`align_key(x).astuple()` of the exchange, its route being `route`."""
     q = w.request
     return (w.test, party_name(w.caller), callee_name(w.callee),  # type: ignore[arg-type]
-            q.method, route or path_template(q.path))
+            q.method, route or _template(q.path))
 
 
 _DIGESTS: dict[tuple, str] = {}
@@ -73,8 +86,7 @@ def wire_request_key(w: ExchangeWire) -> tuple:
     elif not q.body:
         digest = ""
     else:
-        h = Headers.from_raw(q.headers)
-        memo = (q.body, h.get("content-encoding"), h.get("content-type"))
+        memo = (q.body, q.headers)  # the headers say how the body is encoded and typed
         digest = _DIGESTS.get(memo)  # type: ignore[assignment]
         if digest is None:
             digest = body_digest(request_of(q))
@@ -102,6 +114,34 @@ def wire_response(r) -> Response:
     return built
 
 
+_GRPC: dict[tuple, bool] = {}
+
+
+def _grpc(raw: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """`grpc_content_type(raw)`, the last few header sets kept (asked of every
+    exchange several times, and most answers of a service have the same headers)."""
+    found = _GRPC.get(raw)
+    if found is None:
+        if len(_GRPC) >= 256:
+            _GRPC.clear()
+        found = _GRPC[raw] = grpc_content_type(raw)
+    return found
+
+
+def _duration(t) -> int:
+    """`timing_of(t).duration_ns` without building the Timing (`Timing.end`)."""
+    end = t.response_end
+    if end is None:
+        end = t.error_at
+        if end is None:
+            end = t.response_start
+            if end is None:
+                end = t.request_end
+                if end is None:
+                    end = t.request_start
+    return max(0, end - t.request_start)
+
+
 def _same_raw(a, b) -> bool:
     """Bodies equal byte for byte, with the same headers (so the same content-encoding)."""
     return (a.body == b.body and a.body_size == b.body_size
@@ -113,8 +153,8 @@ def compare_wires(a: ExchangeWire, b: ExchangeWire, schema=None,
     """`compare_exchanges(exchange_of(a), exchange_of(b), schema, latency)`."""
     ra, rb, qa, qb = a.response, b.response, a.request, b.request
     if (a.error is not None or b.error is not None or ra is None or rb is None
-            or grpc_content_type(qa.headers) or grpc_content_type(ra.headers)
-            or grpc_content_type(qb.headers) or grpc_content_type(rb.headers)):
+            or _grpc(qa.headers) or _grpc(ra.headers)
+            or _grpc(qb.headers) or _grpc(rb.headers)):
         return compare_exchanges(exchange_of(a), exchange_of(b), schema, latency)
     # In compare_exchanges' order: status, latency, query, request headers and body,
     # response headers, trailers and body.
@@ -122,7 +162,7 @@ def compare_wires(a: ExchangeWire, b: ExchangeWire, schema=None,
     if ra.status != rb.status:
         out.append(Change("status", "", "changed", ra.status, rb.status))
     if latency is not None:
-        da, db = timing_of(a.timing).duration_ns, timing_of(b.timing).duration_ns
+        da, db = _duration(a.timing), _duration(b.timing)
         if latency.exceeded(da, db):
             out.append(Change("latency", "", "changed", ms(da), ms(db)))
     query_a, query_b = qa.path.partition("?")[2], qb.path.partition("?")[2]
@@ -181,14 +221,14 @@ def _json_body_changes(ra, rb) -> list[Change] | None:
         va, vb = parse_json(ra.body), parse_json(rb.body)
     except ValueError:
         return None  # declared JSON but is not: body_view tells what it is
-    return list(json_changes(va, vb, "response.body"))
+    return json_changes(va, vb, "response.body")
 
 
 def wire_outcome(w: ExchangeWire) -> tuple[str, int] | None:
     """(outcome, duration) as `side_of` shows them, or None where it must see the
     record (an error, gRPC)."""
     r = w.response
-    if w.error is not None or grpc_content_type(w.request.headers) or (
-            r is not None and grpc_content_type(r.headers)):
+    if w.error is not None or _grpc(w.request.headers) or (
+            r is not None and _grpc(r.headers)):
         return None
-    return str(None if r is None else r.status), timing_of(w.timing).duration_ns
+    return str(None if r is None else r.status), _duration(w.timing)

@@ -24,7 +24,8 @@ from tapproxy.noise import (
     body_leaves,
     path_template,
 )
-from tapproxy.noise.pointers import leaves
+from tapproxy.noise.model import leaf_hash_dict
+from tapproxy.noise.pointers import leaf_hashes, leaves
 
 __all__ = ["CaptureNoise"]
 
@@ -56,6 +57,15 @@ class _Answer:
             except ValueError:
                 return [("", r.body)]  # type: ignore[union-attr]
         return body_leaves(self.response())
+
+    def body_hashes(self) -> dict[str, int]:
+        r = self.wire.response
+        if r.body_size is None and json_identity(r.headers):  # type: ignore[union-attr]
+            try:  # as body_leaves, without the (pointer, value) list
+                return leaf_hashes(parse_json(r.body), MAX_LEAVES)  # type: ignore[union-attr]
+            except ValueError:
+                pass
+        return leaf_hash_dict(self.body_leaves())
 
     def route_key(self) -> RouteKey:
         q = self.wire.request

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tapproxy.capture.frozen import quick_init
+
 __all__ = ["KINDS", "PARTS", "AlignKey", "Change", "PairDiff", "Side", "Summary", "Unpaired"]
 
 #: changed: same place, other value; added: only in the actual; removed: only in the
@@ -22,6 +24,7 @@ PARTS = ("error", "status", "grpc-status", "latency", "request.query", "request.
          "response.messages", "close", "tunnel")
 
 
+@quick_init  # built for every difference of every pair: its __init__ is hot
 @dataclass(frozen=True, slots=True)
 class Change:
     part: str  # one of PARTS
@@ -33,6 +36,7 @@ class Change:
     actual: object = None  # None with kind "removed"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class AlignKey:
     """What pairs an exchange with its counterpart: the same call by the same caller in
@@ -49,6 +53,7 @@ class AlignKey:
         return (self.test, self.caller, self.callee, self.method, self.route)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Side:
     """One exchange (or tunnel) of a pair as it is shown: where to find it, and what
@@ -60,6 +65,7 @@ class Side:
     duration_ns: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PairDiff:
     """Two exchanges paired by key and occurrence, and how they differ once noise is set
@@ -79,6 +85,7 @@ class PairDiff:
         return bool(self.changes)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Unpaired:
     """An exchange only one capture has: `added` (only the actual) or `removed`."""

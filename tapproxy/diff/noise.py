@@ -44,27 +44,50 @@ def carried_path_ids(pa: str, pb: str) -> frozenset[tuple[str, str]]:
     return frozenset((u, v) for u, v in zip(sa, sb, strict=True) if u != v)
 
 
+_MISSING = object()
+
+
+def _kept_kinds(value_kind):
+    """`value_kind`, the kinds of the last few thousand strings kept: a service answers
+    the same times and names again and again, each tested by up to three patterns."""
+    kinds: dict[str, str | None] = {}
+    get = kinds.get
+
+    def kind(v: object) -> str | None:
+        if v.__class__ is not str:
+            return value_kind(v)
+        found = get(v, _MISSING)  # type: ignore[arg-type]
+        if found is _MISSING:
+            if len(kinds) >= 4096:
+                kinds.clear()
+            found = kinds[v] = value_kind(v)  # type: ignore[index]
+        return found  # type: ignore[return-value]
+
+    return kind
+
+
 class NoiseFilter:
     def __init__(self, ignore: Iterable = ()) -> None:
         from tapproxy.noise import header_pointer, mask_text, value_kind
 
         self._ignore = tuple(ignore)
-        self._kind, self._mask, self._header = value_kind, mask_text, header_pointer
+        self._kind, self._mask, self._header = _kept_kinds(value_kind), mask_text, header_pointer
         self._model = None
 
     def _static(self, c: Change) -> bool:
         if self._ignore and c.part in _POINTER_PARTS and any(
                 g.matches(c.path) for g in self._ignore):
             return True
-        if c.kind not in ("changed", "type") or c.expected is None or c.actual is None:
+        expected, actual = c.expected, c.actual
+        if expected is None or actual is None or c.kind not in ("changed", "type"):
             return False  # a field that came or went is news, whatever its value
-        kind = self._kind(c.expected)
-        if kind is not None and kind == self._kind(c.actual):
+        kind = self._kind(expected)
+        if kind is not None and kind == self._kind(actual):
             return True
         # Text with an id or a time inside ("created 2026-12-07T21:04:39Z"): equal once
         # those are masked.
-        return (isinstance(c.expected, str) and isinstance(c.actual, str)
-                and self._mask(c.expected) == self._mask(c.actual))
+        return (isinstance(expected, str) and isinstance(actual, str)
+                and self._mask(expected) == self._mask(actual))
 
     def static(self, changes: list[Change], carried: frozenset[tuple[str, str]] = frozenset()
                ) -> tuple[list[Change], list[Change]]:
@@ -73,11 +96,15 @@ class NoiseFilter:
         a value that is that id in each answer is the same thing in both."""
         if not changes:
             return changes, []
-        kept, noise = [], []
+        kept: list[Change] = []
+        noise: list[Change] = []
+        static = self._static
         for c in changes:
-            is_noise = self._static(c) or (carried and c.kind == "changed" and (
-                str(c.expected), str(c.actual)) in carried)
-            (noise if is_noise else kept).append(c)
+            if static(c) or (carried and c.kind == "changed" and (
+                    str(c.expected), str(c.actual)) in carried):
+                noise.append(c)
+            else:
+                kept.append(c)
         return kept, noise
 
     def learned(self, model) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from tapproxy.errors import UsageError
 
@@ -65,6 +66,62 @@ def _leaves(value: object, prefix: str, out: list[tuple[str, object]]) -> None:
                 out.append((f"{prefix}/{i}", v))
     else:
         out.append((prefix, value))
+
+
+_POINTERS: dict[tuple, tuple[str, ...]] = {}  # (prefix, keys or length) → child pointers
+_MEMO_MEMBERS = 64
+
+
+def _children(prefix: str, shape: tuple | int) -> tuple[str, ...]:
+    """The pointers of a container's members: most answers of a service have the same
+    shape, so each pointer is built (and escaped) once, not once per answer."""
+    memo = (prefix, shape)
+    found = _POINTERS.get(memo)
+    if found is None:
+        if shape.__class__ is int:
+            found = tuple(f"{prefix}/{i}" for i in range(shape))  # type: ignore[arg-type]
+        else:
+            found = tuple(f"{prefix}/{escape(k if k.__class__ is str else str(k))}"
+                          for k in shape)  # type: ignore[union-attr]
+        if len(found) <= _MEMO_MEMBERS:  # a large container's are not kept: memory
+            if len(_POINTERS) >= 4096:
+                _POINTERS.clear()
+            _POINTERS[memo] = found
+    return found
+
+
+def _hashes(value: object, prefix: str, out: dict[str, int]) -> None:
+    # As _leaves, each leaf's value hashed as learning compares them (the type is part
+    # of the value), straight into one dict: no (pointer, value) list to build and read.
+    cls = value.__class__
+    if cls is dict:
+        members = value.values()  # type: ignore[attr-defined]
+        shape: tuple | int = tuple(value)  # type: ignore[call-overload]
+    elif cls is list:
+        members, shape = value, len(value)  # type: ignore[arg-type]
+    else:
+        out[prefix] = hash(value) ^ id(cls)
+        return
+    if not value:
+        out[prefix] = id(cls)
+        return
+    # strict=False: one pointer per member by construction, and the check costs
+    for p, v in zip(_children(prefix, shape), members, strict=False):
+        c = v.__class__
+        if c is dict or c is list:
+            _hashes(v, p, out)
+        else:
+            out[p] = hash(v) ^ id(c)
+
+
+def leaf_hashes(value: object, limit: int) -> dict[str, int]:
+    """{pointer: hash of the leaf's value and type} of the first `limit` leaves of a
+    JSON value (`leaves`; distinct keys make distinct pointers)."""
+    out: dict[str, int] = {}
+    _hashes(value, "", out)
+    if len(out) > limit:  # in document order, as inserted: the first `limit` of them
+        out = dict(islice(out.items(), limit))
+    return out
 
 
 def leaves(value: object) -> list[tuple[str, object]]:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from tapproxy.errors import UsageError
 from tapproxy.noise import escape, parse_pointer_glob, unescape, walk
+from tapproxy.noise.pointers import leaf_hashes
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -82,3 +83,18 @@ def test_a_bad_glob_is_one_usage_error_naming_it(bad, why) -> None:
     with pytest.raises(UsageError, match=why) as e:
         parse_pointer_glob(bad)
     assert repr(bad) in str(e.value)
+
+
+def own_hash(v: object) -> int:
+    """A leaf's hash as learning compares leaves: the type is part of the value."""
+    return id(type(v)) if isinstance(v, dict | list) else hash(v) ^ id(type(v))
+
+
+@given(JSON, st.integers(min_value=0, max_value=25))
+def test_leaf_hashes_are_the_first_leaves_walk_yields_hashed(value, limit) -> None:
+    assert leaf_hashes(value, limit) == {p: own_hash(v) for p, v in list(walk(value))[:limit]}
+
+
+def test_leaf_hashes_tell_values_of_another_type_apart() -> None:
+    hashes = [leaf_hashes({"a": v}, 10)["/a"] for v in (1, 1.0, True, "1", [], {})]
+    assert len(set(hashes)) == 6
