@@ -11,6 +11,7 @@ handed to that counterpart whole.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 
 from tapproxy.capture.encoding import parse_json
@@ -51,18 +52,9 @@ def wire_route(w: ExchangeWire, routes: Callable[[Record], Record] | None) -> st
     return routes(exchange_of(w)).route  # type: ignore[union-attr]
 
 
-_TEMPLATES: dict[str, str] = {}
-
-
-def _template(path: str) -> str:
-    """`path_template(path)`, the last few thousand kept (health checks, the same POST
-    in every test: most paths come again)."""
-    found = _TEMPLATES.get(path)
-    if found is None:
-        if len(_TEMPLATES) >= 4096:
-            _TEMPLATES.clear()
-        found = _TEMPLATES[path] = path_template(path)
-    return found
+# The last few thousand kept (health checks, the same POST in every test: most paths
+# come again); lru_cache's lookup is C, as cheap as a dict's.
+_template = functools.lru_cache(maxsize=4096)(path_template)
 
 
 def wire_key(w: ExchangeWire, route: str | None) -> tuple:
@@ -114,18 +106,9 @@ def wire_response(r) -> Response:
     return built
 
 
-_GRPC: dict[tuple, bool] = {}
-
-
-def _grpc(raw: tuple[tuple[bytes, bytes], ...]) -> bool:
-    """`grpc_content_type(raw)`, the last few header sets kept (asked of every
-    exchange several times, and most answers of a service have the same headers)."""
-    found = _GRPC.get(raw)
-    if found is None:
-        if len(_GRPC) >= 256:
-            _GRPC.clear()
-        found = _GRPC[raw] = grpc_content_type(raw)
-    return found
+# Asked of every exchange several times; most answers of a service have the same
+# headers: the last few header sets kept.
+_grpc = functools.lru_cache(maxsize=256)(grpc_content_type)
 
 
 def _duration(t) -> int:
