@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -87,10 +88,48 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.line(line)
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_HANDED: set[int] = set()
+_RNG = random.Random()  # its own: hypothesis seeds the global one per example
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, handed out once per process, below the kernel's
+    ephemeral range and in this xdist worker's own slice of it: a port the kernel picks
+    (bind to 0) can be taken by any outgoing connection's local end before the test
+    binds it, and two workers could pick the same one (seen as "address already in
+    use" in CI). The port after it is left free too, for "consecutive ports" tests."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    low = 10000
+    span = max(2, (_EPHEMERAL_LOW - low) // count)
+    start = low + (int(worker) if worker.isdigit() else 0) % count * span
+    for _ in range(500):
+        port = _RNG.randrange(start, start + span - 1)
+        if port in _HANDED or port + 1 in _HANDED:
+            continue
+        if _bindable(port) and _bindable(port + 1):
+            _HANDED.add(port)
+            return port
+    with socket.socket() as s:  # the slice is full: as the kernel picks
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class LoopThread:
