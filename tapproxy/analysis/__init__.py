@@ -5,6 +5,8 @@ Pure functions of records; reading and printing happen in the CLI and `tapproxy.
 
 from typing import TYPE_CHECKING
 
+from tapproxy.lazy import lazy_names
+
 if TYPE_CHECKING:
     from tapproxy.analysis.baseline import Divergence, first_divergence
     from tapproxy.analysis.budget import Budget, parse_budget, parse_duration
@@ -16,22 +18,15 @@ if TYPE_CHECKING:
 # Each analysis is imported when first asked for: `stats` needs the metrics alone, not
 # the call tree, spans and noise model that `why` builds on.
 _WHERE = {
-    **dict.fromkeys(("Divergence", "first_divergence"), "baseline"),
-    **dict.fromkeys(("Budget", "parse_budget", "parse_duration"), "budget"),
-    **dict.fromkeys(("CallNode", "CallTree", "build_call_tree"), "calltree"),
+    **dict.fromkeys(("Divergence", "first_divergence"), ".baseline"),
+    **dict.fromkeys(("Budget", "parse_budget", "parse_duration"), ".budget"),
+    **dict.fromkeys(("CallNode", "CallTree", "build_call_tree"), ".calltree"),
     **dict.fromkeys(("Consequence", "Failure", "FailureStory", "Root", "first_failure"),
-                    "failure"),
-    **dict.fromkeys(("TestRun", "runs_by_test"), "grouping"),
-    **dict.fromkeys(("LatencySketch", "Metrics", "Row"), "metrics"),
+                    ".failure"),
+    **dict.fromkeys(("TestRun", "runs_by_test"), ".grouping"),
+    **dict.fromkeys(("LatencySketch", "Metrics", "Row"), ".metrics"),
 }
-
-
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 __all__ = [

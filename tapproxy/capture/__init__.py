@@ -23,6 +23,7 @@ from tapproxy.capture.model import (
     WebSocketMessage,
 )
 from tapproxy.errors import CaptureError
+from tapproxy.lazy import lazy_names
 
 if TYPE_CHECKING:
     from tapproxy.capture.merge import merge_captures
@@ -34,12 +35,7 @@ _WRITING = {"CaptureWriter": "tapproxy.capture.writer",
             "merge_captures": "tapproxy.capture.merge"}
 
 
-def __getattr__(name: str) -> object:
-    if name not in _WRITING:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_WRITING[name]), name)
+__getattr__ = lazy_names(__name__, _WRITING)
 
 
 __all__ = [

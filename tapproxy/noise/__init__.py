@@ -6,6 +6,8 @@ and contract drafting all mask with it.
 
 from typing import TYPE_CHECKING
 
+from tapproxy.lazy import lazy_names
+
 if TYPE_CHECKING:
     from tapproxy.noise.model import (
         MAX_LEAVES,
@@ -28,20 +30,13 @@ if TYPE_CHECKING:
 _WHERE = {
     **dict.fromkeys(("MAX_LEAVES", "Answer", "NoiseLearner", "NoiseModel", "RouteKey",
                      "body_digest", "body_leaves", "header_pointer", "request_key",
-                     "route_key"), "model"),
-    "path_template": "paths",
+                     "route_key"), ".model"),
+    "path_template": ".paths",
     **dict.fromkeys(("PointerGlob", "escape", "parse_pointer_glob", "unescape", "walk"),
-                    "pointers"),
-    **dict.fromkeys(("mask_text", "value_kind"), "values"),
+                    ".pointers"),
+    **dict.fromkeys(("mask_text", "value_kind"), ".values"),
 }
-
-
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 __all__ = [

@@ -5,15 +5,10 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tapproxy.lazy import lazy_names
 
 __all__ = ["RecordOptions", "RecordingProxy", "parse_address", "parse_reverse", "parse_service"]
 
-_WHERE = {"RecordingProxy": "tapproxy.proxy.runner"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE.get(name, "tapproxy.supervisor.options")), name)
+__getattr__ = lazy_names(__name__, {
+    name: "tapproxy.proxy.runner" if name == "RecordingProxy" else "tapproxy.supervisor.options"
+    for name in __all__})
